@@ -1,0 +1,386 @@
+"""What crosses the boundary between the bot and the engine process.
+
+Plain frozen dataclasses only: no torch, no discord, no PIL. The bot imports this module (and
+only this module of the engine package), so it must stay import-light.
+
+Wire format: each message is one frame, a 4-byte big-endian length followed by that many bytes
+of UTF-8 JSON. The JSON object has a ``type`` field naming the class; ``bytes`` fields travel as
+base64 strings. JSON keeps the stream debuggable; the base64 overhead is noise next to a
+diffusion step.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import enum
+import json
+import struct
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, BinaryIO, ClassVar
+
+MAX_SEED = 2**32 - 1
+MAX_FRAME_BYTES = 256 * 1024 * 1024
+_LENGTH = struct.Struct(">I")
+
+
+class JobKind(enum.StrEnum):
+    TEXT_TO_IMAGE = "text_to_image"
+    INPAINT = "inpaint"
+
+
+class ErrorKind(enum.StrEnum):
+    """Why a job ended without a result; the bot decides what to do from this."""
+
+    BAD_INPUT = "bad_input"  # the spec was refused; retrying the same spec cannot help
+    OUT_OF_MEMORY = "out_of_memory"  # too big for the GPU now; smaller settings may work
+    MODEL_UNAVAILABLE = "model_unavailable"  # the model could not be loaded
+    CANCELLED = "cancelled"  # cancelled on request
+    ENGINE_CRASHED = "engine_crashed"  # the process died with the job in flight; retryable
+    INTERNAL = "internal"  # anything else; the message is generic, details are in the log
+
+
+SCHEDULERS: dict[str, str] = {
+    # friendly name used on the wire -> label shown to people (and written in PNG metadata,
+    # matching the AUTOMATIC1111 sampler names so other tools read our images)
+    "euler": "Euler",
+    "euler_a": "Euler a",
+    "dpmpp_2m_karras": "DPM++ 2M Karras",
+    "ddim": "DDIM",
+    "pndm": "PNDM",
+    "lms": "LMS",
+}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which weights to run: a display name, and where `from_pretrained` finds them."""
+
+    name: str
+    source: str  # Hugging Face id or a local folder
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything the engine needs to produce a job's images, and nothing about Discord.
+
+    One job can hold several images (one seed each). Jobs whose ``batch_key`` is equal can be
+    run in one pipeline call; each image keeps its own generator, so batching never changes a
+    picture.
+    """
+
+    job_id: int
+    kind: JobKind
+    model: ModelRef
+    prompt: str
+    seeds: tuple[int, ...]
+    negative_prompt: str = ""
+    steps: int = 30
+    guidance: float = 7.5
+    width: int = 512
+    height: int = 512
+    scheduler: str = "euler"
+    strength: float = 1.0  # inpainting only: 1.0 repaints the masked area from pure noise
+    image_path: str | None = None  # inpainting only: the picture to repaint
+    mask_path: str | None = None  # inpainting only: white = repaint
+    preview: bool = True  # send small previews with progress events
+
+    @property
+    def batch_key(self) -> tuple[Any, ...]:
+        """Jobs with the same key share one pipeline call.
+
+        Guidance is part of the key: diffusers takes one guidance scale per call, and a
+        per-sample scale would need a hand-written denoising loop.
+        """
+        return (
+            self.kind,
+            self.model,
+            self.width,
+            self.height,
+            self.steps,
+            self.scheduler,
+            self.guidance,
+            self.strength,
+        )
+
+
+# --- requests: bot -> engine -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunBatch:
+    """Run these jobs, ideally as one pipeline call. The engine answers per job."""
+
+    jobs: tuple[JobSpec, ...]
+    type: ClassVar[str] = "run_batch"
+
+
+@dataclass(frozen=True)
+class Cancel:
+    job_id: int
+    type: ClassVar[str] = "cancel"
+
+
+@dataclass(frozen=True)
+class LoadModel:
+    request_id: int
+    model: ModelRef
+    kind: JobKind
+    type: ClassVar[str] = "load_model"
+
+
+@dataclass(frozen=True)
+class UnloadModel:
+    request_id: int
+    model: ModelRef
+    type: ClassVar[str] = "unload_model"
+
+
+@dataclass(frozen=True)
+class ListModels:
+    request_id: int
+    type: ClassVar[str] = "list_models"
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """Finish the running batch, then exit."""
+
+    type: ClassVar[str] = "shutdown"
+
+
+# --- events: engine -> bot ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The engine process is up and reading requests."""
+
+    device: str
+    dtype: str
+    pid: int
+    type: ClassVar[str] = "ready"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The job passed the engine's checks and is about to run.
+
+    ``prompt_cut`` is the part of the prompt beyond the text encoder's token limit (77 for
+    CLIP), which the model never sees; empty when nothing was cut.
+    """
+
+    job_id: int
+    prompt_cut: str = ""
+    negative_prompt_cut: str = ""
+    type: ClassVar[str] = "accepted"
+
+
+@dataclass(frozen=True)
+class Progress:
+    job_id: int
+    step: int
+    total_steps: int
+    preview_png: bytes | None = None  # small, cheap latent preview; None when not asked for
+    type: ClassVar[str] = "progress"
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    seed: int
+    png: bytes  # already blurred when nsfw is True; carries the `parameters` text chunk
+    nsfw: bool
+
+
+@dataclass(frozen=True)
+class Result:
+    job_id: int
+    images: tuple[GeneratedImage, ...]
+    model_revision: str | None  # the commit actually loaded, for reproduction
+    seconds: float
+    type: ClassVar[str] = "result"
+
+
+@dataclass(frozen=True)
+class JobError:
+    """A job ended without images. ``message`` is safe to show to the user as it is."""
+
+    job_id: int
+    kind: ErrorKind
+    message: str
+    type: ClassVar[str] = "job_error"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: ModelRef
+    kind: JobKind
+    bytes: int  # parameter and buffer memory it takes
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelsReply:
+    """Answer to LoadModel, UnloadModel and ListModels."""
+
+    request_id: int
+    ok: bool
+    message: str  # user-safe: what happened, or why it failed
+    loaded: tuple[LoadedModel, ...] = ()
+    type: ClassVar[str] = "models_reply"
+
+
+Request = RunBatch | Cancel | LoadModel | UnloadModel | ListModels | Shutdown
+Event = Ready | Accepted | Progress | Result | JobError | ModelsReply
+
+_MESSAGE_TYPES: dict[str, type] = {
+    cls.type: cls
+    for cls in (
+        RunBatch,
+        Cancel,
+        LoadModel,
+        UnloadModel,
+        ListModels,
+        Shutdown,
+        Ready,
+        Accepted,
+        Progress,
+        Result,
+        JobError,
+        ModelsReply,
+    )
+}
+
+
+# --- encoding ----------------------------------------------------------------------------
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"$b64": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _from_plain(tp: Any, value: Any) -> Any:
+    """Rebuild a value of annotated type ``tp`` from its JSON form."""
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _from_plain(options[0], value) if len(options) == 1 else value
+    if origin is tuple:
+        (item_type, *_rest) = typing.get_args(tp)
+        return tuple(_from_plain(item_type, v) for v in value)
+    if tp is bytes:
+        return base64.b64decode(value["$b64"])
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp(value)
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        kwargs = {
+            f.name: _from_plain(hints[f.name], value[f.name])
+            for f in dataclasses.fields(tp)
+            if f.name in value
+        }
+        return tp(**kwargs)
+    if tp is float:
+        return float(value)
+    return value
+
+
+def encode(message: Request | Event) -> bytes:
+    """One message as a JSON body (without the length prefix)."""
+    body = _to_plain(message)
+    body["type"] = message.type
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+
+def decode(body: bytes) -> Request | Event:
+    data = json.loads(body)
+    cls = _MESSAGE_TYPES.get(data.pop("type", None))
+    if cls is None:
+        raise ValueError("unknown message type")
+    return _from_plain(cls, data)
+
+
+def frame(message: Request | Event) -> bytes:
+    """A message with its length prefix, ready to write to a pipe or socket."""
+    body = encode(message)
+    return _LENGTH.pack(len(body)) + body
+
+
+def write_message(stream: BinaryIO, message: Request | Event) -> None:
+    """Blocking write of one framed message (the engine side)."""
+    stream.write(frame(message))
+    stream.flush()
+
+
+def read_message(stream: BinaryIO) -> Request | Event | None:
+    """Blocking read of one framed message; None at end of stream (the engine side)."""
+    header = stream.read(_LENGTH.size)
+    if len(header) < _LENGTH.size:
+        return None
+    (length,) = _LENGTH.unpack(header)
+    if length > MAX_FRAME_BYTES:
+        raise ValueError(f"frame of {length} bytes is over the limit")
+    body = stream.read(length)
+    if len(body) < length:
+        return None
+    return decode(body)
+
+
+async def read_message_async(reader: Any) -> Request | Event | None:
+    """Read one framed message from an ``asyncio.StreamReader``; None at end of stream."""
+    import asyncio
+
+    try:
+        header = await reader.readexactly(_LENGTH.size)
+        (length,) = _LENGTH.unpack(header)
+        if length > MAX_FRAME_BYTES:
+            raise ValueError(f"frame of {length} bytes is over the limit")
+        body = await reader.readexactly(length)
+    except asyncio.IncompleteReadError:
+        return None
+    return decode(body)
+
+
+__all__ = [
+    "MAX_SEED",
+    "SCHEDULERS",
+    "Accepted",
+    "Cancel",
+    "ErrorKind",
+    "Event",
+    "GeneratedImage",
+    "JobError",
+    "JobKind",
+    "JobSpec",
+    "ListModels",
+    "LoadModel",
+    "LoadedModel",
+    "ModelRef",
+    "ModelsReply",
+    "Progress",
+    "Ready",
+    "Request",
+    "Result",
+    "RunBatch",
+    "Shutdown",
+    "UnloadModel",
+    "decode",
+    "encode",
+    "frame",
+    "read_message",
+    "read_message_async",
+    "write_message",
+]

@@ -1,0 +1,5 @@
+"""Shared fixtures. Heavier ones live in tests/fixtures and are registered here as plugins."""
+
+pytest_plugins = [
+    "tests.fixtures.tiny_models",
+]
