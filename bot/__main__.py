@@ -1,0 +1,5 @@
+"""`python -m bot`: run the bot."""
+
+from bot.launcher import main
+
+raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""The bot's configuration: one class per concern, read from the environment and `.env`.
+
+Nothing else in the bot reads ``os.environ``. The engine process has its own section
+(``engine.settings``, prefix ``ENGINE_``) and reads it itself, from the same `.env`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_FILE = ".env"
+
+
+def _config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=prefix, env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore"
+    )
+
+
+def _split_csv(value: Any) -> Any:
+    """Lists are written as comma-separated values in `.env`: `a, b, c`."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class DiscordSettings(BaseSettings):
+    """How to reach Discord, and where the bot may act."""
+
+    model_config = _config("DISCORD_")
+
+    token: SecretStr = SecretStr("")
+    # Large bots put proxies here; the tests point them at a local stub.
+    api_base_url: str = "https://discord.com/api/v10"
+    gateway_url: str = ""  # empty: ask Discord (GET /gateway/bot), as discord.py does
+    guild_ids: Annotated[list[int], NoDecode] = []  # sync commands here at once; empty: global
+    allowed_channels: Annotated[list[str], NoDecode] = ["diffusion-models-class"]
+    admin_roles: Annotated[list[str], NoDecode] = ["Bot Admin"]
+
+    _split = field_validator("guild_ids", "allowed_channels", "admin_roles", mode="before")(
+        _split_csv
+    )
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = _config("DATABASE_")
+
+    # Any SQLAlchemy async URL works; a server-grade database is one setting away.
+    url: str = "sqlite+aiosqlite:///./data/bot.db"
+
+
+class StorageSettings(BaseSettings):
+    """Where images live on disk."""
+
+    model_config = _config("STORAGE_")
+
+    output_dir: Path = Path("./data/images")  # generated images, one folder per day
+    input_dir: Path = Path("./data/inputs")  # uploaded images and masks, by content hash
+
+
+class ModelDefaults(BaseSettings):
+    """The models the bot offers before an admin changes anything."""
+
+    model_config = _config("MODELS_")
+
+    default_text_to_image: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    default_inpainting: str = "stable-diffusion-v1-5/stable-diffusion-inpainting"
+
+
+class LimitSettings(BaseSettings):
+    """Per-user fairness. Admins are exempt from the rate limits."""
+
+    model_config = _config("LIMITS_")
+
+    images_per_hour: int = Field(40, ge=1)
+    max_queued_jobs: int = Field(3, ge=1)
+    max_prompt_chars: int = Field(1000, ge=1)
+
+
+class SchedulerSettings(BaseSettings):
+    model_config = _config("SCHEDULER_")
+
+    max_batch_images: int = Field(4, ge=1)  # images per pipeline call
+
+
+class Settings(BaseModel):
+    """All sections together; build with :func:`load_settings`."""
+
+    discord: DiscordSettings
+    database: DatabaseSettings
+    storage: StorageSettings
+    models: ModelDefaults
+    limits: LimitSettings
+    scheduler: SchedulerSettings
+
+
+_S = TypeVar("_S", bound=BaseSettings)
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+def load_settings(env_file: str | Path | None = ENV_FILE) -> Settings:
+    """Read every section from the environment and ``env_file`` (None: environment only)."""
+    return Settings(
+        discord=_section(DiscordSettings, env_file),
+        database=_section(DatabaseSettings, env_file),
+        storage=_section(StorageSettings, env_file),
+        models=_section(ModelDefaults, env_file),
+        limits=_section(LimitSettings, env_file),
+        scheduler=_section(SchedulerSettings, env_file),
+    )
+
+
+def _section(cls: type[_S], env_file: str | Path | None) -> _S:
+    try:
+        return cls(_env_file=env_file)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = cls.model_config.get("env_prefix", "") + str(first["loc"][0]).upper()
+        raise ConfigError(f"{name} is not valid: {first['msg']}.") from None

@@ -1,0 +1,220 @@
+"""The bot's tables, as typed SQLAlchemy 2.0 models.
+
+A job row holds everything needed to reproduce its images; `migrations/` creates the same
+schema (a test checks there is no drift).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from engine.protocol import JobKind
+
+# Named constraints, so batch migrations on SQLite (which rebuild tables) can find them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC: SQLite keeps no time zone, so we keep one rule."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use datetime.now(UTC)")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Store the values ("text_to_image"), as plain strings: no native enum type to migrate.
+    return Enum(
+        cls,
+        values_callable=lambda e: [m.value for m in e],
+        native_enum=False,
+        create_constraint=False,
+        length=20,
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(100))
+    locale: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    jobs: Mapped[list[Job]] = relationship(back_populates="user")
+
+
+class Model(Base):
+    """A checkpoint the bot offers. At most one default per kind (a partial unique index)."""
+
+    __tablename__ = "models"
+    __table_args__ = (
+        Index(
+            "uq_models_default_per_kind",
+            "kind",
+            unique=True,
+            sqlite_where=text("is_default = 1"),
+            postgresql_where=text("is_default"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    source: Mapped[str] = mapped_column(String(500))  # Hugging Face id or local folder
+    revision: Mapped[str | None] = mapped_column(String(100))
+    kind: Mapped[JobKind] = mapped_column(_enum(JobKind))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Job(Base):
+    """One request for images, with every parameter needed to make them again."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_status_id", "status", "id"),
+        Index("ix_jobs_user_id_created_at", "user_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[JobKind] = mapped_column(_enum(JobKind))
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.QUEUED)
+
+    # What to make. The model is copied by value: a model renamed or removed later must not
+    # change what this job was.
+    model_name: Mapped[str] = mapped_column(String(100))
+    model_source: Mapped[str] = mapped_column(String(500))
+    model_revision: Mapped[str | None] = mapped_column(String(100))  # as asked for
+    model_revision_used: Mapped[str | None] = mapped_column(String(100))  # as loaded
+    prompt: Mapped[str] = mapped_column(Text)
+    negative_prompt: Mapped[str] = mapped_column(Text, default="")
+    seeds: Mapped[list[int]] = mapped_column(JSON)  # one per image
+    steps: Mapped[int] = mapped_column(Integer)
+    guidance: Mapped[float] = mapped_column(Float)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    scheduler: Mapped[str] = mapped_column(String(40))
+    strength: Mapped[float] = mapped_column(Float, default=1.0)
+    image_ref: Mapped[str | None] = mapped_column(String(200))  # inputs by content hash
+    mask_ref: Mapped[str | None] = mapped_column(String(200))
+    mask_prompt: Mapped[str | None] = mapped_column(Text)
+    parent_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+
+    # Where it came from and where it went.
+    guild_id: Mapped[int | None] = mapped_column(BigInteger)
+    channel_id: Mapped[int] = mapped_column(BigInteger)
+    status_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    result_message_id: Mapped[int | None] = mapped_column(BigInteger)
+
+    # How it went.
+    error: Mapped[str | None] = mapped_column(Text)  # exactly what the user was shown
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # engine runs started
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship(back_populates="jobs")
+    images: Mapped[list[Image]] = relationship(
+        back_populates="job", order_by="Image.index", cascade="all, delete-orphan"
+    )
+
+    @property
+    def count(self) -> int:
+        return len(self.seeds)
+
+
+class Image(Base):
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)  # position within the job
+    seed: Mapped[int] = mapped_column(BigInteger)
+    nsfw: Mapped[bool] = mapped_column(Boolean, default=False)
+    path: Mapped[str] = mapped_column(String(500))  # relative to the output folder
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="images")
+
+
+class RateLimitUsage(Base):
+    """Images a user made, with when: a rolling window is a sum over recent rows."""
+
+    __tablename__ = "rate_limit_usage"
+    __table_args__ = (Index("ix_rate_limit_usage_user_id_at", "user_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    amount: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEntry(Base):
+    """An admin action: who, what, when, and how it went."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    actor_id: Mapped[int] = mapped_column(BigInteger)
+    actor_name: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(50))
+    target: Mapped[str] = mapped_column(String(500), default="")
+    outcome: Mapped[str] = mapped_column(Text)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -1,0 +1,294 @@
+"""Every query in the repository, against a migrated SQLite file."""
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from bot.store.database import create_engine, create_sessionmaker, migrate
+from bot.store.models import JobKind, JobStatus, RateLimitUsage, utcnow
+from bot.store.repository import (
+    InvalidTransition,
+    Limits,
+    NewImage,
+    NewJob,
+    NotFound,
+    RateLimited,
+    Repository,
+    StoreError,
+    TooManyQueued,
+)
+
+UNLIMITED = Limits(max_queued_jobs=None, images_per_hour=None)
+
+
+def new_job(user_id: int = 1, seeds=(1,), **overrides) -> NewJob:
+    fields = dict(
+        user_id=user_id,
+        user_name=f"user{user_id}",
+        kind=JobKind.TEXT_TO_IMAGE,
+        model_name="tiny",
+        model_source="/models/tiny",
+        model_revision=None,
+        prompt="a watercolor fox",
+        negative_prompt="blurry",
+        seeds=tuple(seeds),
+        steps=20,
+        guidance=7.5,
+        width=512,
+        height=512,
+        scheduler="euler",
+        channel_id=100,
+        guild_id=10,
+    )
+    fields.update(overrides)
+    return NewJob(**fields)
+
+
+async def test_create_job_keeps_everything_needed_to_reproduce(repo):
+    job = await repo.create_job(
+        new_job(seeds=(5, 6), strength=0.8, mask_prompt="the sky"), UNLIMITED
+    )
+    loaded = await repo.get_job(job.id)
+    assert loaded.status is JobStatus.QUEUED
+    assert loaded.seeds == [5, 6] and loaded.count == 2
+    assert (loaded.prompt, loaded.negative_prompt, loaded.steps, loaded.guidance) == (
+        "a watercolor fox",
+        "blurry",
+        20,
+        7.5,
+    )
+    assert (loaded.width, loaded.height, loaded.scheduler, loaded.strength) == (
+        512,
+        512,
+        "euler",
+        0.8,
+    )
+    assert loaded.mask_prompt == "the sky"
+    assert loaded.created_at.tzinfo is not None
+    assert await repo.get_job(9999) is None
+
+
+async def test_upsert_user_updates_name_and_keeps_locale(repo):
+    await repo.upsert_user(7, "ada", "en-GB")
+    user = await repo.upsert_user(7, "ada lovelace")
+    assert (user.name, user.locale) == ("ada lovelace", "en-GB")
+
+
+async def test_status_moves_queued_running_done_with_images(repo):
+    job = await repo.create_job(new_job(seeds=(11, 12)), UNLIMITED)
+    running = await repo.mark_running(job.id)
+    assert running.status is JobStatus.RUNNING and running.attempts == 1
+    assert running.started_at is not None
+    done = await repo.mark_done(
+        job.id,
+        [NewImage(0, 11, False, "a.png"), NewImage(1, 12, True, "b.png")],
+        model_revision_used="abc123",
+    )
+    assert done.status is JobStatus.DONE and done.finished_at is not None
+    loaded = await repo.get_job(job.id)
+    assert [(i.index, i.seed, i.nsfw, i.path) for i in loaded.images] == [
+        (0, 11, False, "a.png"),
+        (1, 12, True, "b.png"),
+    ]
+    assert loaded.model_revision_used == "abc123"
+    with pytest.raises(InvalidTransition):
+        await repo.mark_running(job.id)
+
+
+async def test_failed_and_cancelled_keep_what_the_user_was_told(repo):
+    a = await repo.create_job(new_job(), UNLIMITED)
+    b = await repo.create_job(new_job(), UNLIMITED)
+    await repo.mark_running(a.id)
+    failed = await repo.mark_failed(a.id, "The engine ran out of memory.")
+    assert (failed.status, failed.error) == (JobStatus.FAILED, "The engine ran out of memory.")
+    cancelled = await repo.mark_cancelled(b.id)
+    assert cancelled.status is JobStatus.CANCELLED
+    with pytest.raises(InvalidTransition):
+        await repo.mark_cancelled(b.id)
+    with pytest.raises(NotFound):
+        await repo.mark_failed(404, "x")
+
+
+async def test_requeue_after_crash_and_after_restart(repo):
+    a = await repo.create_job(new_job(), UNLIMITED)
+    b = await repo.create_job(new_job(), UNLIMITED)
+    c = await repo.create_job(new_job(), UNLIMITED)
+    await repo.mark_running(a.id)
+    requeued = await repo.mark_requeued(a.id)
+    assert requeued.status is JobStatus.QUEUED and requeued.started_at is None
+    await repo.mark_running(a.id)
+    await repo.mark_running(b.id)
+    await repo.mark_running(c.id)
+    await repo.mark_done(c.id, [], None)
+    assert [j.id for j in await repo.list_active()] == [a.id, b.id]
+    queued = await repo.requeue_interrupted()
+    assert [j.id for j in queued] == [a.id, b.id]
+    assert all(j.status is JobStatus.QUEUED for j in queued)
+    assert (await repo.get_job(a.id)).attempts == 2
+
+
+async def test_history_latest_and_count(repo):
+    ids = [(await repo.create_job(new_job(prompt=f"p{i}"), UNLIMITED)).id for i in range(5)]
+    await repo.create_job(new_job(user_id=2), UNLIMITED)
+    page1 = await repo.history(1, limit=2)
+    page2 = await repo.history(1, limit=2, offset=2)
+    assert [j.id for j in page1] == [ids[4], ids[3]]
+    assert [j.id for j in page2] == [ids[2], ids[1]]
+    assert (await repo.latest_job(1)).id == ids[4]
+    assert await repo.latest_job(3) is None
+    assert await repo.count_jobs(1) == 5
+
+
+async def test_result_and_status_message_ids_are_kept(repo):
+    job = await repo.create_job(new_job(), UNLIMITED)
+    await repo.set_status_message(job.id, 555)
+    await repo.set_result_message(job.id, 777)
+    loaded = await repo.get_job(job.id)
+    assert (loaded.status_message_id, loaded.result_message_id) == (555, 777)
+
+
+async def test_delete_job_only_when_finished_and_unlinks_rerolls(repo):
+    parent = await repo.create_job(new_job(), UNLIMITED)
+    with pytest.raises(InvalidTransition):
+        await repo.delete_job(parent.id)
+    await repo.mark_running(parent.id)
+    await repo.mark_done(parent.id, [NewImage(0, 1, False, "x.png")], None)
+    child = await repo.create_job(new_job(parent_job_id=parent.id), UNLIMITED)
+    deleted = await repo.delete_job(parent.id)
+    assert [i.path for i in deleted.images] == ["x.png"]
+    assert await repo.get_job(parent.id) is None
+    assert (await repo.get_job(child.id)).parent_job_id is None
+    with pytest.raises(NotFound):
+        await repo.delete_job(parent.id)
+
+
+async def test_queued_limit_refuses_and_writes_nothing(repo):
+    limits = Limits(max_queued_jobs=2, images_per_hour=None)
+    first = await repo.create_job(new_job(), limits)
+    await repo.create_job(new_job(), limits)
+    with pytest.raises(TooManyQueued) as refused:
+        await repo.create_job(new_job(), limits)
+    assert "2 jobs waiting" in str(refused.value)
+    assert await repo.count_jobs(1) == 2
+    # Another user is not affected, and a finished job frees a place.
+    await repo.create_job(new_job(user_id=2), limits)
+    await repo.mark_cancelled(first.id)
+    await repo.create_job(new_job(), limits)
+
+
+async def test_rate_limit_counts_images_and_says_when_to_retry(repo):
+    limits = Limits(max_queued_jobs=None, images_per_hour=5)
+    await repo.create_job(new_job(seeds=(1, 2, 3)), limits)
+    await repo.create_job(new_job(seeds=(4, 5)), limits)
+    before = utcnow()
+    with pytest.raises(RateLimited) as refused:
+        await repo.create_job(new_job(seeds=(6,)), limits)
+    # The first job's three images leave the window an hour after they were counted.
+    assert before + timedelta(minutes=59) < refused.value.retry_at <= before + timedelta(hours=1)
+    assert await repo.count_jobs(1) == 2
+    assert await repo.images_in_window(1) == 5
+    assert await repo.images_in_window() == 5
+    with pytest.raises(StoreError, match="at most 5 images an hour"):
+        await repo.consume_images(2, 6, 5)
+
+
+async def test_rate_limit_window_rolls_and_prune_drops_old_rows(repo, db_engine):
+    sessions = repo._sessions
+    async with sessions.begin() as session:
+        await repo.upsert_user(1, "u")
+        session.add(RateLimitUsage(user_id=1, amount=5, at=utcnow() - timedelta(minutes=61)))
+    await repo.consume_images(1, 5, 5)  # the old five no longer count
+    assert await repo.images_in_window(1) == 5
+    assert await repo.prune_rate_limits() == 1
+
+
+async def test_rate_limit_holds_under_concurrent_callers(tmp_path):
+    """Many connections race to consume; the limit is never exceeded.
+
+    Separate engines give separate SQLite connections, as separate processes would.
+    """
+    url = f"sqlite+aiosqlite:///{tmp_path / 'race.db'}"
+    engines = [create_engine(url) for _ in range(8)]
+    try:
+        await migrate(engines[0])
+        repos = [Repository(create_sessionmaker(e)) for e in engines]
+        await repos[0].upsert_user(1, "racer")
+        limits = Limits(max_queued_jobs=None, images_per_hour=10)
+
+        async def attempt(repo: Repository) -> bool:
+            try:
+                await repo.create_job(new_job(seeds=(1,)), limits)
+            except RateLimited:
+                return False
+            return True
+
+        outcomes = await asyncio.gather(*(attempt(repos[i % 8]) for i in range(40)))
+        assert sum(outcomes) == 10
+        assert await repos[0].images_in_window(1) == 10
+        assert await repos[0].count_jobs(1) == 10
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+async def test_models_add_default_enable_remove(repo):
+    first = await repo.add_model("sd15", "org/sd15", JobKind.TEXT_TO_IMAGE)
+    assert first.is_default  # the first of its kind is usable at once
+    second = await repo.add_model("tiny", "/m/tiny", JobKind.TEXT_TO_IMAGE, revision="main")
+    assert not second.is_default
+    inpaint = await repo.add_model("sd-inpaint", "org/inpaint", JobKind.INPAINT)
+    assert inpaint.is_default
+    with pytest.raises(StoreError, match="already exists"):
+        await repo.add_model("tiny", "x", JobKind.TEXT_TO_IMAGE)
+
+    await repo.set_default_model("tiny")
+    assert (await repo.default_model(JobKind.TEXT_TO_IMAGE)).name == "tiny"
+    assert (await repo.default_model(JobKind.INPAINT)).name == "sd-inpaint"
+
+    with pytest.raises(StoreError, match="default"):
+        await repo.set_model_enabled("tiny", False)
+    await repo.set_model_enabled("sd15", False)
+    assert [m.name for m in await repo.list_models(enabled_only=True)] == ["sd-inpaint", "tiny"]
+    assert [m.name for m in await repo.list_models(kind=JobKind.TEXT_TO_IMAGE)] == ["sd15", "tiny"]
+    with pytest.raises(StoreError, match="disabled"):
+        await repo.set_default_model("sd15")
+    await repo.set_model_enabled("sd15", True)
+
+    with pytest.raises(StoreError):
+        await repo.remove_model("tiny")
+    await repo.remove_model("sd15")
+    assert await repo.get_model("sd15") is None
+    with pytest.raises(NotFound):
+        await repo.remove_model("sd15")
+
+
+async def test_ensure_default_models_runs_once(repo):
+    defaults = {JobKind.TEXT_TO_IMAGE: "org/a", JobKind.INPAINT: "org/b"}
+    await repo.ensure_default_models(defaults)
+    await repo.ensure_default_models(defaults)
+    models = await repo.list_models()
+    assert sorted((m.name, m.kind, m.is_default) for m in models) == [
+        ("org/a", JobKind.TEXT_TO_IMAGE, True),
+        ("org/b", JobKind.INPAINT, True),
+    ]
+
+
+async def test_audit_log_newest_first(repo):
+    await repo.audit(1, "ada", "models.add", "tiny", True, "added")
+    await repo.audit(2, "bob", "models.load", "tiny", False, "no such folder")
+    entries = await repo.latest_audit(limit=10)
+    assert [(e.actor_name, e.action, e.ok) for e in entries] == [
+        ("bob", "models.load", False),
+        ("ada", "models.add", True),
+    ]
+    assert entries[0].at.tzinfo is not None
+
+
+async def test_count_by_status(repo):
+    a = await repo.create_job(new_job(), UNLIMITED)
+    await repo.create_job(new_job(), UNLIMITED)
+    await repo.mark_running(a.id)
+    counts = await repo.count_by_status()
+    assert counts[JobStatus.QUEUED] == 1 and counts[JobStatus.RUNNING] == 1
+    assert counts[JobStatus.DONE] == 0
