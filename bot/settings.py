@@ -36,7 +36,7 @@ class DiscordSettings(BaseSettings):
     token: SecretStr = SecretStr("")
     # Large bots put proxies here; the tests point them at a local stub.
     api_base_url: str = "https://discord.com/api/v10"
-    gateway_url: str = ""  # empty: ask Discord (GET /gateway/bot), as discord.py does
+    gateway_url: str = ""  # empty: discord.py's own (wss://gateway.discord.gg/)
     guild_ids: Annotated[list[int], NoDecode] = []  # sync commands here at once; empty: global
     allowed_channels: Annotated[list[str], NoDecode] = ["diffusion-models-class"]
     admin_roles: Annotated[list[str], NoDecode] = ["Bot Admin"]

@@ -1,0 +1,1 @@
+"""The stub's view of a Discord world: entities, their JSON payloads, commands and validation."""
