@@ -5,6 +5,7 @@ Pure data structure, no I/O: the scheduler owns one and asks it what to run next
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, Protocol, TypeVar
@@ -13,6 +14,9 @@ from typing import Generic, Protocol, TypeVar
 class Queueable(Protocol):
     @property
     def owner(self) -> int: ...
+
+    @property
+    def sequence(self) -> int: ...  # the order the owner asked in (the job id)
 
     @property
     def size(self) -> int: ...  # images it makes
@@ -32,7 +36,7 @@ class FairQueue(Generic[T]):
     """
 
     def __init__(self) -> None:
-        self._queues: OrderedDict[int, deque[T]] = OrderedDict()
+        self._queues: OrderedDict[int, list[T]] = OrderedDict()
         # Users in the order they will next be served.
         self._order: deque[int] = deque()
 
@@ -42,16 +46,17 @@ class FairQueue(Generic[T]):
     def __contains__(self, item: object) -> bool:
         return any(item in q for q in self._queues.values())
 
-    def push(self, item: T, *, front: bool = False) -> None:
-        """Queue ``item`` behind its owner's other jobs (``front``: ahead of them, for retries)."""
+    def push(self, item: T) -> None:
+        """Queue ``item`` among its owner's jobs by sequence.
+
+        Commands run concurrently, so jobs can arrive a little out of order; a retried job
+        goes back ahead of its owner's later ones.
+        """
         queue = self._queues.get(item.owner)
         if queue is None:
-            queue = self._queues[item.owner] = deque()
+            queue = self._queues[item.owner] = []
             self._order.append(item.owner)
-        if front:
-            queue.appendleft(item)
-        else:
-            queue.append(item)
+        bisect.insort(queue, item, key=lambda queued: queued.sequence)
 
     def remove(self, predicate: Callable[[T], bool]) -> T | None:
         """Take out the first queued item for which ``predicate(item)`` is true."""
@@ -80,31 +85,35 @@ class FairQueue(Generic[T]):
     def next_batch(self, max_size: int) -> list[T]:
         """Take the next job in turn plus compatible jobs, up to ``max_size`` images.
 
-        Companions are taken in the same round-robin order, at most one per user per round,
-        so batching never lets one user jump ahead of another's earlier turn.
+        Companions are the heads of the following users' queues, in turn order, at most one
+        per user per pass. Everyone served goes to the back of the line, so joining a batch
+        is a turn like any other and nobody is served twice while another waits.
         """
         if not self._order:
             return []
-        first = self._queues[self._order[0]].popleft()
-        batch, size = [first], first.size
-        # The first user goes to the back of the line before companions are picked, so their
-        # next job is considered after everyone else's head.
-        self._order.rotate(-1)
-        # Pass over users in turn order; in each pass a user offers only their queue's head.
+        first_owner = self._order[0]
+        first = self._queues[first_owner].pop(0)
+        batch, size, served = [first], first.size, [first_owner]
+        # Passes over the others in turn order, the first user last: spare room goes to them
+        # only after everyone else's head was considered.
+        rotation = [*list(self._order)[1:], first_owner]
         progressed = True
         while progressed and size < max_size:
             progressed = False
-            for owner in list(self._order):
+            for owner in rotation:
                 queue = self._queues[owner]
-                if not queue:
-                    continue
-                head = queue[0]
-                if head.batch_key == first.batch_key and size + head.size <= max_size:
-                    batch.append(queue.popleft())
+                head = queue[0] if queue else None
+                if head and head.batch_key == first.batch_key and size + head.size <= max_size:
+                    batch.append(queue.pop(0))
                     size += head.size
+                    served.append(owner)
                     progressed = True
-        for owner in {item.owner for item in batch}:
-            self._forget_if_empty(owner)
+        for owner in dict.fromkeys(served):
+            self._order.remove(owner)
+            if self._queues[owner]:
+                self._order.append(owner)
+            else:
+                del self._queues[owner]
         return batch
 
     def _forget_if_empty(self, owner: int) -> None:

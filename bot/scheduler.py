@@ -38,7 +38,16 @@ CRASHED_TWICE = (
 )
 
 
+ENGINE_DOWN = "The image engine is not available right now; please try again later."
+
+
 class EngineLike(Protocol):
+    events: asyncio.Queue[Event]  # what the engine says, in order
+
+    async def start(self) -> object: ...
+
+    async def stop(self) -> None: ...
+
     async def run_batch(self, jobs: Sequence[JobSpec]) -> None: ...
 
     async def cancel(self, job_id: int) -> None: ...
@@ -66,6 +75,10 @@ class JobObserver(Protocol):
 class QueuedJob:
     spec: JobSpec
     owner: int
+
+    @property
+    def sequence(self) -> int:
+        return self.spec.job_id
 
     @property
     def size(self) -> int:
@@ -176,6 +189,12 @@ class Scheduler:
         async with self._lock:
             self._paused = True
 
+    async def resume(self) -> None:
+        """Start batches again after :meth:`pause`."""
+        async with self._lock:
+            self._paused = False
+            await self._dispatch()
+
     async def wait_idle(self) -> None:
         """Return once no batch is running (callers bound the wait with asyncio.timeout)."""
         await self._idle.wait()
@@ -227,7 +246,7 @@ class Scheduler:
             job = await self._repo.get_job(job_id)
             if job is not None and job.attempts < MAX_ATTEMPTS:
                 await self._repo.mark_requeued(job_id)
-                self._queue.push(self._in_flight[job_id], front=True)
+                self._queue.push(self._in_flight[job_id])  # its id puts it first
                 await self._observer.retrying(job_id)
                 return
             job = await self._repo.mark_failed(job_id, CRASHED_TWICE)
@@ -256,7 +275,16 @@ class Scheduler:
                 self._in_flight[queued.spec.job_id] = queued
                 self._positions.pop(queued.spec.job_id, None)
             self._idle.clear()
-            await self._engine.run_batch([q.spec for q in started])
+            try:
+                await self._engine.run_batch([q.spec for q in started])
+            except Exception:
+                log.exception("the engine refused a batch")
+                for queued in started:
+                    job = await self._repo.mark_failed(queued.spec.job_id, ENGINE_DOWN)
+                    self._in_flight.pop(queued.spec.job_id, None)
+                    await self._observer.failed(job)
+                self._idle.set()
+                continue
             break
         await self._announce_positions()
 

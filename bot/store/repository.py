@@ -400,10 +400,11 @@ class Repository:
             return model
 
     async def ensure_default_models(self, defaults: dict[JobKind, str]) -> None:
-        """On first start, offer the configured models (source used as the name)."""
+        """On first start, offer the configured models, named after their last path part."""
         for kind, source in defaults.items():
-            if await self.default_model(kind) is None and await self.get_model(source) is None:
-                await self.add_model(source, source, kind)
+            name = source.rstrip("/").rsplit("/", 1)[-1]
+            if await self.default_model(kind) is None and await self.get_model(name) is None:
+                await self.add_model(name, source, kind)
 
     # --- audit log ---------------------------------------------------------------------
 

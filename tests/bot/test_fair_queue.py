@@ -1,11 +1,13 @@
 """Round-robin fairness and batching of the per-user queues."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.fair_queue import FairQueue
+
+_sequence = iter(range(10**9))
 
 
 @dataclass(frozen=True)
@@ -14,6 +16,7 @@ class Item:
     name: str
     size: int = 1
     batch_key: str = "k"
+    sequence: int = field(default_factory=lambda: next(_sequence))
 
 
 def test_one_busy_user_cannot_starve_another():
@@ -49,15 +52,27 @@ def test_batch_takes_compatible_heads_in_turn_up_to_size():
     assert [i.name for i in queue.service_order()] == ["b0", "d0"]
 
 
-def test_retry_goes_to_the_front_of_its_owners_queue_and_remove_works():
+def test_joining_a_batch_counts_as_a_turn():
     queue: FairQueue[Item] = FairQueue()
-    queue.push(Item(1, "a0"))
-    queue.push(Item(1, "a1"))
-    queue.push(Item(1, "retry"), front=True)
+    for item in [Item(1, "a0"), Item(2, "b0"), Item(2, "b1"), Item(3, "c0"), Item(4, "d0")]:
+        queue.push(item)
+    assert [i.name for i in queue.next_batch(2)] == ["a0", "b0"]
+    # User 2 was served as a companion, so users 3 and 4 go before b1.
+    assert [i.name for i in queue.service_order()] == ["c0", "d0", "b1"]
+
+
+def test_jobs_arriving_out_of_order_run_in_the_order_asked_and_retries_go_first():
+    queue: FairQueue[Item] = FairQueue()
+    retry = Item(1, "retry")
+    later = [Item(1, "a0"), Item(1, "a1")]
+    queue.push(later[1])
+    queue.push(later[0])
+    assert [i.name for i in queue.items_for(1)] == ["a0", "a1"]
+    queue.push(retry)  # an older job, back after an engine crash
     assert [i.name for i in queue.items_for(1)] == ["retry", "a0", "a1"]
     assert queue.remove(lambda i: i.name == "a0").name == "a0"
     assert queue.remove(lambda i: i.name == "missing") is None
-    assert Item(1, "a1") in queue
+    assert later[1] in queue and later[0] not in queue
 
 
 @given(

@@ -264,13 +264,13 @@ async def test_models_add_default_enable_remove(repo):
 
 
 async def test_ensure_default_models_runs_once(repo):
-    defaults = {JobKind.TEXT_TO_IMAGE: "org/a", JobKind.INPAINT: "org/b"}
+    defaults = {JobKind.TEXT_TO_IMAGE: "org/sd-a", JobKind.INPAINT: "/models/sd-b/"}
     await repo.ensure_default_models(defaults)
     await repo.ensure_default_models(defaults)
     models = await repo.list_models()
-    assert sorted((m.name, m.kind, m.is_default) for m in models) == [
-        ("org/a", JobKind.TEXT_TO_IMAGE, True),
-        ("org/b", JobKind.INPAINT, True),
+    assert sorted((m.name, m.source, m.kind, m.is_default) for m in models) == [
+        ("sd-a", "org/sd-a", JobKind.TEXT_TO_IMAGE, True),
+        ("sd-b", "/models/sd-b/", JobKind.INPAINT, True),
     ]
 
 

@@ -13,6 +13,7 @@ import logging
 import traceback
 from collections.abc import Awaitable, Callable
 
+import aiohttp
 from aiohttp import hdrs, web
 
 from ..models.validation import DiscordError, unauthorized, unknown_route
@@ -165,6 +166,10 @@ class RestApi(InteractionRoutes, ResourceRoutes):
                 response = await handler(request)
         except DiscordError as exc:
             error = exc
+        except (ConnectionResetError, aiohttp.ClientPayloadError):
+            # The client hung up mid-request (a bot shutting down cancels its uploads): that
+            # is the client's business, not a stub bug, and nobody is left to answer.
+            raise
         except Exception as exc:
             # A bug in the stub. Answer 400 rather than 5xx: discord.py would retry a 5xx
             # for many seconds; the error is reported when the stub stops.

@@ -1,0 +1,175 @@
+"""The bot: wires the store, the engine client, the scheduler and the commands together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+import aiohttp
+import discord
+from discord.ext import commands
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.buttons import ButtonHandler
+from bot.delivery import Delivery
+from bot.endpoints import use_endpoints
+from bot.engine_client import EngineClient
+from bot.errors import report
+from bot.history import HistoryButton, HistoryCog
+from bot.image_store import ImageStore
+from bot.imagine import ImagineCog
+from bot.jobs import JobService
+from bot.launcher import StartupError
+from bot.scheduler import EngineLike, Scheduler
+from bot.settings import Settings
+from bot.store.database import create_sessionmaker
+from bot.store.repository import Repository
+from bot.views import JobButton
+from engine.protocol import JobKind
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 60.0  # how long a running batch may take to finish on SIGTERM
+
+
+class DiffusionBot(commands.Bot):
+    """A slash-command bot; prefix commands are not used."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: AsyncEngine,
+        *,
+        engine: EngineLike | None = None,
+        min_edit_interval: float = 1.0,
+        shutdown_grace: float = SHUTDOWN_GRACE_SECONDS,
+    ) -> None:
+        # Guilds only: interactions carry the member and roles we check, so no privileged
+        # intents are needed.
+        intents = discord.Intents.none()
+        intents.guilds = True
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None)
+        self.settings = settings
+        self.repo = Repository(create_sessionmaker(database))
+        self.images = ImageStore(settings.storage.output_dir)
+        self.delivery = Delivery(self, self.repo, min_edit_interval=min_edit_interval)
+        self.engine = engine or EngineClient()
+        self.scheduler = Scheduler(
+            self.repo,
+            self.engine,
+            self.images,
+            self.delivery,
+            max_batch_images=settings.scheduler.max_batch_images,
+            inputs_root=str(settings.storage.input_dir.resolve()),
+        )
+        self.jobs = JobService(settings, self.repo, self.scheduler, self.delivery, self.images)
+        self.buttons = ButtonHandler(self)
+        self.tree.on_error = self._on_tree_error
+        self._shutdown_grace = shutdown_grace
+
+        self._background: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _pump_engine_events(self) -> None:
+        """Hand every engine event to the scheduler, in order."""
+        while True:
+            event = await self.engine.events.get()
+            try:
+                await self.scheduler.handle_event(event)
+            except Exception:
+                log.exception("could not handle %s from the engine", type(event).__name__)
+
+    async def _start_engine(self) -> None:
+        # In the background: importing torch and starting takes seconds, and Discord should
+        # see the bot online meanwhile. Jobs wait for the engine in the client.
+        try:
+            await self.engine.start()
+        except Exception:
+            log.exception("the image engine did not start")
+
+    async def setup_hook(self) -> None:
+        models = self.settings.models
+        await self.repo.ensure_default_models(
+            {
+                JobKind.TEXT_TO_IMAGE: models.default_text_to_image,
+                JobKind.INPAINT: models.default_inpainting,
+            }
+        )
+        self.add_dynamic_items(JobButton, HistoryButton)
+        await self.add_cog(ImagineCog(self))
+        await self.add_cog(HistoryCog(self))
+        self._spawn(self._pump_engine_events(), "engine-events")
+        self._spawn(self._start_engine(), "engine-start")
+        await self._sync_commands()
+        resumed = await self.jobs.resume_after_restart()
+        if resumed:
+            log.info("resumed %d job(s) left by the last run", len(resumed))
+
+    async def _sync_commands(self) -> None:
+        guild_ids = self.settings.discord.guild_ids
+        if not guild_ids:
+            synced = await self.tree.sync()
+            log.info(
+                "synced %d global command(s); Discord may take a while to show them", len(synced)
+            )
+            return
+        for guild_id in guild_ids:
+            guild = discord.Object(guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d command(s) to guild %s", len(synced), guild_id)
+
+    async def _on_tree_error(
+        self, interaction: discord.Interaction, error: discord.app_commands.AppCommandError
+    ) -> None:
+        await report(interaction, error)
+
+    async def close(self) -> None:
+        """Stop taking work, let the running batch finish (bounded), leave the rest queued."""
+        await self.scheduler.pause()
+        try:
+            async with asyncio.timeout(self._shutdown_grace):
+                await self.scheduler.wait_idle()
+        except TimeoutError:
+            log.warning(
+                "the running batch did not finish in %.0f s; it will run again on start",
+                self._shutdown_grace,
+            )
+        await self.delivery.close()
+        await self.engine.stop()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await super().close()
+
+
+async def run_bot(settings: Settings, database: AsyncEngine) -> None:
+    """Connect to Discord and serve until stopped (SIGINT/SIGTERM stop it gracefully)."""
+    token = settings.discord.token.get_secret_value().strip()
+    bot = DiffusionBot(settings, database)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+    with use_endpoints(settings.discord.api_base_url, settings.discord.gateway_url):
+        try:
+            async with bot:
+                await bot.start(token)
+        except discord.LoginFailure:
+            raise StartupError(
+                "Discord refused the token in DISCORD_TOKEN. Copy it again from the Developer "
+                "Portal (your application > Bot > Reset Token) into .env."
+            ) from None
+        except aiohttp.ClientConnectorError as error:
+            raise StartupError(
+                f"Could not reach Discord at {settings.discord.api_base_url} ({error.os_error}). "
+                "Check the network, or DISCORD_API_BASE_URL in .env."
+            ) from None

@@ -1,0 +1,229 @@
+"""What users see of a job: one message, edited as the job moves, ending with the images.
+
+Implements the scheduler's observer for Discord. Each job has a ticket with the latest state
+to show and a pump task that edits the message no faster than Discord allows; a state that
+is replaced before it was shown is simply skipped. Edits go through the interaction while its
+token lives, through the channel (with a mention) after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+
+import discord
+
+from bot import render
+from bot.interactions import is_expired_token
+from bot.store.models import Job
+from bot.store.repository import Repository
+from bot.views import result_view, running_view
+from engine.protocol import Accepted, Progress, Result
+
+log = logging.getLogger(__name__)
+
+# Interaction tokens last 15 minutes; stop using one a little before, so an edit in flight
+# does not race the expiry.
+TOKEN_LIFETIME = 14 * 60
+
+
+@dataclass
+class Screen:
+    """One state of the job's message."""
+
+    content: str
+    files: list[tuple[str, bytes, bool]] = field(default_factory=list)  # name, data, spoiler
+    view: discord.ui.View | None = None
+    final: bool = False
+
+
+@dataclass
+class Ticket:
+    job_id: int
+    owner_id: int
+    channel_id: int
+    prompt: str
+    steps: int
+    interaction: discord.Interaction | None
+    deadline: float  # monotonic time after which the token is not used
+    message: discord.Message | discord.PartialMessage | None = None
+    prompt_cut: str = ""
+    screen: Screen | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    pump: asyncio.Task[None] | None = None
+
+
+class Delivery:
+    """Keeps each job's Discord message in step with the scheduler."""
+
+    def __init__(
+        self, client: discord.Client, repo: Repository, *, min_edit_interval: float = 1.0
+    ) -> None:
+        self._client = client
+        self._repo = repo
+        self._min_edit_interval = min_edit_interval
+        self._tickets: dict[int, Ticket] = {}
+        self.finished_jobs = asyncio.Queue[int]()  # for tests and /status: results posted
+
+    def track(
+        self,
+        job: Job,
+        interaction: discord.Interaction | None,
+        message: discord.Message | None = None,
+    ) -> None:
+        """Start following ``job``; with no interaction, messages go to its channel."""
+        ticket = Ticket(
+            job_id=job.id,
+            owner_id=job.user_id,
+            channel_id=job.channel_id,
+            prompt=job.prompt,
+            steps=job.steps,
+            interaction=interaction,
+            deadline=time.monotonic() + TOKEN_LIFETIME if interaction else 0.0,
+            message=message,
+        )
+        self._tickets[job.id] = ticket
+        ticket.pump = asyncio.create_task(self._pump(ticket), name=f"delivery-{job.id}")
+
+    def is_tracked(self, job_id: int) -> bool:
+        return job_id in self._tickets
+
+    async def close(self) -> None:
+        pumps = [t.pump for t in self._tickets.values() if t.pump]
+        for pump in pumps:
+            pump.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+
+    # --- the scheduler's observer ------------------------------------------------------
+
+    async def queued(self, job_id: int, position: int) -> None:
+        if ticket := self._tickets.get(job_id):
+            line = render.queued_line(job_id, ticket.prompt, position)
+            self._show(ticket, Screen(line, view=running_view(job_id)))
+
+    async def started(self, job_id: int, accepted: Accepted) -> None:
+        if ticket := self._tickets.get(job_id):
+            ticket.prompt_cut = accepted.prompt_cut
+            self._show(ticket, self._running_screen(ticket, 0, ticket.steps, None))
+
+    async def progress(self, job_id: int, progress: Progress) -> None:
+        if ticket := self._tickets.get(job_id):
+            self._show(
+                ticket,
+                self._running_screen(
+                    ticket, progress.step, progress.total_steps, progress.preview_png
+                ),
+            )
+
+    async def retrying(self, job_id: int) -> None:
+        if ticket := self._tickets.get(job_id):
+            line = (
+                f"🔁 The image engine restarted; job #{job_id} is queued again. "
+                f"{render.quote_prompt(ticket.prompt)}"
+            )
+            self._show(ticket, Screen(line, view=running_view(job_id)))
+
+    async def finished(self, job: Job, result: Result) -> None:
+        ticket = self._tickets.get(job.id)
+        if ticket is None:
+            return
+        files = [
+            (f"job{job.id}_{image.seed}.png", image.png, image.nsfw) for image in result.images
+        ]
+        caption = render.result_caption(job, result.seconds, ticket.prompt_cut)
+        self._show(ticket, Screen(caption, files, result_view(job.id), final=True))
+
+    async def failed(self, job: Job) -> None:
+        if ticket := self._tickets.get(job.id):
+            self._show(ticket, Screen(render.failed_line(job), final=True))
+
+    async def cancelled(self, job: Job) -> None:
+        if ticket := self._tickets.get(job.id):
+            self._show(ticket, Screen(render.cancelled_line(job), final=True))
+
+    # --- showing -----------------------------------------------------------------------
+
+    def _running_screen(
+        self, ticket: Ticket, step: int, total: int, preview: bytes | None
+    ) -> Screen:
+        line = render.running_line(ticket.job_id, ticket.prompt, step, total)
+        if ticket.prompt_cut:
+            line += "\n" + render.prompt_cut_note(ticket.prompt_cut)
+        files = [("preview.png", preview, False)] if preview else []
+        return Screen(line, files, running_view(ticket.job_id))
+
+    def _show(self, ticket: Ticket, screen: Screen) -> None:
+        if ticket.screen is not None and ticket.screen.final:
+            return  # the end is already on its way; nothing may overwrite it
+        ticket.screen = screen
+        ticket.changed.set()
+
+    async def _pump(self, ticket: Ticket) -> None:
+        """Show the latest screen, at most one edit per interval, until the final one."""
+        try:
+            while True:
+                await ticket.changed.wait()
+                ticket.changed.clear()
+                screen = ticket.screen
+                assert screen is not None
+                try:
+                    await self._edit(ticket, screen)
+                except discord.HTTPException:
+                    log.exception("could not update the message of job %s", ticket.job_id)
+                if screen.final:
+                    if screen.files and ticket.message is not None:
+                        await self._repo.set_result_message(ticket.job_id, ticket.message.id)
+                    self.finished_jobs.put_nowait(ticket.job_id)
+                    return
+                await asyncio.sleep(self._min_edit_interval)
+        finally:
+            self._tickets.pop(ticket.job_id, None)
+
+    async def _edit(self, ticket: Ticket, screen: Screen) -> None:
+        files = [
+            discord.File(io.BytesIO(data), filename=name, spoiler=spoiler)
+            for name, data, spoiler in screen.files
+        ]
+        view = screen.view or discord.utils.MISSING
+        if ticket.interaction is not None and time.monotonic() < ticket.deadline:
+            try:
+                ticket.message = await ticket.interaction.edit_original_response(
+                    content=screen.content, attachments=files, view=view
+                )
+                return
+            except discord.HTTPException as error:
+                if not is_expired_token(error):
+                    raise
+                for file in files:
+                    file.reset()
+        await self._edit_in_channel(ticket, screen, files, view)
+
+    async def _edit_in_channel(
+        self,
+        ticket: Ticket,
+        screen: Screen,
+        files: list[discord.File],
+        view: discord.ui.View,
+    ) -> None:
+        channel = self._client.get_channel(ticket.channel_id) or await self._client.fetch_channel(
+            ticket.channel_id
+        )
+        assert isinstance(channel, discord.abc.Messageable)
+        mention = f"<@{ticket.owner_id}> "
+        if ticket.interaction is not None or ticket.message is None:
+            # The token is gone (or there never was one): continue in a message of our own,
+            # with a mention, since the user may not be watching the old one.
+            ticket.interaction = None
+            ticket.message = await channel.send(
+                mention + screen.content,
+                files=files,
+                view=view,
+                allowed_mentions=discord.AllowedMentions(users=True),
+            )
+            return
+        ticket.message = await ticket.message.edit(
+            content=mention + screen.content, attachments=files, view=view
+        )

@@ -1,0 +1,170 @@
+"""Making, rerolling, cancelling and deleting jobs: the rules shared by commands and buttons."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import discord
+
+from bot import render
+from bot.checks import is_admin
+from bot.delivery import Delivery
+from bot.errors import NotAllowed, UserFacingError
+from bot.image_store import ImageStore
+from bot.scheduler import Scheduler
+from bot.settings import Settings
+from bot.store.models import Job
+from bot.store.repository import (
+    Limits,
+    NewJob,
+    RateLimited,
+    Repository,
+    StoreError,
+)
+from bot.validation import seeds_for
+
+log = logging.getLogger(__name__)
+
+# Discord wants an answer within 3 s; the database gets this long before the bot defers.
+ACK_DEADLINE_SECONDS = 1.5
+
+
+class JobService:
+    def __init__(
+        self,
+        settings: Settings,
+        repo: Repository,
+        scheduler: Scheduler,
+        delivery: Delivery,
+        images: ImageStore,
+    ) -> None:
+        self._settings = settings
+        self._repo = repo
+        self._scheduler = scheduler
+        self._delivery = delivery
+        self._images = images
+
+    def limits_for(self, user: discord.abc.User) -> Limits:
+        if is_admin(user, self._settings.discord):
+            return Limits(max_queued_jobs=None, images_per_hour=None)
+        limits = self._settings.limits
+        return Limits(limits.max_queued_jobs, limits.images_per_hour)
+
+    async def submit(
+        self, interaction: discord.Interaction, prepare: Callable[[], Awaitable[NewJob]]
+    ) -> Job | None:
+        """Write the job ``prepare`` describes (limits checked as it is written), then queue it.
+
+        The database work gets a short head start before Discord is answered: in the usual
+        case a refusal can still be a private reply. After a public defer it can't (the first
+        followup replaces the public "thinking…" message), so when the database is slow the
+        bot defers in time and a late refusal replaces that message instead.
+        """
+        creating = asyncio.create_task(self._create(interaction.user, prepare))
+        await asyncio.wait({creating}, timeout=ACK_DEADLINE_SECONDS)
+        if creating.done() and (error := creating.exception()) is not None:
+            raise error  # Discord not answered yet: the error handler replies privately
+        await interaction.response.defer(thinking=True)
+        try:
+            job = await creating
+        except UserFacingError as error:
+            await interaction.edit_original_response(content=f"{interaction.user.mention} {error}")
+            return None
+        self._delivery.track(job, interaction)
+        await self._scheduler.submit(job)
+        return job
+
+    async def _create(
+        self, user: discord.abc.User, prepare: Callable[[], Awaitable[NewJob]]
+    ) -> Job:
+        new = await prepare()
+        try:
+            return await self._repo.create_job(new, self.limits_for(user))
+        except RateLimited as error:
+            raise UserFacingError(
+                f"{error} You can make more {render.relative_time(error.retry_at)}."
+            ) from None
+        except StoreError as error:
+            raise UserFacingError(str(error)) from None
+
+    async def reroll(
+        self, job_id: int, seed: int | None, interaction: discord.Interaction
+    ) -> Job | None:
+        """A new job with the settings of ``job_id`` and a new (or the given) seed per image."""
+        return await self.submit(interaction, lambda: self._reroll_of(job_id, seed, interaction))
+
+    async def _reroll_of(
+        self, job_id: int, seed: int | None, interaction: discord.Interaction
+    ) -> NewJob:
+        parent = await self.get(job_id)
+        return NewJob(
+            user_id=interaction.user.id,
+            user_name=interaction.user.display_name,
+            user_locale=str(interaction.locale),
+            kind=parent.kind,
+            model_name=parent.model_name,
+            model_source=parent.model_source,
+            # Pin what the parent actually ran, so its own seed gives its own pixels.
+            model_revision=parent.model_revision_used or parent.model_revision,
+            prompt=parent.prompt,
+            negative_prompt=parent.negative_prompt,
+            seeds=seeds_for(seed, len(parent.seeds)),
+            steps=parent.steps,
+            guidance=parent.guidance,
+            width=parent.width,
+            height=parent.height,
+            scheduler=parent.scheduler,
+            strength=parent.strength,
+            image_ref=parent.image_ref,
+            mask_ref=parent.mask_ref,
+            mask_prompt=parent.mask_prompt,
+            channel_id=interaction.channel_id or parent.channel_id,
+            guild_id=interaction.guild_id,
+            parent_job_id=parent.id,
+        )
+
+    async def get(self, job_id: int) -> Job:
+        job = await self._repo.get_job(job_id)
+        if job is None:
+            raise UserFacingError(f"Job #{job_id} no longer exists (it may have been deleted).")
+        return job
+
+    async def get_own(self, job_id: int, user: discord.abc.User) -> Job:
+        """The job, if ``user`` owns it or is an admin."""
+        job = await self.get(job_id)
+        if job.user_id != user.id and not is_admin(user, self._settings.discord):
+            raise NotAllowed(
+                f"Job #{job_id} belongs to <@{job.user_id}>; only they or an admin can do that."
+            )
+        return job
+
+    async def cancel(self, job_id: int, user: discord.abc.User) -> str:
+        job = await self.get_own(job_id, user)
+        if job.status.is_final:
+            return f"Job #{job_id} has already ended ({job.status.value})."
+        if await self._scheduler.cancel(job_id):
+            return f"Cancelling job #{job_id}."
+        return f"Job #{job_id} is not in the queue any more."
+
+    async def delete(self, job_id: int, user: discord.abc.User) -> Job:
+        """Remove a finished job's images and row. The caller removes the message."""
+        job = await self.get_own(job_id, user)
+        if not job.status.is_final:
+            raise UserFacingError(f"Job #{job_id} is still {job.status.value}; cancel it first.")
+        try:
+            deleted = await self._repo.delete_job(job_id)
+        except StoreError as error:
+            raise UserFacingError(str(error)) from None
+        for image in deleted.images:
+            await self._images.delete(image.path)
+        return deleted
+
+    async def resume_after_restart(self) -> list[Job]:
+        """Queue again what the last run left queued or running; owners are told in channel."""
+        jobs = list(await self._repo.requeue_interrupted())
+        for job in jobs:
+            self._delivery.track(job, None)
+            await self._scheduler.submit(job)
+        return jobs

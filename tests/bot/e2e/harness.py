@@ -1,0 +1,109 @@
+"""Runs the real bot against the Discord stub and a real engine process on tiny models."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+from pydantic import SecretStr
+
+from bot.app import DiffusionBot
+from bot.engine_client import EngineClient
+from bot.settings import (
+    DatabaseSettings,
+    DiscordSettings,
+    LimitSettings,
+    ModelDefaults,
+    SchedulerSettings,
+    Settings,
+    StorageSettings,
+)
+from bot.store.database import create_engine, migrate
+from tests.discord_stub import DiscordStub
+from tests.fixtures.tiny_models import TinyModels
+
+CHANNEL = "diffusion-models-class"
+ADMIN_ROLE = "Course Admin"
+
+
+def make_settings(tmp_path: Path, stub: DiscordStub, tiny: TinyModels, **limits: int) -> Settings:
+    none = {"_env_file": None}  # never the developer's .env
+    return Settings(
+        discord=DiscordSettings(
+            token=SecretStr(stub.token),
+            api_base_url=stub.api_base,
+            gateway_url=stub.gateway_url,
+            guild_ids=[stub.guild.id],
+            allowed_channels=[CHANNEL],
+            admin_roles=[ADMIN_ROLE],
+            **none,
+        ),
+        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", **none),
+        storage=StorageSettings(
+            output_dir=tmp_path / "images", input_dir=tmp_path / "inputs", **none
+        ),
+        models=ModelDefaults(
+            default_text_to_image=str(tiny.text_to_image),
+            default_inpainting=str(tiny.inpainting),
+            **none,
+        ),
+        limits=LimitSettings(**{"images_per_hour": 100, "max_queued_jobs": 5, **limits}, **none),
+        scheduler=SchedulerSettings(max_batch_images=4, **none),
+    )
+
+
+def engine_env(tiny: TinyModels, *, flag_everything: bool = False) -> dict[str, str]:
+    checker = tiny.safety_checker_always if flag_everything else tiny.safety_checker_never
+    return {
+        "ENGINE_SAFETY_CHECKER": str(checker),
+        "ENGINE_OFFLINE": "true",
+        "ENGINE_DEVICE": "cpu",
+        "ENGINE_MIN_SIZE": "64",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+
+
+@dataclass
+class Harness:
+    """One course server: the stub, a database and image folders that outlive bot restarts."""
+
+    tmp_path: Path
+    stub: DiscordStub
+    tiny: TinyModels
+    settings: Settings
+    flag_everything: bool = False
+    bots: list[DiffusionBot] = field(default_factory=list)
+
+    @contextlib.asynccontextmanager
+    async def bot(self, *, min_edit_interval: float = 0.05) -> AsyncIterator[DiffusionBot]:
+        """Start the bot (and its engine), connected to the stub; stop both on exit."""
+        database = create_engine(self.settings.database.url)
+        await migrate(database)
+        engine = EngineClient(
+            env=engine_env(self.tiny, flag_everything=self.flag_everything),
+            cwd=self.tmp_path,
+            backoff_s=0.1,
+        )
+        bot = DiffusionBot(
+            self.settings, database, engine=engine, min_edit_interval=min_edit_interval
+        )
+        self.bots.append(bot)
+        try:
+            async with self.stub.running(bot):
+                yield bot
+        finally:
+            await database.dispose()
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    return Image.open(io.BytesIO(data)).size
+
+
+def png_parameters(data: bytes) -> str:
+    image = Image.open(io.BytesIO(data))
+    return image.text.get("parameters", "")  # type: ignore[attr-defined]
