@@ -36,3 +36,27 @@ def test_bad_setting_is_one_clear_line_and_exit_2(tmp_path):
         "LIMITS_IMAGES_PER_HOUR is not valid: Input should be a valid integer, unable to parse "
         "string as an integer. Fix it in .env (see .env.example)."
     ]
+
+
+def test_with_a_token_the_database_is_migrated_before_connecting(tmp_path):
+    import socket
+    import sqlite3
+
+    # A port nobody listens on stands in for an unreachable Discord.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = run_bot(
+        tmp_path,
+        "DISCORD_TOKEN=not-a-real-token\n"
+        f"DISCORD_API_BASE_URL=http://127.0.0.1:{port}/api/v10\n"
+        f"DATABASE_URL=sqlite+aiosqlite:///{tmp_path / 'data' / 'bot.db'}\n",
+    )
+    assert result.returncode == 2, result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"Could not reach Discord at http://127.0.0.1:{port}/api/v10")
+    assert "Traceback" not in result.stderr
+    assert "not-a-real-token" not in result.stderr + result.stdout
+    with sqlite3.connect(tmp_path / "data" / "bot.db") as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert {"jobs", "users", "models", "alembic_version"} <= tables
