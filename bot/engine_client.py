@@ -1,0 +1,404 @@
+"""The bot's side of the engine: start the engine process, talk to it, survive its death.
+
+Only ``engine.protocol`` is imported from the engine package: no torch, no diffusers. The
+engine runs as ``python -m engine serve`` with framed messages on its stdin and stdout; its
+stderr is forwarded to this process's logging.
+
+Events reach the bot through ``EngineClient.events``, an ``asyncio.Queue``: every ``Ready``,
+``Accepted``, ``Progress``, ``Result`` and ``JobError``, in the order the engine sent them.
+Answers to model requests (``ModelsReply``) are not queued; ``load_model``, ``unload_model`` and
+``list_models`` return them.
+
+When the process dies (crash, out-of-memory kill, ``kill -9``) every job sent to it that had not
+finished gets a ``JobError`` of kind ``ENGINE_CRASHED`` (retryable) in the queue, waiting model
+requests raise ``EngineUnavailable``, and the process is started again after a growing pause. After
+too many deaths in a short time the client gives up and every call raises ``EngineUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from engine.protocol import (
+    Accepted,
+    Cancel,
+    ErrorKind,
+    Event,
+    JobError,
+    JobKind,
+    JobSpec,
+    ListModels,
+    LoadModel,
+    ModelRef,
+    ModelsReply,
+    Progress,
+    Ready,
+    Request,
+    Result,
+    RunBatch,
+    Shutdown,
+    UnloadModel,
+    frame,
+    read_message_async,
+)
+
+log = logging.getLogger(__name__)
+engine_log = logging.getLogger(f"{__name__}.engine")  # what the engine process logs
+
+CRASHED_MESSAGE = "the image engine stopped while working on this; it is being restarted"
+STOPPED_MESSAGE = "the image engine shut down before this finished"
+_ROOT = Path(__file__).resolve().parents[1]  # holds the `engine` package in a checkout
+_STREAM_LIMIT = 1024 * 1024
+
+
+class EngineUnavailable(Exception):
+    """The engine cannot take requests now; ``str(error)`` is safe to show to users."""
+
+
+class EngineClient:
+    """Runs the engine as a child process and exchanges requests and events with it."""
+
+    def __init__(
+        self,
+        *,
+        command: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        start_timeout: float = 300.0,
+        request_timeout: float = 60.0,
+        load_timeout: float = 900.0,
+        stop_timeout: float = 30.0,
+        max_restarts: int = 5,
+        restart_window_s: float = 600.0,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        """``command`` defaults to ``python -m engine serve``; ``env`` is added to ours.
+
+        At most ``max_restarts`` restarts are made within ``restart_window_s``; the pause before
+        one doubles from ``backoff_s`` up to ``max_backoff_s``.
+        """
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self._command = list(command or [sys.executable, "-m", "engine", "serve"])
+        self._env = dict(env or {})
+        self._cwd = cwd
+        self._start_timeout = start_timeout
+        self._request_timeout = request_timeout
+        self._load_timeout = load_timeout
+        self._stop_timeout = stop_timeout
+        self._max_restarts = max_restarts
+        self._restart_window_s = restart_window_s
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+
+        self._proc: asyncio.subprocess.Process | None = None
+        self._generation = 0  # which process a job was sent to
+        self._in_flight: dict[int, int] = {}  # job id -> generation
+        self._pending: dict[int, asyncio.Future[ModelsReply]] = {}
+        self._request_ids = itertools.count(1)
+        self._write_lock = asyncio.Lock()
+        self._state = asyncio.Condition()
+        self._ready = False
+        self._failure: str | None = None  # set when the client gave up
+        self._stopping = False
+        self._stop_requested = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._crashes: deque[float] = deque()
+
+        self.restarts = 0
+        self.started_at: datetime | None = None  # when the running process became ready
+        self.last_ready: Ready | None = None
+
+    # --- status ------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        """The engine process id, while one runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def failed(self) -> str | None:
+        """Why the client gave up restarting the engine; None while it is working."""
+        return self._failure
+
+    @property
+    def in_flight(self) -> frozenset[int]:
+        """Jobs sent to the engine that have not finished."""
+        return frozenset(self._in_flight)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> Ready:
+        """Start the engine and wait until it is ready; raises ``EngineUnavailable`` if not."""
+        if self._supervisor is not None:
+            raise RuntimeError("the engine client was already started")
+        self._supervisor = asyncio.create_task(self._supervise(), name="engine-supervisor")
+        await self._wait_ready(self._start_timeout)
+        assert self.last_ready is not None
+        return self.last_ready
+
+    async def stop(self) -> None:
+        """Ask the engine to finish its batch and exit; kill it if it does not in time."""
+        self._stopping = True
+        self._stop_requested.set()
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(EngineUnavailable):
+                await self._send(Shutdown())
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), self._stop_timeout)
+            except TimeoutError:
+                log.warning("the engine did not stop in %.0fs; killing it", self._stop_timeout)
+                proc.kill()
+        if self._supervisor is not None:
+            await self._supervisor
+
+    # --- requests ----------------------------------------------------------------------
+
+    async def run_batch(self, jobs: Iterable[JobSpec]) -> None:
+        """Send jobs to run; their events arrive in ``events``.
+
+        Waits while the engine is (re)starting; raises ``EngineUnavailable`` when it is down.
+        """
+        batch = tuple(jobs)
+        await self._wait_ready(self._start_timeout)
+        # No await between the readiness check and recording the jobs, so a process that dies
+        # from here on is known to have had them.
+        for job in batch:
+            self._in_flight[job.job_id] = self._generation
+        await self._send(RunBatch(jobs=batch), quiet=True)
+
+    async def cancel(self, job_id: int) -> None:
+        """Ask the engine to cancel a job; it ends with a ``JobError`` of kind CANCELLED."""
+        if job_id in self._in_flight and self._ready:
+            await self._send(Cancel(job_id=job_id), quiet=True)
+
+    async def load_model(self, model: ModelRef, kind: JobKind) -> ModelsReply:
+        """Load a model (a no-op when loaded); the reply says whether it worked and why not.
+
+        Raises ``TimeoutError`` after ``load_timeout`` seconds, ``EngineUnavailable`` when the
+        engine is down or died meanwhile; so do the other model requests.
+        """
+        request_id = next(self._request_ids)
+        message = LoadModel(request_id=request_id, model=model, kind=kind)
+        return await self._ask(request_id, message, self._load_timeout)
+
+    async def unload_model(self, model: ModelRef) -> ModelsReply:
+        """Unload a model (matched by reference, else by name)."""
+        request_id = next(self._request_ids)
+        message = UnloadModel(request_id=request_id, model=model)
+        return await self._ask(request_id, message, self._request_timeout)
+
+    async def list_models(self) -> ModelsReply:
+        """What is loaded, least recently used first; answered even while a batch runs."""
+        request_id = next(self._request_ids)
+        message = ListModels(request_id=request_id)
+        return await self._ask(request_id, message, self._request_timeout)
+
+    async def _ask(self, request_id: int, message: Request, limit_s: float) -> ModelsReply:
+        await self._wait_ready(self._start_timeout)
+        reply: asyncio.Future[ModelsReply] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = reply
+        try:
+            await self._send(message)
+            return await asyncio.wait_for(reply, limit_s)
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def _send(self, message: Request, *, quiet: bool = False) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.returncode is not None:
+            if quiet:
+                return  # the supervisor reports what was in flight
+            raise EngineUnavailable("the image engine is not running")
+        try:
+            async with self._write_lock:
+                proc.stdin.write(frame(message))
+                await proc.stdin.drain()
+        except (ConnectionError, RuntimeError) as error:
+            log.warning("could not write to the engine: %s", error)
+            if not quiet:
+                raise EngineUnavailable("the image engine is not running") from error
+
+    async def _wait_ready(self, limit_s: float) -> None:
+        def settled() -> bool:
+            return self._ready or self._failure is not None or self._stopping
+
+        async with self._state:
+            try:
+                await asyncio.wait_for(self._state.wait_for(settled), limit_s)
+            except TimeoutError:
+                raise EngineUnavailable("the image engine is taking too long to start") from None
+        if self._failure is not None:
+            raise EngineUnavailable(self._failure)
+        if not self._ready:
+            raise EngineUnavailable("the image engine is shutting down")
+
+    async def _set_state(self, *, ready: bool | None = None, failure: str | None = None) -> None:
+        async with self._state:
+            if ready is not None:
+                self._ready = ready
+            if failure is not None:
+                self._failure = failure
+            self._state.notify_all()
+
+    # --- the process -------------------------------------------------------------------
+
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # So `-m engine` resolves from a checkout whatever the working directory.
+        path = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = str(_ROOT) + (os.pathsep + path if path else "")
+        env.update(self._env)
+        return env
+
+    async def _supervise(self) -> None:
+        while not self._stopping:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *self._command,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    env=self._child_env(),
+                    cwd=self._cwd,
+                    limit=_STREAM_LIMIT,
+                )
+            except OSError as error:
+                log.error("could not start the engine (%s)", error)
+                await self._set_state(failure="the image engine could not be started")
+                return
+            if self._stopping:  # stop() came while this one was starting
+                proc.kill()
+            self._proc = proc
+            self._generation += 1
+            generation = self._generation
+            log.info("engine process %d started", proc.pid)
+            reader = asyncio.create_task(self._read_events(proc), name="engine-events")
+            stderr = asyncio.create_task(self._forward_stderr(proc), name="engine-stderr")
+            code = await proc.wait()
+            # Take what it wrote before dying (a Result may be in the pipe). A grandchild could
+            # hold the pipes open, so this wait is bounded.
+            _, unfinished = await asyncio.wait({reader, stderr}, timeout=10.0)
+            for task in unfinished:
+                task.cancel()
+            # Not ready from here on: jobs sent until now belong to this process and are
+            # failed below; later ones wait for the next process.
+            await self._set_state(ready=False)
+            self._proc = None
+            self.started_at = None
+            expected = self._stopping
+            if expected:
+                log.info("engine process %d exited with %s", proc.pid, code)
+            else:
+                log.error("engine process %d died (exit status %s)", proc.pid, code)
+            self._fail_jobs(generation, STOPPED_MESSAGE if expected else CRASHED_MESSAGE)
+            self._fail_requests()
+            if expected:
+                return
+            if self.last_ready is None:
+                # Never came up at all: a setup problem that restarting cannot fix.
+                await self._set_state(failure="the image engine could not be started")
+                return
+            delay = self._next_delay()
+            if delay is None:
+                log.error(
+                    "the engine died %d times in %.0fs; giving up",
+                    len(self._crashes),
+                    self._restart_window_s,
+                )
+                await self._set_state(failure="the image engine keeps failing; it is down")
+                return
+            log.info("restarting the engine in %.1fs", delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_requested.wait(), delay)
+            if not self._stopping:
+                self.restarts += 1
+
+    def _next_delay(self) -> float | None:
+        now = time.monotonic()
+        self._crashes.append(now)
+        while self._crashes and now - self._crashes[0] > self._restart_window_s:
+            self._crashes.popleft()
+        if len(self._crashes) > self._max_restarts:
+            return None
+        return min(self._max_backoff_s, self._backoff_s * 2 ** (len(self._crashes) - 1))
+
+    def _fail_jobs(self, generation: int, message: str) -> None:
+        lost = [job_id for job_id, sent_to in self._in_flight.items() if sent_to == generation]
+        for job_id in lost:
+            del self._in_flight[job_id]
+            self.events.put_nowait(
+                JobError(job_id=job_id, kind=ErrorKind.ENGINE_CRASHED, message=message)
+            )
+        if lost:
+            log.warning("jobs %s were lost with the engine process", lost)
+
+    def _fail_requests(self) -> None:
+        for reply in self._pending.values():
+            if not reply.done():
+                reply.set_exception(EngineUnavailable("the image engine restarted; try again"))
+        self._pending.clear()
+
+    async def _read_events(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        try:
+            while (message := await read_message_async(proc.stdout)) is not None:
+                await self._dispatch(message)
+        except Exception:
+            log.exception("unreadable event stream from engine process %d; killing it", proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            return
+        if proc.returncode is None and not self._stopping:
+            # Its events are gone, so the process is of no use even if it still runs.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 5.0)
+            if proc.returncode is None:
+                log.error("engine process %d closed its event stream; killing it", proc.pid)
+                proc.kill()
+
+    async def _dispatch(self, message: object) -> None:
+        if isinstance(message, ModelsReply):
+            reply = self._pending.get(message.request_id)
+            if reply is not None and not reply.done():
+                reply.set_result(message)
+            return
+        if isinstance(message, Ready):
+            self.last_ready = message
+            self.started_at = datetime.now(UTC)
+            log.info("engine ready: pid %d on %s (%s)", message.pid, message.device, message.dtype)
+            await self._set_state(ready=True)
+        elif isinstance(message, Result | JobError):
+            self._in_flight.pop(message.job_id, None)
+        elif not isinstance(message, Accepted | Progress):
+            log.warning("ignoring an unexpected %s from the engine", type(message).__name__)
+            return
+        self.events.put_nowait(message)  # type: ignore[arg-type]
+
+    async def _forward_stderr(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stderr is not None
+        pending = b""
+        while chunk := await proc.stderr.read(65536):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                if line.strip():
+                    engine_log.info("%s", line.decode("utf-8", "replace").rstrip())
+        if pending.strip():
+            engine_log.info("%s", pending.decode("utf-8", "replace").rstrip())

@@ -1,0 +1,143 @@
+"""Command line: run one job without Discord, through the same worker the bot uses.
+
+    python -m engine generate --model <id-or-folder> --prompt "..." --seed 42 --steps 30 --out a.png
+    python -m engine inpaint --model <id-or-folder> --prompt "..." --image in.png --mask mask.png
+    python -m engine serve      # the framed-protocol process the bot's engine client starts
+
+Settings come from ``ENGINE_*`` variables and ``.env``; the options below override them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.protocol import (
+    MAX_SEED,
+    SCHEDULERS,
+    Accepted,
+    Event,
+    JobError,
+    JobKind,
+    JobSpec,
+    ModelRef,
+    Progress,
+    Result,
+    RunBatch,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the engine process for the bot (framed stdin/stdout)")
+    for name, kind in (("generate", JobKind.TEXT_TO_IMAGE), ("inpaint", JobKind.INPAINT)):
+        sub = commands.add_parser(name, help=f"make one {kind.value.replace('_', '-')} image")
+        sub.set_defaults(kind=kind)
+        sub.add_argument("--model", required=True, help="Hugging Face id or local folder")
+        sub.add_argument("--revision", default=None, help="model revision (branch, tag, commit)")
+        sub.add_argument("--prompt", required=True)
+        sub.add_argument("--negative-prompt", default="")
+        sub.add_argument("--seed", type=int, default=None, help="0 to 2**32-1; random if omitted")
+        sub.add_argument("--steps", type=int, default=30)
+        sub.add_argument("--guidance", type=float, default=7.5)
+        sub.add_argument("--width", type=int, default=512)
+        sub.add_argument("--height", type=int, default=512)
+        sub.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="euler")
+        sub.add_argument("--out", type=Path, required=True, help="PNG file to write")
+        sub.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: auto)")
+        sub.add_argument("--offline", action="store_true", help="never reach the Hub")
+        sub.add_argument("--safety-checker", default=None, help="safety checker id or folder")
+        sub.add_argument(
+            "--no-safety-checker", action="store_true", help="explicitly turn the checker off"
+        )
+        if kind is JobKind.INPAINT:
+            sub.add_argument("--image", type=Path, required=True, help="the picture to repaint")
+            sub.add_argument("--mask", type=Path, required=True, help="white = repaint")
+            sub.add_argument("--strength", type=float, default=1.0)
+    return parser
+
+
+def _spec(args: argparse.Namespace, seed: int) -> JobSpec:
+    source = str(args.model)
+    name = Path(source).name if Path(source).is_dir() else source
+    inpainting = args.kind is JobKind.INPAINT
+    return JobSpec(
+        job_id=1,
+        kind=args.kind,
+        model=ModelRef(name=name, source=source, revision=args.revision),
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        seeds=(seed,),
+        steps=args.steps,
+        guidance=args.guidance,
+        width=args.width,
+        height=args.height,
+        scheduler=args.scheduler,
+        strength=args.strength if inpainting else 1.0,
+        image_path=str(args.image) if inpainting else None,
+        mask_path=str(args.mask) if inpainting else None,
+        preview=False,
+    )
+
+
+def _run_one(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from engine.settings import EngineSettings
+    from engine.worker import Worker
+
+    overrides: dict[str, object] = {}
+    if args.device:
+        overrides["device"] = args.device
+    if args.offline:
+        overrides["offline"] = True
+    if args.safety_checker:
+        overrides["safety_checker"] = args.safety_checker
+    if args.no_safety_checker:
+        overrides["safety_enabled"] = False
+    settings = EngineSettings(**overrides)  # type: ignore[arg-type]
+    seed = args.seed if args.seed is not None else secrets.randbelow(MAX_SEED + 1)
+    spec = _spec(args, seed)
+    bar = tqdm(total=spec.steps, unit="step", file=sys.stderr, leave=True)
+    outcome: list[Result | JobError] = []
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, Accepted) and event.prompt_cut:
+            print(f"note: the model does not see the end of the prompt: {event.prompt_cut!r}")
+        elif isinstance(event, Progress):
+            bar.total = event.total_steps
+            bar.update(event.step - bar.n)
+        elif isinstance(event, Result | JobError):
+            outcome.append(event)
+
+    try:
+        Worker(settings, on_event).handle(RunBatch(jobs=(spec,)))
+    finally:
+        bar.close()
+    if not outcome or isinstance(outcome[0], JobError):
+        message = outcome[0].message if outcome else "no result"
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    (image,) = outcome[0].images
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(image.png)
+    note = " (flagged by the safety checker, so it is blurred)" if image.nsfw else ""
+    print(f"wrote {args.out} with seed {seed} in {outcome[0].seconds:.1f}s{note}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m engine``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        from engine.process import serve
+        from engine.settings import EngineSettings
+
+        return serve(EngineSettings())
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return _run_one(args)

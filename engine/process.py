@@ -1,0 +1,88 @@
+"""The engine as a child process: frames in on stdin, frames out on the original stdout.
+
+Libraries print (progress bars, warnings, a stray ``print``); one byte of that in the frame
+stream would corrupt it. So at start the original stdout is moved to a private descriptor that
+only frames use, and descriptor 1 is pointed at stderr, where the client logs whatever arrives.
+A reader thread takes requests while a batch runs, so a ``Cancel`` acts between two steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING, BinaryIO
+
+from engine.protocol import Event, Request, Shutdown, frame, read_message
+from engine.settings import EngineSettings
+
+if TYPE_CHECKING:
+    from engine.worker import Worker
+
+log = logging.getLogger(__name__)
+
+_REQUEST_TYPES = ("run_batch", "cancel", "load_model", "unload_model", "list_models", "shutdown")
+
+
+def _claim_stdout() -> BinaryIO:
+    """A private stream on the original stdout; descriptor 1 now leads to stderr."""
+    sys.stdout.flush()
+    private = os.dup(1)
+    os.dup2(2, 1)
+    return os.fdopen(private, "wb")
+
+
+class FrameWriter:
+    """Writes events as frames, one at a time, from any thread."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def write(self, event: Event) -> None:
+        data = frame(event)
+        with self._lock:
+            try:
+                self._stream.write(data)
+                self._stream.flush()
+            except OSError:
+                # The client is gone, so nobody can use what this process makes.
+                log.error("the client closed the event stream; exiting")
+                os._exit(1)
+
+
+def _read_requests(stream: BinaryIO, worker: Worker) -> None:
+    try:
+        while (message := read_message(stream)) is not None:
+            if message.type in _REQUEST_TYPES:
+                worker.submit(message)  # type: ignore[arg-type]
+            else:
+                log.warning("ignoring a %s message sent to the engine", message.type)
+    except Exception:
+        log.exception("unreadable request stream; shutting down")
+    # End of input means the client is gone or done: finish the running batch, then exit.
+    request: Request = Shutdown()
+    worker.submit(request)
+
+
+def serve(settings: EngineSettings) -> int:
+    """Run the engine until ``Shutdown`` or the end of stdin; returns the exit status."""
+    events = FrameWriter(_claim_stdout())
+    # Imported after claiming stdout: importing torch and diffusers can already print.
+    from engine.worker import Worker
+
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    worker = Worker(settings, events.write)
+    reader = threading.Thread(
+        target=_read_requests, args=(sys.stdin.buffer, worker), name="requests", daemon=True
+    )
+    reader.start()
+    worker.warm_up()
+    events.write(worker.ready())
+    log.info("engine ready on %s (%s), pid %d", worker.device, worker.dtype, os.getpid())
+    worker.serve()
+    log.info("engine stopped")
+    return 0

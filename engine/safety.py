@@ -1,0 +1,122 @@
+"""The safety gate every image passes before it leaves the engine process.
+
+The checker is diffusers' ``StableDiffusionSafetyChecker`` with its CLIP feature extractor,
+loaded once from the configured source; pipelines are loaded without one so that every model,
+task and preview is checked the same way. It fails closed: when the checker cannot load or
+raises, the images count as flagged. Flagged images are obscured by ``obscure``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+from engine.settings import EngineSettings
+
+log = logging.getLogger(__name__)
+
+# What remains of a flagged image: this many pixels along its longer side, then blurred.
+_OBSCURED_SIDE = 8
+_RETRY_LOAD_AFTER_S = 300.0
+
+
+def obscure(image: Image.Image) -> Image.Image:
+    """Destroy all detail: average into a few blocks, scale back up, and blur the blocks away.
+
+    Each block is the exact mean of its pixels, so nothing finer than a block can survive.
+    """
+    width, height = image.size
+    scale = _OBSCURED_SIDE / max(width, height)
+    rows, cols = max(1, round(height * scale)), max(1, round(width * scale))
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float64)
+    blocks = np.array(
+        [
+            [cell.mean(axis=(0, 1)) for cell in np.array_split(band, cols, axis=1)]
+            for band in np.array_split(pixels, rows, axis=0)
+        ]
+    )
+    small = Image.fromarray(np.rint(blocks).astype(np.uint8))
+    large = small.resize((width, height), Image.Resampling.BILINEAR)
+    return large.filter(ImageFilter.GaussianBlur(radius=max(width, height) / 16))
+
+
+class SafetyChecker:
+    """Flags images; loads its model on first use (or at ``load``) and fails closed."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self._settings = settings
+        self._device = settings.torch_device()
+        self._dtype = settings.torch_dtype()
+        self._model: torch.nn.Module | None = None
+        self._extractor = None
+        self._load_failed_at: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self._settings.safety_enabled
+
+    def load(self) -> bool:
+        """Load the checker now; True when it is ready. Failures are logged, not raised."""
+        if not self.enabled or self._model is not None:
+            return True
+        failed_at = self._load_failed_at
+        if failed_at is not None and time.monotonic() - failed_at < _RETRY_LOAD_AFTER_S:
+            return False
+        from diffusers.pipelines.stable_diffusion.safety_checker import (
+            StableDiffusionSafetyChecker,
+        )
+        from transformers import CLIPImageProcessor
+
+        source = self._settings.safety_checker
+        options = {
+            "revision": self._settings.safety_checker_revision,
+            "local_files_only": self._settings.offline,
+            "cache_dir": self._settings.cache_dir,
+        }
+        try:
+            extractor = CLIPImageProcessor.from_pretrained(source, **options)
+            model = StableDiffusionSafetyChecker.from_pretrained(
+                source, dtype=self._dtype, **options
+            )
+            self._model = model.to(self._device).eval()
+            self._extractor = extractor
+        except Exception:
+            self._load_failed_at = time.monotonic()
+            log.exception(
+                "could not load the safety checker %r; every image counts as flagged", source
+            )
+            return False
+        log.info("safety checker %r loaded", source)
+        return True
+
+    def flags(self, images: Sequence[Image.Image]) -> list[bool]:
+        """One flag per image: True when it must be obscured (including when checking failed)."""
+        if not images:
+            return []
+        if not self.enabled:
+            return [False] * len(images)
+        if not self.load():
+            return [True] * len(images)
+        try:
+            return self._run(images)
+        except Exception:
+            log.exception("the safety checker failed; treating %d image(s) as flagged", len(images))
+            return [True] * len(images)
+
+    def _run(self, images: Sequence[Image.Image]) -> list[bool]:
+        assert self._model is not None and self._extractor is not None
+        inputs = self._extractor(images=[im.convert("RGB") for im in images], return_tensors="pt")
+        clip_input = inputs["pixel_values"].to(self._device, self._dtype)
+        # The checker blacks out flagged entries of `images` in place; give it placeholders,
+        # since we obscure the real images ourselves.
+        placeholders = np.zeros((len(images), 1, 1, 3), dtype=np.float32)
+        with torch.inference_mode():
+            _, flagged = self._model(clip_input=clip_input, images=placeholders)
+        if len(flagged) != len(images):
+            raise RuntimeError("the safety checker returned the wrong number of flags")
+        return [bool(f) for f in flagged]

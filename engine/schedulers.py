@@ -1,0 +1,75 @@
+"""Schedulers by friendly name, built from a loaded model's scheduler config.
+
+A fresh scheduler is made for every pipeline call with ``from_config``: no weights are reloaded,
+and no state (step index, multistep history) leaks from one call into the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from diffusers import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    PNDMScheduler,
+    SchedulerMixin,
+)
+
+# Without SciPy, `diffusers.LMSDiscreteScheduler` is a placeholder that refuses to be built; the
+# class itself lives in its module either way.
+from diffusers.schedulers.scheduling_lms_discrete import LMSDiscreteScheduler
+from diffusers.utils import is_scipy_available
+
+from engine.protocol import SCHEDULERS
+
+
+class ExactLMSDiscreteScheduler(LMSDiscreteScheduler):
+    """LMS without SciPy: its coefficients are integrals of a polynomial, computed exactly.
+
+    diffusers integrates the Lagrange basis polynomial numerically with ``scipy.integrate.quad``;
+    for a polynomial that is exact to rounding, so this gives the same coefficients.
+    """
+
+    def get_lms_coefficient(self, order: int, t: int, current_order: int) -> float:
+        sigmas = [float(s) for s in self.sigmas]
+        basis = np.polynomial.Polynomial([1.0])
+        for k in range(order):
+            if k == current_order:
+                continue
+            denominator = sigmas[t - current_order] - sigmas[t - k]
+            basis = basis * np.polynomial.Polynomial(
+                [-sigmas[t - k] / denominator, 1 / denominator]
+            )
+        antiderivative = basis.integ()
+        return float(antiderivative(sigmas[t + 1]) - antiderivative(sigmas[t]))
+
+
+# SciPy is optional in diffusers; without it stock LMS fails at its first step.
+_LMS: type[LMSDiscreteScheduler] = (
+    LMSDiscreteScheduler if is_scipy_available() else ExactLMSDiscreteScheduler
+)
+
+_FACTORIES: dict[str, Callable[[Mapping[str, Any]], SchedulerMixin]] = {
+    "euler": EulerDiscreteScheduler.from_config,
+    "euler_a": EulerAncestralDiscreteScheduler.from_config,
+    "dpmpp_2m_karras": lambda config: DPMSolverMultistepScheduler.from_config(
+        config, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=True
+    ),
+    "ddim": DDIMScheduler.from_config,
+    "pndm": PNDMScheduler.from_config,
+    "lms": _LMS.from_config,
+}
+assert _FACTORIES.keys() == SCHEDULERS.keys(), "every wire name needs a factory"
+
+
+def make_scheduler(name: str, base_config: Mapping[str, Any]) -> SchedulerMixin:
+    """A new scheduler of the named kind, configured like the model's own.
+
+    Raises ``KeyError`` for a name outside ``engine.protocol.SCHEDULERS``; validation refuses
+    such jobs before they get here.
+    """
+    return _FACTORIES[name](base_config)

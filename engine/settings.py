@@ -1,0 +1,93 @@
+"""The engine's settings: environment variables with the ``ENGINE_`` prefix, or ``.env``.
+
+Nothing else in the engine reads ``os.environ``. Device and dtype are resolved here so that every
+module agrees on them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    import torch
+
+DEFAULT_SAFETY_CHECKER = "CompVis/stable-diffusion-safety-checker"
+
+
+class EngineSettings(BaseSettings):
+    """How the engine runs; every field can be set as ``ENGINE_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ENGINE_",
+        env_file=".env",
+        env_ignore_empty=True,  # an empty line in .env means "the default"
+        extra="ignore",
+        frozen=True,
+    )
+
+    device: str = "auto"  # "auto": cuda when available, else cpu; or "cuda", "cuda:1", "cpu"
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"  # auto: fp16 on CUDA
+    offline: bool = False  # never reach the Hugging Face Hub (from_pretrained local_files_only)
+    variant: str | None = None  # weight variant to fetch, e.g. "fp16"; None: the default files
+    cache_dir: str | None = None  # where Hub downloads go; None: the hub's default (HF_HOME)
+    memory_budget_gb: float | None = Field(default=None, gt=0)  # None: 75% of GPU, no CPU cap
+
+    safety_checker: str = DEFAULT_SAFETY_CHECKER  # Hugging Face id or local folder
+    safety_checker_revision: str | None = None
+    safety_enabled: bool = True  # only an explicit false turns the checker off
+
+    min_size: int = Field(default=64, ge=8)
+    max_width: int = Field(default=1024, ge=64)
+    max_height: int = Field(default=1024, ge=64)
+    max_steps: int = Field(default=100, ge=1)
+    min_guidance: float = 0.0
+    max_guidance: float = 30.0
+    max_prompt_chars: int = Field(default=2000, ge=1)
+    max_images_per_job: int = Field(default=8, ge=1)
+    max_batch_images: int = Field(default=16, ge=1)  # images in one pipeline call
+    max_input_pixels: int = Field(default=4096 * 4096, ge=1)  # inpainting input/mask files
+
+    progress_interval_s: float = Field(default=0.5, ge=0)  # at most one Progress per interval
+    preview_interval_s: float = Field(default=1.5, ge=0)  # at most one preview per interval
+    preview_max_side: int = Field(default=128, ge=8)
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> EngineSettings:
+        if self.min_guidance > self.max_guidance:
+            raise ValueError("min_guidance must not exceed max_guidance")
+        if self.min_size > min(self.max_width, self.max_height):
+            raise ValueError("min_size must not exceed max_width or max_height")
+        return self
+
+    def torch_device(self) -> torch.device:
+        """The device pipelines run on."""
+        import torch
+
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def torch_dtype(self) -> torch.dtype:
+        """fp16 (or the configured bf16) on CUDA; always fp32 on the CPU, where half is slow."""
+        import torch
+
+        if self.torch_device().type == "cpu":
+            return torch.float32
+        if self.dtype == "auto":
+            return torch.float16
+        return getattr(torch, self.dtype)
+
+    def memory_budget_bytes(self) -> int | None:
+        """How many bytes of weights may stay loaded; None when unbounded."""
+        import torch
+
+        if self.memory_budget_gb is not None:
+            return int(self.memory_budget_gb * 1024**3)
+        device = self.torch_device()
+        if device.type == "cuda":
+            # The rest is for activations, which grow with batch and image size.
+            return int(torch.cuda.get_device_properties(device).total_memory * 0.75)
+        return None

@@ -1,0 +1,51 @@
+"""Grouping compatible jobs, per-image arguments, prompt cuts, and batch-invariant layers."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from engine.batching import group_compatible, per_image
+from engine.invariance import PerImageLinear
+from engine.protocol import JobKind, JobSpec, ModelRef
+
+MODEL = ModelRef(name="m", source="m")
+
+
+def spec(job_id: int, seeds: int = 1, **fields: object) -> JobSpec:
+    return JobSpec(
+        job_id=job_id,
+        kind=JobKind.TEXT_TO_IMAGE,
+        model=MODEL,
+        prompt="p",
+        seeds=tuple(range(seeds)),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def test_groups_keep_arrival_order_and_respect_the_image_limit() -> None:
+    jobs = [spec(1, 2), spec(2, guidance=3.0), spec(3, 2), spec(4, 1), spec(5, steps=10)]
+    groups = group_compatible(jobs, max_images=4)
+    assert [[j.job_id for j in g] for g in groups] == [[1, 3], [2], [4], [5]]
+    assert group_compatible([spec(1, 6)], max_images=4) == [[spec(1, 6)]]
+
+
+def test_per_image_layout() -> None:
+    assert per_image([spec(1, 2), spec(2, 1)], ["a", "b"]) == ["a", "a", "b"]
+
+
+def test_per_image_linear_matches_one_image_at_a_time() -> None:
+    torch.manual_seed(0)
+    inner = nn.Linear(32, 64)
+    wrapper = PerImageLinear(inner)
+    images, k = 3, 2
+    rows = torch.randn(k * images, 32)  # laid out [uncond_1..3, cond_1..3]
+    wrapper.rows_per_image = k
+    batched = wrapper(rows)
+    for i in range(images):
+        alone = inner(rows[[i, images + i]])
+        assert torch.equal(batched[[i, images + i]], alone)
+    same = torch.randn(1, 32).expand(k * images, 32)
+    assert torch.equal(wrapper(same), inner(same[:k]).repeat(images, 1))
+    wrapper.rows_per_image = None
+    assert torch.equal(wrapper(rows), inner(rows))
