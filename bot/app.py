@@ -14,6 +14,7 @@ import discord
 from discord.ext import commands
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.admin import ModelsCog, StatusCog
 from bot.buttons import ButtonHandler
 from bot.delivery import Delivery
 from bot.endpoints import use_endpoints
@@ -106,6 +107,8 @@ class DiffusionBot(commands.Bot):
         self.add_dynamic_items(JobButton, HistoryButton)
         await self.add_cog(ImagineCog(self))
         await self.add_cog(HistoryCog(self))
+        await self.add_cog(ModelsCog(self))
+        await self.add_cog(StatusCog(self))
         self._spawn(self._pump_engine_events(), "engine-events")
         self._spawn(self._start_engine(), "engine-start")
         await self._sync_commands()
@@ -134,6 +137,7 @@ class DiffusionBot(commands.Bot):
 
     async def close(self) -> None:
         """Stop taking work, let the running batch finish (bounded), leave the rest queued."""
+        self.jobs.accepting = False
         await self.scheduler.pause()
         try:
             async with asyncio.timeout(self._shutdown_grace):

@@ -91,7 +91,21 @@ class Delivery:
     def is_tracked(self, job_id: int) -> bool:
         return job_id in self._tickets
 
-    async def close(self) -> None:
+    @property
+    def busy(self) -> bool:
+        """Whether any job's message still has updates on their way."""
+        return bool(self._tickets)
+
+    async def close(self, grace: float = 15.0) -> None:
+        """Let results already on their way arrive (bounded), then stop following jobs.
+
+        Jobs still queued are not lost: the next start resumes them and tells their owners.
+        """
+        finishing = [
+            t.pump for t in self._tickets.values() if t.pump and t.screen and t.screen.final
+        ]
+        if finishing:
+            await asyncio.wait(finishing, timeout=grace)
         pumps = [t.pump for t in self._tickets.values() if t.pump]
         for pump in pumps:
             pump.cancel()

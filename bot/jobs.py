@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import discord
 
@@ -15,7 +16,7 @@ from bot.errors import NotAllowed, UserFacingError
 from bot.image_store import ImageStore
 from bot.scheduler import Scheduler
 from bot.settings import Settings
-from bot.store.models import Job
+from bot.store.models import Job, utcnow
 from bot.store.repository import (
     Limits,
     NewJob,
@@ -24,11 +25,16 @@ from bot.store.repository import (
     StoreError,
 )
 from bot.validation import seeds_for
+from engine.protocol import GeneratedImage, Result
 
 log = logging.getLogger(__name__)
 
 # Discord wants an answer within 3 s; the database gets this long before the bot defers.
 ACK_DEADLINE_SECONDS = 1.5
+# Results finished this recently but never posted are posted at the next start.
+REDELIVER_WINDOW = timedelta(days=1)
+SHUTTING_DOWN = "The bot is restarting; please try again in a minute. Nothing was queued."
+RESUMED_NOTE = "your job #{job_id} resumed after a restart:"
 
 
 class JobService:
@@ -45,6 +51,7 @@ class JobService:
         self._scheduler = scheduler
         self._delivery = delivery
         self._images = images
+        self.accepting = True  # false while shutting down: new work is refused, not lost
 
     def limits_for(self, user: discord.abc.User) -> Limits:
         if is_admin(user, self._settings.discord):
@@ -79,6 +86,8 @@ class JobService:
     async def _create(
         self, user: discord.abc.User, prepare: Callable[[], Awaitable[NewJob]]
     ) -> Job:
+        if not self.accepting:
+            raise UserFacingError(SHUTTING_DOWN)
         new = await prepare()
         try:
             return await self._repo.create_job(new, self.limits_for(user))
@@ -162,9 +171,24 @@ class JobService:
         return deleted
 
     async def resume_after_restart(self) -> list[Job]:
-        """Queue again what the last run left queued or running; owners are told in channel."""
+        """Queue again what the last run left queued or running, and post results it made but
+        never delivered. Owners are told in the channel, with a mention."""
+        undelivered = await self._repo.list_undelivered(utcnow() - REDELIVER_WINDOW)
+        for job in undelivered:
+            self._delivery.track(job, None, note=RESUMED_NOTE.format(job_id=job.id))
+            await self._delivery.finished(job, await self._saved_result(job))
         jobs = list(await self._repo.requeue_interrupted())
         for job in jobs:
-            self._delivery.track(job, None)
+            self._delivery.track(job, None, note=RESUMED_NOTE.format(job_id=job.id))
             await self._scheduler.submit(job)
-        return jobs
+        return [*undelivered, *jobs]
+
+    async def _saved_result(self, job: Job) -> Result:
+        images = tuple(
+            [
+                GeneratedImage(image.seed, await self._images.read(image.path), image.nsfw)
+                for image in job.images
+            ]
+        )
+        took = (job.finished_at - job.started_at).total_seconds() if job.started_at else 0.0
+        return Result(job.id, images, job.model_revision_used, took)

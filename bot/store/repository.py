@@ -202,6 +202,21 @@ class Repository:
             )
             return result.all()
 
+    async def list_undelivered(self, since: datetime) -> Sequence[Job]:
+        """Jobs done since ``since`` whose result never reached Discord (no result message)."""
+        async with self._sessions() as session:
+            result = await session.scalars(
+                select(Job)
+                .where(
+                    Job.status == JobStatus.DONE,
+                    Job.result_message_id.is_(None),
+                    Job.finished_at > since,
+                )
+                .order_by(Job.id)
+                .options(selectinload(Job.images))
+            )
+            return result.all()
+
     async def latest_job(self, user_id: int) -> Job | None:
         async with self._sessions() as session:
             return await session.scalar(
@@ -432,6 +447,20 @@ class Repository:
             return result.all()
 
     # --- status ------------------------------------------------------------------------
+
+    async def count_active_for_model(self, name: str) -> int:
+        """Jobs queued or running on the model named ``name`` (jobs copy the model by value)."""
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(func.count(Job.id)).where(Job.model_name == name, Job.status.in_(ACTIVE))
+            )
+
+    async def count_images_since(self, since: datetime) -> int:
+        """Images made since ``since`` by everyone, admins included (the rate limits skip them)."""
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(func.count(Image.id)).where(Image.created_at > since)
+            )
 
     async def count_by_status(self) -> dict[JobStatus, int]:
         async with self._sessions() as session:

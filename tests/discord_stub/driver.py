@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import random
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from .components import SELECT_TYPES, modal_submission, select_data
-from .faults import Fault, FaultInjector, compile_route_pattern
+from .faults import Chaos, Fault, FaultInjector, compile_route_pattern
 from .files import FileLike
 from .gateway import ConnectionRecord, GatewayHub
 from .interactions import DEFAULT_TIMEOUT, InteractionHandle
@@ -579,6 +580,12 @@ class DiscordStub:
             for r in self.state.requests
             if method in ("*", r.method) and pattern.fullmatch(r.path) is not None
         ]
+
+    def chaos(self, rate: float, *, statuses: tuple[int, ...] = (429, 500), seed: int = 0) -> Chaos:
+        """Fail a fraction ``rate`` of REST calls at random (seeded) with ``statuses``, besides
+        any :meth:`fail_next` rules; ``rate=0`` stops it. Returns the rule, which counts hits."""
+        self.faults.chaos = Chaos(rate, statuses, random.Random(seed)) if rate else None
+        return self.faults.chaos  # type: ignore[return-value]
 
     def fail_next(
         self,

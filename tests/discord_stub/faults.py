@@ -8,6 +8,7 @@ injected failure and discord.py's own retry logic (sleep and retry on 5xx, ``ret
 from __future__ import annotations
 
 import math
+import random
 import re
 import time
 from dataclasses import dataclass, field
@@ -91,11 +92,30 @@ class Fault:
         return json_response(body, status=self.status)
 
 
+@dataclass
+class Chaos:
+    """Random transient failures on a fraction of REST calls (soak tests): seeded, so a run
+    can be repeated; 429s carry a short ``retry_after`` and 5xx are retried by discord.py."""
+
+    rate: float
+    statuses: tuple[int, ...]
+    random: random.Random
+    hits: int = 0
+
+    def roll(self, method: str, path: str) -> Fault | None:
+        if path.startswith("/gateway") or self.random.random() >= self.rate:
+            return None
+        self.hits += 1
+        status = self.random.choice(self.statuses)
+        return Fault(method.upper(), re.compile(re.escape(path)), status, 0)
+
+
 class FaultInjector:
     """The active fault rules, consumed first-come first-served."""
 
     def __init__(self) -> None:
         self.faults: list[Fault] = []
+        self.chaos: Chaos | None = None
 
     def add(
         self,
@@ -131,7 +151,7 @@ class FaultInjector:
                 fault.hits += 1
                 fault.served_at.append(time.monotonic())
                 return fault
-        return None
+        return self.chaos.roll(method, path) if self.chaos else None
 
     def clear(self) -> None:
         """Drop all rules."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from bot.settings import (
     Settings,
     StorageSettings,
 )
-from bot.store.database import create_engine, migrate
+from bot.store.database import create_engine, create_sessionmaker, migrate
+from bot.store.repository import Repository
 from tests.discord_stub import DiscordStub
 from tests.fixtures.tiny_models import TinyModels
 
@@ -98,6 +100,22 @@ class Harness:
                 yield bot
         finally:
             await database.dispose()
+
+    @contextlib.asynccontextmanager
+    async def repository(self) -> AsyncIterator[Repository]:
+        """The store as the bot sees it, for looking at it while no bot runs."""
+        database = create_engine(self.settings.database.url)
+        try:
+            yield Repository(create_sessionmaker(database))
+        finally:
+            await database.dispose()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:  # noqa: ASYNC109
+    """Wait until ``check()`` is true, polling; fails after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not await check():  # noqa: ASYNC110 - polling the database, which has no events
+            await asyncio.sleep(0.05)
 
 
 def png_size(data: bytes) -> tuple[int, int]:

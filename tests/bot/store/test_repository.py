@@ -292,3 +292,37 @@ async def test_count_by_status(repo):
     counts = await repo.count_by_status()
     assert counts[JobStatus.QUEUED] == 1 and counts[JobStatus.RUNNING] == 1
     assert counts[JobStatus.DONE] == 0
+
+
+async def test_count_active_for_model_counts_only_queued_and_running_jobs_of_that_model(repo):
+    queued = await repo.create_job(new_job(model_name="a"), UNLIMITED)
+    running = await repo.create_job(new_job(model_name="a"), UNLIMITED)
+    finished = await repo.create_job(new_job(model_name="a"), UNLIMITED)
+    await repo.create_job(new_job(model_name="b"), UNLIMITED)
+    await repo.mark_running(running.id)
+    await repo.mark_cancelled(finished.id)
+    assert await repo.count_active_for_model("a") == 2
+    await repo.mark_cancelled(queued.id)
+    assert await repo.count_active_for_model("a") == 1
+    assert await repo.count_active_for_model("nope") == 0
+
+
+async def test_count_images_since_counts_every_image_in_the_window(repo):
+    from sqlalchemy import update
+
+    from bot.store.models import Image
+
+    for seeds in [(1, 2), (3,)]:
+        job = await repo.create_job(new_job(seeds=seeds), UNLIMITED)
+        await repo.mark_running(job.id)
+        await repo.mark_done(
+            job.id, [NewImage(i, s, False, f"{s}.png") for i, s in enumerate(seeds)], None
+        )
+    hour_ago = utcnow() - timedelta(hours=1)
+    assert await repo.count_images_since(hour_ago) == 3
+    async with repo._sessions.begin() as session:
+        await session.execute(
+            update(Image).where(Image.seed == 3).values(created_at=hour_ago - timedelta(minutes=1))
+        )
+    assert await repo.count_images_since(hour_ago) == 2
+    assert await repo.count_images_since(utcnow() + timedelta(seconds=1)) == 0
