@@ -115,12 +115,30 @@ class ModelRegistry:
 
     def get(self, ref: ModelRef) -> LoadedPipelines:
         """The model's pipelines, loading them first when needed; marks the model as used."""
-        entry = self._entries.get(ref)
-        if entry is None:
-            entry = self._load(ref)
-        self._entries.move_to_end(ref)
+        key = self._same_weights(ref)
+        if key is None:
+            key, entry = ref, self._load(ref)
+        else:
+            entry = self._entries[key]
+        self._entries.move_to_end(key)
         self._publish()
         return entry
+
+    def _same_weights(self, ref: ModelRef) -> ModelRef | None:
+        """The loaded entry ``ref`` means, if any.
+
+        A reroll pins the commit its parent actually ran (``revision`` = that hash) while the
+        model was loaded as "latest" (``revision`` None): the same files, not a second copy.
+        Models under other names stay separate, so admins see and unload what they named.
+        """
+        if ref in self._entries:
+            return ref
+        if ref.revision is None:
+            return None
+        for key, entry in self._entries.items():
+            if (key.name, key.source, entry.revision) == (ref.name, ref.source, ref.revision):
+                return key
+        return None
 
     def unload(self, ref: ModelRef) -> list[ModelRef]:
         """Unload the model (matched by reference, else by name); returns what was unloaded."""

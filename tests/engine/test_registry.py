@@ -85,3 +85,21 @@ def test_hub_id_from_the_cache_reports_the_commit(tiny_models: TinyModels, tmp_p
     entry = registry.get(ModelRef(name="tiny", source="course/tiny-sd"))
     assert entry.revision == commit
     assert registry.loaded()[0].revision == commit
+
+
+def test_a_reroll_pinned_to_the_loaded_commit_reuses_the_loaded_model(
+    tiny_models: TinyModels, tmp_path: Path
+) -> None:
+    """Rerolls pin the commit their parent ran; that must not load the weights a second time."""
+    commit = "89abcdef0123456789abcdef0123456789abcdef"
+    repo = tmp_path / "models--course--tiny-sd"
+    shutil.copytree(tiny_models.text_to_image, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit, encoding="utf-8")
+    registry = ModelRegistry(engine_settings(tiny_models, cache_dir=str(tmp_path)))
+    latest = registry.get(ModelRef(name="tiny", source="course/tiny-sd"))
+    pinned = registry.get(ModelRef(name="tiny", source="course/tiny-sd", revision=commit))
+    assert pinned is latest and len(registry.loaded()) == 1
+    # Another revision is other weights.
+    with pytest.raises(ModelUnavailable):
+        registry.get(ModelRef(name="tiny", source="course/tiny-sd", revision="f" * 40))
