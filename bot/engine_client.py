@@ -312,8 +312,10 @@ class EngineClient:
             self._fail_requests()
             if expected:
                 return
-            if self.last_ready is None:
-                # Never came up at all: a setup problem that restarting cannot fix.
+            if self.last_ready is None and code >= 0:
+                # Exited by itself before it ever came up: a setup problem (a bad setting, a
+                # missing package) that restarting cannot fix. Killed by a signal instead (the
+                # OOM killer, an operator), it is restarted like any crash.
                 await self._set_state(failure="the image engine could not be started")
                 return
             delay = self._next_delay()

@@ -155,6 +155,9 @@ out = sys.stdout.buffer
 mode = sys.argv[1]
 if mode == "exit-at-once":
     sys.exit(3)
+if mode == "killed-once-while-starting" and not os.path.exists(sys.argv[2]):
+    open(sys.argv[2], "w").close()
+    os.kill(os.getpid(), 9)  # as the OOM killer would, before Ready
 print("hello from the fake engine", file=sys.stderr, flush=True)
 write_message(out, Ready(device="cpu", dtype="float32", pid=os.getpid()))
 if mode == "die-after-ready":
@@ -167,8 +170,8 @@ while (message := read_message(sys.stdin.buffer)) is not None:
 """
 
 
-def fake(mode: str) -> list[str]:
-    return [sys.executable, "-c", FAKE, mode]
+def fake(mode: str, *args: str) -> list[str]:
+    return [sys.executable, "-c", FAKE, mode, *args]
 
 
 async def test_an_engine_that_never_starts() -> None:
@@ -178,6 +181,18 @@ async def test_an_engine_that_never_starts() -> None:
     with pytest.raises(EngineUnavailable):
         await client.run_batch([])
     await client.stop()
+
+
+async def test_an_engine_killed_while_starting_is_restarted(tmp_path) -> None:
+    marker = tmp_path / "killed-once"
+    client = EngineClient(
+        command=fake("killed-once-while-starting", str(marker)), backoff_s=0.01, start_timeout=30
+    )
+    try:
+        ready = await client.start()
+        assert marker.exists() and client.restarts == 1 and ready.pid == client.pid
+    finally:
+        await client.stop()
 
 
 async def test_restarts_are_bounded(caplog: pytest.LogCaptureFixture) -> None:

@@ -127,7 +127,7 @@ async def run_soak(harness: Harness, plan: SoakPlan) -> SoakReport:
 
 async def _kill_engine_mid_batch(bot) -> None:
     async with asyncio.timeout(300):
-        while not (bot.scheduler.running and bot.engine.pid):  # noqa: ASYNC110
+        while not (bot.engine.ready and bot.engine.in_flight):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     os.kill(bot.engine.pid, signal.SIGKILL)
     # Wait for the replacement, so the next kill hits a new process.
