@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from diffusers import AutoPipelineForInpainting, AutoPipelineForText2Image, DiffusionPipeline
 
+from engine.fast_path import FastPathSettings, apply_fast_path
 from engine.invariance import PerImageLinear, make_batch_invariant
 from engine.protocol import JobKind, LoadedModel, ModelRef
 from engine.settings import EngineSettings
@@ -205,6 +206,10 @@ class ModelRegistry:
             free_device_memory()
             raise ModelUnavailable(f"not enough GPU memory to load {ref.name}") from error
         pipeline.set_progress_bar_config(disable=True)
+        invariance = make_batch_invariant(pipeline.unet, pipeline.vae)
+        # Opt-in speed-ups, warmed here when they compile; the default settings change nothing.
+        fast_path = FastPathSettings.from_engine(self._settings)
+        invariance = apply_fast_path(pipeline, fast_path, self._device, invariance).invariance
         entry = LoadedPipelines(
             ref=ref,
             kind=kind,
@@ -212,7 +217,7 @@ class ModelRegistry:
             scheduler_config=pipeline.scheduler.config,
             revision=revision,
             bytes=size,
-            invariance=make_batch_invariant(pipeline.unet, pipeline.vae),
+            invariance=invariance,
         )
         self._entries[ref] = entry
         log.info("loaded %s (%s, %.2f GB, revision %s)", ref.name, kind, size / _GB, revision)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -53,6 +53,25 @@ class EngineSettings(BaseSettings):
     progress_interval_s: float = Field(default=0.5, ge=0)  # at most one Progress per interval
     preview_interval_s: float = Field(default=1.5, ge=0)  # at most one preview per interval
     preview_max_side: int = Field(default=128, ge=8)
+
+    # The fast path (engine.fast_path), applied when a model loads. Defaults change nothing;
+    # docs/performance.md says what to turn on for which GPU.
+    attention: Literal["sdpa", "classic"] = "sdpa"  # classic: diffusers' unfused, to compare
+    channels_last: bool = False  # NHWC UNet and VAE weights
+    cudnn_benchmark: bool = False  # cuDNN times its convolution algorithms per shape (CUDA)
+    compile_unet: bool = False  # torch.compile the UNet, warmed per bucket at load
+    compile_vae: bool = False  # torch.compile the VAE decoder, warmed per bucket at load
+    compile_mode: CompileMode = "max-autotune-no-cudagraphs"  # torch.compile(mode=...)
+    compile_backend: str = "inductor"  # "eager" only traces (tests)
+    compile_buckets: str = "512x512x1,512x512x2,512x512x4,512x512x8,512x512x16"
+    vae_slicing_min_images: int = Field(default=1, ge=1)  # 1: always one image at a time
+    vae_tiling_min_pixels: int | None = Field(default=None, ge=1)  # None: never tile
+
+    @field_validator("compile_buckets")
+    @classmethod
+    def _check_buckets(cls, value: str) -> str:
+        parse_buckets(value)
+        return value
 
     @model_validator(mode="after")
     def _check_bounds(self) -> EngineSettings:
