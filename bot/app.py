@@ -21,10 +21,14 @@ from bot.endpoints import use_endpoints
 from bot.engine_client import EngineClient
 from bot.errors import report
 from bot.history import HistoryButton, HistoryCog
+from bot.i18n import CourseTranslator, make_translatable
 from bot.image_store import ImageStore
 from bot.imagine import ImagineCog
+from bot.inpaint import InpaintCog
 from bot.jobs import JobService
 from bot.launcher import StartupError
+from bot.recipe import RecipeCog
+from bot.reroll import RerollCog
 from bot.scheduler import EngineLike, Scheduler
 from bot.settings import Settings
 from bot.store.database import create_sessionmaker
@@ -107,10 +111,16 @@ class DiffusionBot(commands.Bot):
         self.add_dynamic_items(JobButton, HistoryButton)
         await self.add_cog(ImagineCog(self))
         await self.add_cog(HistoryCog(self))
+        await self.add_cog(InpaintCog(self))
+        await self.add_cog(RerollCog(self))
         await self.add_cog(ModelsCog(self))
         await self.add_cog(StatusCog(self))
+        await self.add_cog(RecipeCog(self))
         self._spawn(self._pump_engine_events(), "engine-events")
         self._spawn(self._start_engine(), "engine-start")
+        # zh-CN names, descriptions and choices go into the synced payload (bot.i18n).
+        make_translatable(self.tree)
+        await self.tree.set_translator(CourseTranslator())
         await self._sync_commands()
         resumed = await self.jobs.resume_after_restart()
         if resumed:

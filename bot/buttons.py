@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot import render
+from bot import course, render
 from bot.checks import require_channel
 
 if TYPE_CHECKING:
@@ -19,6 +19,9 @@ class ButtonHandler:
         self._bot = bot
 
     async def handle(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
+        if lesson := course.BY_ACTION.get(action):  # the course's comparison buttons
+            await course.request_comparison(self._bot, interaction, job_id, lesson.kind)
+            return
         handler = getattr(self, f"_{action}")
         await handler(interaction, job_id)
 

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 
 import discord
 
-from bot import render
+from bot import course, render
 from bot.interactions import is_expired_token
+from bot.mask_outline import outline_note, outline_upload
 from bot.store.models import Job
 from bot.store.repository import Repository
+from bot.upload_fit import DEFAULT_LIMIT, UploadFile, fit
 from bot.views import result_view, running_view
 from engine.protocol import Accepted, Progress, Result
 
@@ -28,6 +30,13 @@ log = logging.getLogger(__name__)
 # Interaction tokens last 15 minutes; stop using one a little before, so an edit in flight
 # does not race the expiry.
 TOKEN_LIFETIME = 14 * 60
+# Pauses before trying a result again after Discord failed (discord.py has already retried
+# some 5xx itself by then); then the result goes to the channel as a new message.
+RESULT_RETRY_DELAYS = (1.0, 3.0, 10.0)
+REENCODED_NOTE = (
+    "(Re-encoded as WebP to fit Discord's upload limit; the settings are in its EXIF and the "
+    "full PNG is kept by the bot.)"
+)
 
 
 @dataclass
@@ -35,7 +44,7 @@ class Screen:
     """One state of the job's message."""
 
     content: str
-    files: list[tuple[str, bytes, bool]] = field(default_factory=list)  # name, data, spoiler
+    files: list[UploadFile] = field(default_factory=list)
     view: discord.ui.View | None = None
     final: bool = False
 
@@ -50,6 +59,7 @@ class Ticket:
     interaction: discord.Interaction | None
     deadline: float  # monotonic time after which the token is not used
     message: discord.Message | discord.PartialMessage | None = None
+    note: str = ""  # said before every screen posted in the channel ("resumed after a restart")
     prompt_cut: str = ""
     screen: Screen | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -60,10 +70,16 @@ class Delivery:
     """Keeps each job's Discord message in step with the scheduler."""
 
     def __init__(
-        self, client: discord.Client, repo: Repository, *, min_edit_interval: float = 1.0
+        self,
+        client: discord.Client,
+        repo: Repository,
+        *,
+        min_edit_interval: float = 1.0,
+        retry_delays: tuple[float, ...] = RESULT_RETRY_DELAYS,
     ) -> None:
         self._client = client
         self._repo = repo
+        self._retry_delays = retry_delays
         self._min_edit_interval = min_edit_interval
         self._tickets: dict[int, Ticket] = {}
         self.finished_jobs = asyncio.Queue[int]()  # for tests and /status: results posted
@@ -72,7 +88,8 @@ class Delivery:
         self,
         job: Job,
         interaction: discord.Interaction | None,
-        message: discord.Message | None = None,
+        *,
+        note: str = "",
     ) -> None:
         """Start following ``job``; with no interaction, messages go to its channel."""
         ticket = Ticket(
@@ -83,7 +100,7 @@ class Delivery:
             steps=job.steps,
             interaction=interaction,
             deadline=time.monotonic() + TOKEN_LIFETIME if interaction else 0.0,
-            message=message,
+            note=note,
         )
         self._tickets[job.id] = ticket
         ticket.pump = asyncio.create_task(self._pump(ticket), name=f"delivery-{job.id}")
@@ -144,10 +161,21 @@ class Delivery:
         ticket = self._tickets.get(job.id)
         if ticket is None:
             return
+        # A course comparison is one captioned grid (bot.course), in the asker's language.
+        locale = ticket.interaction.locale.value if ticket.interaction else None
+        if job.comparison and (
+            lesson := await course.comparison_message(job, result, locale, ticket.prompt_cut)
+        ):
+            self._show(ticket, Screen(*lesson, final=True))
+            return
         files = [
-            (f"job{job.id}_{image.seed}.png", image.png, image.nsfw) for image in result.images
+            UploadFile(f"job{job.id}_{image.seed}.png", image.png, image.nsfw)
+            for image in result.images
         ]
         caption = render.result_caption(job, result.seconds, ticket.prompt_cut)
+        if outline := outline_upload(result):  # inpainting: what was repainted
+            files.append(outline)
+            caption += "\n" + outline_note(job, result)
         self._show(ticket, Screen(caption, files, result_view(job.id), final=True))
 
     async def failed(self, job: Job) -> None:
@@ -166,7 +194,7 @@ class Delivery:
         line = render.running_line(ticket.job_id, ticket.prompt, step, total)
         if ticket.prompt_cut:
             line += "\n" + render.prompt_cut_note(ticket.prompt_cut)
-        files = [("preview.png", preview, False)] if preview else []
+        files = [UploadFile("preview.png", preview)] if preview else []
         return Screen(line, files, running_view(ticket.job_id))
 
     def _show(self, ticket: Ticket, screen: Screen) -> None:
@@ -183,10 +211,14 @@ class Delivery:
                 ticket.changed.clear()
                 screen = ticket.screen
                 assert screen is not None
-                try:
-                    await self._edit(ticket, screen)
-                except discord.HTTPException:
-                    log.exception("could not update the message of job %s", ticket.job_id)
+                if screen.final:
+                    await self._show_final(ticket, screen)
+                else:
+                    try:
+                        await self._edit(ticket, screen)
+                    except discord.HTTPException as error:
+                        # A lost progress edit is harmless; the next one replaces it.
+                        log.warning("progress of job %s not shown: %s", ticket.job_id, error)
                 if screen.final:
                     if screen.files and ticket.message is not None:
                         await self._repo.set_result_message(ticket.job_id, ticket.message.id)
@@ -196,10 +228,41 @@ class Delivery:
         finally:
             self._tickets.pop(ticket.job_id, None)
 
+    async def _show_final(self, ticket: Ticket, screen: Screen) -> None:
+        """The result (or the error) must arrive: retry, then post it in the channel."""
+        for delay in (*self._retry_delays, None):
+            try:
+                await self._edit(ticket, screen)
+                return
+            except discord.HTTPException as error:
+                transient = error.status >= 500 or error.status == 429
+                if not transient or delay is None:
+                    log.warning("job %s: result not shown (%s); posting anew", ticket.job_id, error)
+                    break
+                log.warning(
+                    "job %s: Discord failed (%s); again in %.0f s", ticket.job_id, error, delay
+                )
+                await asyncio.sleep(delay)
+        ticket.interaction = None
+        ticket.message = None
+        try:
+            await self._edit(ticket, screen)
+        except discord.HTTPException:
+            # The job is done and its images are on disk; the next start posts it again.
+            log.exception("job %s: could not post its result", ticket.job_id)
+
+    def _upload_limit(self, ticket: Ticket) -> int:
+        channel = self._client.get_channel(ticket.channel_id)
+        guild = getattr(channel, "guild", None)
+        return guild.filesize_limit if guild is not None else DEFAULT_LIMIT
+
     async def _edit(self, ticket: Ticket, screen: Screen) -> None:
+        fitted, reencoded = fit(screen.files, self._upload_limit(ticket))
+        if reencoded:
+            screen.content = f"{screen.content}\n{REENCODED_NOTE}"
+            screen.files = fitted
         files = [
-            discord.File(io.BytesIO(data), filename=name, spoiler=spoiler)
-            for name, data, spoiler in screen.files
+            discord.File(io.BytesIO(f.data), filename=f.name, spoiler=f.spoiler) for f in fitted
         ]
         view = screen.view or discord.utils.MISSING
         if ticket.interaction is not None and time.monotonic() < ticket.deadline:
@@ -226,7 +289,7 @@ class Delivery:
             ticket.channel_id
         )
         assert isinstance(channel, discord.abc.Messageable)
-        mention = f"<@{ticket.owner_id}> "
+        mention = f"<@{ticket.owner_id}> {ticket.note}".rstrip() + " "
         if ticket.interaction is not None or ticket.message is None:
             # The token is gone (or there never was one): continue in a message of our own,
             # with a mention, since the user may not be watching the old one.

@@ -99,15 +99,42 @@ class JobService:
             raise UserFacingError(str(error)) from None
 
     async def reroll(
-        self, job_id: int, seed: int | None, interaction: discord.Interaction
+        self, job_id: int | None, seed: int | None, interaction: discord.Interaction
     ) -> Job | None:
-        """A new job with the settings of ``job_id`` and a new (or the given) seed per image."""
+        """A new job with the settings of ``job_id`` (default: the caller's latest job) and a
+        new (or the given) seed per image, counted against the caller's limits."""
         return await self.submit(interaction, lambda: self._reroll_of(job_id, seed, interaction))
 
+    async def _reroll_parent(self, job_id: int | None, interaction: discord.Interaction) -> Job:
+        """The job to reroll: one visible here (made in this channel, or the caller's own;
+        admins: any), whose model is still offered."""
+        user = interaction.user
+        if job_id is None:
+            parent = await self._repo.latest_job(user.id)
+            if parent is None:
+                raise UserFacingError(
+                    "You have no jobs to reroll yet; make one with /imagine or /inpaint."
+                )
+        else:
+            parent = await self.get(job_id)
+            visible = parent.user_id == user.id or parent.channel_id == interaction.channel_id
+            if not visible and not is_admin(user, self._settings.discord):
+                raise NotAllowed(
+                    f"Job #{job_id} was not made in this channel. You can reroll your own jobs "
+                    "and the jobs made here."
+                )
+        model = await self._repo.get_model(parent.model_name)
+        if model is None or not model.enabled:
+            raise UserFacingError(
+                f"Job #{parent.id} used the model {parent.model_name}, which is no longer "
+                "offered, so it cannot be rerolled."
+            )
+        return parent
+
     async def _reroll_of(
-        self, job_id: int, seed: int | None, interaction: discord.Interaction
+        self, job_id: int | None, seed: int | None, interaction: discord.Interaction
     ) -> NewJob:
-        parent = await self.get(job_id)
+        parent = await self._reroll_parent(job_id, interaction)
         return NewJob(
             user_id=interaction.user.id,
             user_name=interaction.user.display_name,

@@ -116,7 +116,12 @@ def details(job: Job) -> str:
         rows.append(("Strength", f"{job.strength:g}"))
         if job.mask_prompt:
             rows.append(("Mask from words", job.mask_prompt))
-    if job.parent_job_id:
+    if job.comparison:
+        values = ", ".join(
+            f"{v:g}" if isinstance(v, float) else str(v) for v in job.comparison_values or []
+        )
+        rows.append(("Comparison", f"{job.comparison} of #{job.parent_job_id}: {values}"))
+    elif job.parent_job_id:
         rows.append(("Reroll of", f"#{job.parent_job_id}"))
     if job.status is JobStatus.FAILED and job.error:
         rows.append(("Error", job.error))

@@ -13,6 +13,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot import course
 from bot.fair_queue import FairQueue
 from bot.image_store import ImageStore
 from bot.store.models import Job
@@ -82,7 +83,7 @@ class QueuedJob:
 
     @property
     def size(self) -> int:
-        return len(self.spec.seeds)
+        return self.spec.image_count  # a comparison makes one image per panel
 
     @property
     def batch_key(self) -> Hashable:
@@ -113,6 +114,9 @@ def spec_for(job: Job, inputs_root: str | None = None) -> JobSpec:
         strength=job.strength,
         image_path=input_path(job.image_ref),
         mask_path=input_path(job.mask_ref),
+        mask_prompt=job.mask_prompt,
+        variants=course.variants(job),  # course comparisons; () for plain jobs
+        decode_steps=course.decode_steps(job),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_FILE = ".env"
@@ -91,6 +91,44 @@ class SchedulerSettings(BaseSettings):
     max_batch_images: int = Field(4, ge=1)  # images per pipeline call
 
 
+class CourseSettings(BaseSettings):
+    """Course mode: what the lesson buttons under each result compare.
+
+    The defaults are the course's own figures (guidance 0/1/2/10 plus the usual 7.5, steps 15
+    against 50, the schedulers it names). Each panel is a full image, so longer lists cost
+    students more of their hourly images and the channel more GPU time.
+    """
+
+    model_config = _config("COURSE_")
+
+    guidance_values: Annotated[list[float], NoDecode] = [0.0, 1.0, 2.0, 7.5, 10.0]
+    steps_values: Annotated[list[int], NoDecode] = [10, 15, 25, 50]
+    schedulers: Annotated[list[str], NoDecode] = ["pndm", "ddim", "lms", "euler", "dpmpp_2m_karras"]
+    denoising_panels: int = Field(5, ge=2, le=8)  # predicted clean images along one run
+
+    _split = field_validator("guidance_values", "steps_values", "schedulers", mode="before")(
+        _split_csv
+    )
+
+    @field_validator("guidance_values", "steps_values", "schedulers")
+    @classmethod
+    def _check_panels(cls, values: list[Any], info: ValidationInfo) -> list[Any]:
+        from engine.protocol import SCHEDULERS
+
+        if not 2 <= len(values) <= 8:
+            raise ValueError("a comparison needs 2 to 8 values")
+        if len(set(values)) != len(values):
+            raise ValueError("each value once")
+        if info.field_name == "schedulers" and (unknown := set(values) - set(SCHEDULERS)):
+            raise ValueError(f"unknown scheduler(s) {sorted(unknown)}; use {', '.join(SCHEDULERS)}")
+        if info.field_name == "steps_values" and not all(1 <= v <= 100 for v in values):
+            raise ValueError("steps must be from 1 to 100")
+        if info.field_name == "guidance_values" and not all(v == 0 or 1 <= v <= 30 for v in values):
+            # diffusers guides only above 1; between 0 and 1 it draws exactly what 1 draws.
+            raise ValueError("guidance must be 0 (the prompt ignored) or from 1 to 30")
+        return values
+
+
 class Settings(BaseModel):
     """All sections together; build with :func:`load_settings`."""
 
@@ -100,6 +138,8 @@ class Settings(BaseModel):
     models: ModelDefaults
     limits: LimitSettings
     scheduler: SchedulerSettings
+    # Defaulted so that code building Settings by hand (tests, tools) needs no course section.
+    course: CourseSettings = Field(default_factory=lambda: CourseSettings(_env_file=None))
 
 
 _S = TypeVar("_S", bound=BaseSettings)
@@ -118,6 +158,7 @@ def load_settings(env_file: str | Path | None = ENV_FILE) -> Settings:
         models=_section(ModelDefaults, env_file),
         limits=_section(LimitSettings, env_file),
         scheduler=_section(SchedulerSettings, env_file),
+        course=_section(CourseSettings, env_file),
     )
 
 

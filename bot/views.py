@@ -22,18 +22,28 @@ ACTIONS = {
     "details": ("Details", "🔎", discord.ButtonStyle.secondary),
     "delete": ("Delete", "🗑️", discord.ButtonStyle.danger),
     "cancel": ("Cancel", "✖️", discord.ButtonStyle.secondary),
+    # Course mode (bot.course): each makes one comparison grid from the result's seed.
+    "cfg": ("Compare CFG", "🎚️", discord.ButtonStyle.secondary),
+    "steps": ("Compare steps", "🔢", discord.ButtonStyle.secondary),
+    "sched": ("Compare schedulers", "🧮", discord.ButtonStyle.secondary),
+    "denoise": ("Denoising strip", "🌫️", discord.ButtonStyle.secondary),
 }
+LESSON_ACTIONS = ("cfg", "steps", "sched", "denoise")  # a row of their own (Discord: 5 a row)
 
 
 class JobButton(
     discord.ui.DynamicItem[discord.ui.Button],
-    template=r"job:(?P<action>reroll|details|delete|cancel):(?P<job_id>[0-9]{1,19})",
+    template=r"job:(?P<action>" + "|".join(ACTIONS) + r"):(?P<job_id>[0-9]{1,19})",
 ):
     def __init__(self, action: str, job_id: int) -> None:
         label, emoji, style = ACTIONS[action]
         super().__init__(
             discord.ui.Button(
-                label=label, emoji=emoji, style=style, custom_id=f"job:{action}:{job_id}"
+                label=label,
+                emoji=emoji,
+                style=style,
+                custom_id=f"job:{action}:{job_id}",
+                row=1 if action in LESSON_ACTIONS else None,
             )
         )
         self.action = action
@@ -67,4 +77,4 @@ def running_view(job_id: int) -> discord.ui.View:
 
 
 def result_view(job_id: int) -> discord.ui.View:
-    return job_view(job_id, "reroll", "details", "delete")
+    return job_view(job_id, "reroll", "details", "delete", *LESSON_ACTIONS)

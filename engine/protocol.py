@@ -64,6 +64,16 @@ class ModelRef:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One panel of a course comparison: the settings it varies, from the job's own seed."""
+
+    label: str  # what the panel shows, e.g. "CFG 7.5" (for logs and metadata)
+    guidance: float
+    steps: int
+    scheduler: str
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """Everything the engine needs to produce a job's images, and nothing about Discord.
 
@@ -87,6 +97,20 @@ class JobSpec:
     image_path: str | None = None  # inpainting only: the picture to repaint
     mask_path: str | None = None  # inpainting only: white = repaint
     preview: bool = True  # send small previews with progress events
+    # Inpainting only, instead of mask_path: words naming the area to repaint ("the dog"); the
+    # engine makes the mask from them (CLIPSeg).
+    mask_prompt: str | None = None
+    # Course comparisons (engine.comparisons), at most one of the two. ``variants``: one image
+    # per seed and variant, each from the job's own seed. ``decode_steps``: the denoising strip,
+    # the predicted clean image at each of these 1-based steps of one run (a step at or past the
+    # last gives the finished image).
+    variants: tuple[Variant, ...] = ()
+    decode_steps: tuple[int, ...] = ()
+
+    @property
+    def image_count(self) -> int:
+        """Images the job returns: one per seed, times its panels when it is a comparison."""
+        return len(self.seeds) * (len(self.variants) or len(self.decode_steps) or 1)
 
     @property
     def batch_key(self) -> tuple[Any, ...]:
@@ -104,6 +128,9 @@ class JobSpec:
             self.scheduler,
             self.guidance,
             self.strength,
+            # Comparisons run their own way (engine.comparisons); equal ones batch together.
+            self.variants,
+            self.decode_steps,
         )
 
 
@@ -196,11 +223,23 @@ class GeneratedImage:
 
 
 @dataclass(frozen=True)
+class MaskOverlay:
+    """An inpainting job's input picture with the repainted area outlined.
+
+    It shows the user's own upload, so it passes the safety gate like every output.
+    """
+
+    png: bytes  # already blurred when nsfw is True
+    nsfw: bool
+
+
+@dataclass(frozen=True)
 class Result:
     job_id: int
     images: tuple[GeneratedImage, ...]
     model_revision: str | None  # the commit actually loaded, for reproduction
     seconds: float
+    mask_overlay: MaskOverlay | None = None  # inpainting only: what was repainted
     type: ClassVar[str] = "result"
 
 
@@ -368,6 +407,7 @@ __all__ = [
     "ListModels",
     "LoadModel",
     "LoadedModel",
+    "MaskOverlay",
     "ModelRef",
     "ModelsReply",
     "Progress",
@@ -377,6 +417,7 @@ __all__ = [
     "RunBatch",
     "Shutdown",
     "UnloadModel",
+    "Variant",
     "decode",
     "encode",
     "frame",

@@ -15,6 +15,24 @@ if TYPE_CHECKING:
     import torch
 
 DEFAULT_SAFETY_CHECKER = "CompVis/stable-diffusion-safety-checker"
+DEFAULT_TEXT_MASK_MODEL = "CIDAS/clipseg-rd64-refined"
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+
+
+def parse_buckets(text: str) -> tuple[tuple[int, int, int], ...]:
+    """``"512x512x1,512x512x4"`` as ``((512, 512, 1), (512, 512, 4))``: width, height, images."""
+    buckets = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        try:
+            width, height, images = (int(part) for part in item.strip().lower().split("x"))
+        except ValueError:
+            raise ValueError(f"{item.strip()!r} is not WIDTHxHEIGHTxIMAGES") from None
+        if min(width, height, images) < 1:
+            raise ValueError(f"{item.strip()!r} has a size or image count below 1")
+        buckets.append((width, height, images))
+    return tuple(buckets)
 
 
 class EngineSettings(BaseSettings):
@@ -38,6 +56,11 @@ class EngineSettings(BaseSettings):
     safety_checker: str = DEFAULT_SAFETY_CHECKER  # Hugging Face id or local folder
     safety_checker_revision: str | None = None
     safety_enabled: bool = True  # only an explicit false turns the checker off
+
+    # CLIPSeg, which turns inpainting's mask_prompt words into a mask; loaded on first use.
+    text_mask_model: str = DEFAULT_TEXT_MASK_MODEL  # Hugging Face id or local folder
+    text_mask_revision: str | None = None
+    text_mask_threshold: float = Field(default=0.4, gt=0, lt=1)  # repaint where p >= this
 
     min_size: int = Field(default=64, ge=8)
     max_width: int = Field(default=1024, ge=64)

@@ -65,14 +65,19 @@ def check_job(spec: JobSpec, settings: EngineSettings) -> None:
         names = ", ".join(SCHEDULERS)
         raise BadInput(f"unknown scheduler {spec.scheduler!r}; choose one of {names}")
     if spec.kind is JobKind.INPAINT:
-        if not spec.image_path or not spec.mask_path:
-            raise BadInput("inpainting needs an image and a mask")
+        words = (spec.mask_prompt or "").strip()
+        if not spec.image_path or not (spec.mask_path or words):
+            raise BadInput("inpainting needs an image and a mask (a mask file or mask words)")
+        if spec.mask_path and words:
+            raise BadInput("give the area to repaint as a mask file or as mask words, not both")
+        if len(words) > settings.max_prompt_chars:
+            raise BadInput(f"the mask words are longer than {settings.max_prompt_chars} characters")
         strength = spec.strength
         if not isinstance(strength, int | float) or not 0 < strength <= 1:
             raise BadInput(f"strength must be above 0 and at most 1 (got {strength})")
         if int(spec.steps * strength) < 1:
             raise BadInput("steps × strength must give at least one denoising step")
-    elif spec.image_path or spec.mask_path:
+    elif spec.image_path or spec.mask_path or spec.mask_prompt:
         raise BadInput("an image or mask is only used for inpainting")
 
 
@@ -96,14 +101,22 @@ def _open_image(path: str, what: str, settings: EngineSettings) -> Image.Image:
         raise BadInput(f"the {what} could not be read as an image") from error
 
 
-def load_inpaint_inputs(spec: JobSpec, settings: EngineSettings) -> tuple[Image.Image, Image.Image]:
-    """The picture (RGB) and mask (L, white = repaint), resized to the job's size."""
-    assert spec.image_path and spec.mask_path  # check_job ran first
+def load_inpaint_inputs(
+    spec: JobSpec, settings: EngineSettings
+) -> tuple[Image.Image, Image.Image | None]:
+    """The picture (RGB) and mask (L, white = repaint), resized to the job's size.
+
+    The mask is None when the job names the area in words (``mask_prompt``): the worker makes
+    it from the resized picture.
+    """
+    assert spec.image_path  # check_job ran first
     image = _open_image(spec.image_path, "image", settings).convert("RGB")
-    mask = _open_image(spec.mask_path, "mask", settings).convert("L")
     size = (spec.width, spec.height)
     if image.size != size:
         image = image.resize(size, Image.Resampling.LANCZOS)
+    if not spec.mask_path:
+        return image, None
+    mask = _open_image(spec.mask_path, "mask", settings).convert("L")
     if mask.size != size:
         mask = mask.resize(size, Image.Resampling.BILINEAR)
     return image, mask

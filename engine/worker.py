@@ -26,9 +26,11 @@ from PIL import Image
 
 from engine import preview
 from engine.batching import group_compatible, prompt_cut, uses_guidance
+from engine.comparisons import Comparisons, is_comparison
 from engine.inpainting import inpaint
 from engine.invariance import batch_invariant_kernels
 from engine.metadata import parameters_text, png_with_parameters
+from engine.overlay import outline_mask
 from engine.protocol import (
     Accepted,
     Cancel,
@@ -40,6 +42,7 @@ from engine.protocol import (
     JobSpec,
     ListModels,
     LoadModel,
+    MaskOverlay,
     ModelsReply,
     Progress,
     Ready,
@@ -59,6 +62,7 @@ from engine.registry import (
 from engine.safety import SafetyChecker, obscure
 from engine.schedulers import make_scheduler
 from engine.settings import EngineSettings
+from engine.text_mask import TextMasker
 from engine.text_to_image import text_to_image
 from engine.validation import BadInput, check_job, load_inpaint_inputs
 
@@ -97,6 +101,7 @@ class Worker:
         self.dtype = settings.torch_dtype()
         self.registry = registry or ModelRegistry(settings)
         self.safety = safety or SafetyChecker(settings)
+        self.text_masks = TextMasker(settings)  # loads CLIPSeg on the first mask_prompt job
         self._send = emit
         self._ended: set[int] = set()  # jobs of the running batch that got a terminal event
         self._requests: queue.Queue[Request] = queue.Queue()
@@ -239,8 +244,12 @@ class Worker:
                     self._fail(job, ErrorKind.BAD_INPUT, str(error))
                     continue
                 runnable.append(job)
-            for group in group_compatible(runnable, self.settings.max_batch_images):
+            plain = [job for job in runnable if not is_comparison(job)]
+            for group in group_compatible(plain, self.settings.max_batch_images):
                 self._run_group(group)
+            lessons = [job for job in runnable if is_comparison(job)]
+            if lessons:  # the course's comparisons run panel by panel (engine.comparisons)
+                Comparisons(self, self._emit, self._inpaint_inputs).run(lessons)
         except Exception:
             error_id = uuid.uuid4().hex[:8]
             log.exception("batch %s failed (error %s)", _ids(jobs), error_id)
@@ -271,9 +280,12 @@ class Worker:
         if first.kind is JobKind.INPAINT:
             for job in list(jobs):
                 try:
-                    pictures[job.job_id] = load_inpaint_inputs(job, self.settings)
+                    pictures[job.job_id] = self._inpaint_inputs(job)
                 except BadInput as error:
                     self._fail(job, ErrorKind.BAD_INPUT, str(error))
+                    jobs.remove(job)
+                except ModelUnavailable as error:  # the text-mask model
+                    self._fail(job, ErrorKind.MODEL_UNAVAILABLE, str(error))
                     jobs.remove(job)
         for job in jobs:
             self._emit(
@@ -285,6 +297,14 @@ class Worker:
             )
         if jobs:
             self._call(entry, pipeline, jobs, pictures)
+
+    def _inpaint_inputs(self, job: JobSpec) -> tuple[Image.Image, Image.Image]:
+        """The job's picture and mask at its size; the mask made from words when it has none."""
+        image, mask = load_inpaint_inputs(job, self.settings)
+        if mask is None:
+            assert job.mask_prompt  # check_job ran first
+            mask = self.text_masks.mask(image, job.mask_prompt.strip())
+        return image, mask
 
     def _call(
         self,
@@ -318,7 +338,7 @@ class Worker:
         if images is None:
             self._after_out_of_memory(entry, pipeline, jobs, pictures, steps)
             return
-        self._deliver(entry, jobs, images, steps, time.monotonic() - started)
+        self._deliver(entry, jobs, images, steps, time.monotonic() - started, pictures)
 
     def _after_out_of_memory(
         self,
@@ -348,6 +368,7 @@ class Worker:
         images: list[Image.Image],
         steps: _StepReporter,
         seconds: float,
+        inputs: dict[int, tuple[Image.Image, Image.Image]],
     ) -> None:
         if len(images) != sum(len(job.seeds) for job in jobs):
             raise RuntimeError("the pipeline returned the wrong number of images")
@@ -360,7 +381,15 @@ class Worker:
             if not steps.cancelled(job):
                 own.append((job, images[position : position + count]))
             position += count
-        flags = iter(self.safety.flags([image for _, pictures in own for image in pictures]))
+        # An inpainting job also shows its input with the mask outlined: the user's upload,
+        # posted by the bot, so it passes the same gate.
+        overlays = {
+            job.job_id: outline_mask(*inputs[job.job_id]) for job, _ in own if job.job_id in inputs
+        }
+        made = [image for _, pictures in own for image in pictures]
+        checked = self.safety.flags([*made, *overlays.values()])
+        overlay_flags = dict(zip(overlays, checked[len(made) :], strict=True))
+        flags = iter(checked[: len(made)])
         for job, pictures in own:
             generated = []
             for seed, image in zip(job.seeds, pictures, strict=True):
@@ -376,8 +405,17 @@ class Worker:
                     images=tuple(generated),
                     model_revision=entry.revision,
                     seconds=round(seconds, 3),
+                    mask_overlay=_mask_overlay(
+                        overlays.get(job.job_id), overlay_flags.get(job.job_id, False)
+                    ),
                 )
             )
+
+
+def _mask_overlay(image: Image.Image | None, flagged: bool) -> MaskOverlay | None:
+    if image is None:
+        return None
+    return MaskOverlay(png=preview.png_bytes(obscure(image) if flagged else image), nsfw=flagged)
 
 
 def _ids(jobs: Sequence[JobSpec]) -> list[int]:

@@ -2,4 +2,5 @@
 
 pytest_plugins = [
     "tests.fixtures.tiny_models",
+    "tests.fixtures.tiny_clipseg",
 ]

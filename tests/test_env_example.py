@@ -22,6 +22,7 @@ def _setting_keys() -> set[str]:
         bot_settings.ModelDefaults,
         bot_settings.LimitSettings,
         bot_settings.SchedulerSettings,
+        bot_settings.CourseSettings,
         EngineSettings,
     ]
     return {

@@ -155,6 +155,10 @@ class Job(Base):
     mask_ref: Mapped[str | None] = mapped_column(String(200))
     mask_prompt: Mapped[str | None] = mapped_column(Text)
     parent_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    # A course comparison ("guidance", "steps", "schedulers", "denoising"; see bot.course) and
+    # the values its panels show, fixed when asked so the job means the same after a restart.
+    comparison: Mapped[str | None] = mapped_column(String(20))
+    comparison_values: Mapped[list[float | str] | None] = mapped_column(JSON)
 
     # Where it came from and where it went.
     guild_id: Mapped[int | None] = mapped_column(BigInteger)

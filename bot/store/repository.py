@@ -96,6 +96,13 @@ class NewJob:
     mask_prompt: str | None = None
     parent_job_id: int | None = None
     user_locale: str | None = None
+    comparison: str | None = None  # a course comparison (bot.course), with its panels' values
+    comparison_values: tuple[float | str, ...] = ()
+
+    @property
+    def image_count(self) -> int:
+        """Images it makes, as the rate limit counts them: a comparison's every panel."""
+        return len(self.seeds) * (len(self.comparison_values) if self.comparison else 1)
 
 
 @dataclass(frozen=True)
@@ -145,7 +152,7 @@ class Repository:
                 if (active or 0) >= limits.max_queued_jobs:
                     raise TooManyQueued(limits.max_queued_jobs)
             if limits.images_per_hour is not None:
-                await _consume(session, new.user_id, len(new.seeds), limits.images_per_hour, now)
+                await _consume(session, new.user_id, new.image_count, limits.images_per_hour, now)
             job = Job(
                 user_id=new.user_id,
                 kind=new.kind,
@@ -166,6 +173,8 @@ class Repository:
                 mask_ref=new.mask_ref,
                 mask_prompt=new.mask_prompt,
                 parent_job_id=new.parent_job_id,
+                comparison=new.comparison,
+                comparison_values=list(new.comparison_values) if new.comparison else None,
                 guild_id=new.guild_id,
                 channel_id=new.channel_id,
                 created_at=now,

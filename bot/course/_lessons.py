@@ -1,0 +1,125 @@
+"""The lessons: what each comparison varies, and how its panels are labelled.
+
+Plain functions of a job row (no Discord), shared by the button that asks for a comparison,
+the scheduler that turns the row into the engine's ``JobSpec``, and the delivery that labels
+the grid. A comparison job copies its parent's settings and seed; ``comparison_values`` holds
+what its panels vary, fixed when it was asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.settings import CourseSettings
+from bot.store.models import Job
+from engine.protocol import SCHEDULERS, JobKind, Variant
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """One comparison a button under each result asks for (``bot.views`` draws the buttons)."""
+
+    kind: str  # stored in jobs.comparison
+    action: str  # the button's action in its custom id, ``job:<action>:<job id>``
+
+
+LESSONS: tuple[Lesson, ...] = (
+    Lesson("guidance", "cfg"),
+    Lesson("steps", "steps"),
+    Lesson("schedulers", "sched"),
+    Lesson("denoising", "denoise"),
+)
+BY_KIND = {lesson.kind: lesson for lesson in LESSONS}
+BY_ACTION = {lesson.action: lesson for lesson in LESSONS}
+
+Value = float | str  # a guidance scale, a step count or a scheduler name
+
+
+def denoising_steps(job: Job) -> int:
+    """The denoising steps one run of the job takes: ``steps × strength`` when inpainting."""
+    if job.kind == JobKind.INPAINT:
+        return max(1, int(job.steps * job.strength))
+    return job.steps
+
+
+def strip_steps(total: int, panels: int) -> tuple[int, ...]:
+    """``panels`` steps spread evenly over 1..``total``, first and last included."""
+    return tuple(sorted({max(1, round(total * i / (panels - 1))) for i in range(panels)}))
+
+
+def values_for(kind: str, job: Job, course: CourseSettings) -> tuple[Value, ...]:
+    """What the panels of a ``kind`` comparison of ``job`` show, from the course settings."""
+    if kind == "guidance":
+        return tuple(float(g) for g in course.guidance_values)
+    if kind == "steps":
+        return tuple(course.steps_values)
+    if kind == "schedulers":
+        return tuple(course.schedulers)
+    if kind == "denoising":
+        return strip_steps(denoising_steps(job), course.denoising_panels)
+    raise ValueError(f"unknown comparison {kind!r}")
+
+
+def _values(job: Job) -> list[Value]:
+    return list(job.comparison_values or [])
+
+
+def variants(job: Job) -> tuple[Variant, ...]:
+    """The engine's panels for a guidance, steps or schedulers comparison; () otherwise."""
+    labels = panel_labels(job)
+    values = _values(job)
+    if job.comparison == "guidance":
+        return tuple(
+            Variant(label, float(g), job.steps, job.scheduler)
+            for label, g in zip(labels, values, strict=True)
+        )
+    if job.comparison == "steps":
+        return tuple(
+            Variant(label, job.guidance, int(s), job.scheduler)
+            for label, s in zip(labels, values, strict=True)
+        )
+    if job.comparison == "schedulers":
+        return tuple(
+            Variant(label, job.guidance, job.steps, str(name))
+            for label, name in zip(labels, values, strict=True)
+        )
+    return ()
+
+
+def decode_steps(job: Job) -> tuple[int, ...]:
+    """The steps the denoising strip shows; () for other jobs."""
+    return tuple(int(s) for s in _values(job)) if job.comparison == "denoising" else ()
+
+
+def panel_labels(job: Job) -> list[str]:
+    """The label drawn over each panel, in order; [] for a plain job."""
+    values = _values(job)
+    if job.comparison == "guidance":
+        return [f"CFG {float(g):g}" for g in values]
+    if job.comparison == "steps":
+        return [f"{int(s)} steps" for s in values]
+    if job.comparison == "schedulers":
+        return [SCHEDULERS.get(str(name), str(name)) for name in values]
+    if job.comparison == "denoising":
+        total = denoising_steps(job)
+        return [f"step {int(s)}/{total}" for s in values]
+    return []
+
+
+def original_panel(job: Job) -> str | None:
+    """The label of the panel that repeats the parent's own settings (its very picture)."""
+    own: Value
+    if job.comparison == "guidance":
+        own = float(job.guidance)
+    elif job.comparison == "steps":
+        own = job.steps
+    elif job.comparison == "schedulers":
+        own = job.scheduler
+    elif job.comparison == "denoising":
+        own = denoising_steps(job)  # the last step's prediction is the finished image
+    else:
+        return None
+    for label, value in zip(panel_labels(job), _values(job), strict=True):
+        if value == own:
+            return label
+    return None

@@ -1,0 +1,105 @@
+"""Replies in the reader's language: ``t(interaction, key, **values)``.
+
+Covered: the course's lesson captions and explanations, and the replies of the lesson buttons
+and of ``/recipe``. Other replies are English for now; a reply joins by getting an entry here
+and a ``t`` call where it is sent.
+"""
+
+from __future__ import annotations
+
+import discord
+
+ENGLISH = "en"
+
+MESSAGES: dict[str, dict[str, str]] = {
+    # --- lessons (bot.course) ------------------------------------------------------------
+    "lesson.guidance.title": {
+        ENGLISH: "Guidance sweep (classifier-free guidance)",
+        "zh-CN": "引导系数对比（无分类器引导）",
+    },
+    "lesson.guidance.notice": {
+        ENGLISH: "At CFG 0 and 1 there is no guidance and the prompt barely shows; very high "
+        "guidance over-saturates and distorts. 7–8.5 is the usual middle.",
+        "zh-CN": "CFG 为 0 和 1 时没有引导，几乎看不出提示词；引导过高会过饱和、变形。"
+        "7–8.5 是常用的折中。",
+    },
+    "lesson.steps.title": {ENGLISH: "Denoising steps", "zh-CN": "去噪步数对比"},
+    "lesson.steps.notice": {
+        ENGLISH: "Few steps leave the picture unfinished; the layout is there early, and past "
+        "25–50 steps it barely changes, it only takes longer (the course compares 15 with 50).",
+        "zh-CN": "步数太少时图像还没完成；构图很早就定下了，超过 25–50 步后几乎不再变化，"
+        "只是更慢（课程里比较了 15 步和 50 步）。",
+    },
+    "lesson.schedulers.title": {ENGLISH: "Schedulers", "zh-CN": "调度器对比"},
+    "lesson.schedulers.notice": {
+        ENGLISH: "Each scheduler takes the same denoising steps its own way: with one seed the "
+        "layout mostly stays, while detail, sharpness and colour change.",
+        "zh-CN": "每个调度器以自己的方式走完同样的去噪步骤：同一个种子下构图大体不变，"
+        "细节、锐度和色彩会不同。",
+    },
+    "lesson.denoising.title": {
+        ENGLISH: "Denoising, step by step",
+        "zh-CN": "逐步去噪",
+    },
+    "lesson.denoising.notice": {
+        ENGLISH: "Each panel is the model's guess of the clean image (x₀) at that step of one "
+        "run: the layout is settled in the first steps, later ones only refine detail.",
+        "zh-CN": "每一格是同一次生成中模型在该步对干净图像（x₀）的预测：构图在最初几步就定了，"
+        "之后的步骤只是完善细节。",
+    },
+    "lesson.caption": {
+        ENGLISH: "🧪 **{title}** of job #{parent} · {prompt} by <@{user}>",
+        "zh-CN": "🧪 任务 #{parent} 的**{title}** · {prompt} · <@{user}>",
+    },
+    "lesson.notice": {ENGLISH: "👀 What to notice: {notice}", "zh-CN": "👀 看点：{notice}"},
+    "lesson.original": {
+        ENGLISH: "The {label} panel is the original picture.",
+        "zh-CN": "“{label}”那一格就是原图。",
+    },
+    "lesson.flagged": {
+        ENGLISH: "⚠️ The safety checker flagged {count} panel(s): blurred, and the grid is "
+        "hidden behind a spoiler.",
+        "zh-CN": "⚠️ 安全检查器标记了 {count} 格：已模糊处理，整张对比图以剧透方式隐藏。",
+    },
+    "lesson.not_twice": {
+        ENGLISH: "Job #{job_id} is already a comparison; use the buttons under an ordinary result.",
+        "zh-CN": "任务 #{job_id} 本身就是一次对比；请使用普通结果下方的按钮。",
+    },
+    # --- /recipe (bot.recipe) ------------------------------------------------------------
+    "recipe.posted": {
+        ENGLISH: "📜 Recipe for job #{job_id}: `python {script}` makes the same image with "
+        "diffusers, pixel for pixel on the same kind of hardware. The comments explain each "
+        "setting.",
+        "zh-CN": "📜 任务 #{job_id} 的复现脚本：运行 `python {script}`，用 diffusers 生成同样的"
+        "图像，在同类硬件上逐像素一致。脚本里的注释解释了每个设置。",
+    },
+    "recipe.inputs": {
+        ENGLISH: "Keep the attached {files} next to the script: it reads them.",
+        "zh-CN": "请把附带的 {files} 放在脚本旁边：脚本会读取它们。",
+    },
+    "recipe.no_job": {
+        ENGLISH: "Job #{job_id} does not exist (it may have been deleted).",
+        "zh-CN": "任务 #{job_id} 不存在（可能已被删除）。",
+    },
+    "recipe.inputs_gone": {
+        ENGLISH: "The input image or mask of job #{job_id} is no longer stored, so its recipe "
+        "cannot be complete.",
+        "zh-CN": "任务 #{job_id} 的输入图像或蒙版已不在存储中，无法给出完整的复现脚本。",
+    },
+}
+
+
+def locale_of(where: discord.Interaction | discord.Locale | str | None) -> str:
+    """The language code to answer in: the Discord client's locale, e.g. ``zh-CN``."""
+    if isinstance(where, discord.Interaction):
+        where = where.locale
+    if isinstance(where, discord.Locale):
+        return where.value
+    return where or ENGLISH
+
+
+def t(where: discord.Interaction | discord.Locale | str | None, key: str, **values: object) -> str:
+    """The message ``key`` in the reader's language where it exists, else in English."""
+    texts = MESSAGES[key]
+    text = texts.get(locale_of(where), texts[ENGLISH])
+    return text.format(**values)

@@ -1,0 +1,83 @@
+"""/recipe: a job as a Python script that makes its images again with diffusers."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import render
+from bot.checks import require_channel
+from bot.errors import UserInputError
+from bot.i18n import t
+from bot.recipe._script import input_names, render_script, script_name
+from bot.store.models import Job
+
+if TYPE_CHECKING:
+    from bot.app import DiffusionBot
+
+MAX_JOB_ID = 2**53 - 1  # Discord's integer options stop here
+
+
+class RecipeCog(commands.Cog):
+    def __init__(self, bot: DiffusionBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(
+        name="recipe", description="A Python script that makes a job's images again with diffusers"
+    )
+    @app_commands.guild_only()
+    @app_commands.describe(job="The job number (the # under a result)")
+    async def recipe(
+        self, interaction: discord.Interaction, job: app_commands.Range[int, 1, MAX_JOB_ID]
+    ) -> None:
+        require_channel(interaction, self.bot.settings.discord)
+        stored = await self.bot.repo.get_job(job)
+        if stored is None:
+            raise UserInputError(t(interaction, "recipe.no_job", job_id=job))
+        inputs = await self._inputs(stored, interaction)
+        ready = getattr(self.bot.engine, "last_ready", None)  # what the engine runs on
+        gpu_dtype = (
+            ready.dtype if ready is not None and ready.device.startswith("cuda") else "float16"
+        )
+        device = f"{ready.device}, {ready.dtype}" if ready is not None else None
+        script = render_script(stored, engine_device=device, gpu_dtype=gpu_dtype)
+        files = [discord.File(io.BytesIO(script.encode()), filename=script_name(stored))]
+        files += [discord.File(io.BytesIO(data), filename=name) for name, data in inputs]
+        lines = [t(interaction, "recipe.posted", job_id=stored.id, script=script_name(stored))]
+        lines.append(render.quote_prompt(stored.prompt, 200))
+        if inputs:
+            names = ", ".join(f"`{name}`" for name, _ in inputs)
+            lines.append(t(interaction, "recipe.inputs", files=names))
+        await interaction.response.send_message("\n".join(lines), files=files)
+
+    async def _inputs(self, job: Job, interaction: discord.Interaction) -> list[tuple[str, bytes]]:
+        """An inpainting job's picture and mask, named as its script expects them."""
+        root = self.bot.settings.storage.input_dir.resolve()
+        found = []
+        for ref, name in zip((job.image_ref, job.mask_ref), input_names(job), strict=True):
+            if ref is None or name is None:
+                continue
+            path = (root / ref).resolve()
+            if not path.is_relative_to(root) or not path.is_file():
+                raise UserInputError(t(interaction, "recipe.inputs_gone", job_id=job.id))
+            found.append((name, await asyncio.to_thread(Path.read_bytes, path)))
+        return found
+
+    @recipe.autocomplete("job")
+    async def _job_autocomplete(
+        self, interaction: discord.Interaction, current: int | str
+    ) -> list[app_commands.Choice[int]]:
+        """The caller's latest jobs, newest first."""
+        typed = str(current or "")
+        jobs = await self.bot.repo.history(interaction.user.id, limit=25)
+        return [
+            app_commands.Choice(name=f"#{j.id} {render.short(j.prompt, 80)}", value=j.id)
+            for j in jobs
+            if str(j.id).startswith(typed)
+        ]

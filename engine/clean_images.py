@@ -1,0 +1,80 @@
+"""The model's guess of the finished image at a step: the denoising strip's panels.
+
+At every step the scheduler predicts the clean latents (x0) on its way to the next, less noisy
+sample. ``CleanImageCapture`` keeps that prediction at chosen steps of one pipeline call, by
+wrapping the fresh scheduler's ``step``; ``decode_latents`` turns kept latents into pictures the
+way the pipeline decodes its own result. ``/recipe`` scripts do the same in plain diffusers
+(``bot/recipe/_script.py``); ``tests/bot/test_recipe_script.py`` checks they agree to the pixel.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from PIL import Image
+
+
+def predicted_clean_latents(
+    scheduler: Any, output: Any, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor
+) -> torch.Tensor:
+    """The scheduler's prediction of the clean latents (x0) at the step it just took.
+
+    Euler, Euler a, LMS and DDIM return it (``pred_original_sample``). DPM-Solver++ keeps it
+    as its converted model output. PNDM says nothing, so x0 comes from the noise prediction
+    and the variance-preserving forward process: x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε.
+    """
+    if isinstance(output, tuple):
+        clean = output[1] if len(output) > 1 else None
+    else:
+        clean = getattr(output, "pred_original_sample", None)
+    if clean is not None:
+        return clean
+    algorithm = getattr(scheduler.config, "algorithm_type", "")
+    history = getattr(scheduler, "model_outputs", None)
+    if algorithm in ("dpmsolver++", "sde-dpmsolver++") and history and history[-1] is not None:
+        return history[-1]
+    alpha = scheduler.alphas_cumprod[int(timestep)].to(sample.device, torch.float32)
+    clean = (sample.float() - (1 - alpha).sqrt() * model_output.float()) / alpha.sqrt()
+    return clean.to(sample.dtype)
+
+
+class CleanImageCapture:
+    """Keeps the predicted clean latents at chosen steps of one pipeline call."""
+
+    def __init__(self, scheduler: Any, steps: Sequence[int]) -> None:
+        self._steps = set(steps)
+        self._latest: torch.Tensor | None = None
+        self.kept: dict[int, torch.Tensor] = {}  # 1-based step -> x0 of every image in the call
+        original = scheduler.step
+
+        # wraps: the pipeline reads step's signature to decide whether to pass the generator
+        # (Euler a draws noise from it); a bare wrapper would make it use the global RNG.
+        @functools.wraps(original)
+        def step(model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, *args, **kw):  # type: ignore[no-untyped-def]
+            output = original(model_output, timestep, sample, *args, **kw)
+            self._latest = predicted_clean_latents(
+                scheduler, output, model_output, timestep, sample
+            )
+            return output
+
+        # On this instance only: the worker makes a fresh scheduler for every call.
+        scheduler.step = step
+
+    def after_step(self, step: int) -> None:
+        """Called once the pipeline finished its 1-based ``step``."""
+        if step in self._steps and self._latest is not None:
+            self.kept[step] = self._latest.detach().clone()
+
+
+def decode_latents(pipeline: Any, latents: torch.Tensor) -> list[Image.Image]:
+    """Clean latents to pictures, the way the pipeline decodes its own result."""
+    vae = pipeline.vae
+    scaled = latents / vae.config.scaling_factor
+    shift = getattr(vae.config, "shift_factor", None)
+    if shift:
+        scaled = scaled + shift
+    pixels = vae.decode(scaled.to(vae.dtype), return_dict=False)[0]
+    return pipeline.image_processor.postprocess(pixels, output_type="pil")
