@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import discord
 
@@ -123,43 +124,23 @@ class JobService:
                     f"Job #{job_id} was not made in this channel. You can reroll your own jobs "
                     "and the jobs made here."
                 )
+        await self.require_model_offered(parent)
+        return parent
+
+    async def require_model_offered(self, parent: Job) -> None:
+        """Refuse new work from a job whose model an admin has since disabled or removed."""
         model = await self._repo.get_model(parent.model_name)
         if model is None or not model.enabled:
             raise UserFacingError(
                 f"Job #{parent.id} used the model {parent.model_name}, which is no longer "
-                "offered, so it cannot be rerolled."
+                "offered, so it cannot be made again."
             )
-        return parent
 
     async def _reroll_of(
         self, job_id: int | None, seed: int | None, interaction: discord.Interaction
     ) -> NewJob:
         parent = await self._reroll_parent(job_id, interaction)
-        return NewJob(
-            user_id=interaction.user.id,
-            user_name=interaction.user.display_name,
-            user_locale=str(interaction.locale),
-            kind=parent.kind,
-            model_name=parent.model_name,
-            model_source=parent.model_source,
-            # Pin what the parent actually ran, so its own seed gives its own pixels.
-            model_revision=parent.model_revision_used or parent.model_revision,
-            prompt=parent.prompt,
-            negative_prompt=parent.negative_prompt,
-            seeds=seeds_for(seed, len(parent.seeds)),
-            steps=parent.steps,
-            guidance=parent.guidance,
-            width=parent.width,
-            height=parent.height,
-            scheduler=parent.scheduler,
-            strength=parent.strength,
-            image_ref=parent.image_ref,
-            mask_ref=parent.mask_ref,
-            mask_prompt=parent.mask_prompt,
-            channel_id=interaction.channel_id or parent.channel_id,
-            guild_id=interaction.guild_id,
-            parent_job_id=parent.id,
-        )
+        return derived_job(parent, interaction, seeds=seeds_for(seed, len(parent.seeds)))
 
     async def get(self, job_id: int) -> Job:
         job = await self._repo.get_job(job_id)
@@ -219,3 +200,37 @@ class JobService:
         )
         took = (job.finished_at - job.started_at).total_seconds() if job.started_at else 0.0
         return Result(job.id, images, job.model_revision_used, took)
+
+
+def derived_job(parent: Job, interaction: discord.Interaction, **changes: Any) -> NewJob:
+    """A new job for whoever is asking, with ``parent``'s settings except ``changes``.
+
+    Rerolls and lesson comparisons start here. The model is pinned to the revision the parent
+    actually ran, so the parent's own seed and settings give the parent's own pixels.
+    """
+    fields: dict[str, Any] = dict(
+        user_id=interaction.user.id,
+        user_name=interaction.user.display_name,
+        user_locale=str(interaction.locale),
+        kind=parent.kind,
+        model_name=parent.model_name,
+        model_source=parent.model_source,
+        model_revision=parent.model_revision_used or parent.model_revision,
+        prompt=parent.prompt,
+        negative_prompt=parent.negative_prompt,
+        seeds=tuple(parent.seeds),
+        steps=parent.steps,
+        guidance=parent.guidance,
+        width=parent.width,
+        height=parent.height,
+        scheduler=parent.scheduler,
+        strength=parent.strength,
+        image_ref=parent.image_ref,
+        mask_ref=parent.mask_ref,
+        mask_prompt=parent.mask_prompt,
+        channel_id=interaction.channel_id or parent.channel_id,
+        guild_id=interaction.guild_id,
+        parent_job_id=parent.id,
+    )
+    fields.update(changes)
+    return NewJob(**fields)

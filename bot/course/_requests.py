@@ -15,6 +15,7 @@ from bot.checks import require_channel
 from bot.course._lessons import values_for
 from bot.errors import UserInputError
 from bot.i18n import t
+from bot.jobs import derived_job
 from bot.settings import CourseSettings
 from bot.store.models import Job
 from bot.store.repository import NewJob
@@ -27,30 +28,10 @@ def comparison_job(
     parent: Job, kind: str, course: CourseSettings, interaction: discord.Interaction
 ) -> NewJob:
     """The job that compares ``parent``'s first image across the lesson's panels."""
-    return NewJob(
-        user_id=interaction.user.id,
-        user_name=interaction.user.display_name,
-        user_locale=str(interaction.locale),
-        kind=parent.kind,
-        model_name=parent.model_name,
-        model_source=parent.model_source,
-        # What the parent really ran, so the panel with its own settings is its very picture.
-        model_revision=parent.model_revision_used or parent.model_revision,
-        prompt=parent.prompt,
-        negative_prompt=parent.negative_prompt,
+    return derived_job(
+        parent,
+        interaction,
         seeds=(parent.seeds[0],),  # one seed: the panels differ only by the lesson's setting
-        steps=parent.steps,
-        guidance=parent.guidance,
-        width=parent.width,
-        height=parent.height,
-        scheduler=parent.scheduler,
-        strength=parent.strength,
-        image_ref=parent.image_ref,
-        mask_ref=parent.mask_ref,
-        mask_prompt=parent.mask_prompt,
-        channel_id=interaction.channel_id or parent.channel_id,
-        guild_id=interaction.guild_id,
-        parent_job_id=parent.id,
         comparison=kind,
         comparison_values=values_for(kind, parent, course),
     )
@@ -66,6 +47,7 @@ async def request_comparison(
         parent = await bot.jobs.get(job_id)
         if parent.comparison:
             raise UserInputError(t(interaction, "lesson.not_twice", job_id=job_id))
+        await bot.jobs.require_model_offered(parent)
         return comparison_job(parent, kind, bot.settings.course, interaction)
 
     await bot.jobs.submit(interaction, prepare)
