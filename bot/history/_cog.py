@@ -12,6 +12,7 @@ from discord.ext import commands
 from bot import render
 from bot.errors import NotAllowed, report
 from bot.store.models import Job, JobStatus
+from engine.protocol import JobKind
 
 if TYPE_CHECKING:
     from bot.app import DiffusionBot
@@ -33,10 +34,20 @@ def job_link(job: Job) -> str:
     return f" · [result]({url})"
 
 
+def what_it_was(job: Job) -> str:
+    """A reroll, a lesson comparison or an inpainting, so alike prompts can be told apart."""
+    if job.comparison:
+        return f" · {job.comparison} comparison of #{job.parent_job_id}"
+    if job.parent_job_id:
+        return f" · reroll of #{job.parent_job_id}"
+    return " · inpaint" if job.kind == JobKind.INPAINT else ""
+
+
 def history_entry(job: Job) -> str:
     seeds = ", ".join(str(s) for s in job.seeds)
     line = (
-        f"{STATUS_ICON[job.status]} **#{job.id}** {render.quote_prompt(job.prompt, 80)} · "
+        f"{STATUS_ICON[job.status]} **#{job.id}**{what_it_was(job)} "
+        f"{render.quote_prompt(job.prompt, 80)} · "
         f"seed{'s' if len(job.seeds) > 1 else ''} {seeds} · {render.relative_time(job.created_at)}"
         f"{job_link(job)}"
     )
