@@ -253,6 +253,12 @@ def png_bytes(picture: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def _encode(picture: Image.Image) -> tuple[str, bytes]:
+    data = png_bytes(picture)
+    digest = hashlib.sha256(data).hexdigest()
+    return f"{digest[:2]}/{digest}.png", data
+
+
 class InputStore:
     """Normalised inputs on disk, named by content hash: ``ab/abcdef….png`` under ``root``.
 
@@ -265,15 +271,22 @@ class InputStore:
 
     async def save(self, picture: Image.Image) -> str:
         """Store ``picture`` as PNG; returns its reference (a path relative to the root)."""
-        return await asyncio.to_thread(self._save, picture)
+        ref, data = await self.encode(picture)
+        await self.write(ref, data)
+        return ref
 
-    def _save(self, picture: Image.Image) -> str:
-        data = png_bytes(picture)
-        digest = hashlib.sha256(data).hexdigest()
-        ref = f"{digest[:2]}/{digest}.png"
+    async def encode(self, picture: Image.Image) -> tuple[str, bytes]:
+        """The reference and the bytes ``picture`` would be stored as, without storing it."""
+        return await asyncio.to_thread(_encode, picture)
+
+    async def write(self, ref: str, data: bytes) -> None:
+        """Store ``data`` under ``ref`` (from :meth:`encode`); nothing to do if it is there."""
+        await asyncio.to_thread(self._write, ref, data)
+
+    def _write(self, ref: str, data: bytes) -> None:
         path = self.resolve(ref)
         if path.is_file():
-            return ref
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         try:
@@ -283,7 +296,6 @@ class InputStore:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        return ref
 
     def resolve(self, ref: str) -> Path:
         """The file of a reference; refuses anything but a reference this store made."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +39,18 @@ SHUTTING_DOWN = "The bot is restarting; please try again in a minute. Nothing wa
 RESUMED_NOTE = "your job #{job_id} resumed after a restart:"
 
 
+@dataclass(frozen=True)
+class PreparedJob:
+    """A job to write, and files it needs that are stored only once its row is written, so a
+    refused job (over a limit, say) leaves nothing behind."""
+
+    new: NewJob
+    store_files: Callable[[], Awaitable[None]]
+
+
+INPUTS_NOT_STORED = "Your picture could not be stored on the bot's disk; please try again."
+
+
 class JobService:
     def __init__(
         self,
@@ -61,7 +74,9 @@ class JobService:
         return Limits(limits.max_queued_jobs, limits.images_per_hour)
 
     async def submit(
-        self, interaction: discord.Interaction, prepare: Callable[[], Awaitable[NewJob]]
+        self,
+        interaction: discord.Interaction,
+        prepare: Callable[[], Awaitable[NewJob | PreparedJob]],
     ) -> Job | None:
         """Write the job ``prepare`` describes (limits checked as it is written), then queue it.
 
@@ -85,19 +100,28 @@ class JobService:
         return job
 
     async def _create(
-        self, user: discord.abc.User, prepare: Callable[[], Awaitable[NewJob]]
+        self, user: discord.abc.User, prepare: Callable[[], Awaitable[NewJob | PreparedJob]]
     ) -> Job:
         if not self.accepting:
             raise UserFacingError(SHUTTING_DOWN)
-        new = await prepare()
+        prepared = await prepare()
+        new = prepared.new if isinstance(prepared, PreparedJob) else prepared
         try:
-            return await self._repo.create_job(new, self.limits_for(user))
+            job = await self._repo.create_job(new, self.limits_for(user))
         except RateLimited as error:
             raise UserFacingError(
                 f"{error} You can make more {render.relative_time(error.retry_at)}."
             ) from None
         except StoreError as error:
             raise UserFacingError(str(error)) from None
+        if isinstance(prepared, PreparedJob):
+            try:
+                await prepared.store_files()
+            except OSError:
+                log.exception("job %s: could not store its inputs", job.id)
+                await self._repo.mark_failed(job.id, INPUTS_NOT_STORED)
+                raise UserFacingError(INPUTS_NOT_STORED) from None
+        return job
 
     async def reroll(
         self, job_id: int | None, seed: int | None, interaction: discord.Interaction

@@ -19,6 +19,7 @@ from discord.ext import commands
 from bot import inputs, validation
 from bot.checks import require_channel
 from bot.errors import UserInputError
+from bot.jobs import PreparedJob
 from bot.models_option import autocomplete_models, resolve_model
 from bot.store.repository import NewJob
 from engine.protocol import MAX_SEED, JobKind
@@ -117,39 +118,49 @@ class InpaintCog(commands.Cog):
         guidance = validation.check_guidance(guidance)
         strength = check_strength(strength, steps)
 
-        async def prepare() -> NewJob:
+        async def prepare() -> PreparedJob:
             chosen = await resolve_model(self.bot.repo, model, JobKind.INPAINT)
             image_data = await download(image, "image")
             mask_data = await download(mask, "mask") if mask is not None else None
             fitted = await asyncio.to_thread(
                 inputs.prepare_inputs, image_data, mask_data, words or None
             )
-            # Only now, with every check passed, is anything written.
-            image_ref = await self.store.save(fitted.image)
-            mask_ref = await self.store.save(fitted.mask) if fitted.mask is not None else None
+            # Named by content now, written only once the job row (and its limits) passed.
+            files = [await self.store.encode(fitted.image)]
+            if fitted.mask is not None:
+                files.append(await self.store.encode(fitted.mask))
+            image_ref, mask_ref = files[0][0], files[1][0] if len(files) > 1 else None
             width, height = fitted.size
-            return NewJob(
-                user_id=interaction.user.id,
-                user_name=interaction.user.display_name,
-                user_locale=str(interaction.locale),
-                kind=JobKind.INPAINT,
-                model_name=chosen.name,
-                model_source=chosen.source,
-                model_revision=chosen.revision,
-                prompt=prompt,
-                negative_prompt=negative,
-                seeds=seeds,
-                steps=steps,
-                guidance=guidance,
-                width=width,
-                height=height,
-                scheduler=validation.DEFAULT_SCHEDULER,
-                strength=strength,
-                image_ref=image_ref,
-                mask_ref=mask_ref,
-                mask_prompt=words or None,
-                channel_id=interaction.channel_id or 0,
-                guild_id=interaction.guild_id,
+
+            async def store_inputs() -> None:
+                for ref, data in files:
+                    await self.store.write(ref, data)
+
+            return PreparedJob(
+                NewJob(
+                    user_id=interaction.user.id,
+                    user_name=interaction.user.display_name,
+                    user_locale=str(interaction.locale),
+                    kind=JobKind.INPAINT,
+                    model_name=chosen.name,
+                    model_source=chosen.source,
+                    model_revision=chosen.revision,
+                    prompt=prompt,
+                    negative_prompt=negative,
+                    seeds=seeds,
+                    steps=steps,
+                    guidance=guidance,
+                    width=width,
+                    height=height,
+                    scheduler=validation.DEFAULT_SCHEDULER,
+                    strength=strength,
+                    image_ref=image_ref,
+                    mask_ref=mask_ref,
+                    mask_prompt=words or None,
+                    channel_id=interaction.channel_id or 0,
+                    guild_id=interaction.guild_id,
+                ),
+                store_inputs,
             )
 
         await self.bot.jobs.submit(interaction, prepare)

@@ -223,3 +223,29 @@ async def test_bad_inputs_are_refused_privately_and_nothing_is_stored(harness):
         choices = await stub.autocomplete("inpaint", {"prompt": "x", "model": ""}, focused="model")
         assert choices == [{"name": "tiny-sd-inpainting (default)", "value": "tiny-sd-inpainting"}]
     assert stored_files(harness.settings.storage.input_dir) == []
+
+
+async def test_an_inpaint_refused_for_its_limit_stores_nothing(harness):
+    from tests.bot.e2e.harness import make_settings
+
+    harness.settings = make_settings(
+        harness.tmp_path, harness.stub, harness.tiny, images_per_hour=1
+    )
+    async with harness.bot() as bot:
+        stub = harness.stub
+        student = stub.add_user("vic")
+        files = {"image": attached("in.png", encode(with_hole(scene(), (10, 10, 40, 40))))}
+        first = await inpaint(stub, student, files=files)
+        await first.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
+        stored = stored_files(harness.tmp_path / "inputs")
+        assert len(stored) == 2  # the picture and its mask, by content hash
+
+        other = scene((64, 96))  # new content: would be new files
+        refused = await inpaint(
+            stub,
+            student,
+            files={"image": attached("b.png", encode(with_hole(other, (5, 5, 30, 30))))},
+        )
+        assert "in the last hour" in await ephemeral_text(refused)
+        assert stored_files(harness.tmp_path / "inputs") == stored
+        assert await bot.repo.count_jobs(student.id) == 1
