@@ -149,6 +149,9 @@ async def test_cancel_button_on_a_queued_job(harness):
         handle = await imagine(stub, student)
         queued = await handle.wait_for_message(lambda m: "Queued" in m.content)
         assert "job:cancel:1" in queued.custom_ids
+        someone_else = await stub.click(queued, "job:cancel:1", user=stub.add_user("not-hal"))
+        assert "only they or an admin" in await ephemeral_text(someone_else)
+        assert (await bot.repo.get_job(1)).status is JobStatus.QUEUED
         cancel = await stub.click(queued, "job:cancel:1", user=student)
         assert "Cancelling job #1" in await ephemeral_text(cancel)
         await handle.wait_for_message(lambda m: "Cancelled" in m.content)
