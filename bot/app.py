@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -38,6 +39,7 @@ from engine.protocol import JobKind
 
 log = logging.getLogger(__name__)
 
+HOUSEKEEPING_SECONDS = 30.0
 SHUTDOWN_GRACE_SECONDS = 60.0  # how long a running batch may take to finish on SIGTERM
 
 
@@ -92,6 +94,25 @@ class DiffusionBot(commands.Bot):
             except Exception:
                 log.exception("could not handle %s from the engine", type(event).__name__)
 
+    async def _housekeeping(self) -> None:
+        """Periodic chores: restart an engine that hangs; forget rate-limit rows too old to
+        count."""
+        stall_timeout = self.settings.scheduler.stall_timeout_s
+        next_prune = 0.0
+        while True:
+            if self.scheduler.stalled_for() > stall_timeout and self.engine.in_flight:
+                log.error(
+                    "the engine has said nothing about its batch for %.0f s; restarting it",
+                    self.scheduler.stalled_for(),
+                )
+                self.engine.kill()
+                self.scheduler.last_activity = time.monotonic()  # one kill per stall
+            if time.monotonic() >= next_prune:
+                pruned = await self.repo.prune_rate_limits()
+                log.debug("pruned %d old rate-limit rows", pruned)
+                next_prune = time.monotonic() + 3600
+            await asyncio.sleep(min(HOUSEKEEPING_SECONDS, stall_timeout / 4))
+
     async def _start_engine(self) -> None:
         # In the background: importing torch and starting takes seconds, and Discord should
         # see the bot online meanwhile. Jobs wait for the engine in the client.
@@ -118,6 +139,7 @@ class DiffusionBot(commands.Bot):
         await self.add_cog(RecipeCog(self))
         self._spawn(self._pump_engine_events(), "engine-events")
         self._spawn(self._start_engine(), "engine-start")
+        self._spawn(self._housekeeping(), "housekeeping")
         # zh-CN names, descriptions and choices go into the synced payload (bot.i18n).
         make_translatable(self.tree)
         await self.tree.set_translator(CourseTranslator())

@@ -169,6 +169,14 @@ class EngineClient:
         if self._supervisor is not None:
             await self._supervisor
 
+    def kill(self) -> None:
+        """Kill the engine process now (it hangs, say): it is restarted, bounded as for any
+        crash, and the jobs it had are reported as crashed."""
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            log.error("killing engine process %d", proc.pid)
+            proc.kill()
+
     # --- requests ----------------------------------------------------------------------
 
     async def run_batch(self, jobs: Iterable[JobSpec]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -44,6 +45,7 @@ ENGINE_DOWN = "The image engine is not available right now; please try again lat
 
 class EngineLike(Protocol):
     events: asyncio.Queue[Event]  # what the engine says, in order
+    in_flight: frozenset[int]  # jobs it was given and has not finished
 
     async def start(self) -> object: ...
 
@@ -52,6 +54,8 @@ class EngineLike(Protocol):
     async def run_batch(self, jobs: Sequence[JobSpec]) -> None: ...
 
     async def cancel(self, job_id: int) -> None: ...
+
+    def kill(self) -> None: ...
 
 
 class JobObserver(Protocol):
@@ -146,6 +150,8 @@ class Scheduler:
         self._paused = False
         self._idle = asyncio.Event()
         self._idle.set()
+        # When the engine last said something about the running batch, or was given it.
+        self.last_activity = time.monotonic()
 
     # --- what the bot asks -------------------------------------------------------------
 
@@ -205,8 +211,13 @@ class Scheduler:
 
     # --- what the engine says ----------------------------------------------------------
 
+    def stalled_for(self) -> float:
+        """Seconds the running batch has gone without a word from the engine (0: none runs)."""
+        return time.monotonic() - self.last_activity if self._in_flight else 0.0
+
     async def handle_event(self, event: Event) -> None:
         """Called by the engine client for every event, in order."""
+        self.last_activity = time.monotonic()
         match event:
             case Accepted(job_id=job_id) if job_id in self._in_flight:
                 await self._observer.started(job_id, event)
@@ -279,6 +290,7 @@ class Scheduler:
                 self._in_flight[queued.spec.job_id] = queued
                 self._positions.pop(queued.spec.job_id, None)
             self._idle.clear()
+            self.last_activity = time.monotonic()
             try:
                 await self._engine.run_batch([q.spec for q in started])
             except Exception:

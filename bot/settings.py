@@ -89,6 +89,9 @@ class SchedulerSettings(BaseSettings):
     model_config = _config("SCHEDULER_")
 
     max_batch_images: int = Field(4, ge=1)  # images per pipeline call
+    # A batch the engine has said nothing about for this long is taken as hung: the engine is
+    # restarted and the batch retried once. Generous, since a first load downloads gigabytes.
+    stall_timeout_s: float = Field(1800.0, gt=0)
 
 
 class CourseSettings(BaseSettings):

@@ -165,3 +165,16 @@ async def test_pause_stops_new_batches_and_wait_idle(repo, tmp_path):
         await scheduler.wait_idle()
     assert engine.batches == [[a.id]]  # b stays queued for the next start
     assert (await repo.get_job(b.id)).status is JobStatus.QUEUED
+
+
+async def test_stalled_for_counts_silence_only_while_a_batch_runs(repo, tmp_path):
+    scheduler, _, _ = await make(repo, tmp_path)
+    assert scheduler.stalled_for() == 0.0
+    job = await repo.create_job(new_job(1), UNLIMITED)
+    await scheduler.submit(job)
+    await asyncio.sleep(0.05)
+    assert scheduler.stalled_for() >= 0.05
+    await scheduler.handle_event(Progress(job.id, 1, 20))
+    assert scheduler.stalled_for() < 0.05
+    await scheduler.handle_event(result(job.id))
+    assert scheduler.stalled_for() == 0.0

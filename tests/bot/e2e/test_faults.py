@@ -162,3 +162,32 @@ async def test_the_token_never_reaches_the_logs(harness, caplog):
     assert caplog.records
     token = harness.stub.token
     assert not [r for r in caplog.records if token in r.getMessage() or token in (r.exc_text or "")]
+
+
+async def test_a_hung_engine_is_restarted_and_its_job_retried(harness):
+    import os
+    import signal
+
+    from bot.settings import SchedulerSettings
+
+    harness.settings = harness.settings.model_copy(
+        update={"scheduler": SchedulerSettings(stall_timeout_s=3, _env_file=None)}
+    )
+    async with harness.bot() as bot:
+        stub = harness.stub
+        await bot.scheduler.pause()
+        handle = await imagine(stub, stub.add_user("wes"))
+        await queued(handle)
+
+        async def engine_ready() -> bool:
+            return bot.engine.ready
+
+        await eventually(engine_ready, RESULT_TIMEOUT)
+        frozen = bot.engine.pid
+        os.kill(frozen, signal.SIGSTOP)  # alive but silent, as a wedged driver would leave it
+        await bot.scheduler.resume()
+        await handle.wait_for_message(has_png, timeout=2 * RESULT_TIMEOUT)
+        assert bot.engine.pid != frozen and bot.engine.restarts == 1
+        job = await bot.repo.get_job(1)
+        assert job.status is JobStatus.DONE and job.attempts == 2
+        assert any("queued again" in (e.message.content if e.message else "") for e in handle.edits)
