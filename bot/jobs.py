@@ -7,13 +7,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import discord
 
 from bot import render
 from bot.checks import is_admin
 from bot.delivery import Delivery
+from bot.derived_jobs import derived_job
 from bot.errors import NotAllowed, UserFacingError
 from bot.image_store import ImageStore
 from bot.scheduler import Scheduler
@@ -224,37 +224,3 @@ class JobService:
         )
         took = (job.finished_at - job.started_at).total_seconds() if job.started_at else 0.0
         return Result(job.id, images, job.model_revision_used, took)
-
-
-def derived_job(parent: Job, interaction: discord.Interaction, **changes: Any) -> NewJob:
-    """A new job for whoever is asking, with ``parent``'s settings except ``changes``.
-
-    Rerolls and lesson comparisons start here. The model is pinned to the revision the parent
-    actually ran, so the parent's own seed and settings give the parent's own pixels.
-    """
-    fields: dict[str, Any] = dict(
-        user_id=interaction.user.id,
-        user_name=interaction.user.display_name,
-        user_locale=str(interaction.locale),
-        kind=parent.kind,
-        model_name=parent.model_name,
-        model_source=parent.model_source,
-        model_revision=parent.model_revision_used or parent.model_revision,
-        prompt=parent.prompt,
-        negative_prompt=parent.negative_prompt,
-        seeds=tuple(parent.seeds),
-        steps=parent.steps,
-        guidance=parent.guidance,
-        width=parent.width,
-        height=parent.height,
-        scheduler=parent.scheduler,
-        strength=parent.strength,
-        image_ref=parent.image_ref,
-        mask_ref=parent.mask_ref,
-        mask_prompt=parent.mask_prompt,
-        channel_id=interaction.channel_id or parent.channel_id,
-        guild_id=interaction.guild_id,
-        parent_job_id=parent.id,
-    )
-    fields.update(changes)
-    return NewJob(**fields)

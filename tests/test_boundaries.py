@@ -62,3 +62,36 @@ def test_importing_every_module_loads_nothing_forbidden(package):
         timeout=120,
     )
     assert set(json.loads(loaded.stdout)) & FORBIDDEN[package] == set()
+
+
+_EACH_FIRST = """
+import importlib, pkgutil, sys
+names = []
+for root in ("bot", "engine"):
+    package = importlib.import_module(root)
+    names += [i.name for i in pkgutil.walk_packages(package.__path__, root + ".")]
+failed = []
+for name in names:
+    if name.endswith("__main__"):
+        continue
+    for loaded in [m for m in sys.modules if m.split(".")[0] in ("bot", "engine")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except ImportError as error:
+        failed.append(f"{name}: {error}")
+print("\\n".join(failed))
+"""
+
+
+def test_every_module_imports_when_imported_first():
+    """An import cycle shows only when one of its modules is imported first."""
+    result = subprocess.run(
+        [sys.executable, "-c", _EACH_FIRST],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    assert result.stdout.strip() == ""

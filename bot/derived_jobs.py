@@ -1,0 +1,48 @@
+"""New jobs made from an existing one: rerolls and lesson comparisons.
+
+Kept apart from ``bot.jobs`` so the course package can use it without importing the
+scheduler (which imports the course package).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+
+from bot.store.models import Job
+from bot.store.repository import NewJob
+
+
+def derived_job(parent: Job, interaction: discord.Interaction, **changes: Any) -> NewJob:
+    """A new job for whoever is asking, with ``parent``'s settings except ``changes``.
+
+    Rerolls and lesson comparisons start here. The model is pinned to the revision the parent
+    actually ran, so the parent's own seed and settings give the parent's own pixels.
+    """
+    fields: dict[str, Any] = dict(
+        user_id=interaction.user.id,
+        user_name=interaction.user.display_name,
+        user_locale=str(interaction.locale),
+        kind=parent.kind,
+        model_name=parent.model_name,
+        model_source=parent.model_source,
+        model_revision=parent.model_revision_used or parent.model_revision,
+        prompt=parent.prompt,
+        negative_prompt=parent.negative_prompt,
+        seeds=tuple(parent.seeds),
+        steps=parent.steps,
+        guidance=parent.guidance,
+        width=parent.width,
+        height=parent.height,
+        scheduler=parent.scheduler,
+        strength=parent.strength,
+        image_ref=parent.image_ref,
+        mask_ref=parent.mask_ref,
+        mask_prompt=parent.mask_prompt,
+        channel_id=interaction.channel_id or parent.channel_id,
+        guild_id=interaction.guild_id,
+        parent_job_id=parent.id,
+    )
+    fields.update(changes)
+    return NewJob(**fields)
