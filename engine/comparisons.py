@@ -44,7 +44,7 @@ from engine.protocol import (
     Progress,
     Result,
 )
-from engine.registry import LoadedPipelines, ModelUnavailable, WrongModelKind, free_device_memory
+from engine.registry import LoadedPipelines, ModelUnavailable, free_device_memory
 from engine.safety import obscure
 from engine.schedulers import make_scheduler
 from engine.settings import EngineSettings
@@ -208,18 +208,10 @@ class Comparisons:
         return state.ended
 
     def _run_model(self, jobs: list[JobSpec]) -> None:
-        first = jobs[0]
-        try:
-            entry = self._worker.registry.get(first.model)
-            pipeline = entry.pipeline_for(first.kind)
-        except ModelUnavailable as error:
-            for job in jobs:
-                self._fail(job, ErrorKind.MODEL_UNAVAILABLE, str(error))
+        loaded = self._worker.pipeline_or_fail(jobs)
+        if loaded is None:
             return
-        except WrongModelKind as error:
-            for job in jobs:
-                self._fail(job, ErrorKind.BAD_INPUT, str(error))
-            return
+        entry, pipeline = loaded
         states: list[_JobState] = []
         pictures: dict[int, Pictures] = {}
         for job in jobs:

@@ -259,19 +259,27 @@ class Worker:
         finally:
             self._finish(jobs)
 
-    def _run_group(self, jobs: list[JobSpec]) -> None:
+    def pipeline_or_fail(self, jobs: Sequence[JobSpec]) -> tuple[LoadedPipelines, Any] | None:
+        """The loaded model and the pipeline that run ``jobs`` (one model and kind), loading
+        it when needed; when it cannot be had, every job fails with the reason: None."""
         first = jobs[0]
         try:
             entry = self.registry.get(first.model)
-            pipeline = entry.pipeline_for(first.kind)
+            return entry, entry.pipeline_for(first.kind)
         except ModelUnavailable as error:
-            for job in jobs:
-                self._fail(job, ErrorKind.MODEL_UNAVAILABLE, str(error))
-            return
+            kind, message = ErrorKind.MODEL_UNAVAILABLE, str(error)
         except WrongModelKind as error:
-            for job in jobs:
-                self._fail(job, ErrorKind.BAD_INPUT, str(error))
+            kind, message = ErrorKind.BAD_INPUT, str(error)
+        for job in jobs:
+            self._fail(job, kind, message)
+        return None
+
+    def _run_group(self, jobs: list[JobSpec]) -> None:
+        first = jobs[0]
+        loaded = self.pipeline_or_fail(jobs)
+        if loaded is None:
             return
+        entry, pipeline = loaded
         for job in list(jobs):
             if self.is_cancelled(job.job_id):  # while the model was loading
                 self._fail(job, ErrorKind.CANCELLED, CANCELLED_MESSAGE)
