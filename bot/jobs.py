@@ -13,9 +13,9 @@ import discord
 from bot import render
 from bot.checks import is_admin
 from bot.delivery import Delivery
-from bot.derived_jobs import derived_job
 from bot.errors import NotAllowed, UserFacingError
 from bot.image_store import ImageStore
+from bot.new_jobs import derived_job
 from bot.scheduler import Scheduler
 from bot.settings import Settings
 from bot.store.models import Job, utcnow

@@ -13,9 +13,9 @@ import discord
 
 from bot.checks import require_channel
 from bot.course._lessons import values_for
-from bot.derived_jobs import derived_job
 from bot.errors import UserInputError
 from bot.i18n import t
+from bot.new_jobs import derived_job
 from bot.settings import CourseSettings
 from bot.store.models import Job
 from bot.store.repository import NewJob

@@ -11,7 +11,7 @@ from discord.ext import commands
 from bot import validation
 from bot.checks import require_channel
 from bot.models_option import autocomplete_models, resolve_model
-from bot.store.models import Model
+from bot.new_jobs import new_job
 from bot.store.repository import NewJob
 from engine.protocol import MAX_SEED, SCHEDULERS, JobKind
 
@@ -73,43 +73,20 @@ class ImagineCog(commands.Cog):
 
         async def prepare() -> NewJob:
             chosen = await resolve_model(self.bot.repo, model, JobKind.TEXT_TO_IMAGE)
-            return self._new_job(
-                interaction, chosen, prompt, negative, seeds, steps, guidance, shape, scheduler
+            return new_job(
+                interaction,
+                chosen,
+                prompt=prompt,
+                negative_prompt=negative,
+                seeds=seeds,
+                steps=steps,
+                guidance=guidance,
+                width=shape.width,
+                height=shape.height,
+                scheduler=scheduler,
             )
 
         await self.bot.jobs.submit(interaction, prepare)
-
-    @staticmethod
-    def _new_job(
-        interaction: discord.Interaction,
-        chosen: Model,
-        prompt: str,
-        negative: str,
-        seeds: tuple[int, ...],
-        steps: int,
-        guidance: float,
-        shape: validation.Size,
-        scheduler: str,
-    ) -> NewJob:
-        return NewJob(
-            user_id=interaction.user.id,
-            user_name=interaction.user.display_name,
-            user_locale=str(interaction.locale),
-            kind=JobKind.TEXT_TO_IMAGE,
-            model_name=chosen.name,
-            model_source=chosen.source,
-            model_revision=chosen.revision,
-            prompt=prompt,
-            negative_prompt=negative,
-            seeds=seeds,
-            steps=steps,
-            guidance=guidance,
-            width=shape.width,
-            height=shape.height,
-            scheduler=scheduler,
-            channel_id=interaction.channel_id or 0,
-            guild_id=interaction.guild_id,
-        )
 
     @imagine.autocomplete("model")
     async def _model_autocomplete(

@@ -21,7 +21,7 @@ from bot.checks import require_channel
 from bot.errors import UserInputError
 from bot.jobs import PreparedJob
 from bot.models_option import autocomplete_models, resolve_model
-from bot.store.repository import NewJob
+from bot.new_jobs import new_job
 from engine.protocol import MAX_SEED, JobKind
 
 if TYPE_CHECKING:
@@ -137,14 +137,9 @@ class InpaintCog(commands.Cog):
                     await self.store.write(ref, data)
 
             return PreparedJob(
-                NewJob(
-                    user_id=interaction.user.id,
-                    user_name=interaction.user.display_name,
-                    user_locale=str(interaction.locale),
-                    kind=JobKind.INPAINT,
-                    model_name=chosen.name,
-                    model_source=chosen.source,
-                    model_revision=chosen.revision,
+                new_job(
+                    interaction,
+                    chosen,
                     prompt=prompt,
                     negative_prompt=negative,
                     seeds=seeds,
@@ -157,8 +152,6 @@ class InpaintCog(commands.Cog):
                     image_ref=image_ref,
                     mask_ref=mask_ref,
                     mask_prompt=words or None,
-                    channel_id=interaction.channel_id or 0,
-                    guild_id=interaction.guild_id,
                 ),
                 store_inputs,
             )

@@ -1,4 +1,4 @@
-"""New jobs made from an existing one: rerolls and lesson comparisons.
+"""New jobs for whoever is asking: from a command's settings, or from an existing job.
 
 Kept apart from ``bot.jobs`` so the course package can use it without importing the
 scheduler (which imports the course package).
@@ -10,8 +10,31 @@ from typing import Any
 
 import discord
 
-from bot.store.models import Job
+from bot.store.models import Job, Model
 from bot.store.repository import NewJob
+
+
+def _asked_by(interaction: discord.Interaction) -> dict[str, Any]:
+    """Who asked, and where: the part of a job every command fills the same way."""
+    return dict(
+        user_id=interaction.user.id,
+        user_name=interaction.user.display_name,
+        user_locale=str(interaction.locale),
+        channel_id=interaction.channel_id or 0,
+        guild_id=interaction.guild_id,
+    )
+
+
+def new_job(interaction: discord.Interaction, model: Model, **settings: Any) -> NewJob:
+    """A job the asker described, on ``model`` as the models table offers it now."""
+    return NewJob(
+        **_asked_by(interaction),
+        kind=model.kind,
+        model_name=model.name,
+        model_source=model.source,
+        model_revision=model.revision,
+        **settings,
+    )
 
 
 def derived_job(parent: Job, interaction: discord.Interaction, **changes: Any) -> NewJob:
@@ -21,9 +44,8 @@ def derived_job(parent: Job, interaction: discord.Interaction, **changes: Any) -
     actually ran, so the parent's own seed and settings give the parent's own pixels.
     """
     fields: dict[str, Any] = dict(
-        user_id=interaction.user.id,
-        user_name=interaction.user.display_name,
-        user_locale=str(interaction.locale),
+        _asked_by(interaction),
+        channel_id=interaction.channel_id or parent.channel_id,
         kind=parent.kind,
         model_name=parent.model_name,
         model_source=parent.model_source,
@@ -40,8 +62,6 @@ def derived_job(parent: Job, interaction: discord.Interaction, **changes: Any) -
         image_ref=parent.image_ref,
         mask_ref=parent.mask_ref,
         mask_prompt=parent.mask_prompt,
-        channel_id=interaction.channel_id or parent.channel_id,
-        guild_id=interaction.guild_id,
         parent_job_id=parent.id,
     )
     fields.update(changes)
