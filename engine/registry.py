@@ -4,7 +4,8 @@ Every model loads through ``from_pretrained`` from a Hugging Face id or a local 
 text-to-image checkpoint also inpaints: its inpainting pipeline is built from the same components
 (``from_pipe``), so it costs no extra memory. A dedicated inpainting checkpoint (a UNet with 9
 input channels) only inpaints. Pipelines are loaded without their own safety checker; the
-engine's safety gate checks every image the same way.
+engine's safety gate checks every image the same way. Only safetensors weights are downloaded
+or loaded (``SAFETENSORS_ONLY``); a model that has none is refused with a reason that says so.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from diffusers import AutoPipelineForInpainting, AutoPipelineForText2Image, Diff
 from engine.fast_path import FastPathSettings, apply_fast_path
 from engine.invariance import PerImageLinear, make_batch_invariant
 from engine.protocol import JobKind, LoadedModel, ModelRef
-from engine.settings import EngineSettings
+from engine.settings import SAFETENSORS_ONLY, EngineSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,18 @@ def module_bytes(pipeline: DiffusionPipeline) -> int:
             for tensor in (*component.parameters(), *component.buffers()):
                 total += tensor.numel() * tensor.element_size()
     return total
+
+
+def _about_safetensors(error: BaseException | None) -> bool:
+    """Whether loading failed for want of safetensors weights (diffusers and transformers say
+    so in their message, somewhere along the chain of causes)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if "safetensors" in str(error):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def free_device_memory() -> None:
@@ -187,7 +200,12 @@ class ModelRegistry:
             pipeline, revision = self._from_pretrained(ref)
         except Exception as error:
             log.exception("could not load %s from %s", ref.name, ref.source)
-            raise ModelUnavailable(f"could not load the model {ref.name}") from error
+            reason = f"could not load the model {ref.name}"
+            if _about_safetensors(error):
+                reason += (
+                    ": it has no .safetensors weights (pickled .bin or .ckpt files are refused)"
+                )
+            raise ModelUnavailable(reason) from error
         unet = getattr(pipeline, "unet", None)
         if unet is None or getattr(pipeline, "vae", None) is None:
             # Transformer-based models (SD3, Flux) need other step and batching code.
@@ -233,10 +251,8 @@ class ModelRegistry:
             folder = Path(
                 DiffusionPipeline.download(
                     ref.source,
-                    revision=ref.revision,
                     variant=self._settings.variant,
-                    local_files_only=self._settings.offline,
-                    cache_dir=self._settings.cache_dir,
+                    **self._settings.hub_options(ref.revision),
                     **skip_safety,
                 )
             )
@@ -246,6 +262,7 @@ class ModelRegistry:
             dtype=self._dtype,
             variant=self._settings.variant,
             requires_safety_checker=False,
+            **SAFETENSORS_ONLY,
             **skip_safety,
         )
         return pipeline, revision

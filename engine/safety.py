@@ -73,11 +73,7 @@ class SafetyChecker:
         from transformers import CLIPImageProcessor
 
         source = self._settings.safety_checker
-        options = {
-            "revision": self._settings.safety_checker_revision,
-            "local_files_only": self._settings.offline,
-            "cache_dir": self._settings.cache_dir,
-        }
+        options = self._settings.hub_options(self._settings.safety_checker_revision)
         try:
             extractor = CLIPImageProcessor.from_pretrained(source, **options)
             model = StableDiffusionSafetyChecker.from_pretrained(

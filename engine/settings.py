@@ -6,7 +6,9 @@ module agrees on them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +18,10 @@ if TYPE_CHECKING:
 
 DEFAULT_SAFETY_CHECKER = "CompVis/stable-diffusion-safety-checker"
 DEFAULT_TEXT_MASK_MODEL = "CIDAS/clipseg-rd64-refined"
+# Weights load only from safetensors files, whatever the torch version: a pickled checkpoint
+# (.bin, .ckpt, .pt) can run code when it is unpickled, a safetensors file holds only tensors.
+# Every call that loads or downloads weights spreads this (a test reads the engine's source).
+SAFETENSORS_ONLY: Mapping[str, Any] = MappingProxyType({"use_safetensors": True})
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
 
@@ -121,6 +127,18 @@ class EngineSettings(BaseSettings):
         if self.dtype == "auto":
             return torch.float16
         return getattr(torch, self.dtype)
+
+    def hub_options(self, revision: str | None) -> dict[str, Any]:
+        """``from_pretrained`` options for a model named by a Hub id or a folder.
+
+        The revision, the offline switch and the cache, and safetensors weights only.
+        """
+        return {
+            "revision": revision,
+            "local_files_only": self.offline,
+            "cache_dir": self.cache_dir,
+            **SAFETENSORS_ONLY,
+        }
 
     def memory_budget_bytes(self) -> int | None:
         """How many bytes of weights may stay loaded; None when unbounded."""

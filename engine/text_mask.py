@@ -59,11 +59,7 @@ class TextMasker:
         from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
         source = self._settings.text_mask_model
-        options = {
-            "revision": self._settings.text_mask_revision,
-            "local_files_only": self._settings.offline,
-            "cache_dir": self._settings.cache_dir,
-        }
+        options = self._settings.hub_options(self._settings.text_mask_revision)
         try:
             processor = CLIPSegProcessor.from_pretrained(source, **options)
             model = CLIPSegForImageSegmentation.from_pretrained(

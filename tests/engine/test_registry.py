@@ -11,6 +11,7 @@ from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
 from engine.protocol import JobKind, ModelRef
 from engine.registry import ModelRegistry, ModelUnavailable, WrongModelKind, module_bytes
 from tests.engine.helpers import engine_settings
+from tests.fixtures.pickled import pickled_copy
 from tests.fixtures.tiny_models import TinyModels
 
 
@@ -27,6 +28,21 @@ def test_text_to_image_checkpoint(tiny_models: TinyModels) -> None:
     assert inpainting.unet is entry.base.unet and inpainting.vae is entry.base.vae
     assert entry.bytes == module_bytes(entry.base) > 0
     assert registry.get(ref) is entry
+
+
+def test_pickled_weights_are_refused(tiny_models: TinyModels, tmp_path: Path) -> None:
+    """Unpickling runs code: a model with only .bin weights does not load, and says why."""
+    pickled = pickled_copy(tiny_models.text_to_image, tmp_path / "pickled-sd")
+    registry = ModelRegistry(engine_settings(tiny_models))
+    with pytest.raises(ModelUnavailable) as refused:
+        registry.get(ModelRef(name="old", source=str(pickled)))
+    assert str(refused.value) == (
+        "could not load the model old: it has no .safetensors weights "
+        "(pickled .bin or .ckpt files are refused)"
+    )
+    assert registry.loaded() == ()
+    # The same model in safetensors loads.
+    registry.get(ModelRef(name="new", source=str(tiny_models.text_to_image)))
 
 
 def test_dedicated_inpainting_checkpoint(tiny_models: TinyModels) -> None:

@@ -3,12 +3,15 @@ failure counts as flagged."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from engine.safety import SafetyChecker, obscure
 from tests.engine.helpers import engine_settings
+from tests.fixtures.pickled import pickled_copy
 from tests.fixtures.tiny_models import TinyModels
 
 
@@ -75,6 +78,15 @@ def test_a_checker_that_cannot_load_flags_everything(tiny_models: TinyModels) ->
     checker = SafetyChecker(engine_settings(tiny_models, safety_checker="nobody/missing-checker"))
     assert checker.load() is False
     assert checker.flags([noise(64, 64), noise(64, 64, 1)]) == [True, True]
+
+
+def test_a_pickled_checker_is_not_loaded_and_flags_everything(
+    tiny_models: TinyModels, tmp_path: Path
+) -> None:
+    pickled = pickled_copy(tiny_models.safety_checker_never, tmp_path / "pickled-checker")
+    checker = SafetyChecker(engine_settings(tiny_models, safety_checker=str(pickled)))
+    assert checker.load() is False
+    assert checker.flags([noise(64, 64)]) == [True]
 
 
 def test_only_an_explicit_setting_turns_it_off(tiny_models: TinyModels) -> None:

@@ -25,6 +25,7 @@ from engine.text_mask import TextMasker, grow_radius
 from engine.validation import BadInput, check_job
 from engine.worker import Worker
 from tests.engine.helpers import Recorder, engine_settings, job, pixels, run
+from tests.fixtures.pickled import pickled_copy
 from tests.fixtures.tiny_models import TinyModels
 
 
@@ -105,6 +106,15 @@ def test_a_missing_model_is_unavailable_not_a_crash(
     missing = engine_settings(tiny_models, text_mask_model=str(tmp_path / "nowhere"))
     with pytest.raises(ModelUnavailable, match="could not load the model that makes masks"):
         TextMasker(missing).mask(picture(), "the sky")
+
+
+def test_a_pickled_model_is_unavailable(
+    tiny_models: TinyModels, tiny_clipseg: Path, tmp_path: Path
+) -> None:
+    pickled = pickled_copy(tiny_clipseg, tmp_path / "pickled-clipseg")
+    settings = engine_settings(tiny_models, text_mask_model=str(pickled))
+    with pytest.raises(ModelUnavailable, match="could not load the model that makes masks"):
+        TextMasker(settings).load()
 
 
 def test_check_job_wants_exactly_one_mask_source(inpaint_model: ModelRef) -> None:
