@@ -32,11 +32,12 @@ def bare_seconds(source: str, args: argparse.Namespace, engine_kernels: bool) ->
     from diffusers import AutoPipelineForText2Image, EulerDiscreteScheduler
 
     from engine.invariance import sample_by_sample_cpu_convolutions
+    from engine.settings import SAFETENSORS_ONLY
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.float16 if device == "cuda" else torch.float32
     pipe = AutoPipelineForText2Image.from_pretrained(
-        source, dtype=dtype, safety_checker=None, requires_safety_checker=False
+        source, dtype=dtype, safety_checker=None, requires_safety_checker=False, **SAFETENSORS_ONLY
     ).to(device)
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)

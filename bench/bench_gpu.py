@@ -44,7 +44,7 @@ from engine.invariance import PerImageLinear, batch_invariant_kernels
 from engine.protocol import JobKind, JobSpec, ModelRef
 from engine.registry import ModelRegistry
 from engine.schedulers import make_scheduler
-from engine.settings import EngineSettings
+from engine.settings import SAFETENSORS_ONLY, EngineSettings
 from engine.text_to_image import text_to_image
 
 # Every fast-path setting at its default, so variables in the environment cannot leak in.
@@ -140,7 +140,9 @@ def load(
         # The engine's dtype rule, so that plain and the engine variants compare like for like.
         wanted = {"device": args.device, "dtype": args.dtype}
         dtype = EngineSettings(_env_file=None, **wanted).torch_dtype()  # type: ignore[call-arg]
-        pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=dtype).to(device)
+        pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=dtype, **SAFETENSORS_ONLY).to(
+            device
+        )
         pipe.set_progress_bar_config(disable=True)
         pipe.scheduler = make_scheduler("euler", pipe.scheduler.config)
         return make_runner(pipe, None, device), lambda: None
