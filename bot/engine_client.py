@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bot.settings import bot_env_prefixes
 from engine.protocol import (
     Accepted,
     Cancel,
@@ -83,7 +84,8 @@ class EngineClient:
         backoff_s: float = 1.0,
         max_backoff_s: float = 30.0,
     ) -> None:
-        """``command`` defaults to ``python -m engine serve``; ``env`` is added to ours.
+        """``command`` defaults to ``python -m engine serve``; ``env`` is added to our
+        environment, from which the bot's own settings are dropped (``_child_env``).
 
         At most ``max_restarts`` restarts are made within ``restart_window_s``; the pause before
         one doubles from ``backoff_s`` up to ``max_backoff_s``.
@@ -269,7 +271,10 @@ class EngineClient:
     # --- the process -------------------------------------------------------------------
 
     def _child_env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        """Our environment without the bot's own settings (the Discord token, the database
+        URL…: the engine needs none of them), plus ``PYTHONPATH`` and ``env``."""
+        secret = bot_env_prefixes()
+        env = {k: v for k, v in os.environ.items() if not k.upper().startswith(secret)}
         # So `-m engine` resolves from a checkout whatever the working directory.
         path = env.get("PYTHONPATH")
         env["PYTHONPATH"] = str(_ROOT) + (os.pathsep + path if path else "")

@@ -1,7 +1,9 @@
 """The bot's configuration: one class per concern, read from the environment and `.env`.
 
 Nothing else in the bot reads ``os.environ``. The engine process has its own section
-(``engine.settings``, prefix ``ENGINE_``) and reads it itself, from the same `.env`.
+(``engine.settings``, prefix ``ENGINE_``) and reads it itself, from the same `.env`. The bot's
+sections (the token among them) are not the engine's business: ``bot_env_prefixes`` names them,
+and the engine's process is started without them.
 """
 
 from __future__ import annotations
@@ -152,17 +154,19 @@ class ConfigError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
 
+def _sections() -> dict[str, type[BaseSettings]]:
+    """Each field of ``Settings`` and the section class it holds."""
+    return {name: field.annotation for name, field in Settings.model_fields.items()}
+
+
 def load_settings(env_file: str | Path | None = ENV_FILE) -> Settings:
     """Read every section from the environment and ``env_file`` (None: environment only)."""
-    return Settings(
-        discord=_section(DiscordSettings, env_file),
-        database=_section(DatabaseSettings, env_file),
-        storage=_section(StorageSettings, env_file),
-        models=_section(ModelDefaults, env_file),
-        limits=_section(LimitSettings, env_file),
-        scheduler=_section(SchedulerSettings, env_file),
-        course=_section(CourseSettings, env_file),
-    )
+    return Settings(**{name: _section(cls, env_file) for name, cls in _sections().items()})
+
+
+def bot_env_prefixes() -> tuple[str, ...]:
+    """The environment prefixes of the bot's sections (``DISCORD_``, ``DATABASE_``, …)."""
+    return tuple(cls.model_config["env_prefix"] for cls in _sections().values())
 
 
 def _section(cls: type[_S], env_file: str | Path | None) -> _S:

@@ -47,3 +47,11 @@ def test_env_example_loads_as_is(tmp_path, monkeypatch):
     assert loaded.discord.guild_ids == []
     engine = EngineSettings(_env_file=example)
     assert engine.safety_enabled and engine.memory_budget_gb is None and engine.variant is None
+
+
+def test_every_bot_setting_is_kept_from_the_engine_and_no_engine_setting_is():
+    """The engine's process is started without variables of these prefixes (the token's)."""
+    bots = bot_settings.bot_env_prefixes()
+    assert "DISCORD_" in bots and "DATABASE_" in bots
+    for key in _example_keys():
+        assert key.startswith(bots) != key.startswith(EngineSettings.model_config["env_prefix"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -149,7 +150,7 @@ async def test_killed_engine_is_restarted_and_its_job_reported(tiny_models: Tiny
 # --- fakes: tiny scripts that speak the protocol without torch, to test the client's logic --
 
 FAKE = """
-import os, sys, time
+import json, os, sys, time
 from engine.protocol import Ready, read_message, write_message
 out = sys.stdout.buffer
 mode = sys.argv[1]
@@ -158,6 +159,9 @@ if mode == "exit-at-once":
 if mode == "killed-once-while-starting" and not os.path.exists(sys.argv[2]):
     open(sys.argv[2], "w").close()
     os.kill(os.getpid(), 9)  # as the OOM killer would, before Ready
+if mode == "dump-env":
+    with open(sys.argv[2], "w") as dump:
+        json.dump(dict(os.environ), dump)
 print("hello from the fake engine", file=sys.stderr, flush=True)
 write_message(out, Ready(device="cpu", dtype="float32", pid=os.getpid()))
 if mode == "die-after-ready":
@@ -225,6 +229,39 @@ async def test_graceful_stop() -> None:
     await client.start()
     await client.stop()
     assert client.pid is None and client.failed is None
+
+
+async def test_the_engine_is_not_given_the_bots_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token and the rest of the bot's settings stay with the bot; the engine's pass."""
+    bots = {
+        "DISCORD_TOKEN": "the-bot-token",
+        "discord_token": "any case the bot reads",
+        "DATABASE_URL": "postgresql+asyncpg://bot:password@db/bot",
+        "STORAGE_OUTPUT_DIR": "/srv/images",
+        "LIMITS_IMAGES_PER_HOUR": "40",
+        "SCHEDULER_STALL_TIMEOUT_S": "60",
+        "COURSE_SCHEDULERS": "ddim,euler",
+        "MODELS_DEFAULT_INPAINTING": "x/y",
+    }
+    engines = {
+        "ENGINE_DEVICE": "cpu",
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_TOKEN": "hub-token",
+        "CUDA_VISIBLE_DEVICES": "0",
+    }
+    for name, value in {**bots, **engines}.items():
+        monkeypatch.setenv(name, value)
+    dump = tmp_path / "env.json"
+    client = EngineClient(command=fake("dump-env", str(dump)), env={"ENGINE_OFFLINE": "true"})
+    await client.start()
+    await client.stop()
+    seen = json.loads(dump.read_text())
+    assert set(bots) & set(seen) == set()
+    assert "the-bot-token" not in json.dumps(seen)
+    assert {name: seen.get(name) for name in engines} == engines
+    assert seen["ENGINE_OFFLINE"] == "true" and seen["PATH"] == os.environ["PATH"]
 
 
 def test_the_client_does_not_import_torch() -> None:
