@@ -115,4 +115,15 @@ class SafetyChecker:
             _, flagged = self._model(clip_input=clip_input, images=placeholders)
         if len(flagged) != len(images):
             raise RuntimeError("the safety checker returned the wrong number of flags")
-        return [bool(f) for f in flagged]
+        return [not _clear(flag) for flag in flagged]
+
+
+def _clear(flag: object) -> bool:
+    """Whether a checker's flag clears its image: only a definite False does.
+
+    ``None`` (which the checker gives in some versions and paths), a number or anything else
+    counts as flagged, like a checker that failed; ``bool(None)`` would have let it through.
+    """
+    if isinstance(flag, torch.Tensor) and flag.dtype == torch.bool and flag.numel() == 1:
+        flag = flag.item()
+    return isinstance(flag, bool | np.bool_) and not flag

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from engine.safety import SafetyChecker, obscure
@@ -72,6 +73,27 @@ def test_a_failing_checker_flags_everything(
 
     monkeypatch.setattr(checker, "_run", broken)
     assert checker.flags([noise(64, 64)]) == [True]
+
+
+class _Verdicts(torch.nn.Module):
+    """A checker that answers fixed flags, as StableDiffusionSafetyChecker's forward does."""
+
+    def __init__(self, verdicts: list[object]) -> None:
+        super().__init__()
+        self.verdicts = verdicts
+
+    def forward(self, clip_input: torch.Tensor, images: np.ndarray) -> tuple[object, list]:
+        return images, self.verdicts
+
+
+def test_only_a_definite_false_clears_an_image(tiny_models: TinyModels) -> None:
+    """A flag of None (or any other non-answer) counts as flagged: fail closed per image."""
+    verdicts = [False, None, True, np.False_, np.True_, torch.tensor(False), 0, "no"]
+    checker = SafetyChecker(engine_settings(tiny_models))
+    assert checker.load()
+    checker._model = _Verdicts(verdicts)
+    images = [noise(64, 64, seed) for seed in range(len(verdicts))]
+    assert checker.flags(images) == [False, True, True, False, True, False, True, True]
 
 
 def test_a_checker_that_cannot_load_flags_everything(tiny_models: TinyModels) -> None:
