@@ -1,8 +1,16 @@
-"""Cheap previews: latents to RGB by one linear map, no VAE.
+"""Cheap previews: latents to RGB by one linear map, no VAE, always obscured.
 
 The factors are the least-squares fit of SD 1.x/2.x VAE latents to their decoded colours that
 the AUTOMATIC1111 web UI and ComfyUI use for their "cheap" previews. The result is as small as
 the latents (1/8 of the image side) and costs a 4x3 matrix product.
+
+Every preview leaves the engine obscured (``obscured``), whatever the picture shows. The safety
+checker cannot vouch for a preview: it is a CLIP model that judges a 224-pixel view of a
+decoded image, and a preview is a 64-pixel approximation of the latents' colours, which it
+would have to upscale and guess at; decoding every preview at full size to check it would cost
+a VAE pass and a checker pass per step. So a preview shows where things are and what colour
+they are, in ``PREVIEW_BLOCKS`` blocks along its longer side, and no detail; the final image is
+decoded at full size and checked before anyone sees it.
 """
 
 from __future__ import annotations
@@ -12,6 +20,11 @@ import io
 import torch
 from PIL import Image
 
+from engine.safety import obscure
+
+# How many blocks a preview keeps along its longer side: enough to follow the picture's layout
+# and colours as it forms, too few for any shape in it (1/8 is what a flagged result keeps).
+PREVIEW_BLOCKS = 16
 _LATENT_RGB = torch.tensor(
     [
         #   R        G        B
@@ -40,3 +53,8 @@ def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def obscured(image: Image.Image) -> Image.Image:
+    """What a preview may show of ``image``: its layout and colours, blurred, no detail."""
+    return obscure(image, blocks=PREVIEW_BLOCKS)

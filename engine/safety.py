@@ -1,9 +1,10 @@
 """The safety gate every image passes before it leaves the engine process.
 
 The checker is diffusers' ``StableDiffusionSafetyChecker`` with its CLIP feature extractor,
-loaded once from the configured source; pipelines are loaded without one so that every model,
-task and preview is checked the same way. It fails closed: when the checker cannot load or
-raises, the images count as flagged. Flagged images are obscured by ``obscure``.
+loaded once from the configured source; pipelines are loaded without one so that every model
+and task is checked the same way. It fails closed: when the checker cannot load or raises, the
+images count as flagged. Flagged images are obscured by ``obscure``. Progress previews are too
+small for the checker to judge; they are always obscured instead (``engine.preview``).
 """
 
 from __future__ import annotations
@@ -25,24 +26,26 @@ _OBSCURED_SIDE = 8
 _RETRY_LOAD_AFTER_S = 300.0
 
 
-def obscure(image: Image.Image) -> Image.Image:
-    """Destroy all detail: average into a few blocks, scale back up, and blur the blocks away.
+def obscure(image: Image.Image, blocks: int = _OBSCURED_SIDE) -> Image.Image:
+    """Destroy all detail: average into ``blocks`` blocks along the longer side, scale back up,
+    and blur the blocks away.
 
     Each block is the exact mean of its pixels, so nothing finer than a block can survive.
     """
     width, height = image.size
-    scale = _OBSCURED_SIDE / max(width, height)
-    rows, cols = max(1, round(height * scale)), max(1, round(width * scale))
+    scale = blocks / max(width, height)
+    rows = min(height, max(1, round(height * scale)))
+    cols = min(width, max(1, round(width * scale)))
     pixels = np.asarray(image.convert("RGB"), dtype=np.float64)
-    blocks = np.array(
+    means = np.array(
         [
             [cell.mean(axis=(0, 1)) for cell in np.array_split(band, cols, axis=1)]
             for band in np.array_split(pixels, rows, axis=0)
         ]
     )
-    small = Image.fromarray(np.rint(blocks).astype(np.uint8))
+    small = Image.fromarray(np.rint(means).astype(np.uint8))
     large = small.resize((width, height), Image.Resampling.BILINEAR)
-    return large.filter(ImageFilter.GaussianBlur(radius=max(width, height) / 16))
+    return large.filter(ImageFilter.GaussianBlur(radius=max(width, height) / (2 * blocks)))
 
 
 class SafetyChecker:

@@ -507,9 +507,8 @@ class _StepReporter:
             preview.latents_to_image(latents[self._first_image[job.job_id]], max_side)
             for job in jobs
         ]
-        # Previews leave the engine too, so they pass the same gate as results.
-        flags = self._worker.safety.flags(images)
+        # Too small for the safety checker to judge, so always obscured (see engine.preview).
         return {
-            job.job_id: preview.png_bytes(obscure(image) if flagged else image)
-            for job, image, flagged in zip(jobs, images, flags, strict=True)
+            job.job_id: preview.png_bytes(preview.obscured(image))
+            for job, image in zip(jobs, images, strict=True)
         }

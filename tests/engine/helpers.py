@@ -51,6 +51,17 @@ def pixels(png: bytes) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
+def shuffle_within_blocks(pixels: np.ndarray, block: int, seed: int = 1) -> np.ndarray:
+    """``pixels`` with the pixels inside each ``block`` x ``block`` square rearranged."""
+    rng = np.random.default_rng(seed)
+    shuffled = pixels.copy()
+    for y in range(0, pixels.shape[0], block):
+        for x in range(0, pixels.shape[1], block):
+            tile = shuffled[y : y + block, x : x + block].reshape(-1, 3)
+            shuffled[y : y + block, x : x + block] = rng.permutation(tile).reshape(block, block, 3)
+    return shuffled
+
+
 def engine_settings(tiny_models: TinyModels, **overrides: Any) -> EngineSettings:
     """Settings for tests: CPU, offline, the never-flagging checker, every step reported."""
     values: dict[str, Any] = {

@@ -1,14 +1,16 @@
-"""Latent previews: one linear map, small PNGs."""
+"""Latent previews: one linear map, small PNGs, always obscured."""
 
 from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from engine.preview import latents_to_image, png_bytes
+from engine.preview import PREVIEW_BLOCKS, latents_to_image, obscured, png_bytes
+from tests.engine.helpers import shuffle_within_blocks
 
 
 def test_preview_size_and_colours() -> None:
@@ -25,3 +27,17 @@ def test_preview_size_and_colours() -> None:
 def test_wrong_shape() -> None:
     with pytest.raises(ValueError, match="expected latents of shape"):
         latents_to_image(torch.zeros(1, 4, 8, 8), max_side=64)
+
+
+@pytest.mark.parametrize("side", [64, 128])
+def test_a_preview_keeps_layout_and_colour_but_nothing_finer_than_its_blocks(side: int) -> None:
+    rng = np.random.default_rng(0)
+    original = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+    original[: side // 2] //= 4  # a dark top half: layout the preview keeps
+    shuffled = shuffle_within_blocks(original, side // PREVIEW_BLOCKS)
+    assert not np.array_equal(shuffled, original)
+    shown = np.asarray(obscured(Image.fromarray(original))).astype(int)
+    # Rearranging pixels inside a block changes nothing: no detail finer than a block is left.
+    np.testing.assert_array_equal(shown, np.asarray(obscured(Image.fromarray(shuffled))))
+    assert shown[: side // 4].mean() < shown[-side // 4 :].mean() - 50
+    assert np.abs(np.diff(shown, axis=0)).max() <= 24 and np.abs(np.diff(shown, axis=1)).max() <= 24

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from engine.safety import SafetyChecker, obscure
-from tests.engine.helpers import engine_settings
+from tests.engine.helpers import engine_settings, shuffle_within_blocks
 from tests.fixtures.pickled import pickled_copy
 from tests.fixtures.tiny_models import TinyModels
 
@@ -39,13 +39,7 @@ def test_obscure_leaves_a_smooth_blur(width: int, height: int) -> None:
 def test_obscure_keeps_nothing_finer_than_an_eighth_of_the_image(side: int) -> None:
     """Rearranging pixels within each 1/8 x 1/8 block changes nothing in the result."""
     original = np.asarray(noise(side, side))
-    block = side // 8
-    rng = np.random.default_rng(1)
-    shuffled = original.copy()
-    for y in range(0, side, block):
-        for x in range(0, side, block):
-            tile = shuffled[y : y + block, x : x + block].reshape(-1, 3)
-            shuffled[y : y + block, x : x + block] = rng.permutation(tile).reshape(block, block, 3)
+    shuffled = shuffle_within_blocks(original, side // 8)
     assert not np.array_equal(shuffled, original)
     np.testing.assert_array_equal(
         np.asarray(obscure(Image.fromarray(shuffled))),

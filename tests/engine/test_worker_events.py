@@ -293,16 +293,40 @@ def test_safety_checker_flags_and_obscures(
     with Image.open(io.BytesIO(clean.png)) as original:
         np.testing.assert_array_equal(pixels(flagged.png), np.asarray(obscure(original)))
     assert parse_parameters(read_parameters(flagged.png) or "")["Seed"] == "42"
-    # Previews leave the engine too: they are obscured as well.
-    for got, plain in zip(
-        [p.preview_png for p in flagging.progress(1)], clean_previews, strict=True
-    ):
-        if plain is None:
-            assert got is None
-            continue
-        assert got is not None
-        with Image.open(io.BytesIO(plain)) as preview:
-            np.testing.assert_array_equal(pixels(got), np.asarray(obscure(preview)))
+    # Previews are obscured whatever the checker says (see the next test).
+    assert [p.preview_png for p in flagging.progress(1)] == clean_previews
+
+
+def test_previews_are_always_obscured_and_never_left_to_the_checker(
+    worker: Worker, recorder: Recorder, t2i_model: ModelRef, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CLIP checker cannot judge a preview a few dozen pixels wide, even one that it passes
+    (this one passes everything): every preview is obscured, and the checker sees only the
+    full-size images."""
+    from engine import preview
+
+    made: list[Image.Image] = []
+    checked: list[tuple[int, int]] = []
+    latents_to_image, flags = preview.latents_to_image, worker.safety.flags
+
+    def making(*args: Any) -> Image.Image:
+        made.append(latents_to_image(*args))
+        return made[-1]
+
+    def checking(images: list[Image.Image]) -> list[bool]:
+        checked.extend(image.size for image in images)
+        return flags(images)
+
+    monkeypatch.setattr(preview, "latents_to_image", making)
+    monkeypatch.setattr(worker.safety, "flags", checking)
+    run(worker, job(t2i_model, steps=3, width=256, height=256))
+    shown = [p.preview_png for p in recorder.progress(1) if p.preview_png is not None]
+    assert len(shown) == len(made) == 2
+    for png, raw in zip(shown, made, strict=True):
+        assert raw.size == (32, 32)  # the latents' size
+        np.testing.assert_array_equal(pixels(png), np.asarray(preview.obscured(raw)))
+        assert not np.array_equal(pixels(png), np.asarray(raw))
+    assert checked == [(256, 256)]  # the result only
 
 
 def test_submitted_batch_runs_when_served(
