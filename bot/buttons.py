@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot import course, render
-from bot.checks import require_channel
+from bot.checks import is_admin, require_channel
 
 if TYPE_CHECKING:
     from bot.app import DiffusionBot
@@ -32,7 +32,8 @@ class ButtonHandler:
 
     async def _details(self, interaction: discord.Interaction, job_id: int) -> None:
         job = await self._bot.jobs.get(job_id)
-        await interaction.response.send_message(render.details(job), ephemeral=True)
+        admin = is_admin(interaction.user, self._bot.settings.discord)
+        await interaction.response.send_message(render.details(job, admin=admin), ephemeral=True)
 
     async def _cancel(self, interaction: discord.Interaction, job_id: int) -> None:
         message = await self._bot.jobs.cancel(job_id, interaction.user)

@@ -141,15 +141,25 @@ class JobService:
                     "You have no jobs to reroll yet; make one with /imagine or /inpaint."
                 )
         else:
-            parent = await self.get(job_id)
-            visible = parent.user_id == user.id or parent.channel_id == interaction.channel_id
-            if not visible and not is_admin(user, self._settings.discord):
-                raise NotAllowed(
-                    f"Job #{job_id} was not made in this channel. You can reroll your own jobs "
-                    "and the jobs made here."
-                )
+            parent = await self.get_visible(job_id, interaction, doing="reroll")
         await self.require_model_offered(parent)
         return parent
+
+    async def get_visible(
+        self, job_id: int, interaction: discord.Interaction, *, doing: str
+    ) -> Job:
+        """The job, if the caller may build on it here: their own, one made in this channel
+        (or a thread of it), or any job for an admin. ``doing`` names the action in the refusal,
+        e.g. "reroll" or "have the recipe of"."""
+        job = await self.get(job_id)
+        user = interaction.user
+        visible = job.user_id == user.id or job.channel_id == interaction.channel_id
+        if not visible and not is_admin(user, self._settings.discord):
+            raise NotAllowed(
+                f"Job #{job_id} was not made in this channel. You can {doing} your own jobs "
+                "and the jobs made here."
+            )
+        return job
 
     async def require_model_offered(self, parent: Job) -> None:
         """Refuse new work from a job whose model an admin has since disabled or removed."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.store.models import Job, JobStatus
-from engine.protocol import SCHEDULERS
+from engine.protocol import SCHEDULERS, is_folder_source
 
 BAR_WIDTH = 12
 PROMPT_PREVIEW_CHARS = 120
@@ -97,8 +97,16 @@ def cancelled_line(job: Job) -> str:
     return f"🚫 **Cancelled** · {quote_prompt(job.prompt)} · job #{job.id}"
 
 
-def details(job: Job) -> str:
-    """Every parameter of a job, enough to reproduce it anywhere."""
+def model_text(job: Job, *, admin: bool) -> str:
+    """The job's model as its reader may see it: a Hub model's id for everyone, a local
+    folder's path only for admins (it is a path on the bot's server)."""
+    if is_folder_source(job.model_source) and not admin:
+        return f"{job.model_name} (kept on the bot's server)"
+    return f"{job.model_name} ({job.model_source})"
+
+
+def details(job: Job, *, admin: bool = False) -> str:
+    """Every parameter of a job, enough to reproduce it anywhere; local paths for admins only."""
     rows = [
         ("Job", f"#{job.id} ({job.status.value})"),
         ("Kind", job.kind.replace("_", " ")),
@@ -109,7 +117,7 @@ def details(job: Job) -> str:
         ("Guidance (CFG)", f"{job.guidance:g}"),
         ("Scheduler", SCHEDULERS.get(job.scheduler, job.scheduler)),
         ("Size", f"{job.width}×{job.height}"),
-        ("Model", f"{job.model_name} ({job.model_source})"),
+        ("Model", model_text(job, admin=admin)),
         ("Revision", job.model_revision_used or job.model_revision or "latest"),
     ]
     if job.kind == "inpaint":

@@ -19,6 +19,7 @@ import struct
 import types
 import typing
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any, BinaryIO, ClassVar
 
 MAX_SEED = 2**32 - 1
@@ -52,6 +53,16 @@ SCHEDULERS: dict[str, str] = {
     "pndm": "PNDM",
     "lms": "LMS",
 }
+
+
+def is_folder_source(source: str) -> bool:
+    """Full paths (and ``~``) are folders; everything else is read as a Hugging Face id.
+
+    A relative path would be read against whatever folder the engine runs in, and
+    ``org/name`` is both a relative path and an id, so folders must be given in full.
+    A folder is a path on the server: only admins are shown it.
+    """
+    return source.startswith("~") or PurePath(source).is_absolute()
 
 
 @dataclass(frozen=True)

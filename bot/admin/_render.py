@@ -12,10 +12,9 @@ import discord
 
 from bot import render
 from bot.admin._engine_ops import EngineFacts, LoadOutcome, bytes_of
-from bot.admin._sources import is_folder_source
 from bot.models_option import KIND_LABEL
 from bot.store.models import AuditEntry, JobStatus, Model, utcnow
-from engine.protocol import JobKind, JobSpec, LoadedModel
+from engine.protocol import JobKind, JobSpec, LoadedModel, is_folder_source
 
 MESSAGE_LIMIT = 2000  # Discord's limit for a message's content
 NOT_KNOWN = "not known right now (the image engine is starting or down)"

@@ -20,7 +20,7 @@ from typing import Any
 
 from bot.errors import UserInputError
 from bot.models_option import KIND_LABEL
-from engine.protocol import JobKind
+from engine.protocol import JobKind, is_folder_source
 
 MAX_NAME_CHARS = 50
 _NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_NAME_CHARS}}}")
@@ -59,15 +59,6 @@ def parse_kind(value: str) -> JobKind:
     except ValueError:
         labels = " or ".join(KIND_LABEL.values())
         raise UserInputError(f"The kind is {labels}.") from None
-
-
-def is_folder_source(source: str) -> bool:
-    """Full paths (and ``~``) are folders; everything else is read as a Hugging Face id.
-
-    A relative path would be read against whatever folder the engine runs in, and
-    ``org/name`` is both a relative path and an id, so folders must be given in full.
-    """
-    return source.startswith("~") or Path(source).is_absolute()
 
 
 def check_hub_id(source: str) -> str:

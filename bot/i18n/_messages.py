@@ -77,6 +77,18 @@ MESSAGES: dict[str, dict[str, str]] = {
         ENGLISH: "Keep the attached {files} next to the script: it reads them.",
         "zh-CN": "请把附带的 {files} 放在脚本旁边：脚本会读取它们。",
     },
+    "recipe.inputs_withheld": {
+        ENGLISH: "The picture and mask it reads ({files}) were uploaded by the job's owner and "
+        "stay with them: put pictures of your own under those names next to the script.",
+        "zh-CN": "脚本读取的图像和蒙版（{files}）由任务的主人上传，只属于他们：请把你自己的图片"
+        "用这些文件名放在脚本旁边。",
+    },
+    "recipe.flagged": {
+        ENGLISH: "The safety checker flagged job #{job_id}'s images, so only the student who "
+        "made it can have its recipe.",
+        "zh-CN": "任务 #{job_id} 的图像被安全检查器标记，"
+        "因此只有创建它的同学可以获取它的复现脚本。",
+    },
     "recipe.no_job": {
         ENGLISH: "Job #{job_id} does not exist (it may have been deleted).",
         "zh-CN": "任务 #{job_id} 不存在（可能已被删除）。",

@@ -12,8 +12,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
-from bot.checks import require_channel
-from bot.errors import UserInputError
+from bot.checks import is_admin, require_channel
+from bot.errors import NotAllowed, UserInputError
 from bot.i18n import t
 from bot.recipe._script import input_names, render_script, script_name
 from bot.store.models import Job
@@ -37,16 +37,23 @@ class RecipeCog(commands.Cog):
         self, interaction: discord.Interaction, job: app_commands.Range[int, 1, MAX_JOB_ID]
     ) -> None:
         require_channel(interaction, self.bot.settings.discord)
-        stored = await self.bot.repo.get_job(job)
-        if stored is None:
+        if await self.bot.repo.get_job(job) is None:
             raise UserInputError(t(interaction, "recipe.no_job", job_id=job))
-        inputs = await self._inputs(stored, interaction)
+        # The same rule as /reroll: your own jobs, the jobs made here, or any job for an admin.
+        stored = await self.bot.jobs.get_visible(job, interaction, doing="have the recipes of")
+        admin = is_admin(interaction.user, self.bot.settings.discord)
+        owner = stored.user_id == interaction.user.id
+        flagged = any(image.nsfw for image in stored.images)
+        if flagged and not (owner or admin):
+            raise NotAllowed(t(interaction, "recipe.flagged", job_id=stored.id))
+        # Uploads are their owner's: only the owner and admins get them, and only privately.
+        inputs = await self._inputs(stored, interaction) if owner or admin else []
         ready = getattr(self.bot.engine, "last_ready", None)  # what the engine runs on
         gpu_dtype = (
             ready.dtype if ready is not None and ready.device.startswith("cuda") else "float16"
         )
         device = f"{ready.device}, {ready.dtype}" if ready is not None else None
-        script = render_script(stored, engine_device=device, gpu_dtype=gpu_dtype)
+        script = render_script(stored, engine_device=device, gpu_dtype=gpu_dtype, show_folder=admin)
         files = [discord.File(io.BytesIO(script.encode()), filename=script_name(stored))]
         files += [discord.File(io.BytesIO(data), filename=name) for name, data in inputs]
         lines = [t(interaction, "recipe.posted", job_id=stored.id, script=script_name(stored))]
@@ -54,7 +61,12 @@ class RecipeCog(commands.Cog):
         if inputs:
             names = ", ".join(f"`{name}`" for name, _ in inputs)
             lines.append(t(interaction, "recipe.inputs", files=names))
-        await interaction.response.send_message("\n".join(lines), files=files)
+        elif any(input_names(stored)):
+            names = ", ".join(f"`{name}`" for name in input_names(stored) if name)
+            lines.append(t(interaction, "recipe.inputs_withheld", files=names))
+        # A flagged job's recipe, and anything carrying uploads, is for the asker's eyes only.
+        private = flagged or bool(inputs)
+        await interaction.response.send_message("\n".join(lines), files=files, ephemeral=private)
 
     async def _inputs(self, job: Job, interaction: discord.Interaction) -> list[tuple[str, bytes]]:
         """An inpainting job's picture and mask, named as its script expects them."""

@@ -21,7 +21,7 @@ from pathlib import PurePosixPath
 
 from bot.course import decode_steps, denoising_steps, variants
 from bot.store.models import Job
-from engine.protocol import SCHEDULERS, JobKind
+from engine.protocol import SCHEDULERS, JobKind, is_folder_source
 
 
 @dataclass(frozen=True)
@@ -147,13 +147,30 @@ def _imports(job: Job) -> list[str]:
     return [*lines, ""]
 
 
-def _settings(job: Job) -> list[str]:
-    revision = job.model_revision_used or job.model_revision
-    lines = [
-        _rule("The model"),
+def _model(job: Job, show_folder: bool) -> list[str]:
+    """Where the script finds the weights: a Hub id as the bot ran it; a folder on the bot's
+    server only for admins (``show_folder``), others get a line to fill in."""
+    if is_folder_source(job.model_source) and not show_folder:
+        return [
+            *_comment(
+                f"The bot ran the model {job.model_name!r} from a folder on its own server, not "
+                "from the Hugging Face Hub. Put the path of your copy of it here (the course's "
+                "admins can tell you where to get one)."
+            ),
+            f"MODEL = {_literal(job.model_name)}",
+        ]
+    return [
         "# A Hugging Face id (or a folder holding a diffusers pipeline) and the revision the bot",
         "# ran: a commit of the model's repository, so a later update cannot change the picture.",
         f"MODEL = {_literal(job.model_source)}",
+    ]
+
+
+def _settings(job: Job, show_folder: bool) -> list[str]:
+    revision = job.model_revision_used or job.model_revision
+    lines = [
+        _rule("The model"),
+        *_model(job, show_folder),
         f"REVISION = {_literal(revision)}  # None: the latest",
         "",
         _rule("What to draw"),
@@ -254,7 +271,10 @@ def _load(job: Job, gpu_dtype: str) -> list[str]:
         "",
         "# The pipeline: text encoder (CLIP), UNet, VAE and tokenizer, from one folder. Its",
         "# safety checker stays on and blacks out what it flags (the bot blurs those instead).",
-        f"pipe = {pipeline}.from_pretrained(MODEL, revision=REVISION, dtype=DTYPE)",
+        "# safetensors only: a pickled .bin file can run code when it is loaded.",
+        f"pipe = {pipeline}.from_pretrained(",
+        "    MODEL, revision=REVISION, dtype=DTYPE, use_safetensors=True",
+        ")",
         "pipe = pipe.to(DEVICE)",
         "pipe.set_progress_bar_config(disable=True)",
         "# Kept before any change: building from a changed config would carry its options along.",
@@ -417,8 +437,15 @@ def _strip(job: Job) -> list[str]:
     ]
 
 
-def render_script(job: Job, *, engine_device: str | None = None, gpu_dtype: str = "float16") -> str:
-    """The recipe script for ``job``; ``engine_device``/``gpu_dtype``: what the engine runs on."""
+def render_script(
+    job: Job,
+    *,
+    engine_device: str | None = None,
+    gpu_dtype: str = "float16",
+    show_folder: bool = False,
+) -> str:
+    """The recipe script for ``job``; ``engine_device``/``gpu_dtype``: what the engine runs on;
+    ``show_folder``: the reader is an admin, who may see a local model folder's path."""
     hardware = engine_device or "a CUDA GPU at float16, or a CPU"
     if variants(job):
         outputs = "one PNG per panel (and seed)"
@@ -432,7 +459,7 @@ def render_script(job: Job, *, engine_device: str | None = None, gpu_dtype: str 
     lines = [
         *_header(job, outputs, hardware),
         *_imports(job),
-        *_settings(job),
+        *_settings(job, show_folder),
         *_scheduler_factory(job),
         *_HARDWARE,
         *_load(job, gpu_dtype),

@@ -10,11 +10,10 @@ from bot.admin._sources import (
     check_revision,
     check_source,
     inspect_folder,
-    is_folder_source,
     parse_kind,
 )
 from bot.errors import UserInputError
-from engine.protocol import JobKind
+from engine.protocol import JobKind, is_folder_source
 
 
 def pipeline_folder(root, *, in_channels=4, unet=True):

