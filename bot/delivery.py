@@ -3,7 +3,9 @@
 Implements the scheduler's observer for Discord. Each job has a ticket with the latest state
 to show and a pump task that edits the message no faster than Discord allows; a state that
 is replaced before it was shown is simply skipped. Edits go through the interaction while its
-token lives, through the channel (with a mention) after.
+token lives, through the channel (with a mention) after. When the job moves to a new message
+(the token ran out, or the result could not be put in the old one), the old message is cut down
+to a line pointing to the new one: no preview, no buttons left behind.
 """
 
 from __future__ import annotations
@@ -243,12 +245,11 @@ class Delivery:
                     "job %s: Discord failed (%s); again in %.0f s", ticket.job_id, error, delay
                 )
                 await asyncio.sleep(delay)
-        ticket.interaction = None
-        ticket.message = None
         try:
-            await self._edit(ticket, screen)
+            await self._edit(ticket, screen, anew=True)
         except discord.HTTPException:
             # The job is done and its images are on disk; the next start posts it again.
+            ticket.message = None
             log.exception("job %s: could not post its result", ticket.job_id)
 
     def _upload_limit(self, ticket: Ticket) -> int:
@@ -256,7 +257,8 @@ class Delivery:
         guild = getattr(channel, "guild", None)
         return guild.filesize_limit if guild is not None else DEFAULT_LIMIT
 
-    async def _edit(self, ticket: Ticket, screen: Screen) -> None:
+    async def _edit(self, ticket: Ticket, screen: Screen, *, anew: bool = False) -> None:
+        """Show ``screen`` in the job's message; ``anew``: in a new message in the channel."""
         fitted, reencoded = fit(screen.files, self._upload_limit(ticket))
         if reencoded:
             screen.content = f"{screen.content}\n{REENCODED_NOTE}"
@@ -265,7 +267,7 @@ class Delivery:
             discord.File(io.BytesIO(f.data), filename=f.name, spoiler=f.spoiler) for f in fitted
         ]
         view = screen.view or discord.utils.MISSING
-        if ticket.interaction is not None and time.monotonic() < ticket.deadline:
+        if not anew and ticket.interaction is not None and time.monotonic() < ticket.deadline:
             try:
                 ticket.message = await ticket.interaction.edit_original_response(
                     content=screen.content, attachments=files, view=view
@@ -276,7 +278,7 @@ class Delivery:
                     raise
                 for file in files:
                     file.reset()
-        await self._edit_in_channel(ticket, screen, files, view)
+        await self._edit_in_channel(ticket, screen, files, view, anew=anew)
 
     async def _edit_in_channel(
         self,
@@ -284,15 +286,19 @@ class Delivery:
         screen: Screen,
         files: list[discord.File],
         view: discord.ui.View,
+        *,
+        anew: bool = False,
     ) -> None:
         channel = self._client.get_channel(ticket.channel_id) or await self._client.fetch_channel(
             ticket.channel_id
         )
         assert isinstance(channel, discord.abc.Messageable)
         mention = f"<@{ticket.owner_id}> {ticket.note}".rstrip() + " "
-        if ticket.interaction is not None or ticket.message is None:
-            # The token is gone (or there never was one): continue in a message of our own,
-            # with a mention, since the user may not be watching the old one.
+        if anew or ticket.interaction is not None or ticket.message is None:
+            # The token is gone (or there never was one, or the old message would not take
+            # the result): continue in a message of our own, with a mention, since the user
+            # may not be watching the old one.
+            old = ticket.message
             ticket.interaction = None
             ticket.message = await channel.send(
                 mention + screen.content,
@@ -300,7 +306,36 @@ class Delivery:
                 view=view,
                 allowed_mentions=discord.AllowedMentions(users=True),
             )
+            if old is not None:
+                await self._point_to(channel, old, ticket.message, final=screen.final)
             return
         ticket.message = await ticket.message.edit(
             content=mention + screen.content, attachments=files, view=view
         )
+
+    async def _point_to(
+        self,
+        channel: discord.abc.Messageable,
+        old: discord.Message | discord.PartialMessage,
+        new: discord.Message,
+        *,
+        final: bool,
+    ) -> None:
+        """Cut the job's old message down to a line pointing to ``new``.
+
+        Its preview (or an earlier screen's) and its buttons would otherwise stay there. The
+        edit goes through the channel with the bot's token: an interaction's message is the
+        bot's own, and the interaction's token may be what ran out.
+        """
+        line = moved_line(new.jump_url, final=final)
+        try:
+            await discord.PartialMessage(channel=channel, id=old.id).edit(
+                content=line, attachments=[], view=None
+            )
+        except (discord.HTTPException, TypeError) as error:
+            log.warning("job message %s still shows its old screen: %s", old.id, error)
+
+
+def moved_line(url: str, *, final: bool) -> str:
+    """What a job's old message says once the job has moved to a new one."""
+    return f"{'Result posted below' if final else 'Continued below'}: {url}"

@@ -1,6 +1,9 @@
 """Nothing lost: restarts, Discord faults and an engine that dies, through the stub."""
 
+import asyncio
 import logging
+
+import pytest
 
 from bot.jobs import SHUTTING_DOWN
 from bot.store.models import JobStatus
@@ -38,6 +41,76 @@ async def test_expired_token_moves_the_result_to_the_channel_with_a_mention(harn
             return (await bot.repo.get_job(1)).result_message_id == posted.id
 
         await eventually(recorded)
+
+
+@pytest.fixture
+def previews_every_step(monkeypatch):
+    """The engine that the test's bot starts sends a preview at every step."""
+    monkeypatch.setenv("ENGINE_PREVIEW_INTERVAL_S", "0")
+    monkeypatch.setenv("ENGINE_PROGRESS_INTERVAL_S", "0")
+
+
+async def imagine_held_at_a_preview(stub, bot, student):
+    """An /imagine whose message shows a preview, and an event: what the scheduler tells the
+    delivery after that preview (the later steps, the result) waits until it is set."""
+    release = asyncio.Event()
+    delivery = bot.delivery
+    progress, finished = delivery.progress, delivery.finished
+    previewed = False
+
+    async def held_progress(job_id, event):
+        nonlocal previewed
+        if previewed:
+            await release.wait()
+        previewed = previewed or event.preview_png is not None
+        await progress(job_id, event)
+
+    async def held_finished(job, result):
+        await release.wait()
+        await finished(job, result)
+
+    delivery.progress, delivery.finished = held_progress, held_finished
+    handle = await imagine(stub, student, steps=3)
+
+    async def previewing() -> bool:
+        original = handle.original
+        return original is not None and any(
+            a.filename == "preview.png" for a in original.attachments
+        )
+
+    await eventually(previewing, RESULT_TIMEOUT)
+    return handle, release
+
+
+@pytest.mark.usefixtures("previews_every_step")
+@pytest.mark.parametrize(
+    ("fault", "line"), [("refused", "Result posted below"), ("expired", "Continued below")]
+)
+async def test_a_job_that_moves_to_a_new_message_leaves_no_preview_behind(harness, fault, line):
+    """The result would not go into the job's message, or the token ran out mid-job: the job
+    goes on in a new message, and the old one ends up as one line pointing there, its preview
+    and buttons gone."""
+    async with harness.bot() as bot:
+        stub = harness.stub
+        student = stub.add_user("uma")
+        handle, release = await imagine_held_at_a_preview(stub, bot, student)
+        if fault == "refused":  # the old message takes no more edits, the result's included
+            stub.fail_next("PATCH", ORIGINAL, status=400, times=100)
+        else:
+            stub.expire_token(handle)
+        release.set()
+        posted = await stub.wait_for_channel_message(
+            CHANNEL, in_channel_with_png_for(student), timeout=RESULT_TIMEOUT
+        )
+
+        async def pointing() -> bool:
+            return line in handle.original.content
+
+        await eventually(pointing)
+        old = handle.original
+        url = f"https://discord.com/channels/{posted.guild_id}/{posted.channel_id}/{posted.id}"
+        assert old.content == f"{line}: {url}"
+        assert old.attachments == () and old.components == ()
 
 
 async def test_server_errors_and_rate_limits_on_the_result_are_retried(harness):
