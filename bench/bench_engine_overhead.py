@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.engine_client import EngineClient
+from bot.jobs.engine_client import EngineClient
 from engine.protocol import JobError, JobKind, JobSpec, ModelRef, Result
 
 
@@ -31,7 +31,7 @@ def bare_seconds(source: str, args: argparse.Namespace, engine_kernels: bool) ->
     import torch
     from diffusers import AutoPipelineForText2Image, EulerDiscreteScheduler
 
-    from engine.invariance import sample_by_sample_cpu_convolutions
+    from engine.models.invariance import sample_by_sample_cpu_convolutions
     from engine.settings import SAFETENSORS_ONLY
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -39,13 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from bench import sd15_random
-from engine.batching import group_compatible
-from engine.invariance import PerImageLinear, batch_invariant_kernels
+from engine.models.invariance import PerImageLinear, batch_invariant_kernels
+from engine.models.registry import ModelRegistry
+from engine.models.schedulers import make_scheduler
 from engine.protocol import JobKind, JobSpec, ModelRef
-from engine.registry import ModelRegistry
-from engine.schedulers import make_scheduler
+from engine.run.batching import group_compatible
 from engine.settings import SAFETENSORS_ONLY, EngineSettings
-from engine.text_to_image import text_to_image
+from engine.tasks.text_to_image import text_to_image
 
 # Every fast-path setting at its default, so variables in the environment cannot leak in.
 NO_FAST_PATH: dict[str, Any] = {

@@ -25,8 +25,8 @@ from pathlib import Path
 from PIL import Image
 
 from bot.app import DiffusionBot
-from bot.engine_client import EngineClient
-from bot.scheduler import EngineLike
+from bot.jobs.engine_client import EngineClient
+from bot.jobs.scheduler import EngineLike
 from bot.settings import SchedulerSettings
 from bot.store.database import create_engine, migrate
 from engine.protocol import Accepted, Event, GeneratedImage, JobSpec, Ready, Result

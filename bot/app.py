@@ -15,26 +15,26 @@ import discord
 from discord.ext import commands
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.admin import ModelsCog, StatusCog
-from bot.buttons import ButtonHandler
-from bot.delivery import Delivery
 from bot.endpoints import use_endpoints
-from bot.engine_client import EngineClient
-from bot.errors import report
-from bot.history import HistoryButton, HistoryCog
-from bot.i18n import CourseTranslator, make_translatable
-from bot.image_store import ImageStore
-from bot.imagine import ImagineCog
-from bot.inpaint import InpaintCog
-from bot.jobs import JobService
+from bot.features.admin import ModelsCog, StatusCog
+from bot.features.history import HistoryButton, HistoryCog
+from bot.features.imagine import ImagineCog
+from bot.features.inpaint import InpaintCog
+from bot.features.job_buttons import ButtonHandler
+from bot.features.recipe import RecipeCog
+from bot.features.reroll import RerollCog
+from bot.jobs.delivery import Delivery
+from bot.jobs.engine_client import EngineClient
+from bot.jobs.image_store import ImageStore
+from bot.jobs.scheduler import EngineLike, Scheduler
+from bot.jobs.service import JobService
 from bot.launcher import StartupError
-from bot.recipe import RecipeCog
-from bot.reroll import RerollCog
-from bot.scheduler import EngineLike, Scheduler
 from bot.settings import Settings
 from bot.store.database import create_sessionmaker
 from bot.store.repository import Repository
-from bot.views import JobButton
+from bot.ui.buttons import JobButton
+from bot.ui.errors import report
+from bot.ui.i18n import CourseTranslator, make_translatable
 from engine.protocol import JobKind
 
 log = logging.getLogger(__name__)

@@ -24,13 +24,19 @@ from typing import Any
 import torch
 from PIL import Image
 
-from engine import preview
-from engine.batching import group_compatible, prompt_cut, uses_guidance
-from engine.comparisons import Comparisons, is_comparison
-from engine.inpainting import inpaint
-from engine.invariance import batch_invariant_kernels
-from engine.metadata import parameters_text, png_with_parameters
-from engine.overlay import outline_mask
+from engine.images import preview
+from engine.images.metadata import parameters_text, png_with_parameters
+from engine.images.overlay import outline_mask
+from engine.images.safety import SafetyChecker, obscure
+from engine.models.invariance import batch_invariant_kernels
+from engine.models.registry import (
+    LoadedPipelines,
+    ModelRegistry,
+    ModelUnavailable,
+    WrongModelKind,
+    free_device_memory,
+)
+from engine.models.schedulers import make_scheduler
 from engine.protocol import (
     Accepted,
     Cancel,
@@ -52,19 +58,13 @@ from engine.protocol import (
     Shutdown,
     UnloadModel,
 )
-from engine.registry import (
-    LoadedPipelines,
-    ModelRegistry,
-    ModelUnavailable,
-    WrongModelKind,
-    free_device_memory,
-)
-from engine.safety import SafetyChecker, obscure
-from engine.schedulers import make_scheduler
+from engine.run.batching import group_compatible, prompt_cut, uses_guidance
+from engine.run.comparisons import Comparisons, is_comparison
 from engine.settings import EngineSettings
-from engine.text_mask import TextMasker
-from engine.text_to_image import text_to_image
-from engine.validation import BadInput, check_job, load_inpaint_inputs
+from engine.tasks.checks import BadInput, check_job, load_inpaint_inputs
+from engine.tasks.inpainting import inpaint
+from engine.tasks.text_mask import TextMasker
+from engine.tasks.text_to_image import text_to_image
 
 log = logging.getLogger(__name__)
 

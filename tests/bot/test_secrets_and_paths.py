@@ -4,8 +4,8 @@ import logging
 
 import pytest
 
-from bot.image_store import ImageStore
-from bot.inputs import InputStore
+from bot.jobs.image_store import ImageStore
+from bot.jobs.inputs import InputStore
 from bot.logging_setup import RedactSecrets
 
 TOKEN = "MTIzNDU2Nzg5.secret.token-value"

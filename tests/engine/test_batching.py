@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.batching import group_compatible, per_image
-from engine.invariance import PerImageLinear
+from engine.models.invariance import PerImageLinear
 from engine.protocol import JobKind, JobSpec, ModelRef
+from engine.run.batching import group_compatible, per_image
 
 MODEL = ModelRef(name="m", source="m")
 

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from engine.cli import main
-from engine.metadata import parse_parameters, read_parameters
+from engine.images.metadata import parse_parameters, read_parameters
 from tests.fixtures.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parents[2]

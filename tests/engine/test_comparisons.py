@@ -7,8 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from engine import comparisons
-from engine.metadata import parse_parameters, read_parameters
+from engine.images.metadata import parse_parameters, read_parameters
 from engine.protocol import (
     SCHEDULERS,
     ErrorKind,
@@ -19,6 +18,7 @@ from engine.protocol import (
     Result,
     Variant,
 )
+from engine.run import comparisons
 from engine.worker import Worker
 from tests.engine.helpers import Recorder, job, pixels, run
 

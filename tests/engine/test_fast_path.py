@@ -16,11 +16,11 @@ import torch
 from diffusers import StableDiffusionPipeline
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-from engine.fast_path import FastPathSettings, apply_fast_path, set_attention
-from engine.invariance import PerImageLinear, make_batch_invariant
+from engine.models.fast_path import FastPathSettings, apply_fast_path, set_attention
+from engine.models.invariance import PerImageLinear, make_batch_invariant
+from engine.models.shape_buckets import ShapeBuckets
 from engine.protocol import ModelRef, Result
 from engine.settings import EngineSettings
-from engine.shape_buckets import ShapeBuckets
 from engine.worker import Worker
 from tests.engine.helpers import Recorder, engine_settings, job, pixels, run
 from tests.fixtures.tiny_models import TinyModels

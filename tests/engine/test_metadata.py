@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from engine.metadata import (
+from engine.images.metadata import (
     parameters_text,
     parse_parameters,
     png_with_parameters,

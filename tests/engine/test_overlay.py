@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.overlay import EDGE, LINE, TINT, line_width, outline_mask
+from engine.images.overlay import EDGE, LINE, TINT, line_width, outline_mask
 from engine.protocol import (
     GeneratedImage,
     JobKind,

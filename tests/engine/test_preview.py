@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.preview import PREVIEW_BLOCKS, latents_to_image, obscured, png_bytes
+from engine.images.preview import PREVIEW_BLOCKS, latents_to_image, obscured, png_bytes
 from tests.engine.helpers import shuffle_within_blocks
 
 

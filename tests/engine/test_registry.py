@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
 
+from engine.models.registry import ModelRegistry, ModelUnavailable, WrongModelKind, module_bytes
 from engine.protocol import JobKind, ModelRef
-from engine.registry import ModelRegistry, ModelUnavailable, WrongModelKind, module_bytes
 from tests.engine.helpers import engine_settings
 from tests.fixtures.pickled import pickled_copy
 from tests.fixtures.tiny_models import TinyModels

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.safety import SafetyChecker, obscure
+from engine.images.safety import SafetyChecker, obscure
 from tests.engine.helpers import engine_settings, shuffle_within_blocks
 from tests.fixtures.pickled import pickled_copy
 from tests.fixtures.tiny_models import TinyModels

@@ -14,8 +14,8 @@ from diffusers import (
 )
 from diffusers.schedulers.scheduling_lms_discrete import LMSDiscreteScheduler
 
+from engine.models.schedulers import ExactLMSDiscreteScheduler, make_scheduler
 from engine.protocol import SCHEDULERS, ModelRef
-from engine.schedulers import ExactLMSDiscreteScheduler, make_scheduler
 from engine.worker import Worker
 from tests.engine.helpers import Recorder, job, pixels, run
 from tests.fixtures.tiny_models import TinyModels

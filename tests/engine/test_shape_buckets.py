@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from engine.shape_buckets import ShapeBuckets
+from engine.models.shape_buckets import ShapeBuckets
 
 
 @dataclass

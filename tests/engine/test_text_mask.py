@@ -16,13 +16,13 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
-from engine.overlay import outline_mask
+from engine.images.overlay import outline_mask
+from engine.images.safety import obscure
+from engine.models.registry import ModelUnavailable
 from engine.protocol import ErrorKind, JobKind, ModelRef
-from engine.registry import ModelUnavailable
-from engine.safety import obscure
 from engine.settings import EngineSettings
-from engine.text_mask import TextMasker, grow_radius
-from engine.validation import BadInput, check_job
+from engine.tasks.checks import BadInput, check_job
+from engine.tasks.text_mask import TextMasker, grow_radius
 from engine.worker import Worker
 from tests.engine.helpers import Recorder, engine_settings, job, pixels, run
 from tests.fixtures.pickled import pickled_copy

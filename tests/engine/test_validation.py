@@ -10,7 +10,7 @@ from PIL import Image
 
 from engine.protocol import JobKind, JobSpec, ModelRef
 from engine.settings import EngineSettings
-from engine.validation import BadInput, check_job, load_inpaint_inputs
+from engine.tasks.checks import BadInput, check_job, load_inpaint_inputs
 
 SETTINGS = EngineSettings(_env_file=None)  # type: ignore[call-arg]
 MODEL = ModelRef(name="m", source="org/m")

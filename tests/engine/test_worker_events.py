@@ -12,7 +12,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 from PIL import Image
 
-from engine.metadata import parse_parameters, read_parameters
+from engine.images.metadata import parse_parameters, read_parameters
 from engine.protocol import (
     Accepted,
     Cancel,
@@ -276,7 +276,7 @@ def test_model_requests(
 def test_safety_checker_flags_and_obscures(
     tiny_models: TinyModels, worker: Worker, recorder: Recorder, t2i_model: ModelRef
 ) -> None:
-    from engine.safety import obscure
+    from engine.images.safety import obscure
 
     run(worker, job(t2i_model, steps=3))
     clean = recorder.result(1).images[0]
@@ -303,7 +303,7 @@ def test_previews_are_always_obscured_and_never_left_to_the_checker(
     """A CLIP checker cannot judge a preview a few dozen pixels wide, even one that it passes
     (this one passes everything): every preview is obscured, and the checker sees only the
     full-size images."""
-    from engine import preview
+    from engine.images import preview
 
     made: list[Image.Image] = []
     checked: list[tuple[int, int]] = []

@@ -13,7 +13,7 @@ from PIL import Image
 from pydantic import SecretStr
 
 from bot.app import DiffusionBot
-from bot.engine_client import EngineClient
+from bot.jobs.engine_client import EngineClient
 from bot.settings import (
     DatabaseSettings,
     DiscordSettings,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bot.grid import GAP, label_height, panel_box
+from bot.jobs.grid import GAP, label_height, panel_box
 from bot.settings import CourseSettings
 from tests.bot.e2e.harness import ADMIN_ROLE, CHANNEL, make_settings
 from tests.bot.e2e.test_imagine import RESULT_TIMEOUT, ephemeral_text, has_png

@@ -5,9 +5,9 @@ import logging
 
 import pytest
 
-from bot.jobs import SHUTTING_DOWN
+from bot.jobs.service import SHUTTING_DOWN
+from bot.jobs.upload_fit import parameters_of
 from bot.store.models import JobStatus
-from bot.upload_fit import parameters_of
 from tests.bot.e2e.harness import CHANNEL, eventually
 from tests.bot.e2e.test_imagine import ephemeral_text, has_png, imagine
 

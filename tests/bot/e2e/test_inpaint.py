@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.inputs import prepare_inputs
+from bot.jobs.inputs import prepare_inputs
 from bot.store.models import JobKind, JobStatus
-from engine.overlay import outline_mask
+from engine.images.overlay import outline_mask
 from engine.settings import EngineSettings
-from engine.text_mask import TextMasker
+from engine.tasks.text_mask import TextMasker
 from tests.bot.e2e.harness import CHANNEL, png_parameters
 from tests.bot.e2e.test_imagine import RESULT_TIMEOUT, ephemeral_text, has_png
 from tests.bot.pictures import (

@@ -1,7 +1,0 @@
-"""Admin commands: /models (list for everyone; add, load, unload, default, enable, disable,
-remove and log for admins) and /status."""
-
-from bot.admin._models_cog import ModelsCog
-from bot.admin._status_cog import StatusCog
-
-__all__ = ["ModelsCog", "StatusCog"]

@@ -1,0 +1,325 @@
+"""/models: everyone sees the models; admins add, load, unload, choose and remove them.
+
+Every admin subcommand runs inside ``admin_action``: the admin check in code, then one audit
+entry however it ends. Answers are private: they are for the person who asked, and a busy
+class channel does not need them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.features.admin import _render as text
+from bot.features.admin._access import AuditedAction, admin_action
+from bot.features.admin._engine_ops import ModelEngine, ModelOps
+from bot.features.admin._replies import say, ticking
+from bot.features.admin._sources import (
+    MAX_NAME_CHARS,
+    check_name,
+    check_revision,
+    check_source,
+    parse_kind,
+)
+from bot.jobs.engine_client import EngineUnavailable
+from bot.store.models import Model
+from bot.store.repository import StoreError
+from bot.ui.checks import is_admin
+from bot.ui.errors import UserInputError
+from bot.ui.model_options import KIND_LABEL
+
+if TYPE_CHECKING:
+    from bot.app import DiffusionBot
+
+KIND_CHOICES = [
+    app_commands.Choice(name=label, value=kind.value) for kind, label in KIND_LABEL.items()
+]
+PROGRESS_EVERY_S = 5.0  # how often a long load shows its clock
+DRAIN_TIMEOUT_S = 600.0  # the longest an unload waits for queued jobs (tokens live 15 minutes)
+NAME_HELP = "The model's name in the bot (see /models list)"
+
+
+class ModelsCog(commands.Cog):
+    """The `/models` command group."""
+
+    models = app_commands.Group(
+        name="models", description="The models the bot offers", guild_only=True
+    )
+
+    def __init__(self, bot: DiffusionBot) -> None:
+        self.bot = bot
+        # EngineClient has these requests; the scheduler's narrower type does not say so.
+        engine: ModelEngine = bot.engine  # type: ignore[assignment]
+        self.ops = ModelOps(bot.repo, engine)
+        self.progress_every_s = PROGRESS_EVERY_S
+        self.drain_timeout_s = DRAIN_TIMEOUT_S
+
+    def _audited(
+        self, interaction: discord.Interaction, action: str, target: str = ""
+    ) -> contextlib.AbstractAsyncContextManager[AuditedAction]:
+        return admin_action(
+            interaction, self.bot.settings.discord, self.bot.repo, f"models.{action}", target
+        )
+
+    async def _model(self, name: str) -> Model:
+        model = await self.bot.repo.get_model(name)
+        if model is None:
+            names = sorted(m.name for m in await self.bot.repo.list_models())
+            raise UserInputError(
+                f"There is no model named “{name}”. Models: {', '.join(names) or 'none yet'}."
+            )
+        return model
+
+    # --- everyone ----------------------------------------------------------------------
+
+    @models.command(name="list", description="The models you can use, and which are loaded")
+    async def list_models(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        admin = is_admin(interaction.user, self.bot.settings.discord)
+        # Admins also see disabled models, and where each one comes from.
+        models = await self.bot.repo.list_models(enabled_only=not admin)
+        loaded = await self.ops.loaded()
+        await say(interaction, text.model_list(models, loaded, admin=admin))
+
+    # --- admins: the table -------------------------------------------------------------
+
+    @models.command(name="add", description="Admins: offer a new model")
+    @app_commands.describe(
+        name=f"A short name people pick it by (letters, digits, . _ -; up to {MAX_NAME_CHARS})",
+        source="A Hugging Face id (org/name) or the full path of a local diffusers folder",
+        kind="What it does: text-to-image or inpainting",
+        revision="Hugging Face only: a branch, tag or commit (default: main)",
+    )
+    @app_commands.choices(kind=KIND_CHOICES)
+    async def add(
+        self,
+        interaction: discord.Interaction,
+        name: app_commands.Range[str, 1, 100],
+        source: app_commands.Range[str, 1, 500],
+        kind: str,
+        revision: app_commands.Range[str, 1, 100] | None = None,
+    ) -> None:
+        async with self._audited(interaction, "add", name) as action:
+            name = check_name(name)
+            job_kind = parse_kind(kind)
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            checked = await check_source(source, job_kind)
+            pinned = check_revision(revision, is_folder=checked.is_folder)
+            try:
+                model = await self.bot.repo.add_model(name, checked.source, job_kind, pinned)
+            except StoreError as error:
+                raise UserInputError(str(error)) from None
+            where = checked.source + (f" @ {pinned}" if pinned else "")
+            label = KIND_LABEL[job_kind]
+            action.succeeded(f"added {label} model from {where}")
+            lines = [f"✅ Added **{name}** ({label}) from `{where}`."]
+            if model.is_default:
+                lines.append(f"It is the default {label} model: there was none before.")
+            if checked.note:
+                lines.append(checked.note)
+            lines.append(f"`/models load {name}` loads it now and shows whether it works.")
+            await say(interaction, "\n".join(lines))
+
+    @models.command(name="default", description="Admins: the model used when none is picked")
+    @app_commands.describe(name=NAME_HELP, kind="Optional check: the kind it becomes default for")
+    @app_commands.choices(kind=KIND_CHOICES)
+    async def default(
+        self, interaction: discord.Interaction, name: str, kind: str | None = None
+    ) -> None:
+        async with self._audited(interaction, "default", name) as action:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            model = await self._model(name)
+            label = KIND_LABEL[model.kind]
+            if kind is not None and parse_kind(kind) is not model.kind:
+                # A model has one kind; the default it can be follows from it.
+                raise UserInputError(
+                    f"{name} is a {label} model, so it can only be the {label} default."
+                )
+            previous = await self.bot.repo.default_model(model.kind)
+            if previous is not None and previous.name == name:
+                action.succeeded(f"already the {label} default")
+                await say(interaction, f"**{name}** already is the default {label} model.")
+                return
+            try:
+                await self.bot.repo.set_default_model(name)
+            except StoreError as error:
+                raise UserInputError(str(error)) from None
+            was = f" (was {previous.name})" if previous else ""
+            action.succeeded(f"now the {label} default{was}")
+            await say(
+                interaction,
+                f"✅ **{name}** is now the default {label} model{was}. "
+                "Jobs already queued keep the model they asked for.",
+            )
+
+    @models.command(name="enable", description="Admins: offer a disabled model again")
+    @app_commands.describe(name=NAME_HELP)
+    async def enable(self, interaction: discord.Interaction, name: str) -> None:
+        async with self._audited(interaction, "enable", name) as action:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            model = await self._model(name)
+            if model.enabled:
+                action.succeeded("already enabled")
+                await say(interaction, f"**{name}** is already enabled.")
+                return
+            await self._set_enabled(name, True)
+            action.succeeded("enabled")
+            await say(interaction, f"✅ **{name}** is enabled: people can pick it again.")
+
+    @models.command(name="disable", description="Admins: stop offering a model; queued jobs finish")
+    @app_commands.describe(name=NAME_HELP)
+    async def disable(self, interaction: discord.Interaction, name: str) -> None:
+        async with self._audited(interaction, "disable", name) as action:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            model = await self._model(name)
+            if not model.enabled:
+                action.succeeded("already disabled")
+                await say(interaction, f"**{name}** is already disabled.")
+                return
+            await self._set_enabled(name, False)
+            pending = await self.ops.jobs_using(name)
+            still = ""
+            if pending:
+                still = f"; {text.plural(pending, 'queued job')} for it will still finish"
+            action.succeeded(f"disabled{still}")
+            await say(
+                interaction,
+                f"✅ **{name}** is disabled: nobody can pick it for new jobs{still}. "
+                f"It stays in memory until `/models unload {name}` or the engine needs the room.",
+            )
+
+    async def _set_enabled(self, name: str, enabled: bool) -> None:
+        try:
+            await self.bot.repo.set_model_enabled(name, enabled)
+        except StoreError as error:
+            raise UserInputError(str(error)) from None
+
+    @models.command(name="remove", description="Admins: forget a model (queued jobs finish)")
+    @app_commands.describe(name=NAME_HELP)
+    async def remove(self, interaction: discord.Interaction, name: str) -> None:
+        async with self._audited(interaction, "remove", name) as action:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            try:
+                model = await self.bot.repo.remove_model(name)
+            except StoreError as error:
+                raise UserInputError(str(error)) from None
+            # Its jobs carry the model by value and may still run; after them, nothing will
+            # ask for it again, so its memory can go.
+            await say(interaction, f"✅ Removed **{name}**; freeing its memory…")
+            freed = await self._unload_when_unused(interaction, model.name, "unloading it")
+            action.succeeded(f"removed. {freed}")
+            await say(interaction, f"✅ Removed **{name}**: nobody can pick it now. {freed}")
+
+    # --- admins: the engine ------------------------------------------------------------
+
+    @models.command(name="load", description="Admins: load a model into the engine now")
+    @app_commands.describe(name=NAME_HELP)
+    async def load(self, interaction: discord.Interaction, name: str) -> None:
+        async with self._audited(interaction, "load", name) as action:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            model = await self._model(name)
+            if not model.enabled:
+                raise UserInputError(f"{name} is disabled; `/models enable {name}` first.")
+            await say(interaction, f"⏳ Loading **{name}**…")
+            try:
+                async with ticking(
+                    interaction,
+                    self.progress_every_s,
+                    lambda s: f"⏳ Loading **{name}**… {text.human_duration(s)}",
+                ):
+                    outcome = await self.ops.load(model)
+            except (EngineUnavailable, TimeoutError) as error:
+                # Said in the same message, so "Loading…" does not stay on screen.
+                problem = text.engine_problem(name, error)
+                action.failed(f"failed: {problem}")
+                await say(interaction, f"❌ {problem}")
+                return
+            ok, audited, message = text.load_report(model, outcome)
+            if ok:
+                action.succeeded(audited)
+            else:
+                action.failed(audited)
+            await say(interaction, message)
+
+    @models.command(name="unload", description="Admins: free a model's memory (after its jobs)")
+    @app_commands.describe(name=NAME_HELP)
+    async def unload(self, interaction: discord.Interaction, name: str) -> None:
+        async with self._audited(interaction, "unload", name) as action:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            model = await self._model(name)
+            await say(interaction, f"⏳ Unloading **{name}**…")
+            outcome = await self._unload_when_unused(interaction, model.name, "unloading")
+            action.succeeded(outcome)
+            await say(interaction, f"✅ {outcome}")
+
+    async def _unload_when_unused(
+        self, interaction: discord.Interaction, name: str, doing: str
+    ) -> str:
+        """Wait for the model's queued and running jobs, unload it, and say what happened."""
+
+        async def waiting(count: int) -> None:
+            await say(
+                interaction,
+                f"⏳ Waiting for {text.plural(count, 'queued or running job')} for **{name}** "
+                f"to finish before {doing}…",
+            )
+
+        waited = await self.ops.jobs_using(name)
+        left = await self.ops.wait_until_unused(name, self.drain_timeout_s, waiting)
+        try:
+            outcome = await self.ops.unload(name)
+        except EngineUnavailable:
+            return f"The image engine is not running, so {name} is not in memory."
+        after = f" after {text.plural(waited, 'job')} for it finished" if waited else ""
+        if left:
+            after = (
+                f" after waiting {text.human_duration(self.drain_timeout_s)}; "
+                f"{text.plural(left, 'job')} for it will load it again when they run"
+            )
+        if not outcome.unloaded:
+            return f"{name} was not loaded, so there was no memory to free{after}."
+        return f"Unloaded {name} and freed {text.human_bytes(outcome.freed_bytes)}{after}."
+
+    # --- admins: the log ---------------------------------------------------------------
+
+    @models.command(name="log", description="Admins: the latest admin actions")
+    @app_commands.describe(count="How many entries (default 10)")
+    async def audit_log(
+        self, interaction: discord.Interaction, count: app_commands.Range[int, 1, 25] = 10
+    ) -> None:
+        async with admin_action(
+            interaction,
+            self.bot.settings.discord,
+            self.bot.repo,
+            "models.log",
+            audit_success=False,  # reading the log is not an action worth logging
+        ):
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            entries = await self.bot.repo.latest_audit(count)
+            await say(interaction, text.audit_log(entries))
+
+    # --- autocomplete ------------------------------------------------------------------
+
+    @load.autocomplete("name")
+    @unload.autocomplete("name")
+    @default.autocomplete("name")
+    @enable.autocomplete("name")
+    @disable.autocomplete("name")
+    @remove.autocomplete("name")
+    async def _model_names(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        # Only admins can use these commands; nobody else needs the disabled models' names.
+        if not is_admin(interaction.user, self.bot.settings.discord):
+            return []
+        typed = current.casefold()
+        choices = [
+            app_commands.Choice(name=text.choice_label(model), value=model.name)
+            for model in sorted(await self.bot.repo.list_models(), key=lambda m: m.name)
+            if typed in model.name.casefold()
+        ]
+        return choices[:25]  # Discord shows at most 25

@@ -1,0 +1,468 @@
+"""A job as a standalone diffusers script: the course's code, with this job's numbers.
+
+The script does what the engine did, one image per call: the same pipeline class, the model's
+own scheduler config with the engine's options, a CPU generator per seed, and on the CPU the
+same convolution kernels (``engine/invariance.py`` explains why the engine picks them). So it
+makes the same pixels on the same kind of hardware; ``tests/bot/test_recipe_script.py`` runs
+scripts on the tiny model and compares.
+
+Comparisons get a loop over their panels; the denoising strip also shows how the predicted
+clean image is read from the scheduler at each step. Everything a student might wonder about
+gets a comment, in the words of the course.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from bot.jobs.lessons import decode_steps, denoising_steps, variants
+from bot.store.models import Job
+from engine.protocol import SCHEDULERS, JobKind, is_folder_source
+
+
+@dataclass(frozen=True)
+class SchedulerRecipe:
+    """How to build one of the engine's schedulers with plain diffusers (engine/schedulers.py)."""
+
+    cls: str
+    options: dict[str, object] = field(default_factory=dict)
+    about: str = ""
+
+
+SCHEDULER_RECIPES: dict[str, SchedulerRecipe] = {
+    "euler": SchedulerRecipe(
+        "EulerDiscreteScheduler",
+        about="Euler: the simplest solver of the denoising equation; fine at 20-30 steps.",
+    ),
+    "euler_a": SchedulerRecipe(
+        "EulerAncestralDiscreteScheduler",
+        about="Euler a(ncestral): adds fresh noise at every step, so the picture keeps "
+        "changing as the step count changes.",
+    ),
+    "dpmpp_2m_karras": SchedulerRecipe(
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
+        about="DPM++ 2M Karras: a second-order multistep solver on Karras's noise levels; "
+        "good pictures in 20-25 steps.",
+    ),
+    "ddim": SchedulerRecipe(
+        "DDIMScheduler",
+        about="DDIM: deterministic sampling (Song et al.), one of the three the course compares.",
+    ),
+    "pndm": SchedulerRecipe(
+        "PNDMScheduler",
+        about="PNDM: pseudo-numerical methods; Stable Diffusion 1.x's own default.",
+    ),
+    "lms": SchedulerRecipe(
+        "LMSDiscreteScheduler",
+        about="K-LMS: Katherine Crowson's linear multistep solver (it needs scipy).",
+    ),
+}
+assert SCHEDULER_RECIPES.keys() == SCHEDULERS.keys(), "every scheduler needs a recipe"
+WIDTH = 92  # the script's longest line
+
+
+def script_name(job: Job) -> str:
+    return f"recipe_job{job.id}.py"
+
+
+def input_names(job: Job) -> tuple[str | None, str | None]:
+    """File names the bot attaches next to an inpainting job's script: picture, mask."""
+
+    def name(ref: str | None, what: str) -> str | None:
+        # Stored by content hash; the suffix says the format the user uploaded.
+        return f"job{job.id}_{what}{PurePosixPath(ref).suffix or '.png'}" if ref else None
+
+    return name(job.image_ref, "image"), name(job.mask_ref, "mask")
+
+
+def _literal(value: object) -> str:
+    """A Python literal for ``value``; strings in double quotes (JSON's are valid Python)."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    return repr(value)
+
+
+def _comment(text: str, indent: str = "") -> list[str]:
+    """``text`` as comment lines that fit the script's width."""
+    return textwrap.wrap(text, WIDTH, initial_indent=f"{indent}# ", subsequent_indent=f"{indent}# ")
+
+
+def _rule(title: str) -> str:
+    return f"# --- {title} ".ljust(WIDTH, "-")
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "_", label.lower()).strip("_")
+
+
+def _header(job: Job, outputs: str, hardware: str) -> list[str]:
+    needs = "torch diffusers transformers accelerate"
+    if "lms" in _scheduler_names(job):
+        needs += " scipy"
+    about = (
+        f"It writes {outputs} next to itself: the very pixels the bot posted, on the same kind "
+        f"of hardware as the bot's engine ({hardware}). Elsewhere (another GPU, or a CPU "
+        "instead of a GPU) the picture is the same up to tiny differences in the last bits."
+    )
+    return [
+        f'"""Recipe for job #{job.id} of the course\'s Stable Diffusion bot.',
+        "",
+        "Install (diffusers 0.42 or later):",
+        f"    pip install {needs}",
+        "Run:",
+        f"    python {script_name(job)}",
+        "",
+        *textwrap.wrap(about, WIDTH),
+        '"""',
+        "",
+    ]
+
+
+def _scheduler_names(job: Job) -> list[str]:
+    names = [v.scheduler for v in variants(job)] or [job.scheduler]
+    return list(dict.fromkeys(names))
+
+
+def _imports(job: Job) -> list[str]:
+    pipeline = (
+        "AutoPipelineForInpainting" if job.kind == JobKind.INPAINT else "AutoPipelineForText2Image"
+    )
+    classes = sorted({pipeline, *(SCHEDULER_RECIPES[n].cls for n in _scheduler_names(job))})
+    names = ", ".join(classes)
+    lines = ["import functools", ""] if decode_steps(job) else []
+    lines.append("import torch")
+    if len(names) + len("from diffusers import ") <= WIDTH:
+        lines.append(f"from diffusers import {names}")
+    else:
+        lines += ["from diffusers import (", *(f"    {c}," for c in classes), ")"]
+    if job.kind == JobKind.INPAINT:
+        lines.append("from PIL import Image")
+    return [*lines, ""]
+
+
+def _model(job: Job, show_folder: bool) -> list[str]:
+    """Where the script finds the weights: a Hub id as the bot ran it; a folder on the bot's
+    server only for admins (``show_folder``), others get a line to fill in."""
+    if is_folder_source(job.model_source) and not show_folder:
+        return [
+            *_comment(
+                f"The bot ran the model {job.model_name!r} from a folder on its own server, not "
+                "from the Hugging Face Hub. Put the path of your copy of it here (the course's "
+                "admins can tell you where to get one)."
+            ),
+            f"MODEL = {_literal(job.model_name)}",
+        ]
+    return [
+        "# A Hugging Face id (or a folder holding a diffusers pipeline) and the revision the bot",
+        "# ran: a commit of the model's repository, so a later update cannot change the picture.",
+        f"MODEL = {_literal(job.model_source)}",
+    ]
+
+
+def _settings(job: Job, show_folder: bool) -> list[str]:
+    revision = job.model_revision_used or job.model_revision
+    lines = [
+        _rule("The model"),
+        *_model(job, show_folder),
+        f"REVISION = {_literal(revision)}  # None: the latest",
+        "",
+        _rule("What to draw"),
+        "# Only the first 77 tokens of a prompt reach the model: CLIP's text encoder stops there.",
+        f"PROMPT = {_literal(job.prompt)}",
+        "# Classifier-free guidance pushes away from this text instead of from an empty prompt.",
+        f"NEGATIVE_PROMPT = {_literal(job.negative_prompt)}",
+        "",
+        _rule("The settings"),
+        "# Denoising steps: each one removes a little noise; past 25-50 little changes.",
+        f"STEPS = {job.steps}",
+        "# Guidance scale: how hard each step is pushed towards the prompt (0-1: no guidance,",
+        "# 7-8.5: the usual middle, much higher: over-saturated).",
+        f"GUIDANCE = {job.guidance!r}",
+        "# Pixels, multiples of 8: the VAE works on latents 8 times smaller (512 px -> 64).",
+        f"WIDTH, HEIGHT = {job.width}, {job.height}",
+        "# One image per seed. The seed fixes the starting noise: same seed + same settings =",
+        "# same image.",
+        f"SEEDS = {_literal(list(job.seeds))}",
+    ]
+    if job.kind == JobKind.INPAINT:
+        image, mask = input_names(job)
+        lines += [
+            "",
+            _rule("Inpainting"),
+            "# The picture to repaint and its mask (white = repaint). The bot attached them",
+            "# next to this script.",
+            f"IMAGE_FILE = {_literal(image)}",
+        ]
+        if mask:
+            lines.append(f"MASK_FILE = {_literal(mask)}")
+        else:
+            words = _literal(job.mask_prompt or "")
+            lines += [
+                *_comment(
+                    f"The bot made this job's mask from the words {words} with CLIPSeg and did "
+                    "not keep it: paint your own mask.png (white = repaint) to run this."
+                ),
+                'MASK_FILE = "mask.png"',
+            ]
+        lines += [
+            "# 1.0 repaints the masked area from pure noise; lower keeps more of the picture.",
+            f"STRENGTH = {job.strength!r}",
+        ]
+    return [*lines, ""]
+
+
+def _scheduler_factory(job: Job) -> list[str]:
+    lines = [
+        "",
+        "def make_scheduler(name, config):",
+        '    """A fresh scheduler of the named kind, from the model\'s own scheduler config.',
+        "",
+        "    The config is the noise schedule the model was trained with (beta_start,",
+        "    beta_end, ...): only the way of taking the steps changes.",
+        '    """',
+    ]
+    for name in _scheduler_names(job):
+        recipe = SCHEDULER_RECIPES[name]
+        lines += [f"    if name == {_literal(name)}:", *_comment(recipe.about, " " * 8)]
+        if recipe.options:
+            options = [
+                f"            {key}={_literal(value)}," for key, value in recipe.options.items()
+            ]
+            lines += [
+                f"        return {recipe.cls}.from_config(",
+                "            config,",
+                *options,
+                "        )",
+            ]
+        else:
+            lines.append(f"        return {recipe.cls}.from_config(config)")
+    lines += ['    raise ValueError(f"no recipe for scheduler {name!r}")', "", ""]
+    return lines
+
+
+_HARDWARE = [
+    _rule("The hardware"),
+    'DEVICE = "cuda" if torch.cuda.is_available() else "cpu"',
+    'if DEVICE == "cpu":',
+    "    # Exact pixels on a CPU: the bot's engine turns off two convolution libraries",
+    "    # (oneDNN and NNPACK) because they choose their arithmetic by batch size, and the",
+    "    # engine makes images in batches. PyTorch's own convolutions compute each image",
+    "    # alone, so with the libraries off here too the bits are the same. It only costs speed.",
+    "    torch.backends.mkldnn.enabled = False",
+    "    torch.backends.nnpack.set_flags(False)",
+    "",
+]
+
+
+def _load(job: Job, gpu_dtype: str) -> list[str]:
+    pipeline = (
+        "AutoPipelineForInpainting" if job.kind == JobKind.INPAINT else "AutoPipelineForText2Image"
+    )
+    lines = [
+        "# Half precision on a GPU, as the bot's engine runs there; full precision on a CPU.",
+        f'DTYPE = torch.{gpu_dtype} if DEVICE == "cuda" else torch.float32',
+        "",
+        "# The pipeline: text encoder (CLIP), UNet, VAE and tokenizer, from one folder. Its",
+        "# safety checker stays on and blacks out what it flags (the bot blurs those instead).",
+        "# safetensors only: a pickled .bin file can run code when it is loaded.",
+        f"pipe = {pipeline}.from_pretrained(",
+        "    MODEL, revision=REVISION, dtype=DTYPE, use_safetensors=True",
+        ")",
+        "pipe = pipe.to(DEVICE)",
+        "pipe.set_progress_bar_config(disable=True)",
+        "# Kept before any change: building from a changed config would carry its options along.",
+        "BASE_SCHEDULER_CONFIG = pipe.scheduler.config",
+        "",
+    ]
+    if job.kind == JobKind.INPAINT:
+        lines += [
+            "# Both are brought to the job's size the way the bot does it.",
+            'image = Image.open(IMAGE_FILE).convert("RGB")',
+            "if image.size != (WIDTH, HEIGHT):",
+            "    image = image.resize((WIDTH, HEIGHT), Image.Resampling.LANCZOS)",
+            'mask = Image.open(MASK_FILE).convert("L")',
+            "if mask.size != (WIDTH, HEIGHT):",
+            "    mask = mask.resize((WIDTH, HEIGHT), Image.Resampling.BILINEAR)",
+            "",
+        ]
+    return lines
+
+
+def _generate(
+    job: Job,
+    steps: str,
+    guidance: str,
+    extra: str = "",
+    prompts: tuple[str, str] = ("PROMPT", "NEGATIVE_PROMPT"),
+) -> list[str]:
+    """The pipeline call for one seed, as lines indented for a loop body."""
+    inpaint = (
+        ["image=image,", "mask_image=mask,", "strength=STRENGTH,"]
+        if job.kind == JobKind.INPAINT
+        else []
+    )
+    arguments = [
+        f"prompt={prompts[0]},",
+        f"negative_prompt={prompts[1]},",
+        f"num_inference_steps={steps},",
+        f"guidance_scale={guidance},",
+        "width=WIDTH,",
+        "height=HEIGHT,",
+        *inpaint,
+        "generator=generator,",
+        *([extra] if extra else []),
+    ]
+    return [
+        "    # A CPU generator, as the bot uses: then a seed gives the same noise everywhere.",
+        '    generator = torch.Generator("cpu").manual_seed(seed)',
+        "    picture = pipe(",
+        *(f"        {argument}" for argument in arguments),
+        "    ).images[0]",
+    ]
+
+
+def _plain(job: Job) -> list[str]:
+    return [
+        f"pipe.scheduler = make_scheduler({_literal(job.scheduler)}, BASE_SCHEDULER_CONFIG)",
+        "for seed in SEEDS:",
+        *_generate(job, "STEPS", "GUIDANCE"),
+        f'    picture.save(f"job{job.id}_{{seed}}.png")',
+        f'    print(f"wrote job{job.id}_{{seed}}.png")',
+    ]
+
+
+def _panels(job: Job) -> list[str]:
+    rows = [
+        f"    ({_literal(v.label)}, {v.guidance!r}, {v.steps!r}, {_literal(v.scheduler)}, "
+        f"{_literal(_slug(v.label))}),"
+        for v in variants(job)
+    ]
+    return [
+        _rule(f"The comparison: {job.comparison}"),
+        "# The same seed for every panel, so the panels differ only by the setting that varies.",
+        "PANELS = [",
+        "    # (label, guidance, steps, scheduler, file name part)",
+        *rows,
+        "]",
+        "for label, guidance, steps, scheduler, part in PANELS:",
+        "    pipe.scheduler = make_scheduler(scheduler, BASE_SCHEDULER_CONFIG)",
+        "    prompt, negative_prompt = PROMPT, NEGATIVE_PROMPT",
+        "    if guidance == 0:",
+        "        # CFG 0 is the unconditional prediction alone (uncond + 0 * (text - uncond)).",
+        "        # diffusers guides only above 1, so run the unconditional text, the negative",
+        "        # prompt, without guidance: the same prediction.",
+        '        prompt, negative_prompt, guidance = NEGATIVE_PROMPT, "", 1.0',
+        "    for seed in SEEDS:",
+        *(
+            "    " + line
+            for line in _generate(job, "steps", "guidance", prompts=("prompt", "negative_prompt"))
+        ),
+        f'        picture.save(f"job{job.id}_{{part}}_{{seed}}.png")',
+        f'        print(f"wrote job{job.id}_{{part}}_{{seed}}.png ({{label}})")',
+    ]
+
+
+_PREDICTED_CLEAN = '''
+def predicted_clean(scheduler, output, noise, timestep, sample):
+    """The scheduler's guess of the clean latents (x0) at the step it just took."""
+    if len(output) > 1:  # Euler, Euler a, LMS and DDIM return it next to the new sample
+        return output[1]
+    history = getattr(scheduler, "model_outputs", None)
+    if getattr(scheduler.config, "algorithm_type", "") in ("dpmsolver++", "sde-dpmsolver++"):
+        return history[-1]  # DPM-Solver++ works with x0 predictions and keeps the latest
+    # PNDM says nothing: x_t = sqrt(a) * x0 + sqrt(1 - a) * noise, solved for x0.
+    a = scheduler.alphas_cumprod[int(timestep)].to(sample.device, torch.float32)
+    clean = (sample.float() - (1 - a).sqrt() * noise.float()) / a.sqrt()
+    return clean.to(sample.dtype)
+
+
+def decode(latents):
+    """Latents to a picture, as the pipeline decodes its own result."""
+    vae = pipe.vae
+    with torch.no_grad():
+        scaled = (latents / vae.config.scaling_factor).to(vae.dtype)
+        pixels = vae.decode(scaled, return_dict=False)[0]
+    return pipe.image_processor.postprocess(pixels, output_type="pil")[0]
+'''
+
+
+def _strip(job: Job) -> list[str]:
+    steps = decode_steps(job)
+    last = denoising_steps(job)
+    return [
+        _rule("The denoising strip"),
+        "# At every step the scheduler also predicts the finished, clean latents (x0). Decoding",
+        "# them with the VAE shows what the model 'sees' at that step of the run.",
+        f"SHOW_STEPS = {_literal(list(steps))}",
+        f"LAST_STEP = {last}  # the run's last step: its picture is the finished image",
+        *_PREDICTED_CLEAN.strip("\n").splitlines(),
+        "",
+        "",
+        f"pipe.scheduler = make_scheduler({_literal(job.scheduler)}, BASE_SCHEDULER_CONFIG)",
+        "latest, kept = {}, {}",
+        "take_step = pipe.scheduler.step",
+        "",
+        "",
+        "# functools.wraps keeps step's signature, which the pipeline reads to decide whether",
+        "# to hand it the generator (Euler a draws its fresh noise from it).",
+        "@functools.wraps(take_step)",
+        "def step_and_predict(noise, timestep, sample, *args, **kwargs):",
+        "    output = take_step(noise, timestep, sample, *args, **kwargs)",
+        '    latest["x0"] = predicted_clean(pipe.scheduler, output, noise, timestep, sample)',
+        "    return output",
+        "",
+        "",
+        "def keep(pipeline, step_index, timestep, tensors):",
+        "    # diffusers calls this after every step (step_index counts from 0).",
+        "    if step_index + 1 in SHOW_STEPS:",
+        '        kept[step_index + 1] = latest["x0"].clone()',
+        "    return {}",
+        "",
+        "",
+        "pipe.scheduler.step = step_and_predict",
+        "for seed in SEEDS:",
+        "    kept.clear()",
+        *_generate(job, "STEPS", "GUIDANCE", "callback_on_step_end=keep,"),
+        "    for step in SHOW_STEPS:",
+        "        shown = picture if step >= LAST_STEP else decode(kept[step])",
+        f'        shown.save(f"job{job.id}_step{{step}}_{{seed}}.png")',
+        f'        print(f"wrote job{job.id}_step{{step}}_{{seed}}.png")',
+    ]
+
+
+def render_script(
+    job: Job,
+    *,
+    engine_device: str | None = None,
+    gpu_dtype: str = "float16",
+    show_folder: bool = False,
+) -> str:
+    """The recipe script for ``job``; ``engine_device``/``gpu_dtype``: what the engine runs on;
+    ``show_folder``: the reader is an admin, who may see a local model folder's path."""
+    hardware = engine_device or "a CUDA GPU at float16, or a CPU"
+    if variants(job):
+        outputs = "one PNG per panel (and seed)"
+        body = _panels(job)
+    elif decode_steps(job):
+        outputs = "one PNG per step shown (and seed)"
+        body = _strip(job)
+    else:
+        outputs = f"job{job.id}_<seed>.png for each seed"
+        body = _plain(job)
+    lines = [
+        *_header(job, outputs, hardware),
+        *_imports(job),
+        *_settings(job, show_folder),
+        *_scheduler_factory(job),
+        *_HARDWARE,
+        *_load(job, gpu_dtype),
+        *body,
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,87 @@
+"""A finished comparison as a message: the captioned grid and what to notice."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import discord
+
+from bot.jobs.grid import grid_png
+from bot.jobs.lessons import original_panel, panel_labels
+from bot.jobs.upload_fit import UploadFile
+from bot.store.models import Job
+from bot.ui import render
+from bot.ui.buttons import job_view
+from bot.ui.i18n import t
+from engine.protocol import SCHEDULERS, Result
+
+log = logging.getLogger(__name__)
+
+
+def settings_line(job: Job, seconds: float) -> str:
+    """The settings the panels share (the varied one is left out), then time and job id."""
+    parts = [f"seed {job.seeds[0]}"]
+    if job.comparison not in ("steps", "denoising"):
+        parts.append(f"{job.steps} steps")
+    if job.comparison != "guidance":
+        parts.append(f"CFG {job.guidance:g}")
+    if job.comparison != "schedulers":
+        parts.append(SCHEDULERS.get(job.scheduler, job.scheduler))
+    parts += [f"{job.width}×{job.height}", f"model {job.model_name}"]
+    if job.kind == "inpaint":
+        parts.append(f"strength {job.strength:g}")
+    parts += [f"{seconds:.1f} s", f"job #{job.id}"]
+    return " · ".join(parts)
+
+
+def caption(job: Job, result: Result, locale: str | None, prompt_cut: str = "") -> str:
+    """The message under the grid, in the asker's language where there is a translation."""
+    kind = job.comparison
+    lines = [
+        t(
+            locale,
+            "lesson.caption",
+            title=t(locale, f"lesson.{kind}.title"),
+            parent=job.parent_job_id,
+            prompt=render.quote_prompt(job.prompt, 200),
+            user=job.user_id,
+        ),
+        " · ".join(panel_labels(job)) + " — " + settings_line(job, result.seconds),
+        t(locale, "lesson.notice", notice=t(locale, f"lesson.{kind}.notice")),
+    ]
+    if prompt_cut:
+        lines.append(render.prompt_cut_note(prompt_cut))
+    if (original := original_panel(job)) is not None:
+        lines.append(t(locale, "lesson.original", label=original))
+    flagged = sum(1 for image in result.images if image.nsfw)
+    if flagged:
+        lines.append(t(locale, "lesson.flagged", count=flagged))
+    return "\n".join(lines)
+
+
+async def comparison_message(
+    job: Job, result: Result, locale: str | None, prompt_cut: str = ""
+) -> tuple[str, list[UploadFile], discord.ui.View] | None:
+    """Content, the grid file and the buttons of a finished comparison.
+
+    None when the grid cannot be made (logged): the caller posts the panels as plain images
+    rather than leaving the user without a result.
+    """
+    assert job.comparison
+    try:
+        # Pillow work off the event loop: a five-panel grid of 512 px images takes a moment.
+        grid = await asyncio.to_thread(
+            grid_png,
+            [image.png for image in result.images],
+            panel_labels(job),
+            comparison=job.comparison,
+            rows=len(job.seeds),
+        )
+    except Exception:
+        log.exception("could not make the grid of comparison job %s", job.id)
+        return None
+    spoiler = any(image.nsfw for image in result.images)
+    files = [UploadFile(f"job{job.id}_{job.comparison}.png", grid, spoiler)]
+    content = caption(job, result, locale, prompt_cut)
+    return content, files, job_view(job.id, "details", "delete")

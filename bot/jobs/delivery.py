@@ -1,0 +1,342 @@
+"""What users see of a job: one message, edited as the job moves, ending with the images.
+
+Implements the scheduler's observer for Discord. Each job has a ticket with the latest state
+to show and a pump task that edits the message no faster than Discord allows; a state that
+is replaced before it was shown is simply skipped. Edits go through the interaction while its
+token lives, through the channel (with a mention) after. When the job moves to a new message
+(the token ran out, or the result could not be put in the old one), the old message is cut down
+to a line pointing to the new one: no preview, no buttons left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+
+import discord
+
+from bot.jobs.comparison_results import comparison_message
+from bot.jobs.mask_outline import outline_note, outline_upload
+from bot.jobs.upload_fit import DEFAULT_LIMIT, UploadFile, fit
+from bot.store.models import Job
+from bot.store.repository import Repository
+from bot.ui import render
+from bot.ui.buttons import result_view, running_view
+from bot.ui.interactions import is_expired_token
+from engine.protocol import Accepted, Progress, Result
+
+log = logging.getLogger(__name__)
+
+# Interaction tokens last 15 minutes; stop using one a little before, so an edit in flight
+# does not race the expiry.
+TOKEN_LIFETIME = 14 * 60
+# Pauses before trying a result again after Discord failed (discord.py has already retried
+# some 5xx itself by then); then the result goes to the channel as a new message.
+RESULT_RETRY_DELAYS = (1.0, 3.0, 10.0)
+REENCODED_NOTE = (
+    "(Re-encoded as WebP to fit Discord's upload limit; the settings are in its EXIF and the "
+    "full PNG is kept by the bot.)"
+)
+
+
+@dataclass
+class Screen:
+    """One state of the job's message."""
+
+    content: str
+    files: list[UploadFile] = field(default_factory=list)
+    view: discord.ui.View | None = None
+    final: bool = False
+
+
+@dataclass
+class Ticket:
+    job_id: int
+    owner_id: int
+    channel_id: int
+    prompt: str
+    steps: int
+    interaction: discord.Interaction | None
+    deadline: float  # monotonic time after which the token is not used
+    message: discord.Message | discord.PartialMessage | None = None
+    note: str = ""  # said before every screen posted in the channel ("resumed after a restart")
+    prompt_cut: str = ""
+    screen: Screen | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    pump: asyncio.Task[None] | None = None
+
+
+class Delivery:
+    """Keeps each job's Discord message in step with the scheduler."""
+
+    def __init__(
+        self,
+        client: discord.Client,
+        repo: Repository,
+        *,
+        min_edit_interval: float = 1.0,
+        retry_delays: tuple[float, ...] = RESULT_RETRY_DELAYS,
+    ) -> None:
+        self._client = client
+        self._repo = repo
+        self._retry_delays = retry_delays
+        self._min_edit_interval = min_edit_interval
+        self._tickets: dict[int, Ticket] = {}
+        self.finished_jobs = asyncio.Queue[int]()  # for tests and /status: results posted
+
+    def track(
+        self,
+        job: Job,
+        interaction: discord.Interaction | None,
+        *,
+        note: str = "",
+    ) -> None:
+        """Start following ``job``; with no interaction, messages go to its channel."""
+        ticket = Ticket(
+            job_id=job.id,
+            owner_id=job.user_id,
+            channel_id=job.channel_id,
+            prompt=job.prompt,
+            steps=job.steps,
+            interaction=interaction,
+            deadline=time.monotonic() + TOKEN_LIFETIME if interaction else 0.0,
+            note=note,
+        )
+        self._tickets[job.id] = ticket
+        ticket.pump = asyncio.create_task(self._pump(ticket), name=f"delivery-{job.id}")
+
+    def is_tracked(self, job_id: int) -> bool:
+        return job_id in self._tickets
+
+    @property
+    def busy(self) -> bool:
+        """Whether any job's message still has updates on their way."""
+        return bool(self._tickets)
+
+    async def close(self, grace: float = 15.0) -> None:
+        """Let results already on their way arrive (bounded), then stop following jobs.
+
+        Jobs still queued are not lost: the next start resumes them and tells their owners.
+        """
+        finishing = [
+            t.pump for t in self._tickets.values() if t.pump and t.screen and t.screen.final
+        ]
+        if finishing:
+            await asyncio.wait(finishing, timeout=grace)
+        pumps = [t.pump for t in self._tickets.values() if t.pump]
+        for pump in pumps:
+            pump.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+
+    # --- the scheduler's observer ------------------------------------------------------
+
+    async def queued(self, job_id: int, position: int) -> None:
+        if ticket := self._tickets.get(job_id):
+            line = render.queued_line(job_id, ticket.prompt, position)
+            self._show(ticket, Screen(line, view=running_view(job_id)))
+
+    async def started(self, job_id: int, accepted: Accepted) -> None:
+        if ticket := self._tickets.get(job_id):
+            ticket.prompt_cut = accepted.prompt_cut
+            self._show(ticket, self._running_screen(ticket, 0, ticket.steps, None))
+
+    async def progress(self, job_id: int, progress: Progress) -> None:
+        if ticket := self._tickets.get(job_id):
+            self._show(
+                ticket,
+                self._running_screen(
+                    ticket, progress.step, progress.total_steps, progress.preview_png
+                ),
+            )
+
+    async def retrying(self, job_id: int) -> None:
+        if ticket := self._tickets.get(job_id):
+            line = (
+                f"🔁 The image engine restarted; job #{job_id} is queued again. "
+                f"{render.quote_prompt(ticket.prompt)}"
+            )
+            self._show(ticket, Screen(line, view=running_view(job_id)))
+
+    async def finished(self, job: Job, result: Result) -> None:
+        ticket = self._tickets.get(job.id)
+        if ticket is None:
+            return
+        # A course comparison is one captioned grid (bot.course), in the asker's language.
+        locale = ticket.interaction.locale.value if ticket.interaction else None
+        if job.comparison and (
+            lesson := await comparison_message(job, result, locale, ticket.prompt_cut)
+        ):
+            self._show(ticket, Screen(*lesson, final=True))
+            return
+        files = [
+            UploadFile(f"job{job.id}_{image.seed}.png", image.png, image.nsfw)
+            for image in result.images
+        ]
+        caption = render.result_caption(job, result.seconds, ticket.prompt_cut)
+        if outline := outline_upload(result):  # inpainting: what was repainted
+            files.append(outline)
+            caption += "\n" + outline_note(job, result)
+        self._show(ticket, Screen(caption, files, result_view(job.id), final=True))
+
+    async def failed(self, job: Job) -> None:
+        if ticket := self._tickets.get(job.id):
+            self._show(ticket, Screen(render.failed_line(job), final=True))
+
+    async def cancelled(self, job: Job) -> None:
+        if ticket := self._tickets.get(job.id):
+            self._show(ticket, Screen(render.cancelled_line(job), final=True))
+
+    # --- showing -----------------------------------------------------------------------
+
+    def _running_screen(
+        self, ticket: Ticket, step: int, total: int, preview: bytes | None
+    ) -> Screen:
+        line = render.running_line(ticket.job_id, ticket.prompt, step, total)
+        if ticket.prompt_cut:
+            line += "\n" + render.prompt_cut_note(ticket.prompt_cut)
+        files = [UploadFile("preview.png", preview)] if preview else []
+        return Screen(line, files, running_view(ticket.job_id))
+
+    def _show(self, ticket: Ticket, screen: Screen) -> None:
+        if ticket.screen is not None and ticket.screen.final:
+            return  # the end is already on its way; nothing may overwrite it
+        ticket.screen = screen
+        ticket.changed.set()
+
+    async def _pump(self, ticket: Ticket) -> None:
+        """Show the latest screen, at most one edit per interval, until the final one."""
+        try:
+            while True:
+                await ticket.changed.wait()
+                ticket.changed.clear()
+                screen = ticket.screen
+                assert screen is not None
+                if screen.final:
+                    await self._show_final(ticket, screen)
+                else:
+                    try:
+                        await self._edit(ticket, screen)
+                    except discord.HTTPException as error:
+                        # A lost progress edit is harmless; the next one replaces it.
+                        log.warning("progress of job %s not shown: %s", ticket.job_id, error)
+                if screen.final:
+                    if screen.files and ticket.message is not None:
+                        await self._repo.set_result_message(ticket.job_id, ticket.message.id)
+                    self.finished_jobs.put_nowait(ticket.job_id)
+                    return
+                await asyncio.sleep(self._min_edit_interval)
+        finally:
+            self._tickets.pop(ticket.job_id, None)
+
+    async def _show_final(self, ticket: Ticket, screen: Screen) -> None:
+        """The result (or the error) must arrive: retry, then post it in the channel."""
+        for delay in (*self._retry_delays, None):
+            try:
+                await self._edit(ticket, screen)
+                return
+            except discord.HTTPException as error:
+                transient = error.status >= 500 or error.status == 429
+                if not transient or delay is None:
+                    log.warning("job %s: result not shown (%s); posting anew", ticket.job_id, error)
+                    break
+                log.warning(
+                    "job %s: Discord failed (%s); again in %.0f s", ticket.job_id, error, delay
+                )
+                await asyncio.sleep(delay)
+        try:
+            await self._edit(ticket, screen, anew=True)
+        except discord.HTTPException:
+            # The job is done and its images are on disk; the next start posts it again.
+            ticket.message = None
+            log.exception("job %s: could not post its result", ticket.job_id)
+
+    def _upload_limit(self, ticket: Ticket) -> int:
+        channel = self._client.get_channel(ticket.channel_id)
+        guild = getattr(channel, "guild", None)
+        return guild.filesize_limit if guild is not None else DEFAULT_LIMIT
+
+    async def _edit(self, ticket: Ticket, screen: Screen, *, anew: bool = False) -> None:
+        """Show ``screen`` in the job's message; ``anew``: in a new message in the channel."""
+        fitted, reencoded = fit(screen.files, self._upload_limit(ticket))
+        if reencoded:
+            screen.content = f"{screen.content}\n{REENCODED_NOTE}"
+            screen.files = fitted
+        files = [
+            discord.File(io.BytesIO(f.data), filename=f.name, spoiler=f.spoiler) for f in fitted
+        ]
+        view = screen.view or discord.utils.MISSING
+        if not anew and ticket.interaction is not None and time.monotonic() < ticket.deadline:
+            try:
+                ticket.message = await ticket.interaction.edit_original_response(
+                    content=screen.content, attachments=files, view=view
+                )
+                return
+            except discord.HTTPException as error:
+                if not is_expired_token(error):
+                    raise
+                for file in files:
+                    file.reset()
+        await self._edit_in_channel(ticket, screen, files, view, anew=anew)
+
+    async def _edit_in_channel(
+        self,
+        ticket: Ticket,
+        screen: Screen,
+        files: list[discord.File],
+        view: discord.ui.View,
+        *,
+        anew: bool = False,
+    ) -> None:
+        channel = self._client.get_channel(ticket.channel_id) or await self._client.fetch_channel(
+            ticket.channel_id
+        )
+        assert isinstance(channel, discord.abc.Messageable)
+        mention = f"<@{ticket.owner_id}> {ticket.note}".rstrip() + " "
+        if anew or ticket.interaction is not None or ticket.message is None:
+            # The token is gone (or there never was one, or the old message would not take
+            # the result): continue in a message of our own, with a mention, since the user
+            # may not be watching the old one.
+            old = ticket.message
+            ticket.interaction = None
+            ticket.message = await channel.send(
+                mention + screen.content,
+                files=files,
+                view=view,
+                allowed_mentions=discord.AllowedMentions(users=True),
+            )
+            if old is not None:
+                await self._point_to(channel, old, ticket.message, final=screen.final)
+            return
+        ticket.message = await ticket.message.edit(
+            content=mention + screen.content, attachments=files, view=view
+        )
+
+    async def _point_to(
+        self,
+        channel: discord.abc.Messageable,
+        old: discord.Message | discord.PartialMessage,
+        new: discord.Message,
+        *,
+        final: bool,
+    ) -> None:
+        """Cut the job's old message down to a line pointing to ``new``.
+
+        Its preview (or an earlier screen's) and its buttons would otherwise stay there. The
+        edit goes through the channel with the bot's token: an interaction's message is the
+        bot's own, and the interaction's token may be what ran out.
+        """
+        line = moved_line(new.jump_url, final=final)
+        try:
+            await discord.PartialMessage(channel=channel, id=old.id).edit(
+                content=line, attachments=[], view=None
+            )
+        except (discord.HTTPException, TypeError) as error:
+            log.warning("job message %s still shows its old screen: %s", old.id, error)
+
+
+def moved_line(url: str, *, final: bool) -> str:
+    """What a job's old message says once the job has moved to a new one."""
+    return f"{'Result posted below' if final else 'Continued below'}: {url}"

@@ -1,0 +1,307 @@
+"""The pictures users attach to /inpaint: checked, normalised and stored before a job exists.
+
+Every check runs before anything is queued or written, with a message in the user's terms:
+the type by its first bytes (not by the name or the declared type), the byte count, and the
+pixel count read from the header before any decoding, so a small file that inflates to
+gigabytes (a decompression bomb) is refused cheaply. The area to repaint comes from exactly
+one of three sources: a mask picture (white = repaint), the image's own transparency
+(transparent = repaint), or words that the engine turns into a mask (CLIPSeg).
+
+What is stored is what the engine will use: the image as RGB at the size the job runs at, and
+the mask as black and white at the same size, as PNGs named by their content hash. The job
+row keeps only those names, so a job can run again after a restart, and a reroll reads the
+same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import math
+import os
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from bot.ui.errors import UserInputError
+
+MAX_INPUT_BYTES = 20 * 1024 * 1024
+MAX_INPUT_PIXELS = 16_000_000
+MIN_INPUT_SIDE = 64
+# Stable Diffusion 1.x and 2.x inpainting models work at 512 px; the shorter side goes there,
+# the longer one at most to the engine's default largest side.
+FIT_SIDE = 512
+MAX_FIT_SIDE = 1024
+MIN_FIT_SIDE = 64
+MULTIPLE = 8  # the VAE's downscale factor: sides must be multiples of it
+# Shapes closer than this (relative) count as the same aspect; a mask drawn on a screenshot or
+# exported at another scale is off by a pixel or two.
+ASPECT_TOLERANCE = 0.01
+# Where a transparent pixel is repainted, it is first filled with this neutral grey.
+FILL = (128, 128, 128)
+
+ALLOWED = "PNG, JPEG or WebP"
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+)
+_REF = re.compile(r"[0-9a-f]{2}/[0-9a-f]{64}\.png")
+
+HOW_TO_MASK = (
+    "attach a `mask` picture (white = repaint, black = keep), make that area of the image "
+    "transparent, or describe it in `mask_prompt` (for example “the background”)"
+)
+NO_MASK = f"Say which part of the image to repaint: {HOW_TO_MASK}."
+
+
+def more_than_one_mask(given: list[str]) -> str:
+    """The refusal when the area to repaint was given in several ways."""
+    listed = " and ".join(given)
+    return (
+        f"Give the area to repaint in one way only; you gave {listed}. Use a mask picture, "
+        "a transparent area in the image, or mask_prompt words — not several."
+    )
+
+
+def _megabytes(count: int) -> str:
+    # Rounded up, so a file just over the limit never reads as equal to it.
+    tenths = math.ceil(count * 10 / 1024 / 1024)
+    return f"{tenths // 10} MB" if tenths % 10 == 0 else f"{tenths / 10:.1f} MB"
+
+
+def _megapixels(count: int) -> str:
+    return f"{count / 1_000_000:g} megapixels"
+
+
+def sniff_format(data: bytes) -> str | None:
+    """PNG, JPEG or WEBP from a file's first bytes; None for anything else."""
+    for magic, name in _MAGIC:
+        if data.startswith(magic):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def check_declared_size(size: int, what: str) -> None:
+    """Refuse an attachment by the size Discord reports, before downloading it."""
+    if size > MAX_INPUT_BYTES:
+        raise UserInputError(
+            f"The {what} is {_megabytes(size)}; the most is {_megabytes(MAX_INPUT_BYTES)}."
+        )
+
+
+def open_picture(data: bytes, what: str, min_side: int = MIN_INPUT_SIDE) -> Image.Image:
+    """Decode an attached picture after checking its type, bytes and (header) pixel count."""
+    check_declared_size(len(data), what)
+    kind = sniff_format(data)
+    if kind is None:
+        raise UserInputError(f"The {what} must be a {ALLOWED} picture; this file is not one.")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above ~89 MP; we refuse far below that ourselves.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            picture = Image.open(io.BytesIO(data), formats=[kind])
+    except Image.DecompressionBombError:
+        raise UserInputError(
+            f"The {what} has far too many pixels; the most is {_megapixels(MAX_INPUT_PIXELS)}."
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise UserInputError(f"The {what} could not be read; the file may be damaged.") from None
+    width, height = picture.size  # from the header: nothing is decoded yet
+    if width * height > MAX_INPUT_PIXELS:
+        raise UserInputError(
+            f"The {what} is {width}×{height} pixels; the most is {_megapixels(MAX_INPUT_PIXELS)}."
+        )
+    if min(width, height) < min_side:
+        raise UserInputError(
+            f"The {what} is {width}×{height} pixels; it needs at least {min_side} on each side."
+        )
+    try:
+        picture.load()
+    except (OSError, ValueError, SyntaxError):
+        raise UserInputError(f"The {what} could not be read; the file may be damaged.") from None
+    # Phone photos are stored sideways with an EXIF note saying how to turn them.
+    return ImageOps.exif_transpose(picture)
+
+
+def fitted_size(width: int, height: int) -> tuple[int, int]:
+    """The job's size for a picture: shorter side at 512 (longer side at most 1024), keeping the
+    aspect, each side a multiple of 8."""
+    scale = min(FIT_SIDE / min(width, height), MAX_FIT_SIDE / max(width, height))
+
+    def side(pixels: int) -> int:
+        return max(MULTIPLE, round(pixels * scale / MULTIPLE) * MULTIPLE)
+
+    fitted = side(width), side(height)
+    if min(fitted) < MIN_FIT_SIDE:
+        longest = MAX_FIT_SIDE // MIN_FIT_SIDE
+        raise UserInputError(
+            f"The image is {width}×{height} pixels, too long and thin: the longer side may be "
+            f"at most {longest} times the shorter."
+        )
+    return fitted
+
+
+def _has_alpha(picture: Image.Image) -> bool:
+    return picture.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in picture.info
+
+
+def transparent_area(picture: Image.Image) -> Image.Image | None:
+    """White where the picture is (mostly) transparent, as an L image; None when nowhere."""
+    if not _has_alpha(picture):
+        return None
+    alpha = picture.convert("RGBA").getchannel("A")
+    area = alpha.point(lambda value: 255 if value < 128 else 0)
+    return area if area.getbbox() is not None else None
+
+
+def _flatten(picture: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """RGB, with any transparency filled with ``background``."""
+    if not _has_alpha(picture):
+        return picture.convert("RGB")
+    under = Image.new("RGBA", picture.size, (*background, 255))
+    return Image.alpha_composite(under, picture.convert("RGBA")).convert("RGB")
+
+
+def _binary(mask: Image.Image) -> Image.Image:
+    return mask.point(lambda value: 255 if value >= 128 else 0)
+
+
+def _same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return abs(a[0] / a[1] - b[0] / b[1]) <= ASPECT_TOLERANCE * (b[0] / b[1])
+
+
+@dataclass(frozen=True)
+class InpaintInputs:
+    """What a job runs on: the image (RGB) and the mask (L, 0 or 255; None when the mask
+    comes from words), both at ``size``."""
+
+    image: Image.Image
+    mask: Image.Image | None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.size
+
+
+def prepare_inputs(
+    image_data: bytes, mask_data: bytes | None, mask_prompt: str | None
+) -> InpaintInputs:
+    """Check and normalise an /inpaint request's pictures; ``UserInputError`` when refused.
+
+    Blocking (decoding and resizing): run it in a thread.
+    """
+    picture = open_picture(image_data, "image")
+    transparent = transparent_area(picture)
+    given = [
+        name
+        for name, present in (
+            ("a mask picture", mask_data is not None),
+            ("an image with transparent areas", transparent is not None),
+            ("mask_prompt words", bool(mask_prompt)),
+        )
+        if present
+    ]
+    if not given:
+        raise UserInputError(NO_MASK)
+    if len(given) > 1:
+        raise UserInputError(more_than_one_mask(given))
+
+    area: Image.Image | None = transparent
+    if mask_data is not None:
+        mask = open_picture(mask_data, "mask", min_side=1)  # a small mask is scaled up
+        if mask.size != picture.size:
+            if not _same_aspect(mask.size, picture.size):
+                raise UserInputError(
+                    f"The mask is {mask.size[0]}×{mask.size[1]} pixels and the image "
+                    f"{picture.size[0]}×{picture.size[1]}: their shapes differ, so the mask "
+                    "cannot line up. Make the mask from the image (a mask of the same shape "
+                    "at another size is fine)."
+                )
+            mask = mask.resize(picture.size, Image.Resampling.BILINEAR)
+        # A mask drawn in white on a transparent layer counts its transparent part as black.
+        area = _binary(_flatten(mask, (0, 0, 0)).convert("L"))
+        if area.getbbox() is None:
+            raise UserInputError(
+                "The mask is all black, so there is nothing to repaint "
+                "(white = repaint, black = keep)."
+            )
+
+    size = fitted_size(*picture.size)
+    image = _flatten(picture, FILL).resize(size, Image.Resampling.LANCZOS)
+    if area is None:
+        return InpaintInputs(image, None)
+    fitted_area = _binary(area.resize(size, Image.Resampling.BILINEAR))
+    if fitted_area.getbbox() is None:
+        raise UserInputError(
+            "The area to repaint is too small to survive resizing the image to "
+            f"{size[0]}×{size[1]}; make it a little larger."
+        )
+    return InpaintInputs(image, fitted_area)
+
+
+def png_bytes(picture: Image.Image) -> bytes:
+    """PNG bytes without metadata: the same picture always gives the same bytes."""
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _encode(picture: Image.Image) -> tuple[str, bytes]:
+    data = png_bytes(picture)
+    digest = hashlib.sha256(data).hexdigest()
+    return f"{digest[:2]}/{digest}.png", data
+
+
+class InputStore:
+    """Normalised inputs on disk, named by content hash: ``ab/abcdef….png`` under ``root``.
+
+    The same picture uploaded twice is stored once. Files are written to a temporary name and
+    renamed, so the engine never reads half a file.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+
+    async def save(self, picture: Image.Image) -> str:
+        """Store ``picture`` as PNG; returns its reference (a path relative to the root)."""
+        ref, data = await self.encode(picture)
+        await self.write(ref, data)
+        return ref
+
+    async def encode(self, picture: Image.Image) -> tuple[str, bytes]:
+        """The reference and the bytes ``picture`` would be stored as, without storing it."""
+        return await asyncio.to_thread(_encode, picture)
+
+    async def write(self, ref: str, data: bytes) -> None:
+        """Store ``data`` under ``ref`` (from :meth:`encode`); nothing to do if it is there."""
+        await asyncio.to_thread(self._write, ref, data)
+
+    def _write(self, ref: str, data: bytes) -> None:
+        path = self.resolve(ref)
+        if path.is_file():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def resolve(self, ref: str) -> Path:
+        """The file of a reference; refuses anything but a reference this store made."""
+        if not _REF.fullmatch(ref):
+            raise ValueError(f"{ref!r} is not an input reference")
+        path = (self.root / ref).resolve()
+        if not path.is_relative_to(self.root):
+            raise ValueError(f"{ref!r} is outside the input folder")
+        return path

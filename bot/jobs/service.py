@@ -1,0 +1,236 @@
+"""Making, rerolling, cancelling and deleting jobs: the rules shared by commands and buttons."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import discord
+
+from bot.jobs.delivery import Delivery
+from bot.jobs.image_store import ImageStore
+from bot.jobs.requests import derived_job
+from bot.jobs.scheduler import Scheduler
+from bot.jobs.validation import seeds_for
+from bot.settings import Settings
+from bot.store.models import Job, utcnow
+from bot.store.repository import (
+    Limits,
+    NewJob,
+    RateLimited,
+    Repository,
+    StoreError,
+)
+from bot.ui import render
+from bot.ui.checks import is_admin
+from bot.ui.errors import NotAllowed, UserFacingError
+from engine.protocol import GeneratedImage, Result
+
+log = logging.getLogger(__name__)
+
+# Discord wants an answer within 3 s; the database gets this long before the bot defers.
+ACK_DEADLINE_SECONDS = 1.5
+# Results finished this recently but never posted are posted at the next start.
+REDELIVER_WINDOW = timedelta(days=1)
+SHUTTING_DOWN = "The bot is restarting; please try again in a minute. Nothing was queued."
+RESUMED_NOTE = "your job #{job_id} resumed after a restart:"
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A job to write, and files it needs that are stored only once its row is written, so a
+    refused job (over a limit, say) leaves nothing behind."""
+
+    new: NewJob
+    store_files: Callable[[], Awaitable[None]]
+
+
+INPUTS_NOT_STORED = "Your picture could not be stored on the bot's disk; please try again."
+
+
+class JobService:
+    def __init__(
+        self,
+        settings: Settings,
+        repo: Repository,
+        scheduler: Scheduler,
+        delivery: Delivery,
+        images: ImageStore,
+    ) -> None:
+        self._settings = settings
+        self._repo = repo
+        self._scheduler = scheduler
+        self._delivery = delivery
+        self._images = images
+        self.accepting = True  # false while shutting down: new work is refused, not lost
+
+    def limits_for(self, user: discord.abc.User) -> Limits:
+        if is_admin(user, self._settings.discord):
+            return Limits(max_queued_jobs=None, images_per_hour=None)
+        limits = self._settings.limits
+        return Limits(limits.max_queued_jobs, limits.images_per_hour)
+
+    async def submit(
+        self,
+        interaction: discord.Interaction,
+        prepare: Callable[[], Awaitable[NewJob | PreparedJob]],
+    ) -> Job | None:
+        """Write the job ``prepare`` describes (limits checked as it is written), then queue it.
+
+        The database work gets a short head start before Discord is answered: in the usual
+        case a refusal can still be a private reply. After a public defer it can't (the first
+        followup replaces the public "thinking…" message), so when the database is slow the
+        bot defers in time and a late refusal replaces that message instead.
+        """
+        creating = asyncio.create_task(self._create(interaction.user, prepare))
+        await asyncio.wait({creating}, timeout=ACK_DEADLINE_SECONDS)
+        if creating.done() and (error := creating.exception()) is not None:
+            raise error  # Discord not answered yet: the error handler replies privately
+        await interaction.response.defer(thinking=True)
+        try:
+            job = await creating
+        except UserFacingError as error:
+            await interaction.edit_original_response(content=f"{interaction.user.mention} {error}")
+            return None
+        self._delivery.track(job, interaction)
+        await self._scheduler.submit(job)
+        return job
+
+    async def _create(
+        self, user: discord.abc.User, prepare: Callable[[], Awaitable[NewJob | PreparedJob]]
+    ) -> Job:
+        if not self.accepting:
+            raise UserFacingError(SHUTTING_DOWN)
+        prepared = await prepare()
+        new = prepared.new if isinstance(prepared, PreparedJob) else prepared
+        try:
+            job = await self._repo.create_job(new, self.limits_for(user))
+        except RateLimited as error:
+            raise UserFacingError(
+                f"{error} You can make more {render.relative_time(error.retry_at)}."
+            ) from None
+        except StoreError as error:
+            raise UserFacingError(str(error)) from None
+        if isinstance(prepared, PreparedJob):
+            try:
+                await prepared.store_files()
+            except OSError:
+                log.exception("job %s: could not store its inputs", job.id)
+                await self._repo.mark_failed(job.id, INPUTS_NOT_STORED)
+                raise UserFacingError(INPUTS_NOT_STORED) from None
+        return job
+
+    async def reroll(
+        self, job_id: int | None, seed: int | None, interaction: discord.Interaction
+    ) -> Job | None:
+        """A new job with the settings of ``job_id`` (default: the caller's latest job) and a
+        new (or the given) seed per image, counted against the caller's limits."""
+        return await self.submit(interaction, lambda: self._reroll_of(job_id, seed, interaction))
+
+    async def _reroll_parent(self, job_id: int | None, interaction: discord.Interaction) -> Job:
+        """The job to reroll: one visible here (made in this channel, or the caller's own;
+        admins: any), whose model is still offered."""
+        user = interaction.user
+        if job_id is None:
+            parent = await self._repo.latest_job(user.id)
+            if parent is None:
+                raise UserFacingError(
+                    "You have no jobs to reroll yet; make one with /imagine or /inpaint."
+                )
+        else:
+            parent = await self.get_visible(job_id, interaction, doing="reroll")
+        await self.require_model_offered(parent)
+        return parent
+
+    async def get_visible(
+        self, job_id: int, interaction: discord.Interaction, *, doing: str
+    ) -> Job:
+        """The job, if the caller may build on it here: their own, one made in this channel
+        (or a thread of it), or any job for an admin. ``doing`` names the action in the refusal,
+        e.g. "reroll" or "have the recipe of"."""
+        job = await self.get(job_id)
+        user = interaction.user
+        visible = job.user_id == user.id or job.channel_id == interaction.channel_id
+        if not visible and not is_admin(user, self._settings.discord):
+            raise NotAllowed(
+                f"Job #{job_id} was not made in this channel. You can {doing} your own jobs "
+                "and the jobs made here."
+            )
+        return job
+
+    async def require_model_offered(self, parent: Job) -> None:
+        """Refuse new work from a job whose model an admin has since disabled or removed."""
+        model = await self._repo.get_model(parent.model_name)
+        if model is None or not model.enabled:
+            raise UserFacingError(
+                f"Job #{parent.id} used the model {parent.model_name}, which is no longer "
+                "offered, so it cannot be made again."
+            )
+
+    async def _reroll_of(
+        self, job_id: int | None, seed: int | None, interaction: discord.Interaction
+    ) -> NewJob:
+        parent = await self._reroll_parent(job_id, interaction)
+        return derived_job(parent, interaction, seeds=seeds_for(seed, len(parent.seeds)))
+
+    async def get(self, job_id: int) -> Job:
+        job = await self._repo.get_job(job_id)
+        if job is None:
+            raise UserFacingError(f"Job #{job_id} no longer exists (it may have been deleted).")
+        return job
+
+    async def get_own(self, job_id: int, user: discord.abc.User) -> Job:
+        """The job, if ``user`` owns it or is an admin."""
+        job = await self.get(job_id)
+        if job.user_id != user.id and not is_admin(user, self._settings.discord):
+            raise NotAllowed(
+                f"Job #{job_id} belongs to <@{job.user_id}>; only they or an admin can do that."
+            )
+        return job
+
+    async def cancel(self, job_id: int, user: discord.abc.User) -> str:
+        job = await self.get_own(job_id, user)
+        if job.status.is_final:
+            return f"Job #{job_id} has already ended ({job.status.value})."
+        if await self._scheduler.cancel(job_id):
+            return f"Cancelling job #{job_id}."
+        return f"Job #{job_id} is not in the queue any more."
+
+    async def delete(self, job_id: int, user: discord.abc.User) -> Job:
+        """Remove a finished job's images and row. The caller removes the message."""
+        job = await self.get_own(job_id, user)
+        if not job.status.is_final:
+            raise UserFacingError(f"Job #{job_id} is still {job.status.value}; cancel it first.")
+        try:
+            deleted = await self._repo.delete_job(job_id)
+        except StoreError as error:
+            raise UserFacingError(str(error)) from None
+        for image in deleted.images:
+            await self._images.delete(image.path)
+        return deleted
+
+    async def resume_after_restart(self) -> list[Job]:
+        """Queue again what the last run left queued or running, and post results it made but
+        never delivered. Owners are told in the channel, with a mention."""
+        undelivered = await self._repo.list_undelivered(utcnow() - REDELIVER_WINDOW)
+        for job in undelivered:
+            self._delivery.track(job, None, note=RESUMED_NOTE.format(job_id=job.id))
+            await self._delivery.finished(job, await self._saved_result(job))
+        jobs = list(await self._repo.requeue_interrupted())
+        for job in jobs:
+            self._delivery.track(job, None, note=RESUMED_NOTE.format(job_id=job.id))
+            await self._scheduler.submit(job)
+        return [*undelivered, *jobs]
+
+    async def _saved_result(self, job: Job) -> Result:
+        images = tuple(
+            [
+                GeneratedImage(image.seed, await self._images.read(image.path), image.nsfw)
+                for image in job.images
+            ]
+        )
+        took = (job.finished_at - job.started_at).total_seconds() if job.started_at else 0.0
+        return Result(job.id, images, job.model_revision_used, took)

@@ -1,5 +1,0 @@
-"""/recipe: a job as a standalone diffusers script."""
-
-from bot.recipe._cog import RecipeCog
-
-__all__ = ["RecipeCog"]

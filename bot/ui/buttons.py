@@ -1,0 +1,80 @@
+"""Buttons under job messages.
+
+Each button is a ``DynamicItem`` whose custom id carries the action and the job id
+(``job:reroll:42``), so a button works on any message the bot ever posted, after restarts,
+without keeping views in memory.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.ui.errors import report
+
+if TYPE_CHECKING:
+    from bot.app import DiffusionBot
+
+ACTIONS = {
+    "reroll": ("Reroll", "🎲", discord.ButtonStyle.primary),
+    "details": ("Details", "🔎", discord.ButtonStyle.secondary),
+    "delete": ("Delete", "🗑️", discord.ButtonStyle.danger),
+    "cancel": ("Cancel", "✖️", discord.ButtonStyle.secondary),
+    # Course mode (bot.course): each makes one comparison grid from the result's seed.
+    "cfg": ("Compare CFG", "🎚️", discord.ButtonStyle.secondary),
+    "steps": ("Compare steps", "🔢", discord.ButtonStyle.secondary),
+    "sched": ("Compare schedulers", "🧮", discord.ButtonStyle.secondary),
+    "denoise": ("Denoising strip", "🌫️", discord.ButtonStyle.secondary),
+}
+LESSON_ACTIONS = ("cfg", "steps", "sched", "denoise")  # a row of their own (Discord: 5 a row)
+
+
+class JobButton(
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=r"job:(?P<action>" + "|".join(ACTIONS) + r"):(?P<job_id>[0-9]{1,19})",
+):
+    def __init__(self, action: str, job_id: int) -> None:
+        label, emoji, style = ACTIONS[action]
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                emoji=emoji,
+                style=style,
+                custom_id=f"job:{action}:{job_id}",
+                row=1 if action in LESSON_ACTIONS else None,
+            )
+        )
+        self.action = action
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Item,
+        match: re.Match[str],
+    ) -> JobButton:
+        return cls(match["action"], int(match["job_id"]))
+
+    async def callback(self, interaction: discord.Interaction[DiffusionBot]) -> None:
+        try:
+            await interaction.client.buttons.handle(interaction, self.action, self.job_id)
+        except Exception as error:
+            await report(interaction, error)
+
+
+def job_view(job_id: int, *actions: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for action in actions:
+        view.add_item(JobButton(action, job_id))
+    return view
+
+
+def running_view(job_id: int) -> discord.ui.View:
+    return job_view(job_id, "cancel")
+
+
+def result_view(job_id: int) -> discord.ui.View:
+    return job_view(job_id, "reroll", "details", "delete", *LESSON_ACTIONS)

@@ -1,0 +1,168 @@
+"""The slash commands in Simplified Chinese: one entry per command, keyed by its full name.
+
+Each entry gives the command's (or group's) name and description, each option's name and
+description keyed by the option's Python name, and its choices keyed by value. Discord's rules
+for names: lowercase, 1-32 letters (any script), digits, ``-`` or ``_``; descriptions and choice
+names up to 100 characters. ``tests/bot/test_i18n.py`` checks both, and that every command the
+bot registers has an entry.
+
+Terms follow the course's Chinese material: 提示词 (prompt), 无分类器引导 (classifier-free
+guidance), 去噪步数 (denoising steps), 调度器 (scheduler), 种子 (seed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bot.jobs import validation
+
+_MODEL_NAME = ("名称", "模型在机器人中的名称（见 /models list）")
+
+
+@dataclass(frozen=True)
+class CommandText:
+    """One command's (or group's) texts in one language."""
+
+    name: str
+    description: str
+    options: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # name, description
+    choices: Mapping[str, str] = field(default_factory=dict)  # choice value -> its label
+
+
+ZH_CN: dict[str, CommandText] = {
+    "imagine": CommandText(
+        "生成图像",
+        "根据文字提示生成图像",
+        options={
+            "prompt": ("提示词", "要画什么，例如“雪中的水彩狐狸”"),
+            "negative_prompt": ("反向提示词", "想避开什么，例如“模糊、文字”"),
+            "seed": ("种子", "相同种子 + 相同设置 = 相同图像（留空则随机）"),
+            "steps": (
+                "步数",
+                f"去噪步数，{validation.MIN_STEPS}-{validation.MAX_STEPS}"
+                f"（默认 {validation.DEFAULT_STEPS}）；越多越慢，但不一定越好",
+            ),
+            "guidance": (
+                "引导系数",
+                "无分类器引导：多大程度上遵循提示词"
+                f"（默认 {validation.DEFAULT_GUIDANCE}；常用 7-8.5）",
+            ),
+            "size": ("尺寸", "图像的大小和形状"),
+            "scheduler": ("调度器", "执行去噪步骤的采样器（默认 Euler）"),
+            "model": ("模型", "使用哪个模型（默认：服务器的默认模型）"),
+            "count": ("数量", f"生成几张，1-{validation.MAX_COUNT}，种子依次加一"),
+        },
+        choices={
+            "square": "正方形 512×512",
+            "landscape": "横向 3:2，768×512",
+            "portrait": "纵向 2:3，512×768",
+            "wide": "宽屏 16:9，896×512",
+            "tall": "竖屏 9:16，512×896",
+            # Scheduler names are proper names; the same in every language.
+            "euler": "Euler",
+            "euler_a": "Euler a（祖先采样）",
+            "dpmpp_2m_karras": "DPM++ 2M Karras",
+            "ddim": "DDIM",
+            "pndm": "PNDM",
+            "lms": "LMS（K-LMS）",
+        },
+    ),
+    "inpaint": CommandText(
+        "局部重绘",
+        "根据提示词重绘图像的一部分",
+        options={
+            "image": ("图像", "要修改的图片（PNG、JPEG 或 WebP）；透明区域会被重绘"),
+            "prompt": ("提示词", "要在该区域画什么，例如“一把红伞”"),
+            "mask": ("蒙版", "同样形状的黑白图片：白色 = 重绘，黑色 = 保留"),
+            "mask_prompt": ("蒙版描述", "或者用文字指明区域，例如“背景”“那只狗”"),
+            "negative_prompt": ("反向提示词", "想避开什么，例如“模糊、文字”"),
+            "seed": ("种子", "相同种子 + 相同设置 = 相同图像（留空则随机）"),
+            "steps": (
+                "步数",
+                f"去噪步数，{validation.MIN_STEPS}-{validation.MAX_STEPS}"
+                f"（默认 {validation.DEFAULT_STEPS}）",
+            ),
+            "guidance": (
+                "引导系数",
+                f"无分类器引导：多大程度上遵循提示词（默认 {validation.DEFAULT_GUIDANCE}）",
+            ),
+            "strength": ("强度", "该区域改变多少，最大为 1（默认 1：从头重绘）"),
+            "model": ("模型", "使用哪个局部重绘模型（默认：服务器的默认模型）"),
+        },
+    ),
+    "reroll": CommandText(
+        "重新生成",
+        "用新的或指定的种子重新生成一个任务",
+        options={
+            "job": (
+                "任务",
+                "哪个任务（默认：你最近的）；输入以搜索你的任务，或填写本频道任意任务编号",
+            ),
+            "seed": ("种子", "留空：新的随机种子。使用任务自己的种子会得到完全相同的图像"),
+        },
+    ),
+    "history": CommandText("历史记录", "你最近的任务，附种子和链接"),
+    "recipe": CommandText(
+        "复现脚本",
+        "获取一个用 diffusers 逐像素复现某个任务的 Python 脚本",
+        options={"job": ("任务", "任务编号（结果下方的 #编号）")},
+    ),
+    "models": CommandText("模型", "机器人提供的模型"),
+    "models list": CommandText("列表", "可用的模型，以及哪些已加载"),
+    "models add": CommandText(
+        "添加",
+        "管理员：提供一个新模型",
+        options={
+            "name": ("名称", "大家选择它时用的短名称（字母、数字、. _ -）"),
+            "source": (
+                "来源",
+                "Hugging Face 上的 id（组织/名称）或本地 diffusers 文件夹的完整路径",
+            ),
+            "kind": ("类型", "它做什么：文生图或局部重绘"),
+            "revision": ("版本", "仅限 Hugging Face：分支、标签或提交（默认：main）"),
+        },
+        choices={"text_to_image": "文生图", "inpaint": "局部重绘"},
+    ),
+    "models default": CommandText(
+        "默认",
+        "管理员：未指定模型时使用的模型",
+        options={"name": _MODEL_NAME, "kind": ("类型", "可选的检查：它成为哪种类型的默认模型")},
+    ),
+    "models enable": CommandText("启用", "管理员：重新提供一个已停用的模型", {"name": _MODEL_NAME}),
+    "models disable": CommandText(
+        "停用", "管理员：不再提供某个模型；排队中的任务会完成", {"name": _MODEL_NAME}
+    ),
+    "models remove": CommandText(
+        "移除", "管理员：删除一个模型（排队中的任务会完成）", {"name": _MODEL_NAME}
+    ),
+    "models load": CommandText("加载", "管理员：现在就把模型加载到引擎中", {"name": _MODEL_NAME}),
+    "models unload": CommandText(
+        "卸载", "管理员：释放模型占用的内存（在它的任务完成后）", {"name": _MODEL_NAME}
+    ),
+    "models log": CommandText(
+        "日志", "管理员：最近的管理操作", {"count": ("条数", "显示多少条（默认 10）")}
+    ),
+    "status": CommandText("状态", "管理员：队列、引擎、已加载的模型、最近的图像"),
+}
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """One language's command texts, with every command's choices in one lookup."""
+
+    commands: Mapping[str, CommandText]
+    choices: Mapping[str, str]
+
+    @classmethod
+    def of(cls, commands: Mapping[str, CommandText]) -> Catalog:
+        choices: dict[str, str] = {}
+        for qualified_name, entry in commands.items():
+            for value, label in entry.choices.items():
+                # discord.py asks about a choice without saying whose it is.
+                if choices.setdefault(value, label) != label:
+                    raise ValueError(f"choice {value!r} of {qualified_name} has two labels")
+        return cls(commands, choices)
+
+
+CATALOGS: dict[str, Catalog] = {"zh-CN": Catalog.of(ZH_CN)}

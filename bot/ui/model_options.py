@@ -1,0 +1,51 @@
+"""The `model` option shared by the image commands: autocomplete and lookup."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+
+from bot.store.models import Model
+from bot.store.repository import Repository
+from bot.ui.errors import UserInputError
+from engine.protocol import JobKind
+
+KIND_LABEL = {JobKind.TEXT_TO_IMAGE: "text-to-image", JobKind.INPAINT: "inpainting"}
+
+
+async def resolve_model(repo: Repository, name: str | None, kind: JobKind) -> Model:
+    """The named enabled model of ``kind``, or the default; a clear refusal otherwise."""
+    if not name:
+        model = await repo.default_model(kind)
+        if model is None:
+            raise UserInputError(
+                f"No {KIND_LABEL[kind]} model is set up yet; ask an admin to add one."
+            )
+        return model
+    model = await repo.get_model(name)
+    if model is None or not model.enabled or model.kind != kind:
+        usable = [m.name for m in await repo.list_models(kind=kind, enabled_only=True)]
+        listing = ", ".join(usable) if usable else "none yet"
+        raise UserInputError(
+            f"There is no {KIND_LABEL[kind]} model called “{name}”. You can use: {listing}."
+        )
+    return model
+
+
+async def autocomplete_models(
+    repo: Repository, kind: JobKind, current: str
+) -> list[app_commands.Choice[str]]:
+    current = current.casefold()
+    models = await repo.list_models(kind=kind, enabled_only=True)
+    choices = [
+        app_commands.Choice(
+            name=f"{m.name}{' (default)' if m.is_default else ''}"[:100], value=m.name
+        )
+        for m in models
+        if current in m.name.casefold()
+    ]
+    return choices[:25]  # Discord shows at most 25
+
+
+def interaction_locale(interaction: discord.Interaction) -> str:
+    return str(interaction.locale)

@@ -1,0 +1,268 @@
+"""Loaded pipelines by model, under a memory budget, least recently used unloaded first.
+
+Every model loads through ``from_pretrained`` from a Hugging Face id or a local folder. A
+text-to-image checkpoint also inpaints: its inpainting pipeline is built from the same components
+(``from_pipe``), so it costs no extra memory. A dedicated inpainting checkpoint (a UNet with 9
+input channels) only inpaints. Pipelines are loaded without their own safety checker; the
+engine's safety gate checks every image the same way. Only safetensors weights are downloaded
+or loaded (``SAFETENSORS_ONLY``); a model that has none is refused with a reason that says so.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import AutoPipelineForInpainting, AutoPipelineForText2Image, DiffusionPipeline
+
+from engine.models.fast_path import FastPathSettings, apply_fast_path
+from engine.models.invariance import PerImageLinear, make_batch_invariant
+from engine.protocol import JobKind, LoadedModel, ModelRef
+from engine.settings import SAFETENSORS_ONLY, EngineSettings
+
+log = logging.getLogger(__name__)
+
+_GB = 1024**3
+
+
+class ModelUnavailable(Exception):
+    """A model cannot be used; ``str(error)`` is the user-safe reason."""
+
+
+class WrongModelKind(Exception):
+    """The model cannot do the asked task (a text-to-image job on an inpainting checkpoint)."""
+
+
+def module_bytes(pipeline: DiffusionPipeline) -> int:
+    """Bytes of parameters and buffers over all of a pipeline's modules."""
+    total = 0
+    for component in pipeline.components.values():
+        if isinstance(component, torch.nn.Module):
+            for tensor in (*component.parameters(), *component.buffers()):
+                total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def _about_safetensors(error: BaseException | None) -> bool:
+    """Whether loading failed for want of safetensors weights (diffusers and transformers say
+    so in their message, somewhere along the chain of causes)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if "safetensors" in str(error):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def free_device_memory() -> None:
+    """Return cached blocks to the driver after an unload or an out-of-memory error."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+@dataclass
+class LoadedPipelines:
+    """One model's pipelines and what the engine needs to run them."""
+
+    ref: ModelRef
+    kind: JobKind  # TEXT_TO_IMAGE (can also inpaint) or INPAINT (a dedicated checkpoint)
+    base: DiffusionPipeline
+    scheduler_config: Any  # the checkpoint's own, kept to build per-job schedulers from
+    revision: str | None  # the commit actually loaded; None for local folders
+    bytes: int
+    invariance: list[PerImageLinear]
+    _inpaint: DiffusionPipeline | None = field(default=None, repr=False)
+
+    def pipeline_for(self, kind: JobKind) -> DiffusionPipeline:
+        """The pipeline for a task; raises ``WrongModelKind`` when this model cannot do it."""
+        if kind is JobKind.TEXT_TO_IMAGE:
+            if self.kind is JobKind.INPAINT:
+                raise WrongModelKind(
+                    f"{self.ref.name} is an inpainting model; it cannot make images from text alone"
+                )
+            return self.base
+        if self._inpaint is None:
+            self._inpaint = AutoPipelineForInpainting.from_pipe(self.base)
+            self._inpaint.set_progress_bar_config(disable=True)
+        return self._inpaint
+
+    def describe(self) -> LoadedModel:
+        return LoadedModel(model=self.ref, kind=self.kind, bytes=self.bytes, revision=self.revision)
+
+
+def _snapshot_commit(folder: Path) -> str | None:
+    # The Hugging Face cache keeps each download under .../snapshots/<commit hash>/.
+    return folder.name if folder.parent.name == "snapshots" else None
+
+
+class ModelRegistry:
+    """Loads, keeps and unloads pipelines; used from the engine's one worker thread.
+
+    ``loaded()`` may be called from any thread: it returns a snapshot kept under a lock.
+    """
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self._settings = settings
+        self._device = settings.torch_device()
+        self._dtype = settings.torch_dtype()
+        self._budget = settings.memory_budget_bytes()
+        self._entries: OrderedDict[ModelRef, LoadedPipelines] = OrderedDict()
+        self._lock = threading.Lock()
+        self._snapshot: tuple[LoadedModel, ...] = ()
+
+    @property
+    def budget_bytes(self) -> int | None:
+        return self._budget
+
+    def loaded(self) -> tuple[LoadedModel, ...]:
+        """What is loaded, least recently used first."""
+        with self._lock:
+            return self._snapshot
+
+    def get(self, ref: ModelRef) -> LoadedPipelines:
+        """The model's pipelines, loading them first when needed; marks the model as used."""
+        key = self._same_weights(ref)
+        if key is None:
+            key, entry = ref, self._load(ref)
+        else:
+            entry = self._entries[key]
+        self._entries.move_to_end(key)
+        self._publish()
+        return entry
+
+    def _same_weights(self, ref: ModelRef) -> ModelRef | None:
+        """The loaded entry ``ref`` means, if any.
+
+        A reroll pins the commit its parent actually ran (``revision`` = that hash) while the
+        model was loaded as "latest" (``revision`` None): the same files, not a second copy.
+        Models under other names stay separate, so admins see and unload what they named.
+        """
+        if ref in self._entries:
+            return ref
+        if ref.revision is None:
+            return None
+        for key, entry in self._entries.items():
+            if (key.name, key.source, entry.revision) == (ref.name, ref.source, ref.revision):
+                return key
+        return None
+
+    def unload(self, ref: ModelRef) -> list[ModelRef]:
+        """Unload the model (matched by reference, else by name); returns what was unloaded."""
+        matches = (
+            [ref] if ref in self._entries else [r for r in self._entries if r.name == ref.name]
+        )
+        for match in matches:
+            self._drop(match)
+        if matches:
+            free_device_memory()
+        self._publish()
+        return matches
+
+    def _drop(self, ref: ModelRef) -> None:
+        entry = self._entries.pop(ref)
+        log.info("unloaded %s (%.2f GB)", ref.name, entry.bytes / _GB)
+
+    def _publish(self) -> None:
+        snapshot = tuple(entry.describe() for entry in self._entries.values())
+        with self._lock:
+            self._snapshot = snapshot
+
+    def _make_room(self, needed: int, name: str) -> None:
+        if self._budget is None:
+            return
+        if needed > self._budget:
+            raise ModelUnavailable(
+                f"{name} needs {needed / _GB:.1f} GB, more than the engine's memory budget of "
+                f"{self._budget / _GB:.1f} GB"
+            )
+        evicted = False
+        while (
+            self._entries and sum(e.bytes for e in self._entries.values()) + needed > self._budget
+        ):
+            oldest = next(iter(self._entries))
+            log.info("memory budget: unloading %s to make room for %s", oldest.name, name)
+            self._drop(oldest)
+            evicted = True
+        if evicted:
+            free_device_memory()
+
+    def _load(self, ref: ModelRef) -> LoadedPipelines:
+        log.info("loading %s from %s", ref.name, ref.source)
+        try:
+            pipeline, revision = self._from_pretrained(ref)
+        except Exception as error:
+            log.exception("could not load %s from %s", ref.name, ref.source)
+            reason = f"could not load the model {ref.name}"
+            if _about_safetensors(error):
+                reason += (
+                    ": it has no .safetensors weights (pickled .bin or .ckpt files are refused)"
+                )
+            raise ModelUnavailable(reason) from error
+        unet = getattr(pipeline, "unet", None)
+        if unet is None or getattr(pipeline, "vae", None) is None:
+            # Transformer-based models (SD3, Flux) need other step and batching code.
+            raise ModelUnavailable(f"{ref.name} is not a UNet diffusion model this engine runs")
+        kind = JobKind.TEXT_TO_IMAGE
+        if unet.config.in_channels == 9:
+            kind = JobKind.INPAINT
+            pipeline = AutoPipelineForInpainting.from_pipe(pipeline)
+        size = module_bytes(pipeline)
+        # Measured on the CPU, so an over-budget model never touches the GPU.
+        self._make_room(size, ref.name)
+        try:
+            pipeline.to(self._device)
+        except torch.OutOfMemoryError as error:
+            del pipeline
+            free_device_memory()
+            raise ModelUnavailable(f"not enough GPU memory to load {ref.name}") from error
+        pipeline.set_progress_bar_config(disable=True)
+        invariance = make_batch_invariant(pipeline.unet, pipeline.vae)
+        # Opt-in speed-ups, warmed here when they compile; the default settings change nothing.
+        fast_path = FastPathSettings.from_engine(self._settings)
+        invariance = apply_fast_path(pipeline, fast_path, self._device, invariance).invariance
+        entry = LoadedPipelines(
+            ref=ref,
+            kind=kind,
+            base=pipeline,
+            scheduler_config=pipeline.scheduler.config,
+            revision=revision,
+            bytes=size,
+            invariance=invariance,
+        )
+        self._entries[ref] = entry
+        log.info("loaded %s (%s, %.2f GB, revision %s)", ref.name, kind, size / _GB, revision)
+        return entry
+
+    def _from_pretrained(self, ref: ModelRef) -> tuple[DiffusionPipeline, str | None]:
+        # None for the safety checker and its feature extractor skips downloading and loading
+        # them; the engine's own gate runs instead.
+        skip_safety: dict[str, Any] = {"safety_checker": None, "feature_extractor": None}
+        folder = Path(ref.source)
+        revision = ref.revision
+        if not folder.is_dir():
+            folder = Path(
+                DiffusionPipeline.download(
+                    ref.source,
+                    variant=self._settings.variant,
+                    **self._settings.hub_options(ref.revision),
+                    **skip_safety,
+                )
+            )
+            revision = _snapshot_commit(folder) or ref.revision
+        pipeline = AutoPipelineForText2Image.from_pretrained(
+            folder,
+            dtype=self._dtype,
+            variant=self._settings.variant,
+            requires_safety_checker=False,
+            **SAFETENSORS_ONLY,
+            **skip_safety,
+        )
+        return pipeline, revision

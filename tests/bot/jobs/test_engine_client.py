@@ -1,0 +1,273 @@
+"""The engine client against a real engine process on the tiny models, and against fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.jobs.engine_client import EngineClient, EngineUnavailable
+from engine.protocol import (
+    Accepted,
+    ErrorKind,
+    Event,
+    JobError,
+    JobKind,
+    JobSpec,
+    ModelRef,
+    Progress,
+    Ready,
+    Result,
+)
+from tests.fixtures.tiny_models import TinyModels
+
+ROOT = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.timeout(180)
+
+
+def engine_env(tiny_models: TinyModels) -> dict[str, str]:
+    return {
+        "HF_HUB_OFFLINE": "1",
+        "ENGINE_DEVICE": "cpu",
+        "ENGINE_OFFLINE": "true",
+        "ENGINE_SAFETY_CHECKER": str(tiny_models.safety_checker_never),
+        "ENGINE_SAFETY_ENABLED": "true",
+        "ENGINE_PROGRESS_INTERVAL_S": "0",
+        "ENGINE_PREVIEW_INTERVAL_S": "0",
+    }
+
+
+def job(model: ModelRef, job_id: int, **fields: Any) -> JobSpec:
+    values: dict[str, Any] = {
+        "job_id": job_id,
+        "kind": JobKind.TEXT_TO_IMAGE,
+        "model": model,
+        "prompt": "a cat",
+        "seeds": (job_id,),
+        "steps": 2,
+        "width": 64,
+        "height": 64,
+    }
+    values.update(fields)
+    return JobSpec(**values)
+
+
+async def next_event(client: EngineClient, wait_s: float = 60) -> Event:
+    return await asyncio.wait_for(client.events.get(), wait_s)
+
+
+async def until(client: EngineClient, done: Any, wait_s: float = 60) -> list[Event]:
+    """Events until ``done(event)`` holds, that event included."""
+    seen: list[Event] = []
+    while True:
+        event = await next_event(client, wait_s)
+        seen.append(event)
+        if done(event):
+            return seen
+
+
+def finished(*job_ids: int) -> Any:
+    left = set(job_ids)
+
+    def check(event: Event) -> bool:
+        if isinstance(event, Result | JobError):
+            left.discard(event.job_id)
+        return not left
+
+    return check
+
+
+async def test_jobs_models_and_cancel(tiny_models: TinyModels) -> None:
+    model = ModelRef(name="tiny-sd", source=str(tiny_models.text_to_image))
+    client = EngineClient(env=engine_env(tiny_models), start_timeout=120)
+    ready = await client.start()
+    try:
+        assert isinstance(await next_event(client), Ready)
+        assert ready.device == "cpu" and ready.dtype == "float32"
+        assert client.pid == ready.pid and client.started_at is not None
+        assert client.restarts == 0
+
+        reply = await client.load_model(model, JobKind.TEXT_TO_IMAGE)
+        assert reply.ok and reply.message == "tiny-sd is loaded"
+        assert [m.model for m in (await client.list_models()).loaded] == [model]
+
+        await client.run_batch([job(model, 1), job(model, 2, seeds=(5, 6))])
+        events = await until(client, finished(1, 2))
+        results = {e.job_id: e for e in events if isinstance(e, Result)}
+        assert sorted(results) == [1, 2]
+        assert [image.seed for image in results[2].images] == [5, 6]
+        assert all(image.png.startswith(b"\x89PNG") for image in results[2].images)
+        assert any(isinstance(e, Accepted) for e in events)
+        assert any(isinstance(e, Progress) and e.preview_png for e in events)
+        assert client.in_flight == frozenset()
+
+        await client.run_batch([job(model, 3, steps=100)])
+        await until(client, lambda e: isinstance(e, Progress) and e.job_id == 3)
+        await client.cancel(3)
+        events = await until(client, finished(3))
+        assert events[-1] == JobError(job_id=3, kind=ErrorKind.CANCELLED, message="cancelled")
+
+        assert (await client.unload_model(model)).ok
+    finally:
+        await client.stop()
+    assert client.pid is None
+
+
+async def test_killed_engine_is_restarted_and_its_job_reported(tiny_models: TinyModels) -> None:
+    model = ModelRef(name="tiny-sd", source=str(tiny_models.text_to_image))
+    client = EngineClient(env=engine_env(tiny_models), start_timeout=120, backoff_s=0.1)
+    first = await client.start()
+    try:
+        await client.run_batch([job(model, 1, steps=100)])
+        await until(client, lambda e: isinstance(e, Progress) and e.job_id == 1)
+        os.kill(first.pid, signal.SIGKILL)
+        crashed = await until(client, lambda e: isinstance(e, JobError))
+        assert crashed[-1] == JobError(
+            job_id=1,
+            kind=ErrorKind.ENGINE_CRASHED,
+            message="the image engine stopped while working on this; it is being restarted",
+        )
+        assert not any(isinstance(e, Result) for e in crashed)
+
+        second = await until(client, lambda e: isinstance(e, Ready), wait_s=120)
+        assert second[-1].pid != first.pid
+        assert client.restarts == 1 and client.pid == second[-1].pid
+        await client.run_batch([job(model, 2)])
+        events = await until(client, finished(2))
+        assert isinstance(events[-1], Result)
+    finally:
+        await client.stop()
+
+
+# --- fakes: tiny scripts that speak the protocol without torch, to test the client's logic --
+
+FAKE = """
+import json, os, sys, time
+from engine.protocol import Ready, read_message, write_message
+out = sys.stdout.buffer
+mode = sys.argv[1]
+if mode == "exit-at-once":
+    sys.exit(3)
+if mode == "killed-once-while-starting" and not os.path.exists(sys.argv[2]):
+    open(sys.argv[2], "w").close()
+    os.kill(os.getpid(), 9)  # as the OOM killer would, before Ready
+if mode == "dump-env":
+    with open(sys.argv[2], "w") as dump:
+        json.dump(dict(os.environ), dump)
+print("hello from the fake engine", file=sys.stderr, flush=True)
+write_message(out, Ready(device="cpu", dtype="float32", pid=os.getpid()))
+if mode == "die-after-ready":
+    sys.exit(4)
+if mode == "ignore-shutdown":
+    time.sleep(600)
+while (message := read_message(sys.stdin.buffer)) is not None:
+    if message.type == "shutdown":
+        break
+"""
+
+
+def fake(mode: str, *args: str) -> list[str]:
+    return [sys.executable, "-c", FAKE, mode, *args]
+
+
+async def test_an_engine_that_never_starts() -> None:
+    client = EngineClient(command=fake("exit-at-once"), start_timeout=30)
+    with pytest.raises(EngineUnavailable, match="could not be started"):
+        await client.start()
+    with pytest.raises(EngineUnavailable):
+        await client.run_batch([])
+    await client.stop()
+
+
+async def test_an_engine_killed_while_starting_is_restarted(tmp_path) -> None:
+    marker = tmp_path / "killed-once"
+    client = EngineClient(
+        command=fake("killed-once-while-starting", str(marker)), backoff_s=0.01, start_timeout=30
+    )
+    try:
+        ready = await client.start()
+        assert marker.exists() and client.restarts == 1 and ready.pid == client.pid
+    finally:
+        await client.stop()
+
+
+async def test_restarts_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    client = EngineClient(command=fake("die-after-ready"), max_restarts=2, backoff_s=0.01)
+    await client.start()
+    for _ in range(30):
+        if client.failed:
+            break
+        await asyncio.sleep(0.2)
+    assert client.failed == "the image engine keeps failing; it is down"
+    assert client.restarts == 2
+    with pytest.raises(EngineUnavailable, match="keeps failing"):
+        await client.list_models()
+    await client.stop()
+    assert "hello from the fake engine" in caplog.text  # stderr reaches the log
+
+
+async def test_stop_kills_an_engine_that_does_not_stop() -> None:
+    client = EngineClient(command=fake("ignore-shutdown"), stop_timeout=0.5)
+    ready = await client.start()
+    await client.stop()
+    assert client.pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(ready.pid, 0)
+
+
+async def test_graceful_stop() -> None:
+    client = EngineClient(command=fake("serve"))
+    await client.start()
+    await client.stop()
+    assert client.pid is None and client.failed is None
+
+
+async def test_the_engine_is_not_given_the_bots_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token and the rest of the bot's settings stay with the bot; the engine's pass."""
+    bots = {
+        "DISCORD_TOKEN": "the-bot-token",
+        "discord_token": "any case the bot reads",
+        "DATABASE_URL": "postgresql+asyncpg://bot:password@db/bot",
+        "STORAGE_OUTPUT_DIR": "/srv/images",
+        "LIMITS_IMAGES_PER_HOUR": "40",
+        "SCHEDULER_STALL_TIMEOUT_S": "60",
+        "COURSE_SCHEDULERS": "ddim,euler",
+        "MODELS_DEFAULT_INPAINTING": "x/y",
+    }
+    engines = {
+        "ENGINE_DEVICE": "cpu",
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_TOKEN": "hub-token",
+        "CUDA_VISIBLE_DEVICES": "0",
+    }
+    for name, value in {**bots, **engines}.items():
+        monkeypatch.setenv(name, value)
+    dump = tmp_path / "env.json"
+    client = EngineClient(command=fake("dump-env", str(dump)), env={"ENGINE_OFFLINE": "true"})
+    await client.start()
+    await client.stop()
+    seen = json.loads(dump.read_text())
+    assert set(bots) & set(seen) == set()
+    assert "the-bot-token" not in json.dumps(seen)
+    assert {name: seen.get(name) for name in engines} == engines
+    assert seen["ENGINE_OFFLINE"] == "true" and seen["PATH"] == os.environ["PATH"]
+
+
+def test_the_client_does_not_import_torch() -> None:
+    code = (
+        "import sys, bot.jobs.engine_client; "
+        "heavy = {'torch', 'diffusers', 'transformers'} & set(sys.modules); "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)

@@ -1,0 +1,223 @@
+"""/inpaint's input checks and storage, without Discord."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+from bot.jobs import inputs
+from bot.ui.errors import UserInputError
+from tests.bot.pictures import (
+    box_mask,
+    decompression_bomb,
+    encode,
+    png_header_only,
+    scene,
+    with_hole,
+)
+
+
+def refusal(*args: object, call=inputs.prepare_inputs) -> str:
+    with pytest.raises(UserInputError) as refused:
+        call(*args)
+    return str(refused.value)
+
+
+def test_types_are_told_by_their_first_bytes():
+    picture = scene()
+    assert inputs.sniff_format(encode(picture, "PNG")) == "PNG"
+    assert inputs.sniff_format(encode(picture, "JPEG")) == "JPEG"
+    assert inputs.sniff_format(encode(picture, "WEBP")) == "WEBP"
+    assert inputs.sniff_format(encode(picture, "GIF")) is None
+    assert inputs.sniff_format(b"<html>not a picture</html>") is None
+    # Each allowed type opens.
+    for format in ("PNG", "JPEG", "WEBP"):
+        assert inputs.open_picture(encode(picture, format), "image").size == (96, 64)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (encode(scene(), "GIF"), "The image must be a PNG, JPEG or WebP picture; this file is not"),
+        (b"GIF89a" + b"\0" * 100, "The image must be a PNG, JPEG or WebP picture"),
+        (encode(scene((40, 30))), "The image is 40×30 pixels; it needs at least 64 on each side."),
+        (encode(scene())[:200], "The image could not be read; the file may be damaged."),
+        (
+            b"\x89PNG\r\n\x1a\n" + b"\0" * 50,
+            "The image could not be read; the file may be damaged.",
+        ),
+    ],
+)
+def test_bad_files_are_refused(data: bytes, message: str):
+    assert refusal(data, "image", call=inputs.open_picture).startswith(message)
+
+
+def test_bytes_are_bounded_before_and_after_downloading():
+    assert refusal(30 * 1024 * 1024, "mask", call=inputs.check_declared_size) == (
+        "The mask is 30 MB; the most is 20 MB."
+    )
+    inputs.check_declared_size(inputs.MAX_INPUT_BYTES, "image")  # the limit itself is fine
+    too_big = encode(scene()) + b"\0" * inputs.MAX_INPUT_BYTES
+    assert refusal(too_big, "image", call=inputs.open_picture).startswith(
+        "The image is 20.1 MB; the most is 20 MB."
+    )
+
+
+def test_a_decompression_bomb_is_refused_from_its_header_without_decoding(monkeypatch):
+    def never(self):
+        raise AssertionError("the bomb was decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", never)
+    message = refusal(decompression_bomb(), "image", call=inputs.open_picture)
+    assert message == "The image is 9000×9000 pixels; the most is 16 megapixels."
+    # Past Pillow's own bomb limit, Pillow refuses the header itself; the answer is the same.
+    assert refusal(png_header_only(20_000, 20_000), "image", call=inputs.open_picture) == (
+        "The image has far too many pixels; the most is 16 megapixels."
+    )
+
+
+def test_phone_photos_are_turned_upright():
+    photo = scene((100, 80))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to view
+    upright = inputs.open_picture(encode(photo, "JPEG", exif=exif.tobytes()), "image")
+    assert upright.size == (80, 100)
+
+
+@pytest.mark.parametrize(
+    ("size", "fitted"),
+    [
+        ((512, 512), (512, 512)),
+        ((96, 64), (768, 512)),  # small pictures are scaled up to the model's resolution
+        ((640, 480), (680, 512)),
+        ((4000, 3000), (680, 512)),
+        ((1000, 3000), (344, 1024)),  # the longer side stops at 1024
+        ((1600, 100), (1024, 64)),
+    ],
+)
+def test_fitted_size_keeps_the_aspect_in_multiples_of_8(size, fitted):
+    assert inputs.fitted_size(*size) == fitted
+    assert all(side % 8 == 0 for side in fitted)
+    assert fitted[0] / fitted[1] == pytest.approx(size[0] / size[1], rel=0.07)
+
+
+def test_very_long_thin_images_are_refused():
+    assert refusal(2000, 100, call=inputs.fitted_size) == (
+        "The image is 2000×100 pixels, too long and thin: the longer side may be at most 16 "
+        "times the shorter."
+    )
+
+
+def test_a_mask_picture_is_fitted_with_the_image():
+    picture = scene()
+    fitted = inputs.prepare_inputs(
+        encode(picture), encode(box_mask((96, 64), (48, 0, 95, 31))), None
+    )
+    assert (fitted.image.mode, fitted.image.size) == ("RGB", (768, 512))
+    assert (fitted.mask.mode, fitted.mask.size) == ("L", (768, 512))
+    mask = np.asarray(fitted.mask)
+    assert set(np.unique(mask)) == {0, 255}  # black and white only
+    assert mask[100, 600] == 255 and mask[400, 100] == 0
+    # The image is the upload, scaled.
+    expected = picture.resize((768, 512), Image.Resampling.LANCZOS)
+    assert np.array_equal(np.asarray(fitted.image), np.asarray(expected))
+
+
+def test_a_mask_of_the_same_shape_at_another_size_is_resized():
+    for size, box in (((192, 128), (96, 0, 191, 63)), ((48, 32), (24, 0, 47, 15))):
+        fitted = inputs.prepare_inputs(encode(scene()), encode(box_mask(size, box)), None)
+        assert fitted.mask.size == (768, 512) and np.asarray(fitted.mask)[100, 600] == 255
+
+
+def test_a_mask_of_another_shape_is_refused():
+    mask = box_mask((100, 100), (0, 0, 50, 50))
+    assert refusal(encode(scene()), encode(mask), None) == (
+        "The mask is 100×100 pixels and the image 96×64: their shapes differ, so the mask "
+        "cannot line up. Make the mask from the image (a mask of the same shape at another "
+        "size is fine)."
+    )
+
+
+def test_a_white_on_transparent_mask_counts_transparent_as_keep():
+    mask = Image.new("RGBA", (96, 64), (0, 0, 0, 0))
+    mask.paste((255, 255, 255, 255), (0, 0, 48, 64))
+    fitted = inputs.prepare_inputs(encode(scene()), encode(mask), None)
+    assert np.asarray(fitted.mask)[:, :384].min() == 255
+    assert np.asarray(fitted.mask)[:, 400:].max() == 0
+
+
+def test_an_all_black_mask_or_a_vanishing_speck_is_refused():
+    black = encode(Image.new("L", (96, 64), 0))
+    assert refusal(encode(scene()), black, None).startswith("The mask is all black")
+    big = scene((4000, 3000))
+    speck = Image.new("L", (4000, 3000), 0)
+    speck.putpixel((10, 10), 255)
+    assert refusal(encode(big), encode(speck), None).startswith(
+        "The area to repaint is too small to survive resizing the image to 680×512"
+    )
+
+
+def test_transparency_is_the_mask_and_is_filled_with_grey():
+    holed = with_hole(scene(), (0, 0, 47, 63))  # left half transparent
+    fitted = inputs.prepare_inputs(encode(holed), None, None)
+    mask = np.asarray(fitted.mask)
+    assert mask[:, :370].min() == 255 and mask[:, 400:].max() == 0
+    assert tuple(np.asarray(fitted.image)[256, 100]) == inputs.FILL
+
+
+def test_an_opaque_alpha_channel_is_not_a_mask():
+    opaque = scene().convert("RGBA")
+    assert inputs.transparent_area(opaque) is None
+    assert refusal(encode(opaque), None, None) == inputs.NO_MASK
+
+
+def test_words_leave_the_mask_to_the_engine():
+    fitted = inputs.prepare_inputs(encode(scene()), None, "the sky")
+    assert fitted.mask is None and fitted.size == (768, 512)
+
+
+def test_exactly_one_mask_source():
+    image, holed = encode(scene()), encode(with_hole(scene(), (0, 0, 10, 10)))
+    mask = encode(box_mask((96, 64), (0, 0, 10, 10)))
+    assert refusal(image, None, None) == (
+        "Say which part of the image to repaint: attach a `mask` picture (white = repaint, "
+        "black = keep), make that area of the image transparent, or describe it in "
+        "`mask_prompt` (for example “the background”)."
+    )
+    assert refusal(holed, mask, None) == (
+        "Give the area to repaint in one way only; you gave a mask picture and an image with "
+        "transparent areas. Use a mask picture, a transparent area in the image, or "
+        "mask_prompt words — not several."
+    )
+    assert "you gave an image with transparent areas and mask_prompt words." in refusal(
+        holed, None, "the sky"
+    )
+
+
+async def test_the_store_names_files_by_content_and_refuses_escapes(tmp_path):
+    store = inputs.InputStore(tmp_path / "inputs")
+    picture = scene()
+    ref = await store.save(picture)
+    assert ref == await store.save(picture.copy())  # same content, same file
+    folder, name = ref.split("/")
+    assert name.startswith(folder) and len(name) == 64 + 4
+    stored = store.resolve(ref)
+    assert stored.parent.parent == tmp_path.resolve() / "inputs"
+    with Image.open(stored) as reopened:
+        assert np.array_equal(np.asarray(reopened), np.asarray(picture))
+    assert list(stored.parent.iterdir()) == [stored]  # no temporary file left behind
+    other = await store.save(box_mask((96, 64), (0, 0, 5, 5)))
+    assert other != ref
+    for bad in ("../secret.png", "/etc/passwd", f"{folder}/../../x.png", "ab/x.png"):
+        with pytest.raises(ValueError):
+            store.resolve(bad)
+
+
+def test_png_bytes_are_reproducible():
+    picture = scene()
+    assert inputs.png_bytes(picture) == inputs.png_bytes(picture.copy())
+    with Image.open(io.BytesIO(inputs.png_bytes(picture))) as decoded:
+        assert decoded.info.get("parameters") is None

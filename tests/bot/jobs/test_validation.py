@@ -1,0 +1,86 @@
+"""The validators accept exactly what the bot can run, and refuse the rest in user terms."""
+
+import itertools
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.jobs import validation
+from bot.ui.errors import UserInputError
+from engine.protocol import MAX_SEED, SCHEDULERS
+
+CONTROL = [chr(c) for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)]]
+
+
+@given(st.text(max_size=300))
+def test_clean_prompt_never_keeps_control_characters_and_is_idempotent(text):
+    try:
+        cleaned = validation.clean_prompt(text, what="prompt", max_chars=200, required=True)
+    except UserInputError as error:
+        assert "prompt" in str(error)
+        return
+    assert cleaned and len(cleaned) <= 200
+    assert not any(c in cleaned for c in CONTROL)
+    assert cleaned == cleaned.strip() and "  " not in cleaned
+    again = validation.clean_prompt(cleaned, what="prompt", max_chars=200, required=True)
+    assert again == cleaned
+
+
+def test_clean_prompt_messages():
+    with pytest.raises(UserInputError, match="The prompt is empty"):
+        validation.clean_prompt(" \x00\t\n ", what="prompt", max_chars=10, required=True)
+    assert validation.clean_prompt(None, what="negative prompt", max_chars=10, required=False) == ""
+    with pytest.raises(UserInputError, match="11 characters long; the most is 10"):
+        validation.clean_prompt("x" * 11, what="prompt", max_chars=10, required=True)
+    assert validation.clean_prompt("a\x07cat", what="p", max_chars=10, required=True) == "a cat"
+
+
+@given(st.integers(-(10**6), 10**6))
+def test_steps_accepts_exactly_1_to_100(steps):
+    if 1 <= steps <= 100:
+        assert validation.check_steps(steps) == steps
+    else:
+        with pytest.raises(UserInputError, match="steps must be between 1 and 100"):
+            validation.check_steps(steps)
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_guidance_accepts_finite_0_to_30_only(guidance):
+    if math.isfinite(guidance) and 0 <= guidance <= 30:
+        assert validation.check_guidance(guidance) == guidance
+    else:
+        with pytest.raises(UserInputError, match="guidance must be a number between 0 and 30"):
+            validation.check_guidance(guidance)
+
+
+@given(st.integers(-(2**40), 2**40), st.integers(1, 4))
+def test_seeds_are_in_range_and_consecutive(seed, count):
+    if not 0 <= seed <= MAX_SEED:
+        with pytest.raises(UserInputError, match=f"seed must be between 0 and {MAX_SEED}"):
+            validation.seeds_for(seed, count)
+        return
+    seeds = validation.seeds_for(seed, count)
+    assert len(seeds) == count and seeds[0] == seed
+    assert all(0 <= s <= MAX_SEED for s in seeds)
+    assert all((b - a) % (MAX_SEED + 1) == 1 for a, b in itertools.pairwise(seeds))
+
+
+@given(st.integers(1, 4))
+def test_random_seeds_are_in_range(count):
+    seeds = validation.seeds_for(None, count)
+    assert len(seeds) == count and all(0 <= s <= MAX_SEED for s in seeds)
+
+
+def test_counts_sizes_and_schedulers():
+    assert validation.check_count(None) == 1
+    with pytest.raises(UserInputError, match="count must be between 1 and 4"):
+        validation.check_count(5)
+    assert all(s.width % 8 == 0 and s.height % 8 == 0 for s in validation.SIZES.values())
+    with pytest.raises(UserInputError, match="size must be one of"):
+        validation.check_size("huge")
+    assert validation.check_scheduler(None) == "euler"
+    assert all(validation.check_scheduler(name) == name for name in SCHEDULERS)
+    with pytest.raises(UserInputError, match="scheduler must be one of"):
+        validation.check_scheduler("heun")
