@@ -1,21 +1,16 @@
-"""What every task shares: grouping compatible jobs, and one call's per-image arguments.
+"""Batching: which jobs share a pipeline call, and what of a prompt the model never sees.
 
-A group of jobs runs as one pipeline call whose images are laid out job by job, seed by seed.
-Each image has its own CPU ``torch.Generator`` seeded with its own seed, which is exactly what
-a plain diffusers call with ``generator=torch.Generator().manual_seed(seed)`` uses; CPU
-generators also make a seed give the same starting noise on every machine.
+Jobs with equal ``batch_key`` (model, kind, size, steps, guidance, scheduler...) run as one
+call; each image keeps its own generator (``engine.tasks.text_to_image``), so an image does not
+depend on what it was batched with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
-import torch
-
 from engine.protocol import JobSpec
-
-StepCallback = Callable[[Any, int, Any, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
 def group_compatible(jobs: Iterable[JobSpec], max_images: int) -> list[list[JobSpec]]:
@@ -34,31 +29,10 @@ def group_compatible(jobs: Iterable[JobSpec], max_images: int) -> list[list[JobS
     return order
 
 
-def per_image(jobs: Sequence[JobSpec], values: Sequence[Any]) -> list[Any]:
-    """Repeat each job's value once per seed, matching the images' layout."""
-    return [value for job, value in zip(jobs, values, strict=True) for _ in job.seeds]
-
-
 def uses_guidance(pipeline: Any, guidance: float) -> bool:
     """Whether the call runs classifier-free guidance (two UNet rows per image)."""
     # diffusers' own rule for Stable Diffusion pipelines.
     return guidance > 1 and pipeline.unet.config.time_cond_proj_dim is None
-
-
-def shared_arguments(jobs: Sequence[JobSpec], on_step: StepCallback) -> dict[str, Any]:
-    """Keyword arguments every task's pipeline call takes, per image where it can vary."""
-    first = jobs[0]
-    return {
-        "prompt": per_image(jobs, [job.prompt for job in jobs]),
-        "negative_prompt": per_image(jobs, [job.negative_prompt for job in jobs]),
-        "generator": [torch.Generator().manual_seed(seed) for job in jobs for seed in job.seeds],
-        "num_inference_steps": first.steps,
-        "guidance_scale": first.guidance,
-        "width": first.width,
-        "height": first.height,
-        "output_type": "pil",
-        "callback_on_step_end": on_step,
-    }
 
 
 def prompt_cut(tokenizer: Any, text: str) -> str:

@@ -1,13 +1,57 @@
-"""Text-to-image: one pipeline call for a group of compatible jobs."""
+"""Text-to-image: one pipeline call for a group of compatible jobs.
+
+A group of jobs runs as one pipeline call whose images are laid out job by job, seed by seed.
+Each image has its own CPU ``torch.Generator`` seeded with its own seed, which is exactly what
+a plain diffusers call with ``generator=torch.Generator().manual_seed(seed)`` uses; CPU
+generators also make a seed give the same starting noise on every machine.
+
+The arguments built here are the ones every Stable Diffusion task takes; inpainting adds its
+pictures to them, the way diffusers' inpainting pipeline extends the text-to-image one.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import torch
 from PIL import Image
 
 from engine.protocol import JobSpec
-from engine.run.batching import StepCallback, shared_arguments
+from engine.settings import EngineSettings
+from engine.tasks.checks import check_job
+
+StepCallback = Callable[[Any, int, Any, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+def check_inputs(spec: JobSpec, settings: EngineSettings) -> None:
+    """Raise ``BadInput`` with a user-safe reason when ``spec`` cannot run here.
+
+    The bounds every job shares (prompt, seeds, size, steps, guidance, scheduler) and the rule
+    that only inpainting takes an image or mask live in ``engine.tasks.checks``.
+    """
+    check_job(spec, settings)
+
+
+def per_image(jobs: Sequence[JobSpec], values: Sequence[Any]) -> list[Any]:
+    """Repeat each job's value once per seed, matching the images' layout."""
+    return [value for job, value in zip(jobs, values, strict=True) for _ in job.seeds]
+
+
+def call_arguments(jobs: Sequence[JobSpec], on_step: StepCallback) -> dict[str, Any]:
+    """The pipeline call's keyword arguments, per image where they can vary."""
+    first = jobs[0]
+    return {
+        "prompt": per_image(jobs, [job.prompt for job in jobs]),
+        "negative_prompt": per_image(jobs, [job.negative_prompt for job in jobs]),
+        "generator": [torch.Generator().manual_seed(seed) for job in jobs for seed in job.seeds],
+        "num_inference_steps": first.steps,
+        "guidance_scale": first.guidance,
+        "width": first.width,
+        "height": first.height,
+        "output_type": "pil",
+        "callback_on_step_end": on_step,
+    }
 
 
 def text_to_image(
@@ -17,5 +61,5 @@ def text_to_image(
 
     The caller has set the pipeline's scheduler and checked the jobs; they share a batch key.
     """
-    output = pipeline(**shared_arguments(jobs, on_step))  # type: ignore[operator]
+    output = pipeline(**call_arguments(jobs, on_step))  # type: ignore[operator]
     return list(output.images)

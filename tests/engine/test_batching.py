@@ -7,7 +7,8 @@ from torch import nn
 
 from engine.models.invariance import PerImageLinear
 from engine.protocol import JobKind, JobSpec, ModelRef
-from engine.run.batching import group_compatible, per_image
+from engine.run.batching import group_compatible
+from engine.tasks.text_to_image import per_image
 
 MODEL = ModelRef(name="m", source="m")
 
