@@ -1,9 +1,11 @@
 """The GPU engine: one process that owns the GPU and turns job specs into images.
 
 ``engine.protocol`` is the contract with the bot and the only module the bot imports; it stays
-free of torch. The rest: ``settings`` (ENGINE_* configuration), ``registry`` (loaded pipelines
-under a memory budget), ``schedulers``, ``text_to_image`` and ``inpainting`` (one pipeline call
-per group of compatible jobs, see ``batching`` and ``invariance``), ``safety``, ``metadata``,
-``preview``, ``validation``, ``worker`` (requests in, events out), ``process`` (the child-process
-loop) and ``cli`` (``python -m engine``).
+free of torch. Dependencies point one way (``tests/engine/test_boundaries.py``): ``worker`` (the
+loop: requests in, events out), ``process`` (the child-process loop) and ``cli``
+(``python -m engine``) -> ``run/`` (the runners: a batch's checks, plain batches, course
+comparisons, and the one pipeline call and finish they share) -> ``tasks/`` (one file per
+diffusers task with its own input checks; masks from words) -> ``models/`` (registry,
+schedulers, batch invariance, fast path) and ``images/`` (safety, metadata, previews, overlays).
+``settings`` holds the ENGINE_* configuration.
 """

@@ -29,12 +29,6 @@ def group_compatible(jobs: Iterable[JobSpec], max_images: int) -> list[list[JobS
     return order
 
 
-def uses_guidance(pipeline: Any, guidance: float) -> bool:
-    """Whether the call runs classifier-free guidance (two UNet rows per image)."""
-    # diffusers' own rule for Stable Diffusion pipelines.
-    return guidance > 1 and pipeline.unet.config.time_cond_proj_dim is None
-
-
 def prompt_cut(tokenizer: Any, text: str) -> str:
     """The part of ``text`` beyond the tokenizer's limit, which the model never sees."""
     limit = getattr(tokenizer, "model_max_length", 77)

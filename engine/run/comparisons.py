@@ -13,7 +13,10 @@ job run one call each; panels of *different* jobs with equal settings (two stude
 sweeps at the same size) share a call, like ordinary batching.
 
 The denoising strip keeps the scheduler's prediction of the clean latents (x0) at the chosen
-steps and decodes them with the VAE after the call (``engine.clean_images``).
+steps and decodes them with the VAE after the call (``engine.images.clean_images``).
+
+Each call and its finish (safety gate, metadata) are the ones plain batches use
+(``engine.run.pipeline_call``).
 """
 
 from __future__ import annotations
@@ -21,45 +24,26 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from PIL import Image
 
 from engine.images.clean_images import CleanImageCapture, decode_latents
-from engine.images.metadata import parameters_text, png_with_parameters
-from engine.images.safety import obscure
-from engine.models.invariance import batch_invariant_kernels
 from engine.models.registry import LoadedPipelines, ModelUnavailable, free_device_memory
-from engine.models.schedulers import make_scheduler
-from engine.protocol import (
-    Accepted,
-    ErrorKind,
-    Event,
-    GeneratedImage,
-    JobError,
-    JobKind,
-    JobSpec,
-    Progress,
-    Result,
-)
-from engine.run.batching import prompt_cut, uses_guidance
+from engine.protocol import ErrorKind, JobKind, JobSpec, Progress, Result
+from engine.run.context import CANCELLED_MESSAGE, RunContext, internal_message
+from engine.run.pipeline_call import Made, check_inputs, finish, one_call, task_images
 from engine.settings import EngineSettings
-from engine.tasks.checks import BadInput, check_job
-from engine.tasks.inpainting import inpaint
-from engine.tasks.text_to_image import text_to_image
-
-if TYPE_CHECKING:
-    from engine.worker import Worker
+from engine.tasks import inpainting
+from engine.tasks.checks import BadInput
+from engine.tasks.inpainting import Pictures
 
 log = logging.getLogger(__name__)
 
 MAX_PANELS = 8  # wider grids stop being readable on a phone
-CANCELLED_MESSAGE = "cancelled"
-
-Pictures = tuple[Image.Image, Image.Image]  # an inpainting job's picture and mask
 
 
 def is_comparison(spec: JobSpec) -> bool:
@@ -110,7 +94,7 @@ def check_comparison(spec: JobSpec, settings: EngineSettings) -> None:
     if panels > MAX_PANELS:
         raise BadInput(f"a comparison has at most {MAX_PANELS} panels (got {panels})")
     for index in range(len(spec.variants)):
-        check_job(panel_spec(spec, index), settings)
+        check_inputs(panel_spec(spec, index), settings)
     steps = spec.decode_steps
     if any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in steps):
         raise BadInput("denoising steps to show must be whole numbers from 1")
@@ -169,18 +153,12 @@ def _groups(panels: list[_Panel], max_images: int) -> list[list[_Panel]]:
 
 
 class Comparisons:
-    """Runs comparison jobs for a worker and reports them through its ``emit``."""
+    """Runs comparison jobs and reports them through the context's ``emit``."""
 
-    def __init__(
-        self,
-        worker: Worker,
-        emit: Callable[[Event], None],
-        inpaint_inputs: Callable[[JobSpec], Pictures],
-    ) -> None:
-        self._worker = worker
-        self._emit = emit
-        self._inpaint_inputs = inpaint_inputs
-        self._settings = worker.settings
+    def __init__(self, context: RunContext) -> None:
+        self._context = context
+        self._emit = context.emit
+        self._settings = context.settings
 
     def run(self, jobs: Sequence[JobSpec]) -> None:
         """Run checked comparison jobs; each ends in a ``Result`` or a ``JobError``."""
@@ -196,19 +174,19 @@ class Comparisons:
             self._run_model(group)
 
     def _fail(self, job: JobSpec, kind: ErrorKind, message: str) -> None:
-        self._emit(JobError(job_id=job.job_id, kind=kind, message=message))
+        self._context.fail(job, kind, message)
 
     def _cancelled(self, state: _JobState) -> bool:
         """Whether the job was cancelled, reporting it the first time it is seen."""
         if state.ended:
             return True
-        if self._worker.is_cancelled(state.job.job_id):
+        if self._context.is_cancelled(state.job.job_id):
             state.ended = True
             self._fail(state.job, ErrorKind.CANCELLED, CANCELLED_MESSAGE)
         return state.ended
 
     def _run_model(self, jobs: list[JobSpec]) -> None:
-        loaded = self._worker.pipeline_or_fail(jobs)
+        loaded = self._context.pipeline_or_fail(jobs)
         if loaded is None:
             return
         entry, pipeline = loaded
@@ -224,7 +202,9 @@ class Comparisons:
                 continue
             if job.kind is JobKind.INPAINT:
                 try:
-                    pictures[job.job_id] = self._inpaint_inputs(job)
+                    pictures[job.job_id] = inpainting.load_inputs(
+                        job, self._settings, self._context.text_masks
+                    )
                 except (BadInput, ModelUnavailable) as error:
                     kind = (
                         ErrorKind.BAD_INPUT
@@ -234,13 +214,7 @@ class Comparisons:
                     self._fail(job, kind, str(error))
                     continue
             states.append(state)
-            self._emit(
-                Accepted(
-                    job_id=job.job_id,
-                    prompt_cut=prompt_cut(pipeline.tokenizer, job.prompt),
-                    negative_prompt_cut=prompt_cut(pipeline.tokenizer, job.negative_prompt),
-                )
-            )
+            self._context.accept(job, pipeline.tokenizer)
         started = time.monotonic()
         panels = [panel for state in states for panel in state.panels]
         for group in _groups(panels, self._settings.max_batch_images):
@@ -266,23 +240,14 @@ class Comparisons:
         specs = [panel.run for panel in panels]
         first = specs[0]
         capture: CleanImageCapture | None = None
+        inputs = [pictures[panel.job.job_id] for panel in panels if panel.job.job_id in pictures]
         try:
-            pipeline.scheduler = make_scheduler(first.scheduler, entry.scheduler_config)
-            decode_steps = panels[0].job.decode_steps  # equal in a group: part of the batch key
-            if decode_steps:
-                capture = CleanImageCapture(pipeline.scheduler, decode_steps)
-            on_step = _Reporter(self, _states(panels), capture)
-            rows = 2 if uses_guidance(pipeline, first.guidance) else 1
-            device = self._worker.device
-            with (
-                torch.inference_mode(),
-                batch_invariant_kernels(device, entry.invariance, rows),
-            ):
-                if first.kind is JobKind.INPAINT:
-                    inputs = [pictures[panel.job.job_id] for panel in panels]
-                    images = inpaint(pipeline, specs, inputs, on_step)
-                else:
-                    images = text_to_image(pipeline, specs, on_step)
+            with one_call(self._context.device, entry, pipeline, first):
+                decode_steps = panels[0].job.decode_steps  # equal in a group: in the batch key
+                if decode_steps:  # wraps the call's fresh scheduler
+                    capture = CleanImageCapture(pipeline.scheduler, decode_steps)
+                on_step = _Reporter(self, _states(panels), capture)
+                images = task_images(pipeline, specs, inputs, on_step)
                 strips = self._strips(pipeline, panels, images, capture)
         except torch.OutOfMemoryError:
             free_device_memory()
@@ -298,9 +263,7 @@ class Comparisons:
             for state in _states(panels):
                 if not state.ended:
                     state.ended = True
-                    message = (
-                        f"something went wrong while making this comparison (error {error_id})"
-                    )
+                    message = internal_message(error_id, "this comparison")
                     self._fail(state.job, ErrorKind.INTERNAL, message)
             return
         position = 0
@@ -339,20 +302,13 @@ class Comparisons:
     def _deliver(self, entry: LoadedPipelines, state: _JobState, seconds: float) -> None:
         job = state.job
         panel_count = len(job.variants) or len(job.decode_steps)
-        ordered = [
-            (seed, index, state.images[index][seed_index])
+        # Seed by seed, each seed's panels in order; a strip's panels all describe the job.
+        made: list[Made] = [
+            (panel_spec(job, index if job.variants else 0), seed, state.images[index][seed_index])
             for seed_index, seed in enumerate(job.seeds)
             for index in range(panel_count)
         ]
-        flags = self._worker.safety.flags([image for _, _, image in ordered])
-        generated = []
-        for (seed, index, image), flagged in zip(ordered, flags, strict=True):
-            spec = panel_spec(job, index) if job.variants else panel_spec(job, 0)
-            png = png_with_parameters(
-                obscure(image) if flagged else image,
-                parameters_text(spec, seed, entry.revision),
-            )
-            generated.append(GeneratedImage(seed=seed, png=png, nsfw=flagged))
+        generated, _ = finish(self._context.safety, entry.revision, made)
         state.ended = True
         self._emit(
             Result(

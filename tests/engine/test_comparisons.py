@@ -18,7 +18,7 @@ from engine.protocol import (
     Result,
     Variant,
 )
-from engine.run import comparisons
+from engine.tasks import text_to_image
 from engine.worker import Worker
 from tests.engine.helpers import Recorder, job, pixels, run
 
@@ -83,20 +83,20 @@ def test_equal_comparisons_share_pipeline_calls_and_keep_their_pixels(
 ):
     run(worker, sweep(t2i_model, 1))
     expected = [pixels(image.png) for image in recorder.result(1).images]
-    calls: list[int] = []
-    original = comparisons.text_to_image
+    calls: list[list[int]] = []
+    original = text_to_image.text_to_image
 
     def counting(pipeline, jobs, on_step):  # type: ignore[no-untyped-def]
-        calls.append(len(jobs))
+        calls.append([spec.job_id for spec in jobs])
         return original(pipeline, jobs, on_step)
 
-    monkeypatch.setattr(comparisons, "text_to_image", counting)
+    monkeypatch.setattr(text_to_image, "text_to_image", counting)
     recorder.events.clear()
     plain = job(t2i_model, 3)
     run(worker, sweep(t2i_model, 1), sweep(t2i_model, 2, seeds=(42,)), plain)
-    # CFG 0 runs unguided like CFG 1 (another prompt), so they share a call: two calls, each
-    # for both jobs. The plain job ran on its own path.
-    assert calls == [4, 2]
+    # The plain job runs first, on its own. CFG 0 runs unguided like CFG 1 (another prompt), so
+    # they share a call: two calls for the panels, each for both jobs.
+    assert calls == [[3], [1, 1, 2, 2], [1, 2]]
     for job_id in (1, 2):
         got = [pixels(image.png) for image in recorder.result(job_id).images]
         for panel, want in zip(got, expected, strict=True):

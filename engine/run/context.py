@@ -1,0 +1,80 @@
+"""What every runner works with: the engine's parts, the event sink, and the shared outcomes.
+
+A runner (``engine.run.plain``, ``engine.run.comparisons``) gets a ``RunContext`` from the
+worker instead of the worker itself, so runners depend only on what they use and never call
+back up into the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from engine.images.safety import SafetyChecker
+from engine.models.registry import LoadedPipelines, ModelRegistry, ModelUnavailable, WrongModelKind
+from engine.protocol import Accepted, ErrorKind, Event, JobError, JobSpec
+from engine.run.batching import prompt_cut
+from engine.settings import EngineSettings
+from engine.tasks.text_mask import TextMasker
+
+Emit = Callable[[Event], None]
+CANCELLED_MESSAGE = "cancelled"
+
+
+def internal_message(error_id: str, what: str = "this image") -> str:
+    """What a user reads when something unexpected broke; the id ties it to the log line."""
+    return f"something went wrong while making {what} (error {error_id})"
+
+
+def job_ids(jobs: Sequence[JobSpec]) -> list[int]:
+    """The ids of ``jobs``, for log lines."""
+    return [job.job_id for job in jobs]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The engine's parts a runner uses, and where its events go.
+
+    ``emit`` takes every event the runner makes; ``is_cancelled`` answers, from any thread,
+    whether a cancel arrived for a job.
+    """
+
+    settings: EngineSettings
+    device: torch.device
+    registry: ModelRegistry
+    safety: SafetyChecker
+    text_masks: TextMasker
+    emit: Emit
+    is_cancelled: Callable[[int], bool]
+
+    def fail(self, job: JobSpec, kind: ErrorKind, message: str) -> None:
+        """End ``job`` with an error the user reads."""
+        self.emit(JobError(job_id=job.job_id, kind=kind, message=message))
+
+    def accept(self, job: JobSpec, tokenizer: Any) -> None:
+        """Report that ``job`` is about to run, with what of its prompts the model cannot see."""
+        self.emit(
+            Accepted(
+                job_id=job.job_id,
+                prompt_cut=prompt_cut(tokenizer, job.prompt),
+                negative_prompt_cut=prompt_cut(tokenizer, job.negative_prompt),
+            )
+        )
+
+    def pipeline_or_fail(self, jobs: Sequence[JobSpec]) -> tuple[LoadedPipelines, Any] | None:
+        """The loaded model and the pipeline that run ``jobs`` (one model and kind), loading
+        it when needed; when it cannot be had, every job fails with the reason: None."""
+        first = jobs[0]
+        try:
+            entry = self.registry.get(first.model)
+            return entry, entry.pipeline_for(first.kind)
+        except ModelUnavailable as error:
+            kind, message = ErrorKind.MODEL_UNAVAILABLE, str(error)
+        except WrongModelKind as error:
+            kind, message = ErrorKind.BAD_INPUT, str(error)
+        for job in jobs:
+            self.fail(job, kind, message)
+        return None

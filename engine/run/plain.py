@@ -1,0 +1,268 @@
+"""Plain batches: each group of compatible jobs as one pipeline call.
+
+For a group the runner loads the model, drops jobs cancelled meanwhile, loads inpainting
+inputs, reports ``Accepted``, makes the one call (``engine.run.pipeline_call``) with per-image
+prompts and generators (reporting ``Progress`` with obscured previews and honouring cancels
+between steps), and reports each job's ``Result`` through the shared finish. A call that runs
+out of GPU memory is retried job by job before a job is failed for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from PIL import Image
+
+from engine.images import preview
+from engine.images.overlay import outline_mask
+from engine.images.safety import obscure
+from engine.models.registry import LoadedPipelines, ModelUnavailable, free_device_memory
+from engine.protocol import ErrorKind, JobKind, JobSpec, MaskOverlay, Progress, Result
+from engine.run.batching import group_compatible
+from engine.run.context import CANCELLED_MESSAGE, RunContext, internal_message, job_ids
+from engine.run.pipeline_call import Made, finish, one_call, task_images
+from engine.tasks import inpainting
+from engine.tasks.checks import BadInput
+from engine.tasks.inpainting import Pictures
+
+log = logging.getLogger(__name__)
+
+
+def out_of_memory_message(spec: JobSpec) -> str:
+    """What a user reads when their job did not fit in GPU memory."""
+    count = len(spec.seeds)
+    images = f"{count} image" if count == 1 else f"{count} images"
+    return (
+        f"ran out of GPU memory at {spec.width}x{spec.height} with {images}; try fewer or smaller"
+    )
+
+
+def run_plain(context: RunContext, jobs: Sequence[JobSpec]) -> None:
+    """Run checked plain jobs, compatible ones together, each group as one call."""
+    runner = _PlainRunner(context)
+    for group in group_compatible(jobs, context.settings.max_batch_images):
+        runner.run_group(group)
+
+
+class _PlainRunner:
+    """Runs groups of plain jobs and reports them through the context."""
+
+    def __init__(self, context: RunContext) -> None:
+        self._context = context
+
+    def run_group(self, jobs: list[JobSpec]) -> None:
+        """Load the model, take each job's inputs, and make the group's call."""
+        context = self._context
+        loaded = context.pipeline_or_fail(jobs)
+        if loaded is None:
+            return
+        entry, pipeline = loaded
+        for job in list(jobs):
+            if context.is_cancelled(job.job_id):  # while the model was loading
+                context.fail(job, ErrorKind.CANCELLED, CANCELLED_MESSAGE)
+                jobs.remove(job)
+        pictures: dict[int, Pictures] = {}
+        if jobs and jobs[0].kind is JobKind.INPAINT:
+            for job in list(jobs):
+                try:
+                    pictures[job.job_id] = inpainting.load_inputs(
+                        job, context.settings, context.text_masks
+                    )
+                except BadInput as error:
+                    context.fail(job, ErrorKind.BAD_INPUT, str(error))
+                    jobs.remove(job)
+                except ModelUnavailable as error:  # the text-mask model
+                    context.fail(job, ErrorKind.MODEL_UNAVAILABLE, str(error))
+                    jobs.remove(job)
+        for job in jobs:
+            context.accept(job, pipeline.tokenizer)
+        if jobs:
+            self._call(entry, pipeline, jobs, pictures)
+
+    def _call(
+        self,
+        entry: LoadedPipelines,
+        pipeline: Any,
+        jobs: list[JobSpec],
+        pictures: dict[int, Pictures],
+    ) -> None:
+        steps = _StepReporter(self._context, jobs)
+        started = time.monotonic()
+        inputs = [pictures[job.job_id] for job in jobs if job.job_id in pictures]
+        images: list[Image.Image] | None
+        try:
+            with one_call(self._context.device, entry, pipeline, jobs[0]):
+                images = task_images(pipeline, jobs, inputs, steps)
+        except torch.OutOfMemoryError:
+            images = None  # handled below, once the error (and the tensors it holds) is gone
+        except Exception:
+            error_id = uuid.uuid4().hex[:8]
+            log.exception("pipeline call failed for jobs %s (error %s)", job_ids(jobs), error_id)
+            for job in steps.still_running():
+                self._context.fail(job, ErrorKind.INTERNAL, internal_message(error_id))
+            return
+        if images is None:
+            self._after_out_of_memory(entry, pipeline, pictures, steps)
+            return
+        self._deliver(entry, jobs, images, steps, time.monotonic() - started, pictures)
+
+    def _after_out_of_memory(
+        self,
+        entry: LoadedPipelines,
+        pipeline: Any,
+        pictures: dict[int, Pictures],
+        steps: _StepReporter,
+    ) -> None:
+        free_device_memory()
+        running = steps.still_running()
+        if len(running) > 1:
+            # One big job must not sink the others: retry each alone. Images do not depend on
+            # their batch, so the retried ones are the same pictures.
+            log.warning("out of GPU memory with jobs %s; retrying one by one", job_ids(running))
+            for job in running:
+                self._call(entry, pipeline, [job], pictures)
+            return
+        for job in running:
+            log.warning("out of GPU memory on job %s", job.job_id)
+            self._context.fail(job, ErrorKind.OUT_OF_MEMORY, out_of_memory_message(job))
+
+    def _deliver(
+        self,
+        entry: LoadedPipelines,
+        jobs: list[JobSpec],
+        images: list[Image.Image],
+        steps: _StepReporter,
+        seconds: float,
+        inputs: dict[int, Pictures],
+    ) -> None:
+        if len(images) != sum(len(job.seeds) for job in jobs):
+            raise RuntimeError("the pipeline returned the wrong number of images")
+        # Each job's slice of the batch; a cancelled job's pictures are dropped unchecked (its
+        # cancel was reported when it was seen).
+        own: list[tuple[JobSpec, list[Image.Image]]] = []
+        position = 0
+        for job in jobs:
+            count = len(job.seeds)
+            if not steps.cancelled(job):
+                own.append((job, images[position : position + count]))
+            position += count
+        # An inpainting job also shows its input with the mask outlined: the user's upload,
+        # posted by the bot, so it passes the same gate.
+        overlays = {
+            job.job_id: outline_mask(*inputs[job.job_id]) for job, _ in own if job.job_id in inputs
+        }
+        made: list[Made] = [
+            (job, seed, image)
+            for job, pictures in own
+            for seed, image in zip(job.seeds, pictures, strict=True)
+        ]
+        generated, checked = finish(
+            self._context.safety, entry.revision, made, list(overlays.values())
+        )
+        overlay_flags = dict(zip(overlays, checked, strict=True))
+        position = 0
+        for job, _ in own:
+            count = len(job.seeds)
+            self._context.emit(
+                Result(
+                    job_id=job.job_id,
+                    images=tuple(generated[position : position + count]),
+                    model_revision=entry.revision,
+                    seconds=round(seconds, 3),
+                    mask_overlay=_mask_overlay(
+                        overlays.get(job.job_id), overlay_flags.get(job.job_id, False)
+                    ),
+                )
+            )
+            position += count
+
+
+def _mask_overlay(image: Image.Image | None, flagged: bool) -> MaskOverlay | None:
+    if image is None:
+        return None
+    return MaskOverlay(png=preview.png_bytes(obscure(image) if flagged else image), nsfw=flagged)
+
+
+class _StepReporter:
+    """The pipeline's step callback: progress (throttled), previews, and cancels.
+
+    A cancelled job is reported at once and its pictures are dropped later; the pipeline is
+    interrupted only when every job in the call is cancelled. ``total_steps`` counts the
+    denoising iterations the pipeline really runs: steps × strength when inpainting, and one
+    more than ``steps`` for PNDM.
+    """
+
+    def __init__(self, context: RunContext, jobs: list[JobSpec]) -> None:
+        self._context = context
+        self._jobs = jobs
+        self._settings = context.settings
+        self._reported_cancelled: set[int] = set()
+        self._last_progress = float("-inf")
+        self._last_preview = time.monotonic()
+        # Where each job's first image sits in the batch: its preview shows that image.
+        self._first_image: dict[int, int] = {}
+        position = 0
+        for job in jobs:
+            self._first_image[job.job_id] = position
+            position += len(job.seeds)
+
+    def cancelled(self, job: JobSpec) -> bool:
+        """Whether the job was cancelled (reporting it now if that was not done yet)."""
+        if job.job_id in self._reported_cancelled:
+            return True
+        if self._context.is_cancelled(job.job_id):
+            self._reported_cancelled.add(job.job_id)
+            self._context.fail(job, ErrorKind.CANCELLED, CANCELLED_MESSAGE)
+            return True
+        return False
+
+    def still_running(self) -> list[JobSpec]:
+        """The call's jobs not cancelled so far."""
+        return [job for job in self._jobs if not self.cancelled(job)]
+
+    def __call__(
+        self, pipeline: Any, step_index: int, timestep: Any, tensors: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        running = self.still_running()
+        if not running:
+            pipeline._interrupt = True  # diffusers skips the remaining steps
+            return {}
+        step, total = step_index + 1, pipeline.num_timesteps
+        now = time.monotonic()
+        final = step >= total
+        if not final and now - self._last_progress < self._settings.progress_interval_s:
+            return {}
+        self._last_progress = now
+        previews: dict[int, bytes] = {}
+        if not final and now - self._last_preview >= self._settings.preview_interval_s:
+            wanted = [job for job in running if job.preview]
+            if wanted:
+                self._last_preview = now
+                previews = self._previews(wanted, tensors["latents"])
+        for job in running:
+            self._context.emit(
+                Progress(
+                    job_id=job.job_id,
+                    step=step,
+                    total_steps=total,
+                    preview_png=previews.get(job.job_id),
+                )
+            )
+        return {}
+
+    def _previews(self, jobs: list[JobSpec], latents: torch.Tensor) -> dict[int, bytes]:
+        max_side = self._settings.preview_max_side
+        images = [
+            preview.latents_to_image(latents[self._first_image[job.job_id]], max_side)
+            for job in jobs
+        ]
+        # Too small for the safety checker to judge, so always obscured (see engine.preview).
+        return {
+            job.job_id: preview.png_bytes(preview.obscured(image))
+            for job, image in zip(jobs, images, strict=True)
+        }
