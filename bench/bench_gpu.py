@@ -152,8 +152,6 @@ def load(
         _env_file=None,  # type: ignore[call-arg]
         device=args.device,
         offline=True,
-        max_width=max(size, 64),
-        max_height=max(size, 64),
         max_batch_images=max(args.batches),
         compile_buckets=",".join(f"{size}x{size}x{b}" for b in args.batches),
         compile_mode=args.compile_mode,

@@ -11,8 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from engine.protocol import BOUNDS, SCHEDULERS, Bounds, number_text
 
 ENV_FILE = ".env"
 
@@ -78,13 +88,38 @@ class ModelDefaults(BaseSettings):
 
 
 class LimitSettings(BaseSettings):
-    """Per-user fairness. Admins are exempt from the rate limits."""
+    """Per-user fairness, and the operator's narrower bounds. Admins are exempt from the rate
+    limits, not from the bounds.
+
+    Every bound users meet is declared once, in ``engine.protocol.BOUNDS``, and the engine
+    enforces exactly those. The ``max_*`` settings here may only lower them (a value outside is
+    refused at start), and they are the only place to do so: the bot reads them, so the slash
+    commands show the narrowed range and a value outside it is refused before a job is written
+    or counted. The engine once had its own maxima (``ENGINE_MAX_STEPS`` and the like); an
+    operator who lowered one got a bot that still offered the full range, wrote the job, counted
+    it against the user's hourly images, and only then had the engine refuse it. Left empty,
+    each is the protocol's own maximum.
+    """
 
     model_config = _config("LIMITS_")
 
     images_per_hour: int = Field(40, ge=1)
     max_queued_jobs: int = Field(3, ge=1)
-    max_prompt_chars: int = Field(1000, ge=1)
+    max_prompt_chars: int = Field(
+        BOUNDS.prompt_chars.max, ge=BOUNDS.prompt_chars.min, le=BOUNDS.prompt_chars.max
+    )
+    max_steps: int = Field(BOUNDS.steps.max, ge=BOUNDS.steps.min, le=BOUNDS.steps.max)
+    max_guidance: float = Field(BOUNDS.guidance.max, ge=BOUNDS.guidance.min, le=BOUNDS.guidance.max)
+    max_count: int = Field(BOUNDS.count.max, ge=BOUNDS.count.min, le=BOUNDS.count.max)
+
+    def bounds(self) -> Bounds:
+        """The protocol's bounds, narrowed by these settings: what the commands offer."""
+        return BOUNDS.narrowed(
+            prompt_chars=self.max_prompt_chars,
+            steps=self.max_steps,
+            guidance=self.max_guidance,
+            count=self.max_count,
+        )
 
 
 class SchedulerSettings(BaseSettings):
@@ -118,20 +153,33 @@ class CourseSettings(BaseSettings):
     @field_validator("guidance_values", "steps_values", "schedulers")
     @classmethod
     def _check_panels(cls, values: list[Any], info: ValidationInfo) -> list[Any]:
-        from engine.protocol import SCHEDULERS
-
         if not 2 <= len(values) <= 8:
             raise ValueError("a comparison needs 2 to 8 values")
         if len(set(values)) != len(values):
             raise ValueError("each value once")
         if info.field_name == "schedulers" and (unknown := set(values) - set(SCHEDULERS)):
             raise ValueError(f"unknown scheduler(s) {sorted(unknown)}; use {', '.join(SCHEDULERS)}")
-        if info.field_name == "steps_values" and not all(1 <= v <= 100 for v in values):
-            raise ValueError("steps must be from 1 to 100")
-        if info.field_name == "guidance_values" and not all(v == 0 or 1 <= v <= 30 for v in values):
-            # diffusers guides only above 1; between 0 and 1 it draws exactly what 1 draws.
-            raise ValueError("guidance must be 0 (the prompt ignored) or from 1 to 30")
+        if info.field_name == "steps_values":
+            check_course_steps(values, BOUNDS)
+        if info.field_name == "guidance_values":
+            check_course_guidance(values, BOUNDS)
         return values
+
+
+def check_course_steps(values: list[int], bounds: Bounds) -> None:
+    """Raise ``ValueError`` unless every lesson's steps lie within ``bounds``."""
+    if not all(v in bounds.steps for v in values):
+        raise ValueError(
+            f"steps must be from {number_text(bounds.steps.min)} to {number_text(bounds.steps.max)}"
+        )
+
+
+def check_course_guidance(values: list[float], bounds: Bounds) -> None:
+    """Raise ``ValueError`` unless every lesson's guidance is 0 or from 1 up to the bound."""
+    # diffusers guides only above 1; between 0 and 1 it draws exactly what 1 draws.
+    if not all(v == 0 or (v >= 1 and v in bounds.guidance) for v in values):
+        most = number_text(bounds.guidance.max)
+        raise ValueError(f"guidance must be 0 (the prompt ignored) or from 1 to {most}")
 
 
 class Settings(BaseModel):
@@ -145,6 +193,22 @@ class Settings(BaseModel):
     scheduler: SchedulerSettings
     # Defaulted so that code building Settings by hand (tests, tools) needs no course section.
     course: CourseSettings = Field(default_factory=lambda: CourseSettings(_env_file=None))
+
+    @model_validator(mode="after")
+    def _lessons_within_the_limits(self) -> Settings:
+        # A lesson's panels are jobs like any other: an operator's narrower LIMITS_MAX_* hold.
+        bounds = self.limits.bounds()
+        try:
+            check_course_steps(self.course.steps_values, bounds)
+        except ValueError as error:
+            raise ValueError(f"COURSE_STEPS_VALUES is not valid with LIMITS_*: {error}.") from None
+        try:
+            check_course_guidance(self.course.guidance_values, bounds)
+        except ValueError as error:
+            raise ValueError(
+                f"COURSE_GUIDANCE_VALUES is not valid with LIMITS_*: {error}."
+            ) from None
+        return self
 
 
 _S = TypeVar("_S", bound=BaseSettings)
@@ -161,7 +225,11 @@ def _sections() -> dict[str, type[BaseSettings]]:
 
 def load_settings(env_file: str | Path | None = ENV_FILE) -> Settings:
     """Read every section from the environment and ``env_file`` (None: environment only)."""
-    return Settings(**{name: _section(cls, env_file) for name, cls in _sections().items()})
+    sections = {name: _section(cls, env_file) for name, cls in _sections().items()}
+    try:
+        return Settings(**sections)
+    except ValidationError as error:  # settings that disagree with each other
+        raise ConfigError(str(error.errors()[0]["ctx"]["error"])) from None
 
 
 def bot_env_prefixes() -> tuple[str, ...]:

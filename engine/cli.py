@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.protocol import (
-    MAX_SEED,
+    BOUNDS,
     SCHEDULERS,
+    SIZES,
     Accepted,
     Event,
     JobError,
@@ -28,7 +29,15 @@ from engine.protocol import (
     Progress,
     Result,
     RunBatch,
+    number_text,
 )
+
+
+def _range(name: str) -> str:
+    """“1 to 100 (default 30)”: a bound of ``BOUNDS`` for the options' help."""
+    bound = getattr(BOUNDS, name)
+    default = f" (default {number_text(bound.default)})" if hasattr(bound, "default") else ""
+    return f"{number_text(bound.min)} to {number_text(bound.max)}{default}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,12 +51,17 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--revision", default=None, help="model revision (branch, tag, commit)")
         sub.add_argument("--prompt", required=True)
         sub.add_argument("--negative-prompt", default="")
-        sub.add_argument("--seed", type=int, default=None, help="0 to 2**32-1; random if omitted")
-        sub.add_argument("--steps", type=int, default=30)
-        sub.add_argument("--guidance", type=float, default=7.5)
-        sub.add_argument("--width", type=int, default=512)
-        sub.add_argument("--height", type=int, default=512)
-        sub.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="euler")
+        sub.add_argument(
+            "--seed", type=int, default=None, help=f"{_range('seed')}; random if omitted"
+        )
+        sub.add_argument("--steps", type=int, default=BOUNDS.steps.default, help=_range("steps"))
+        sub.add_argument(
+            "--guidance", type=float, default=BOUNDS.guidance.default, help=_range("guidance")
+        )
+        size, sides = SIZES[BOUNDS.size], _range("side")
+        sub.add_argument("--width", type=int, default=size.width, help=f"pixels, {sides}")
+        sub.add_argument("--height", type=int, default=size.height, help=f"pixels, {sides}")
+        sub.add_argument("--scheduler", choices=sorted(SCHEDULERS), default=BOUNDS.scheduler)
         sub.add_argument("--out", type=Path, required=True, help="PNG file to write")
         sub.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: auto)")
         sub.add_argument("--offline", action="store_true", help="never reach the Hub")
@@ -58,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
         if kind is JobKind.INPAINT:
             sub.add_argument("--image", type=Path, required=True, help="the picture to repaint")
             sub.add_argument("--mask", type=Path, required=True, help="white = repaint")
-            sub.add_argument("--strength", type=float, default=1.0)
+            sub.add_argument(
+                "--strength", type=float, default=BOUNDS.strength.default, help=_range("strength")
+            )
     return parser
 
 
@@ -78,7 +94,7 @@ def _spec(args: argparse.Namespace, seed: int) -> JobSpec:
         width=args.width,
         height=args.height,
         scheduler=args.scheduler,
-        strength=args.strength if inpainting else 1.0,
+        strength=args.strength if inpainting else BOUNDS.strength.default,
         image_path=str(args.image) if inpainting else None,
         mask_path=str(args.mask) if inpainting else None,
         preview=False,
@@ -101,7 +117,7 @@ def _run_one(args: argparse.Namespace) -> int:
     if args.no_safety_checker:
         overrides["safety_enabled"] = False
     settings = EngineSettings(**overrides)  # type: ignore[arg-type]
-    seed = args.seed if args.seed is not None else secrets.randbelow(MAX_SEED + 1)
+    seed = args.seed if args.seed is not None else secrets.randbelow(BOUNDS.seed.max + 1)
     spec = _spec(args, seed)
     bar = tqdm(total=spec.steps, unit="step", file=sys.stderr, leave=True)
     outcome: list[Result | JobError] = []

@@ -20,11 +20,157 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar, Generic, Self, TypeVar
 
-MAX_SEED = 2**32 - 1
 MAX_FRAME_BYTES = 256 * 1024 * 1024
 _LENGTH = struct.Struct(">I")
+
+
+# --- every user-facing bound and default, declared once ------------------------------------
+# What a user may ask for (and what they get when they leave an option out) is declared here and
+# nowhere else. The bot's checks and slash-command options, the course settings' validators, the
+# engine's checks, the engine's command line, the zh-CN descriptions and README's bad-input table
+# (a test compares it) all read ``BOUNDS``, ``SIZES`` and ``SCHEDULERS``, so changing a bound is
+# a one-line change below. The engine enforces exactly these bounds. An operator may only narrow
+# them, in one place that the bot reads (its ``LIMITS_*`` settings), so that a value the bot
+# accepts always runs, and a value it refuses is refused before a job is written or counted.
+
+N = TypeVar("N", int, float)
+
+
+def number_text(value: float) -> str:
+    """A bound as people read it: ``100``, ``7.5``, ``0`` (not ``0.0``), ``4294967295``."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Bound(Generic[N]):
+    """An inclusive range, ``min`` to ``max``."""
+
+    min: N
+    max: N
+
+    def __post_init__(self) -> None:
+        if not self.min <= self.max:
+            raise ValueError(f"an empty bound: {self.min} to {self.max}")
+
+    def __contains__(self, value: object) -> bool:
+        """A number (not a bool, not NaN) from ``min`` to ``max``."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        return self.min <= value <= self.max
+
+    def narrowed(self, most: N) -> Self:
+        """This bound with ``most`` as its maximum: an operator's setting, which cannot widen it."""
+        self._check_narrower(most)
+        return dataclasses.replace(self, max=most)
+
+    def _check_narrower(self, most: N) -> None:
+        if most not in self:
+            raise ValueError(
+                f"must be from {number_text(self.min)} to {number_text(self.max)}, "
+                "the bounds in engine/protocol.py"
+            )
+
+
+@dataclass(frozen=True)
+class BoundWithDefault(Bound[N]):
+    """A bound and the value used when a user gives none."""
+
+    default: N
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.default not in self:
+            raise ValueError(f"the default {self.default} is outside {self.min} to {self.max}")
+
+    def narrowed(self, most: N) -> Self:
+        """As ``Bound.narrowed``; a default above the new maximum comes down to it."""
+        self._check_narrower(most)
+        default = most if self.default > most else self.default
+        return dataclasses.replace(self, max=most, default=default)
+
+
+@dataclass(frozen=True)
+class Size:
+    """A picture size users pick by name (``SIZES``)."""
+
+    width: int
+    height: int
+    shape: str  # "Square", "Landscape 3:2": what the size is called, without its pixels
+
+    @property
+    def label(self) -> str:
+        """What the choice shows: “Square 512×512”, “Landscape 3:2, 768×512”."""
+        return size_label(self, self.shape, ", ")
+
+
+def size_label(size: Size, shape: str, comma: str) -> str:
+    """``shape`` and the pixels, with ``comma`` between them after a ratio (other languages)."""
+    return f"{shape}{comma if ':' in shape else ' '}{size.width}×{size.height}"
+
+
+# Sizes near the 512 px that SD 1.x was trained at, all multiples of 8 (the VAE's factor).
+SIZES: dict[str, Size] = {
+    "square": Size(512, 512, "Square"),
+    "landscape": Size(768, 512, "Landscape 3:2"),
+    "portrait": Size(512, 768, "Portrait 2:3"),
+    "wide": Size(896, 512, "Wide 16:9"),
+    "tall": Size(512, 896, "Tall 9:16"),
+}
+
+SCHEDULERS: dict[str, str] = {
+    # friendly name used on the wire -> label shown to people (and written in PNG metadata,
+    # matching the AUTOMATIC1111 sampler names so other tools read our images)
+    "euler": "Euler",
+    "euler_a": "Euler a",
+    "dpmpp_2m_karras": "DPM++ 2M Karras",
+    "ddim": "DDIM",
+    "pndm": "PNDM",
+    "lms": "LMS",
+}
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Every user-facing bound and default; ``BOUNDS`` is the one instance.
+
+    ``narrowed`` makes an operator's narrower copy (the bot's ``LIMITS_*`` settings).
+    """
+
+    steps: BoundWithDefault[int] = BoundWithDefault(1, 100, default=30)
+    guidance: BoundWithDefault[float] = BoundWithDefault(0.0, 30.0, default=7.5)
+    count: BoundWithDefault[int] = BoundWithDefault(1, 4, default=1)  # images (seeds) per job
+    seed: Bound[int] = Bound(0, 2**32 - 1)
+    prompt_chars: Bound[int] = Bound(1, 1000)  # the prompt, and the negative prompt
+    mask_prompt_chars: Bound[int] = Bound(1, 200)  # a few words; CLIPSeg reads 77 tokens at most
+    # Inpainting: how much of the area changes; 1 repaints it from scratch, as inpainting
+    # checkpoints expect.
+    strength: BoundWithDefault[float] = BoundWithDefault(0.01, 1.0, default=1.0)
+    side: Bound[int] = Bound(64, 1024)  # pixels, each side of a picture
+    side_multiple: int = 8  # sides are multiples of the VAE's downscale factor
+    size: str = "square"  # the default, a key of SIZES
+    scheduler: str = "euler"  # the default, a key of SCHEDULERS
+
+    def __post_init__(self) -> None:
+        if self.size not in SIZES or self.scheduler not in SCHEDULERS:
+            raise ValueError(f"no size {self.size!r} or no scheduler {self.scheduler!r}")
+        for name, size in SIZES.items():
+            if not all(
+                side in self.side and side % self.side_multiple == 0
+                for side in (size.width, size.height)
+            ):
+                raise ValueError(f"the {name} size is outside the side bound")
+
+    def narrowed(self, **most: float) -> Bounds:
+        """These bounds with lower maxima, e.g. ``narrowed(steps=50)``; never wider."""
+        return dataclasses.replace(
+            self, **{name: getattr(self, name).narrowed(value) for name, value in most.items()}
+        )
+
+
+BOUNDS = Bounds()
+MAX_SEED = BOUNDS.seed.max
 
 
 class JobKind(enum.StrEnum):
@@ -41,18 +187,6 @@ class ErrorKind(enum.StrEnum):
     CANCELLED = "cancelled"  # cancelled on request
     ENGINE_CRASHED = "engine_crashed"  # the process died with the job in flight; retryable
     INTERNAL = "internal"  # anything else; the message is generic, details are in the log
-
-
-SCHEDULERS: dict[str, str] = {
-    # friendly name used on the wire -> label shown to people (and written in PNG metadata,
-    # matching the AUTOMATIC1111 sampler names so other tools read our images)
-    "euler": "Euler",
-    "euler_a": "Euler a",
-    "dpmpp_2m_karras": "DPM++ 2M Karras",
-    "ddim": "DDIM",
-    "pndm": "PNDM",
-    "lms": "LMS",
-}
 
 
 def is_folder_source(source: str) -> bool:
@@ -405,9 +539,14 @@ async def read_message_async(reader: Any) -> Request | Event | None:
 
 
 __all__ = [
+    "BOUNDS",
     "MAX_SEED",
     "SCHEDULERS",
+    "SIZES",
     "Accepted",
+    "Bound",
+    "BoundWithDefault",
+    "Bounds",
     "Cancel",
     "ErrorKind",
     "Event",
@@ -427,12 +566,15 @@ __all__ = [
     "Result",
     "RunBatch",
     "Shutdown",
+    "Size",
     "UnloadModel",
     "Variant",
     "decode",
     "encode",
     "frame",
+    "number_text",
     "read_message",
     "read_message_async",
+    "size_label",
     "write_message",
 ]

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -68,14 +68,10 @@ class EngineSettings(BaseSettings):
     text_mask_revision: str | None = None
     text_mask_threshold: float = Field(default=0.4, gt=0, lt=1)  # repaint where p >= this
 
-    min_size: int = Field(default=64, ge=8)
-    max_width: int = Field(default=1024, ge=64)
-    max_height: int = Field(default=1024, ge=64)
-    max_steps: int = Field(default=100, ge=1)
-    min_guidance: float = 0.0
-    max_guidance: float = 30.0
-    max_prompt_chars: int = Field(default=2000, ge=1)
-    max_images_per_job: int = Field(default=8, ge=1)
+    # No bounds on what a job asks for (steps, guidance, sizes, prompt length, images per job):
+    # the engine enforces engine.protocol.BOUNDS, the one declaration both processes read, and
+    # an operator narrows them in one place, the bot's LIMITS_* settings. A second set of knobs
+    # here could only drift: a job the bot accepted, wrote and counted would be refused here.
     max_batch_images: int = Field(default=16, ge=1)  # images in one pipeline call
     max_input_pixels: int = Field(default=4096 * 4096, ge=1)  # inpainting input/mask files
 
@@ -101,14 +97,6 @@ class EngineSettings(BaseSettings):
     def _check_buckets(cls, value: str) -> str:
         parse_buckets(value)
         return value
-
-    @model_validator(mode="after")
-    def _check_bounds(self) -> EngineSettings:
-        if self.min_guidance > self.max_guidance:
-            raise ValueError("min_guidance must not exceed max_guidance")
-        if self.min_size > min(self.max_width, self.max_height):
-            raise ValueError("min_size must not exceed max_width or max_height")
-        return self
 
     def torch_device(self) -> torch.device:
         """The device pipelines run on."""

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from bot import settings as bot_settings
+from engine.protocol import BOUNDS
 from engine.settings import EngineSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +46,7 @@ def test_env_example_loads_as_is(tmp_path, monkeypatch):
     loaded = bot_settings.load_settings(example)
     assert loaded.discord.allowed_channels == ["diffusion-models-class"]
     assert loaded.discord.guild_ids == []
+    assert loaded.limits.bounds() == BOUNDS  # the LIMITS_MAX_* lines narrow nothing
     engine = EngineSettings(_env_file=example)
     assert engine.safety_enabled and engine.memory_budget_gb is None and engine.variant is None
 

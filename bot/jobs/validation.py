@@ -1,45 +1,20 @@
 """Checks on what users type, with messages in their terms.
 
-Discord enforces the ranges we declare on command options, but a client can send anything,
-so every value is checked again here before a job exists. A failed check raises
-:class:`UserInputError` and nothing is written.
+The bounds are ``engine.protocol.BOUNDS`` (or an operator's narrower copy of it, from the
+``LIMITS_*`` settings): nothing here declares a number of its own. The slash-command option
+types (``bot.ui.options``) call these checks, so Discord shows the same ranges that are checked
+here; a client can send anything, so every value is checked before a job exists. A failed check
+raises :class:`UserInputError` and nothing is written.
 """
 
 from __future__ import annotations
 
-import math
 import random
 import re
 import unicodedata
-from dataclasses import dataclass
 
 from bot.ui.errors import UserInputError
-from engine.protocol import MAX_SEED, SCHEDULERS
-
-MIN_STEPS, MAX_STEPS = 1, 100
-MIN_GUIDANCE, MAX_GUIDANCE = 0.0, 30.0
-MAX_COUNT = 4
-DEFAULT_STEPS = 30
-DEFAULT_GUIDANCE = 7.5
-DEFAULT_SCHEDULER = "euler"
-
-
-@dataclass(frozen=True)
-class Size:
-    width: int
-    height: int
-    label: str
-
-
-# Sizes near the 512 px that SD 1.x was trained at, all multiples of 8 (the VAE's factor).
-SIZES: dict[str, Size] = {
-    "square": Size(512, 512, "Square 512×512"),
-    "landscape": Size(768, 512, "Landscape 3:2, 768×512"),
-    "portrait": Size(512, 768, "Portrait 2:3, 512×768"),
-    "wide": Size(896, 512, "Wide 16:9, 896×512"),
-    "tall": Size(512, 896, "Tall 9:16, 512×896"),
-}
-DEFAULT_SIZE = "square"
+from engine.protocol import BOUNDS, SCHEDULERS, SIZES, Bound, Bounds, Size, number_text
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -62,54 +37,91 @@ def clean_prompt(text: str | None, *, what: str, max_chars: int, required: bool)
     return text
 
 
-def check_steps(steps: int | None) -> int:
+def _within(name: str, value: float, bound: Bound[int] | Bound[float], hint: str = "") -> None:
+    """Refuse ``value`` outside ``bound``: “steps must be between 1 and 100 (you gave 0).”"""
+    if value in bound:
+        return
+    kind = "a number " if isinstance(bound.min, float) else ""
+    given = value if isinstance(value, int) else number_text(value)
+    raise UserInputError(
+        f"{name} must be {kind}between {number_text(bound.min)} and {number_text(bound.max)} "
+        f"(you gave {given}){hint}."
+    )
+
+
+def check_steps(steps: int | None, bounds: Bounds = BOUNDS) -> int:
+    """Denoising steps within the bounds; the default when none are given."""
     if steps is None:
-        return DEFAULT_STEPS
-    if not MIN_STEPS <= steps <= MAX_STEPS:
-        raise UserInputError(
-            f"steps must be between {MIN_STEPS} and {MAX_STEPS} (you gave {steps})."
-        )
+        return bounds.steps.default
+    _within("steps", steps, bounds.steps)
     return steps
 
 
-def check_guidance(guidance: float | None) -> float:
+def check_guidance(guidance: float | None, bounds: Bounds = BOUNDS) -> float:
+    """A finite guidance scale within the bounds; the default when none is given."""
     if guidance is None:
-        return DEFAULT_GUIDANCE
-    if not math.isfinite(guidance) or not MIN_GUIDANCE <= guidance <= MAX_GUIDANCE:
-        raise UserInputError(
-            f"guidance must be a number between {MIN_GUIDANCE:g} and {MAX_GUIDANCE:g} "
-            f"(you gave {guidance}); 7 to 8.5 is typical."
-        )
+        return bounds.guidance.default
+    _within("guidance", guidance, bounds.guidance, "; 7 to 8.5 is typical")
     return float(guidance)
 
 
-def check_count(count: int | None) -> int:
+def check_count(count: int | None, bounds: Bounds = BOUNDS) -> int:
+    """How many images one job makes; the default when none is given."""
     if count is None:
-        return 1
-    if not 1 <= count <= MAX_COUNT:
-        raise UserInputError(f"count must be between 1 and {MAX_COUNT} (you gave {count}).")
+        return bounds.count.default
+    _within("count", count, bounds.count)
     return count
 
 
-def check_size(size: str | None) -> Size:
-    key = size or DEFAULT_SIZE
+def check_seed(seed: int | None, bounds: Bounds = BOUNDS) -> int | None:
+    """A seed within the bounds, or None (random seeds)."""
+    if seed is not None:
+        _within("seed", seed, bounds.seed)
+    return seed
+
+
+def check_strength(strength: float | None, bounds: Bounds = BOUNDS) -> float:
+    """Inpainting strength within the bounds; the default when none is given."""
+    if strength is None:
+        return bounds.strength.default
+    _within(
+        "strength",
+        strength,
+        bounds.strength,
+        "; 1 repaints the area from scratch, lower keeps more of what is there",
+    )
+    return float(strength)
+
+
+def check_size(size: str | None, bounds: Bounds = BOUNDS) -> Size:
+    """The named size; the default when none is given."""
+    key = size or bounds.size
     if key not in SIZES:
         raise UserInputError(f"size must be one of: {', '.join(SIZES)}.")
     return SIZES[key]
 
 
-def check_scheduler(name: str | None) -> str:
-    key = name or DEFAULT_SCHEDULER
+def check_scheduler(name: str | None, bounds: Bounds = BOUNDS) -> str:
+    """A scheduler's wire name; the default when none is given."""
+    key = name or bounds.scheduler
     if key not in SCHEDULERS:
         raise UserInputError(f"scheduler must be one of: {', '.join(SCHEDULERS.values())}.")
     return key
 
 
-def seeds_for(seed: int | None, count: int) -> tuple[int, ...]:
+def seeds_for(seed: int | None, count: int, bounds: Bounds = BOUNDS) -> tuple[int, ...]:
     """The seed of each image: the given one and the next ones, or random ones."""
-    if seed is None:
-        return tuple(random.randint(0, MAX_SEED) for _ in range(count))
-    if not 0 <= seed <= MAX_SEED:
-        raise UserInputError(f"seed must be between 0 and {MAX_SEED} (you gave {seed}).")
+    top = bounds.seed.max
+    if check_seed(seed, bounds) is None:
+        return tuple(random.randint(bounds.seed.min, top) for _ in range(count))
+    assert seed is not None
     # seed, seed+1, ... like most SD front ends, wrapping at the top.
-    return tuple((seed + i) % (MAX_SEED + 1) for i in range(count))
+    return tuple((seed + i) % (top + 1) for i in range(count))
+
+
+# TEMPORARY (removed once the cogs read bot.ui.options): the old names, from BOUNDS.
+MIN_STEPS, MAX_STEPS = BOUNDS.steps.min, BOUNDS.steps.max
+MIN_GUIDANCE, MAX_GUIDANCE = BOUNDS.guidance.min, BOUNDS.guidance.max
+MAX_COUNT = BOUNDS.count.max
+DEFAULT_STEPS, DEFAULT_GUIDANCE = BOUNDS.steps.default, BOUNDS.guidance.default
+DEFAULT_SCHEDULER, DEFAULT_SIZE = BOUNDS.scheduler, BOUNDS.size

@@ -36,6 +36,7 @@ from PIL import Image
 
 from engine.models.invariance import PerImageLinear
 from engine.models.shape_buckets import ShapeBuckets
+from engine.protocol import BOUNDS
 from engine.settings import EngineSettings, parse_buckets
 
 log = logging.getLogger(__name__)
@@ -61,12 +62,13 @@ class FastPathSettings:
 
     @classmethod
     def from_engine(cls, settings: EngineSettings) -> FastPathSettings:
-        """The fast path the engine's settings ask for; buckets beyond the engine's bounds go."""
+        """The fast path the engine's settings ask for; buckets no job can have go (sizes outside
+        ``BOUNDS.side``, batches over ``max_batch_images``)."""
         buckets = tuple(
             (width, height, images)
             for width, height, images in parse_buckets(settings.compile_buckets)
-            if width <= settings.max_width
-            and height <= settings.max_height
+            if width in BOUNDS.side
+            and height in BOUNDS.side
             and images <= settings.max_batch_images
         )
         return cls(

@@ -1,8 +1,9 @@
 """The engine's own checks on a job, before any tensor work.
 
-The bot checks the same bounds; the engine checks again because it is the last line before the
-GPU, and a spec can come from elsewhere (the command line, another client). Every message is
-safe to show to a user as it is.
+The bounds are ``engine.protocol.BOUNDS``, which the bot checks too (or a narrower copy of them,
+from its ``LIMITS_*`` settings), so a job the bot accepted always passes here. The engine checks
+again because it is the last line before the GPU, and a spec can come from elsewhere (the
+command line, another client). Every message is safe to show to a user as it is.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from engine.protocol import MAX_SEED, SCHEDULERS, JobKind, JobSpec
+from engine.protocol import BOUNDS, SCHEDULERS, Bound, JobKind, JobSpec, number_text
 from engine.settings import EngineSettings
 
 
@@ -24,43 +25,49 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_side(name: str, value: object, low: int, high: int) -> None:
+def _check_side(name: str, value: object) -> None:
     if not _is_int(value):
         raise BadInput(f"{name} must be a whole number of pixels")
     assert isinstance(value, int)
-    if value % 8:
-        raise BadInput(f"{name} must be a multiple of 8 (got {value})")
-    if not low <= value <= high:
-        raise BadInput(f"{name} must be between {low} and {high} pixels (got {value})")
+    if value % BOUNDS.side_multiple:
+        raise BadInput(f"{name} must be a multiple of {BOUNDS.side_multiple} (got {value})")
+    if value not in BOUNDS.side:
+        raise BadInput(
+            f"{name} must be between {BOUNDS.side.min} and {BOUNDS.side.max} pixels (got {value})"
+        )
+
+
+def _range(bound: Bound[int] | Bound[float]) -> str:
+    return f"from {number_text(bound.min)} to {number_text(bound.max)}"
+
+
+def _check_length(what: str, text: str, bound: Bound[int]) -> None:
+    if len(text) > bound.max:
+        raise BadInput(f"{what} longer than {bound.max} characters")
 
 
 def check_job(spec: JobSpec, settings: EngineSettings) -> None:
     """Raise ``BadInput`` with a precise reason when ``spec`` cannot run here."""
     if not spec.model.source.strip():
         raise BadInput("no model was given")
-    if len(spec.prompt) > settings.max_prompt_chars:
-        raise BadInput(f"the prompt is longer than {settings.max_prompt_chars} characters")
-    if len(spec.negative_prompt) > settings.max_prompt_chars:
-        raise BadInput(f"the negative prompt is longer than {settings.max_prompt_chars} characters")
+    _check_length("the prompt is", spec.prompt, BOUNDS.prompt_chars)
+    _check_length("the negative prompt is", spec.negative_prompt, BOUNDS.prompt_chars)
     if not spec.seeds:
         raise BadInput("a job needs at least one seed")
-    if len(spec.seeds) > settings.max_images_per_job:
-        raise BadInput(f"at most {settings.max_images_per_job} images per job")
+    if len(spec.seeds) > BOUNDS.count.max:
+        raise BadInput(f"at most {BOUNDS.count.max} images per job")
     for seed in spec.seeds:
-        if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
-            raise BadInput(f"seeds must be whole numbers from 0 to {MAX_SEED} (got {seed!r})")
-    _check_side("width", spec.width, settings.min_size, settings.max_width)
-    _check_side("height", spec.height, settings.min_size, settings.max_height)
-    if not _is_int(spec.steps) or not 1 <= spec.steps <= settings.max_steps:
-        raise BadInput(f"steps must be from 1 to {settings.max_steps} (got {spec.steps})")
+        if not _is_int(seed) or seed not in BOUNDS.seed:
+            raise BadInput(f"seeds must be whole numbers {_range(BOUNDS.seed)} (got {seed!r})")
+    _check_side("width", spec.width)
+    _check_side("height", spec.height)
+    if not _is_int(spec.steps) or spec.steps not in BOUNDS.steps:
+        raise BadInput(f"steps must be {_range(BOUNDS.steps)} (got {spec.steps})")
     guidance = spec.guidance
     if not isinstance(guidance, int | float) or not math.isfinite(guidance):
         raise BadInput("guidance must be a number")
-    if not settings.min_guidance <= guidance <= settings.max_guidance:
-        raise BadInput(
-            f"guidance must be from {settings.min_guidance:g} to {settings.max_guidance:g} "
-            f"(got {guidance:g})"
-        )
+    if guidance not in BOUNDS.guidance:
+        raise BadInput(f"guidance must be {_range(BOUNDS.guidance)} (got {guidance:g})")
     if spec.scheduler not in SCHEDULERS:
         names = ", ".join(SCHEDULERS)
         raise BadInput(f"unknown scheduler {spec.scheduler!r}; choose one of {names}")
@@ -70,11 +77,10 @@ def check_job(spec: JobSpec, settings: EngineSettings) -> None:
             raise BadInput("inpainting needs an image and a mask (a mask file or mask words)")
         if spec.mask_path and words:
             raise BadInput("give the area to repaint as a mask file or as mask words, not both")
-        if len(words) > settings.max_prompt_chars:
-            raise BadInput(f"the mask words are longer than {settings.max_prompt_chars} characters")
+        _check_length("the mask words are", words, BOUNDS.mask_prompt_chars)
         strength = spec.strength
-        if not isinstance(strength, int | float) or not 0 < strength <= 1:
-            raise BadInput(f"strength must be above 0 and at most 1 (got {strength})")
+        if strength not in BOUNDS.strength:
+            raise BadInput(f"strength must be {_range(BOUNDS.strength)} (got {strength})")
         if int(spec.steps * strength) < 1:
             raise BadInput("steps × strength must give at least one denoising step")
     elif spec.image_path or spec.mask_path or spec.mask_prompt:

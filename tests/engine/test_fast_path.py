@@ -73,9 +73,8 @@ def test_the_default_settings_change_nothing(tiny_models: TinyModels) -> None:
 def test_buckets_beyond_the_engine_bounds_are_dropped(tiny_models: TinyModels) -> None:
     settings = engine_settings(
         tiny_models,
-        max_width=768,
         max_batch_images=4,
-        compile_buckets="512x512x1, 512x512x8,1024x1024x1,768x512x2",
+        compile_buckets="512x512x1, 512x512x8,1088x1024x1,768x512x2,32x512x1",
     )
     assert FastPathSettings.from_engine(settings).buckets == ((512, 512, 1), (768, 512, 2))
 

@@ -20,20 +20,26 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     settings = EngineSettings()
     assert settings.safety_enabled is True
     assert settings.safety_checker == DEFAULT_SAFETY_CHECKER
-    assert (settings.max_width, settings.max_height, settings.max_steps) == (1024, 1024, 100)
-    assert (settings.min_guidance, settings.max_guidance) == (0.0, 30.0)
     assert settings.offline is False
+
+
+def test_no_bounds_of_its_own() -> None:
+    """What a job may ask for is engine.protocol.BOUNDS; the bot's LIMITS_* narrow it."""
+    names = set(EngineSettings.model_fields)
+    assert not names & {"max_steps", "min_guidance", "max_guidance", "max_prompt_chars"}
+    assert not names & {"max_images_per_job", "min_size", "max_width", "max_height"}
 
 
 def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text(
-        "ENGINE_MAX_STEPS=50\nENGINE_OFFLINE=true\nDISCORD_TOKEN=not-ours\n", encoding="utf-8"
+        "ENGINE_PREVIEW_MAX_SIDE=96\nENGINE_OFFLINE=true\nDISCORD_TOKEN=not-ours\n",
+        encoding="utf-8",
     )
     monkeypatch.setenv("ENGINE_SAFETY_ENABLED", "false")
     monkeypatch.setenv("ENGINE_MEMORY_BUDGET_GB", "12.5")
     settings = EngineSettings()
-    assert settings.max_steps == 50
+    assert settings.preview_max_side == 96
     assert settings.offline is True
     assert settings.safety_enabled is False
     assert settings.memory_budget_bytes() == int(12.5 * 1024**3)
@@ -53,9 +59,9 @@ def test_auto_device_on_a_machine_without_cuda(monkeypatch: pytest.MonkeyPatch) 
     assert EngineSettings(_env_file=None).torch_device().type == "cpu"  # type: ignore[call-arg]
 
 
-def test_inconsistent_bounds_are_refused() -> None:
+def test_inconsistent_settings_are_refused() -> None:
     with pytest.raises(ValidationError):
-        EngineSettings(_env_file=None, min_guidance=5, max_guidance=1)  # type: ignore[call-arg]
+        EngineSettings(_env_file=None, text_mask_threshold=1.5)  # type: ignore[call-arg]
 
 
 # Everything in diffusers and transformers that reads weights from files.

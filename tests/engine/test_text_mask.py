@@ -130,8 +130,8 @@ def test_check_job_wants_exactly_one_mask_source(inpaint_model: ModelRef) -> Non
             "give the area to repaint as a mask file or as mask words, not both",
         ),
         (
-            replace(inpainting, mask_prompt="x" * 2001),
-            "the mask words are longer than 2000 characters",
+            replace(inpainting, mask_prompt="x" * 201),
+            "the mask words are longer than 200 characters",
         ),
         (job(inpaint_model, mask_prompt="the sky"), "an image or mask is only used for"),
     ]:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from engine.protocol import JobKind, JobSpec, ModelRef
+from engine.protocol import BOUNDS, JobKind, JobSpec, ModelRef
 from engine.settings import EngineSettings
 from engine.tasks.checks import BadInput, check_job, load_inpaint_inputs
 
@@ -32,6 +32,28 @@ def test_a_good_job_passes() -> None:
     check_job(spec(width=1024, height=64, steps=100, guidance=30.0, seeds=(0, 2**32 - 1)), SETTINGS)
 
 
+def test_the_engine_takes_exactly_the_protocols_bounds() -> None:
+    """No setting of the engine's own widens or narrows them: the bot's LIMITS_* narrow."""
+    most = spec(
+        width=BOUNDS.side.max,
+        height=BOUNDS.side.min,
+        steps=BOUNDS.steps.max,
+        guidance=BOUNDS.guidance.max,
+        seeds=tuple(range(BOUNDS.count.max)),
+        prompt="x" * BOUNDS.prompt_chars.max,
+    )
+    check_job(most, SETTINGS)
+    for fields in (
+        {"steps": BOUNDS.steps.max + 1},
+        {"guidance": BOUNDS.guidance.max + 0.5},
+        {"seeds": tuple(range(BOUNDS.count.max + 1))},
+        {"width": BOUNDS.side.max + BOUNDS.side_multiple},
+        {"prompt": "x" * (BOUNDS.prompt_chars.max + 1)},
+    ):
+        with pytest.raises(BadInput):
+            check_job(spec(**fields), SETTINGS)
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -45,19 +67,24 @@ def test_a_good_job_passes() -> None:
         ({"seeds": ()}, "a job needs at least one seed"),
         ({"seeds": (2**32,)}, "seeds must be whole numbers from 0 to 4294967295 (got 4294967296)"),
         ({"seeds": (-1,)}, "seeds must be whole numbers from 0 to 4294967295 (got -1)"),
-        ({"seeds": tuple(range(9))}, "at most 8 images per job"),
+        ({"seeds": tuple(range(5))}, "at most 4 images per job"),
         ({"scheduler": "heun"}, "unknown scheduler 'heun'; choose one of euler, euler_a"),
-        ({"prompt": "x" * 2001}, "the prompt is longer than 2000 characters"),
+        ({"prompt": "x" * 1001}, "the prompt is longer than 1000 characters"),
+        ({"negative_prompt": "x" * 1001}, "the negative prompt is longer than 1000 characters"),
         ({"model": ModelRef(name="m", source=" ")}, "no model was given"),
         ({"image_path": "a.png"}, "an image or mask is only used for inpainting"),
         ({"kind": JobKind.INPAINT}, "inpainting needs an image and a mask"),
         (
             {"kind": JobKind.INPAINT, "image_path": "a", "mask_path": "b", "strength": 0.0},
-            "strength must be above 0 and at most 1 (got 0.0)",
+            "strength must be from 0.01 to 1 (got 0.0)",
         ),
         (
             {"kind": JobKind.INPAINT, "image_path": "a", "mask_path": "b", "strength": 0.01},
             "steps × strength must give at least one denoising step",
+        ),
+        (
+            {"kind": JobKind.INPAINT, "image_path": "a", "mask_prompt": "the sky " * 30},
+            "the mask words are longer than 200 characters",
         ),
     ],
 )

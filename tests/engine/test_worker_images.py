@@ -121,9 +121,11 @@ def test_batching_does_not_change_an_image(
         t2i_model, 2, prompt="the sea at night", seeds=(8, 9), negative_prompt="dark", **same
     )
     after = job(t2i_model, 3, prompt="x", seeds=(2**32 - 1,), **same)
-    # Enough images that batch-size thresholds in CPU kernels (NNPACK from 16 rows) are crossed.
-    many = job(t2i_model, 5, prompt="a forest", seeds=tuple(range(100, 108)), **same)
-    run(worker, before, replace(alone, job_id=4), after, many)
+    # Enough images that batch-size thresholds in CPU kernels (NNPACK from 16 rows) are crossed;
+    # two jobs, as a job holds at most BOUNDS.count.max (4) images.
+    many = job(t2i_model, 5, prompt="a forest", seeds=tuple(range(100, 104)), **same)
+    more = job(t2i_model, 6, prompt="a forest", seeds=tuple(range(104, 108)), **same)
+    run(worker, before, replace(alone, job_id=4), after, many, more)
     batched = pixels(recorder.result(4).images[0].png)
     np.testing.assert_array_equal(batched, expected)
     assert len(recorder.result(2).images) == 2

@@ -64,7 +64,6 @@ def engine_env(tiny: TinyModels, *, flag_everything: bool = False) -> dict[str, 
         "ENGINE_SAFETY_CHECKER": str(checker),
         "ENGINE_OFFLINE": "true",
         "ENGINE_DEVICE": "cpu",
-        "ENGINE_MIN_SIZE": "64",
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }

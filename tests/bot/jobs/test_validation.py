@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from bot.jobs import validation
 from bot.ui.errors import UserInputError
-from engine.protocol import MAX_SEED, SCHEDULERS
+from engine.protocol import BOUNDS, MAX_SEED, SCHEDULERS, SIZES
+
+NARROW = BOUNDS.narrowed(steps=50, guidance=12.0, count=2)
 
 CONTROL = [chr(c) for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)]]
 
@@ -46,6 +48,37 @@ def test_steps_accepts_exactly_1_to_100(steps):
             validation.check_steps(steps)
 
 
+def test_narrowed_bounds_refuse_more_and_keep_their_defaults_inside():
+    assert validation.check_steps(50, NARROW) == 50
+    with pytest.raises(UserInputError, match=r"^steps must be between 1 and 50 \(you gave 51\)\.$"):
+        validation.check_steps(51, NARROW)
+    with pytest.raises(UserInputError, match="guidance must be a number between 0 and 12"):
+        validation.check_guidance(12.5, NARROW)
+    with pytest.raises(UserInputError, match="count must be between 1 and 2"):
+        validation.check_count(3, NARROW)
+    low = BOUNDS.narrowed(steps=10, guidance=5.0)
+    assert (validation.check_steps(None, low), validation.check_guidance(None, low)) == (10, 5.0)
+
+
+def test_defaults_are_the_protocols():
+    assert validation.check_steps(None) == BOUNDS.steps.default == 30
+    assert validation.check_guidance(None) == BOUNDS.guidance.default == 7.5
+    assert validation.check_count(None) == BOUNDS.count.default
+    assert validation.check_strength(None) == BOUNDS.strength.default
+    assert validation.check_size(None) == SIZES[BOUNDS.size]
+    assert validation.check_scheduler(None) == BOUNDS.scheduler
+    assert validation.check_seed(None) is None
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_strength_accepts_finite_bounded_values_only(strength):
+    if math.isfinite(strength) and 0.01 <= strength <= 1:
+        assert validation.check_strength(strength) == strength
+    else:
+        with pytest.raises(UserInputError, match=r"strength must be a number between 0\.01 and 1"):
+            validation.check_strength(strength)
+
+
 @given(st.floats(allow_nan=True, allow_infinity=True))
 def test_guidance_accepts_finite_0_to_30_only(guidance):
     if math.isfinite(guidance) and 0 <= guidance <= 30:
@@ -77,7 +110,7 @@ def test_counts_sizes_and_schedulers():
     assert validation.check_count(None) == 1
     with pytest.raises(UserInputError, match="count must be between 1 and 4"):
         validation.check_count(5)
-    assert all(s.width % 8 == 0 and s.height % 8 == 0 for s in validation.SIZES.values())
+    assert validation.check_size("wide") == SIZES["wide"]
     with pytest.raises(UserInputError, match="size must be one of"):
         validation.check_size("huge")
     assert validation.check_scheduler(None) == "euler"
