@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -15,31 +14,26 @@ import discord
 from discord.ext import commands
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot import features
 from bot.endpoints import use_endpoints
-from bot.features.admin import ModelsCog, StatusCog
-from bot.features.history import HistoryButton, HistoryCog
-from bot.features.imagine import ImagineCog
-from bot.features.inpaint import InpaintCog
-from bot.features.job_buttons import ButtonHandler
-from bot.features.recipe import RecipeCog
-from bot.features.reroll import RerollCog
+from bot.jobs import housekeeping
 from bot.jobs.delivery import Delivery
 from bot.jobs.engine_client import EngineClient
 from bot.jobs.image_store import ImageStore
+from bot.jobs.inputs import InputStore
 from bot.jobs.scheduler import EngineLike, Scheduler
 from bot.jobs.service import JobService
-from bot.launcher import StartupError
-from bot.settings import Settings
+from bot.services import Services
+from bot.settings import Settings, StartupError
 from bot.store.database import create_sessionmaker
 from bot.store.repository import Repository
-from bot.ui.buttons import JobButton
+from bot.ui.buttons import ButtonActions
 from bot.ui.errors import report
 from bot.ui.i18n import CourseTranslator, make_translatable
 from engine.protocol import JobKind
 
 log = logging.getLogger(__name__)
 
-HOUSEKEEPING_SECONDS = 30.0
 SHUTDOWN_GRACE_SECONDS = 60.0  # how long a running batch may take to finish on SIGTERM
 
 
@@ -73,8 +67,20 @@ class DiffusionBot(commands.Bot):
             max_batch_images=settings.scheduler.max_batch_images,
             inputs_root=str(settings.storage.input_dir.resolve()),
         )
-        self.jobs = JobService(settings, self.repo, self.scheduler, self.delivery, self.images)
-        self.buttons = ButtonHandler(self)
+        inputs = InputStore(settings.storage.input_dir)
+        self.jobs = JobService(
+            settings, self.repo, self.scheduler, self.delivery, self.images, inputs
+        )
+        # What features get: never this object.
+        self.services = Services(
+            settings=settings,
+            repo=self.repo,
+            jobs=self.jobs,
+            inputs=inputs,
+            engine=self.engine,
+            queue=self.scheduler,
+            buttons=ButtonActions(),
+        )
         self.tree.on_error = self._on_tree_error
         self._shutdown_grace = shutdown_grace
 
@@ -84,34 +90,6 @@ class DiffusionBot(commands.Bot):
         task = asyncio.create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _pump_engine_events(self) -> None:
-        """Hand every engine event to the scheduler, in order."""
-        while True:
-            event = await self.engine.events.get()
-            try:
-                await self.scheduler.handle_event(event)
-            except Exception:
-                log.exception("could not handle %s from the engine", type(event).__name__)
-
-    async def _housekeeping(self) -> None:
-        """Periodic chores: restart an engine that hangs; forget rate-limit rows too old to
-        count."""
-        stall_timeout = self.settings.scheduler.stall_timeout_s
-        next_prune = 0.0
-        while True:
-            if self.scheduler.stalled_for() > stall_timeout and self.engine.in_flight:
-                log.error(
-                    "the engine has said nothing about its batch for %.0f s; restarting it",
-                    self.scheduler.stalled_for(),
-                )
-                self.engine.kill()
-                self.scheduler.last_activity = time.monotonic()  # one kill per stall
-            if time.monotonic() >= next_prune:
-                pruned = await self.repo.prune_rate_limits()
-                log.debug("pruned %d old rate-limit rows", pruned)
-                next_prune = time.monotonic() + 3600
-            await asyncio.sleep(min(HOUSEKEEPING_SECONDS, stall_timeout / 4))
 
     async def _start_engine(self) -> None:
         # In the background: importing torch and starting takes seconds, and Discord should
@@ -129,17 +107,16 @@ class DiffusionBot(commands.Bot):
                 JobKind.INPAINT: models.default_inpainting,
             }
         )
-        self.add_dynamic_items(JobButton, HistoryButton)
-        await self.add_cog(ImagineCog(self))
-        await self.add_cog(HistoryCog(self))
-        await self.add_cog(InpaintCog(self))
-        await self.add_cog(RerollCog(self))
-        await self.add_cog(ModelsCog(self))
-        await self.add_cog(StatusCog(self))
-        await self.add_cog(RecipeCog(self))
-        self._spawn(self._pump_engine_events(), "engine-events")
+        for feature in features.ALL:
+            await feature.setup(self, self.services)
+        self._spawn(self.scheduler.pump_events(), "engine-events")
         self._spawn(self._start_engine(), "engine-start")
-        self._spawn(self._housekeeping(), "housekeeping")
+        stall_timeout = self.settings.scheduler.stall_timeout_s
+        self._spawn(
+            housekeeping.restart_stalled_engine(self.scheduler, self.engine, stall_timeout),
+            "stall-watchdog",
+        )
+        self._spawn(housekeeping.prune_rate_limits(self.repo), "prune-rate-limits")
         # zh-CN names, descriptions and choices go into the synced payload (bot.i18n).
         make_translatable(self.tree)
         await self.tree.set_translator(CourseTranslator())

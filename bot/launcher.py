@@ -11,7 +11,7 @@ import logging
 import sys
 
 from bot.logging_setup import configure_logging
-from bot.settings import ConfigError, Settings, load_settings
+from bot.settings import ConfigError, Settings, StartupError, load_settings
 from bot.store.database import create_engine, migrate
 
 log = logging.getLogger(__name__)
@@ -21,10 +21,6 @@ NO_TOKEN = (
     "DISCORD_TOKEN is not set: copy .env.example to .env and put your bot's token after "
     "DISCORD_TOKEN= (Discord Developer Portal > your application > Bot > Reset Token)."
 )
-
-
-class StartupError(Exception):
-    """A problem the operator can fix; the message says how."""
 
 
 def main(argv: list[str] | None = None) -> int:

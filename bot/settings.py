@@ -218,6 +218,11 @@ class ConfigError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
 
+class StartupError(Exception):
+    """A problem the operator can fix (a refused token, Discord out of reach); the message
+    says how. Raised by ``bot.app``, printed as one line by ``bot.launcher``."""
+
+
 def _sections() -> dict[str, type[BaseSettings]]:
     """Each field of ``Settings`` and the section class it holds."""
     return {name: field.annotation for name, field in Settings.model_fields.items()}

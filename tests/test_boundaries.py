@@ -95,3 +95,96 @@ def test_every_module_imports_when_imported_first():
         timeout=300,
     )
     assert result.stdout.strip() == ""
+
+
+# --- Inside the bot: dependencies point one way --------------------------------------------
+# store <- ui <- jobs <- services <- features <- app. Each layer lists what it must never
+# import; imports under ``if TYPE_CHECKING:`` count (a type-only import back up is still a
+# circle a reader follows).
+BOT_LAYERS: dict[str, tuple[str, ...]] = {
+    "bot.store": ("bot.ui", "bot.jobs", "bot.services", "bot.features", "bot.app"),
+    "bot.ui": ("bot.jobs", "bot.services", "bot.features", "bot.app"),
+    "bot.jobs": ("bot.services", "bot.features", "bot.app"),
+    "bot.services": ("bot.features", "bot.app"),
+    "bot.features": ("bot.app", "bot.launcher"),
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for root in FORBIDDEN for p in sorted((ROOT / root).rglob("*.py"))}
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """The project modules ``path`` imports. ``from a import b`` counts as importing ``a.b``
+    when that is a module, else ``a``."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            submodules = {f"{node.module}.{alias.name}" for alias in node.names}
+            found.update(submodules & modules.keys())
+            if not submodules <= modules.keys():
+                found.add(node.module)
+    return {name for name in found if name in modules}
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_bot_layers_import_only_downwards():
+    modules = _modules()
+    crossings = [
+        f"{name} imports {target}"
+        for name, path in modules.items()
+        for layer, banned in BOT_LAYERS.items()
+        if _within(name, layer)
+        for target in sorted(_imports(path, modules))
+        if any(_within(target, b) for b in banned)
+    ]
+    assert crossings == []
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while (top := stack.pop()) != node:
+                component.append(top)
+            if component:
+                found.append(sorted([node, *component]))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_circles_anywhere():
+    modules = _modules()
+    graph = {name: _imports(path, modules) - {name} for name, path in modules.items()}
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_circle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -1,0 +1,30 @@
+"""What users type and click, one package per command group.
+
+Each package has ``async def setup(bot, services)``: it adds its cogs, persistent buttons and
+button actions, using only the narrow ``bot.services.Services`` handle. ``bot.app`` calls them
+in this order (the order commands are registered in).
+"""
+
+from types import ModuleType
+
+from bot.features import (
+    admin,
+    course,
+    history,
+    imagine,
+    inpaint,
+    job_buttons,
+    recipe,
+    reroll,
+)
+
+ALL: tuple[ModuleType, ...] = (
+    imagine,
+    history,
+    inpaint,
+    reroll,
+    admin,
+    recipe,
+    job_buttons,
+    course,
+)

@@ -215,8 +215,17 @@ class Scheduler:
         """Seconds the running batch has gone without a word from the engine (0: none runs)."""
         return time.monotonic() - self.last_activity if self._in_flight else 0.0
 
+    async def pump_events(self) -> None:
+        """Handle every event the engine client queues, in order, for as long as the bot runs."""
+        while True:
+            event = await self._engine.events.get()
+            try:
+                await self.handle_event(event)
+            except Exception:
+                log.exception("could not handle %s from the engine", type(event).__name__)
+
     async def handle_event(self, event: Event) -> None:
-        """Called by the engine client for every event, in order."""
+        """Called for every engine event, in order."""
         self.last_activity = time.monotonic()
         match event:
             case Accepted(job_id=job_id) if job_id in self._in_flight:

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
 
 import discord
 
 from bot.jobs.delivery import Delivery
 from bot.jobs.image_store import ImageStore
-from bot.jobs.requests import derived_job
+from bot.jobs.inputs import InputStore
+from bot.jobs.job_request import Comparison, JobRequest, NewImages, Reroll
+from bot.jobs.lessons import values_for
+from bot.jobs.requests import derived_job, new_job
 from bot.jobs.scheduler import Scheduler
+from bot.jobs.uploads import read_uploads
 from bot.jobs.validation import seeds_for
-from bot.settings import Settings
+from bot.settings import CourseSettings, Settings
 from bot.store.models import Job, utcnow
 from bot.store.repository import (
     Limits,
@@ -26,7 +28,9 @@ from bot.store.repository import (
 )
 from bot.ui import render
 from bot.ui.checks import is_admin
-from bot.ui.errors import NotAllowed, UserFacingError
+from bot.ui.errors import NotAllowed, UserFacingError, UserInputError
+from bot.ui.i18n import t
+from bot.ui.model_options import resolve_model
 from engine.protocol import GeneratedImage, Result
 
 log = logging.getLogger(__name__)
@@ -37,21 +41,25 @@ ACK_DEADLINE_SECONDS = 1.5
 REDELIVER_WINDOW = timedelta(days=1)
 SHUTTING_DOWN = "The bot is restarting; please try again in a minute. Nothing was queued."
 RESUMED_NOTE = "your job #{job_id} resumed after a restart:"
-
-
-@dataclass(frozen=True)
-class PreparedJob:
-    """A job to write, and files it needs that are stored only once its row is written, so a
-    refused job (over a limit, say) leaves nothing behind."""
-
-    new: NewJob
-    store_files: Callable[[], Awaitable[None]]
-
-
 INPUTS_NOT_STORED = "Your picture could not be stored on the bot's disk; please try again."
 
 
+def comparison_job(
+    parent: Job, kind: str, course: CourseSettings, interaction: discord.Interaction
+) -> NewJob:
+    """The job that compares ``parent``'s first image across the lesson's panels."""
+    return derived_job(
+        parent,
+        interaction,
+        seeds=(parent.seeds[0],),  # one seed: the panels differ only by the lesson's setting
+        comparison=kind,
+        comparison_values=values_for(kind, parent, course),
+    )
+
+
 class JobService:
+    """A job's rules, for commands and buttons alike: who may do what, limits, the queue."""
+
     def __init__(
         self,
         settings: Settings,
@@ -59,12 +67,14 @@ class JobService:
         scheduler: Scheduler,
         delivery: Delivery,
         images: ImageStore,
+        inputs: InputStore,
     ) -> None:
         self._settings = settings
         self._repo = repo
         self._scheduler = scheduler
         self._delivery = delivery
         self._images = images
+        self._inputs = inputs
         self.accepting = True  # false while shutting down: new work is refused, not lost
 
     def limits_for(self, user: discord.abc.User) -> Limits:
@@ -73,19 +83,15 @@ class JobService:
         limits = self._settings.limits
         return Limits(limits.max_queued_jobs, limits.images_per_hour)
 
-    async def submit(
-        self,
-        interaction: discord.Interaction,
-        prepare: Callable[[], Awaitable[NewJob | PreparedJob]],
-    ) -> Job | None:
-        """Write the job ``prepare`` describes (limits checked as it is written), then queue it.
+    async def submit(self, interaction: discord.Interaction, request: JobRequest) -> Job | None:
+        """Write the job ``request`` describes (limits checked as it is written), then queue it.
 
         The database work gets a short head start before Discord is answered: in the usual
         case a refusal can still be a private reply. After a public defer it can't (the first
         followup replaces the public "thinking…" message), so when the database is slow the
         bot defers in time and a late refusal replaces that message instead.
         """
-        creating = asyncio.create_task(self._create(interaction.user, prepare))
+        creating = asyncio.create_task(self._create(interaction, request))
         await asyncio.wait({creating}, timeout=ACK_DEADLINE_SECONDS)
         if creating.done() and (error := creating.exception()) is not None:
             raise error  # Discord not answered yet: the error handler replies privately
@@ -99,36 +105,55 @@ class JobService:
         await self._scheduler.submit(job)
         return job
 
-    async def _create(
-        self, user: discord.abc.User, prepare: Callable[[], Awaitable[NewJob | PreparedJob]]
-    ) -> Job:
+    async def reroll(
+        self, job_id: int | None, seed: int | None, interaction: discord.Interaction
+    ) -> Job | None:
+        """A new job with the settings of ``job_id`` (default: the caller's latest job) and a
+        new (or the given) seed per image, counted against the caller's limits."""
+        return await self.submit(interaction, Reroll(job_id, seed))
+
+    async def _create(self, interaction: discord.Interaction, request: JobRequest) -> Job:
         if not self.accepting:
             raise UserFacingError(SHUTTING_DOWN)
-        prepared = await prepare()
-        new = prepared.new if isinstance(prepared, PreparedJob) else prepared
+        new, files = await self._describe(interaction, request)
         try:
-            job = await self._repo.create_job(new, self.limits_for(user))
+            job = await self._repo.create_job(new, self.limits_for(interaction.user))
         except RateLimited as error:
             raise UserFacingError(
                 f"{error} You can make more {render.relative_time(error.retry_at)}."
             ) from None
         except StoreError as error:
             raise UserFacingError(str(error)) from None
-        if isinstance(prepared, PreparedJob):
-            try:
-                await prepared.store_files()
-            except OSError:
-                log.exception("job %s: could not store its inputs", job.id)
-                await self._repo.mark_failed(job.id, INPUTS_NOT_STORED)
-                raise UserFacingError(INPUTS_NOT_STORED) from None
+        try:
+            for ref, data in files:
+                await self._inputs.write(ref, data)
+        except OSError:
+            log.exception("job %s: could not store its inputs", job.id)
+            await self._repo.mark_failed(job.id, INPUTS_NOT_STORED)
+            raise UserFacingError(INPUTS_NOT_STORED) from None
         return job
 
-    async def reroll(
-        self, job_id: int | None, seed: int | None, interaction: discord.Interaction
-    ) -> Job | None:
-        """A new job with the settings of ``job_id`` (default: the caller's latest job) and a
-        new (or the given) seed per image, counted against the caller's limits."""
-        return await self.submit(interaction, lambda: self._reroll_of(job_id, seed, interaction))
+    async def _describe(
+        self, interaction: discord.Interaction, request: JobRequest
+    ) -> tuple[NewJob, list[tuple[str, bytes]]]:
+        """The job row ``request`` asks for, and the input files to store once it is written."""
+        match request:
+            case NewImages(kind=kind, model=name, settings=settings, uploads=uploads):
+                model = await resolve_model(self._repo, name, kind)
+                read = await read_uploads(uploads, self._inputs) if uploads else None
+                fields = {**settings, **(read.fields if read else {})}
+                return new_job(interaction, model, **fields), read.files if read else []
+            case Reroll(job_id=job_id, seed=seed):
+                parent = await self._reroll_parent(job_id, interaction)
+                seeds = seeds_for(seed, len(parent.seeds))
+                return derived_job(parent, interaction, seeds=seeds), []
+            case Comparison(job_id=job_id, kind=kind):
+                parent = await self.get(job_id)
+                if parent.comparison:
+                    raise UserInputError(t(interaction, "lesson.not_twice", job_id=job_id))
+                await self.require_model_offered(parent)
+                course = self._settings.course
+                return comparison_job(parent, kind, course, interaction), []
 
     async def _reroll_parent(self, job_id: int | None, interaction: discord.Interaction) -> Job:
         """The job to reroll: one visible here (made in this channel, or the caller's own;
@@ -169,12 +194,6 @@ class JobService:
                 f"Job #{parent.id} used the model {parent.model_name}, which is no longer "
                 "offered, so it cannot be made again."
             )
-
-    async def _reroll_of(
-        self, job_id: int | None, seed: int | None, interaction: discord.Interaction
-    ) -> NewJob:
-        parent = await self._reroll_parent(job_id, interaction)
-        return derived_job(parent, interaction, seeds=seeds_for(seed, len(parent.seeds)))
 
     async def get(self, job_id: int) -> Job:
         job = await self._repo.get_job(job_id)

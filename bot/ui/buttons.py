@@ -8,14 +8,14 @@ without keeping views in memory.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import discord
 
 from bot.ui.errors import report
 
-if TYPE_CHECKING:
-    from bot.app import DiffusionBot
+ButtonHandler = Callable[[discord.Interaction, int], Awaitable[None]]
 
 ACTIONS = {
     "reroll": ("Reroll", "🎲", discord.ButtonStyle.primary),
@@ -58,11 +58,37 @@ class JobButton(
     ) -> JobButton:
         return cls(match["action"], int(match["job_id"]))
 
-    async def callback(self, interaction: discord.Interaction[DiffusionBot]) -> None:
+    async def callback(self, interaction: discord.Interaction[_BotWithButtons]) -> None:  # type: ignore[type-var]  # the client is a Bot that also has .services
         try:
-            await interaction.client.buttons.handle(interaction, self.action, self.job_id)
+            await interaction.client.services.buttons.handle(interaction, self.action, self.job_id)
         except Exception as error:
             await report(interaction, error)
+
+
+class _Services(Protocol):
+    buttons: ButtonActions
+
+
+class _BotWithButtons(Protocol):
+    """How a button reaches the actions: the client carries the services (``bot.services``)."""
+
+    services: _Services
+
+
+class ButtonActions:
+    """What each job button does: features register their actions at setup, the buttons
+    (built by discord.py from a custom id alone) look them up here."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, ButtonHandler] = {}
+
+    def register(self, action: str, handler: ButtonHandler) -> None:
+        if action not in ACTIONS:
+            raise ValueError(f"no button is labelled for action {action!r}")
+        self._handlers[action] = handler
+
+    async def handle(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
+        await self._handlers[action](interaction, job_id)
 
 
 def job_view(job_id: int, *actions: str) -> discord.ui.View:

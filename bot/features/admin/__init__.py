@@ -1,7 +1,16 @@
 """Admin commands: /models (list for everyone; add, load, unload, default, enable, disable,
 remove and log for admins) and /status."""
 
+from discord.ext import commands
+
 from bot.features.admin._models_cog import ModelsCog
 from bot.features.admin._status_cog import StatusCog
+from bot.services import Services
 
-__all__ = ["ModelsCog", "StatusCog"]
+
+async def setup(bot: commands.Bot, services: Services) -> None:
+    await bot.add_cog(ModelsCog(services))
+    await bot.add_cog(StatusCog(services))
+
+
+__all__ = ["ModelsCog", "StatusCog", "setup"]

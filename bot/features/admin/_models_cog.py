@@ -8,7 +8,6 @@ class channel does not need them.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -26,14 +25,12 @@ from bot.features.admin._sources import (
     parse_kind,
 )
 from bot.jobs.engine_client import EngineUnavailable
+from bot.services import Services
 from bot.store.models import Model
 from bot.store.repository import StoreError
 from bot.ui.checks import is_admin
 from bot.ui.errors import UserInputError
 from bot.ui.model_options import KIND_LABEL
-
-if TYPE_CHECKING:
-    from bot.app import DiffusionBot
 
 KIND_CHOICES = [
     app_commands.Choice(name=label, value=kind.value) for kind, label in KIND_LABEL.items()
@@ -50,11 +47,11 @@ class ModelsCog(commands.Cog):
         name="models", description="The models the bot offers", guild_only=True
     )
 
-    def __init__(self, bot: DiffusionBot) -> None:
-        self.bot = bot
+    def __init__(self, services: Services) -> None:
+        self.services = services
         # EngineClient has these requests; the scheduler's narrower type does not say so.
-        engine: ModelEngine = bot.engine  # type: ignore[assignment]
-        self.ops = ModelOps(bot.repo, engine)
+        engine: ModelEngine = services.engine  # type: ignore[assignment]
+        self.ops = ModelOps(services.repo, engine)
         self.progress_every_s = PROGRESS_EVERY_S
         self.drain_timeout_s = DRAIN_TIMEOUT_S
 
@@ -62,13 +59,17 @@ class ModelsCog(commands.Cog):
         self, interaction: discord.Interaction, action: str, target: str = ""
     ) -> contextlib.AbstractAsyncContextManager[AuditedAction]:
         return admin_action(
-            interaction, self.bot.settings.discord, self.bot.repo, f"models.{action}", target
+            interaction,
+            self.services.settings.discord,
+            self.services.repo,
+            f"models.{action}",
+            target,
         )
 
     async def _model(self, name: str) -> Model:
-        model = await self.bot.repo.get_model(name)
+        model = await self.services.repo.get_model(name)
         if model is None:
-            names = sorted(m.name for m in await self.bot.repo.list_models())
+            names = sorted(m.name for m in await self.services.repo.list_models())
             raise UserInputError(
                 f"There is no model named “{name}”. Models: {', '.join(names) or 'none yet'}."
             )
@@ -79,9 +80,9 @@ class ModelsCog(commands.Cog):
     @models.command(name="list", description="The models you can use, and which are loaded")
     async def list_models(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        admin = is_admin(interaction.user, self.bot.settings.discord)
+        admin = is_admin(interaction.user, self.services.settings.discord)
         # Admins also see disabled models, and where each one comes from.
-        models = await self.bot.repo.list_models(enabled_only=not admin)
+        models = await self.services.repo.list_models(enabled_only=not admin)
         loaded = await self.ops.loaded()
         await say(interaction, text.model_list(models, loaded, admin=admin))
 
@@ -110,7 +111,7 @@ class ModelsCog(commands.Cog):
             checked = await check_source(source, job_kind)
             pinned = check_revision(revision, is_folder=checked.is_folder)
             try:
-                model = await self.bot.repo.add_model(name, checked.source, job_kind, pinned)
+                model = await self.services.repo.add_model(name, checked.source, job_kind, pinned)
             except StoreError as error:
                 raise UserInputError(str(error)) from None
             where = checked.source + (f" @ {pinned}" if pinned else "")
@@ -139,13 +140,13 @@ class ModelsCog(commands.Cog):
                 raise UserInputError(
                     f"{name} is a {label} model, so it can only be the {label} default."
                 )
-            previous = await self.bot.repo.default_model(model.kind)
+            previous = await self.services.repo.default_model(model.kind)
             if previous is not None and previous.name == name:
                 action.succeeded(f"already the {label} default")
                 await say(interaction, f"**{name}** already is the default {label} model.")
                 return
             try:
-                await self.bot.repo.set_default_model(name)
+                await self.services.repo.set_default_model(name)
             except StoreError as error:
                 raise UserInputError(str(error)) from None
             was = f" (was {previous.name})" if previous else ""
@@ -194,7 +195,7 @@ class ModelsCog(commands.Cog):
 
     async def _set_enabled(self, name: str, enabled: bool) -> None:
         try:
-            await self.bot.repo.set_model_enabled(name, enabled)
+            await self.services.repo.set_model_enabled(name, enabled)
         except StoreError as error:
             raise UserInputError(str(error)) from None
 
@@ -204,7 +205,7 @@ class ModelsCog(commands.Cog):
         async with self._audited(interaction, "remove", name) as action:
             await interaction.response.defer(ephemeral=True, thinking=True)
             try:
-                model = await self.bot.repo.remove_model(name)
+                model = await self.services.repo.remove_model(name)
             except StoreError as error:
                 raise UserInputError(str(error)) from None
             # Its jobs carry the model by value and may still run; after them, nothing will
@@ -293,13 +294,13 @@ class ModelsCog(commands.Cog):
     ) -> None:
         async with admin_action(
             interaction,
-            self.bot.settings.discord,
-            self.bot.repo,
+            self.services.settings.discord,
+            self.services.repo,
             "models.log",
             audit_success=False,  # reading the log is not an action worth logging
         ):
             await interaction.response.defer(ephemeral=True, thinking=True)
-            entries = await self.bot.repo.latest_audit(count)
+            entries = await self.services.repo.latest_audit(count)
             await say(interaction, text.audit_log(entries))
 
     # --- autocomplete ------------------------------------------------------------------
@@ -314,12 +315,12 @@ class ModelsCog(commands.Cog):
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         # Only admins can use these commands; nobody else needs the disabled models' names.
-        if not is_admin(interaction.user, self.bot.settings.discord):
+        if not is_admin(interaction.user, self.services.settings.discord):
             return []
         typed = current.casefold()
         choices = [
             app_commands.Choice(name=text.choice_label(model), value=model.name)
-            for model in sorted(await self.bot.repo.list_models(), key=lambda m: m.name)
+            for model in sorted(await self.services.repo.list_models(), key=lambda m: m.name)
             if typed in model.name.casefold()
         ]
         return choices[:25]  # Discord shows at most 25

@@ -4,6 +4,14 @@ What a comparison is (its panels, their values) lives in ``bot.jobs.lessons``, a
 grid is posted in ``bot.jobs.comparison_results``: a job's life never reaches into features.
 """
 
-from bot.features.course._requests import comparison_job, request_comparison
+from discord.ext import commands
 
-__all__ = ["comparison_job", "request_comparison"]
+from bot.features.course._requests import register_lesson_buttons, request_comparison
+from bot.services import Services
+
+
+async def setup(bot: commands.Bot, services: Services) -> None:
+    register_lesson_buttons(services)
+
+
+__all__ = ["request_comparison", "setup"]

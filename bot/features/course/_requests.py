@@ -7,47 +7,27 @@ panels against their hourly images, and goes through the same checks and queue a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
 
 import discord
 
-from bot.jobs.lessons import values_for
-from bot.jobs.requests import derived_job
-from bot.settings import CourseSettings
-from bot.store.models import Job
-from bot.store.repository import NewJob
+from bot.jobs.job_request import Comparison
+from bot.jobs.lessons import LESSONS
+from bot.services import Services
 from bot.ui.checks import require_channel
-from bot.ui.errors import UserInputError
-from bot.ui.i18n import t
-
-if TYPE_CHECKING:
-    from bot.app import DiffusionBot
-
-
-def comparison_job(
-    parent: Job, kind: str, course: CourseSettings, interaction: discord.Interaction
-) -> NewJob:
-    """The job that compares ``parent``'s first image across the lesson's panels."""
-    return derived_job(
-        parent,
-        interaction,
-        seeds=(parent.seeds[0],),  # one seed: the panels differ only by the lesson's setting
-        comparison=kind,
-        comparison_values=values_for(kind, parent, course),
-    )
 
 
 async def request_comparison(
-    bot: DiffusionBot, interaction: discord.Interaction, job_id: int, kind: str
+    services: Services, kind: str, interaction: discord.Interaction, job_id: int
 ) -> None:
     """Queue a ``kind`` comparison of job ``job_id`` for the user who clicked."""
-    require_channel(interaction, bot.settings.discord)
+    require_channel(interaction, services.settings.discord)
+    await services.jobs.submit(interaction, Comparison(job_id, kind))
 
-    async def prepare() -> NewJob:
-        parent = await bot.jobs.get(job_id)
-        if parent.comparison:
-            raise UserInputError(t(interaction, "lesson.not_twice", job_id=job_id))
-        await bot.jobs.require_model_offered(parent)
-        return comparison_job(parent, kind, bot.settings.course, interaction)
 
-    await bot.jobs.submit(interaction, prepare)
+def register_lesson_buttons(services: Services) -> None:
+    """One button per lesson under every result."""
+    for lesson in LESSONS:
+        services.buttons.register(
+            lesson.action, functools.partial(request_comparison, services, lesson.kind)
+        )

@@ -1,5 +1,14 @@
 """/history: a user's recent jobs, paged."""
 
-from bot.features.history._cog import HistoryButton, HistoryCog
+from discord.ext import commands
 
-__all__ = ["HistoryButton", "HistoryCog"]
+from bot.features.history._cog import HistoryButton, HistoryCog
+from bot.services import Services
+
+
+async def setup(bot: commands.Bot, services: Services) -> None:
+    bot.add_dynamic_items(HistoryButton)
+    await bot.add_cog(HistoryCog(services))
+
+
+__all__ = ["HistoryButton", "HistoryCog", "setup"]

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.services import HasServices, Services
 from bot.store.models import Job, JobStatus
 from bot.ui import render
 from bot.ui.errors import NotAllowed, report
 from engine.protocol import JobKind
-
-if TYPE_CHECKING:
-    from bot.app import DiffusionBot
 
 PAGE_SIZE = 5
 STATUS_ICON = {
@@ -56,11 +53,11 @@ def history_entry(job: Job) -> str:
     return line
 
 
-async def history_page(bot: DiffusionBot, user_id: int, page: int) -> tuple[str, discord.ui.View]:
-    total = await bot.repo.count_jobs(user_id)
+async def history_page(services: Services, user_id: int, page: int) -> tuple[str, discord.ui.View]:
+    total = await services.repo.count_jobs(user_id)
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(page, 0), pages - 1)
-    jobs = await bot.repo.history(user_id, limit=PAGE_SIZE, offset=page * PAGE_SIZE)
+    jobs = await services.repo.history(user_id, limit=PAGE_SIZE, offset=page * PAGE_SIZE)
     if not jobs:
         return "You have no jobs yet. Try `/imagine`!", discord.ui.View()
     lines = [f"**Your jobs** (page {page + 1} of {pages}, {total} in all)"]
@@ -95,23 +92,23 @@ class HistoryButton(
     ) -> HistoryButton:
         return cls(int(match["user_id"]), int(match["page"]))
 
-    async def callback(self, interaction: discord.Interaction[DiffusionBot]) -> None:
+    async def callback(self, interaction: discord.Interaction[HasServices]) -> None:  # type: ignore[type-var]  # the client is a Bot that also has .services
         try:
             if interaction.user.id != self.user_id:
                 raise NotAllowed("That is someone else's history; use /history for yours.")
-            content, view = await history_page(interaction.client, self.user_id, self.page)
+            content, view = await history_page(interaction.client.services, self.user_id, self.page)
             await interaction.response.edit_message(content=content, view=view)
         except Exception as error:
             await report(interaction, error)
 
 
 class HistoryCog(commands.Cog):
-    def __init__(self, bot: DiffusionBot) -> None:
-        self.bot = bot
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     @app_commands.command(name="history", description="Your recent jobs, with seeds and links")
     @app_commands.guild_only()
     async def history(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        content, view = await history_page(self.bot, interaction.user.id, 0)
+        content, view = await history_page(self.services, interaction.user.id, 0)
         await interaction.followup.send(content, view=view, ephemeral=True)

@@ -1,5 +1,13 @@
 """/imagine: text to image."""
 
-from bot.features.imagine._cog import ImagineCog
+from discord.ext import commands
 
-__all__ = ["ImagineCog"]
+from bot.features.imagine._cog import ImagineCog
+from bot.services import Services
+
+
+async def setup(bot: commands.Bot, services: Services) -> None:
+    await bot.add_cog(ImagineCog(services))
+
+
+__all__ = ["ImagineCog", "setup"]

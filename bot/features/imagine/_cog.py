@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.jobs import validation
-from bot.jobs.requests import new_job
-from bot.store.repository import NewJob
+from bot.jobs.job_request import NewImages
+from bot.services import Services
 from bot.ui.checks import require_channel
-from bot.ui.model_options import autocomplete_models, resolve_model
+from bot.ui.model_options import autocomplete_models
 from engine.protocol import MAX_SEED, SCHEDULERS, JobKind
-
-if TYPE_CHECKING:
-    from bot.app import DiffusionBot
 
 SIZE_CHOICES = [app_commands.Choice(name=s.label, value=key) for key, s in validation.SIZES.items()]
 SCHEDULER_CHOICES = [
@@ -25,8 +20,8 @@ SCHEDULER_CHOICES = [
 
 
 class ImagineCog(commands.Cog):
-    def __init__(self, bot: DiffusionBot) -> None:
-        self.bot = bot
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     @app_commands.command(name="imagine", description="Make an image from a text prompt")
     @app_commands.guild_only()
@@ -58,7 +53,7 @@ class ImagineCog(commands.Cog):
         model: str | None = None,
         count: app_commands.Range[int, 1, validation.MAX_COUNT] | None = None,
     ) -> None:
-        settings = self.bot.settings
+        settings = self.services.settings
         require_channel(interaction, settings.discord)
         max_chars = settings.limits.max_prompt_chars
         prompt = validation.clean_prompt(prompt, what="prompt", max_chars=max_chars, required=True)
@@ -71,25 +66,21 @@ class ImagineCog(commands.Cog):
         guidance = validation.check_guidance(guidance)
         scheduler = validation.check_scheduler(scheduler)
 
-        async def prepare() -> NewJob:
-            chosen = await resolve_model(self.bot.repo, model, JobKind.TEXT_TO_IMAGE)
-            return new_job(
-                interaction,
-                chosen,
-                prompt=prompt,
-                negative_prompt=negative,
-                seeds=seeds,
-                steps=steps,
-                guidance=guidance,
-                width=shape.width,
-                height=shape.height,
-                scheduler=scheduler,
-            )
-
-        await self.bot.jobs.submit(interaction, prepare)
+        settings = dict(
+            prompt=prompt,
+            negative_prompt=negative,
+            seeds=seeds,
+            steps=steps,
+            guidance=guidance,
+            width=shape.width,
+            height=shape.height,
+            scheduler=scheduler,
+        )
+        request = NewImages(JobKind.TEXT_TO_IMAGE, model, settings)
+        await self.services.jobs.submit(interaction, request)
 
     @imagine.autocomplete("model")
     async def _model_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        return await autocomplete_models(self.bot.repo, JobKind.TEXT_TO_IMAGE, current)
+        return await autocomplete_models(self.services.repo, JobKind.TEXT_TO_IMAGE, current)

@@ -2,30 +2,25 @@
 
 What can be checked without downloading anything (options, the attachments' declared sizes)
 is checked in the command body, so those refusals are instant and private. Downloading,
-decoding and fitting the pictures happen in ``prepare``, which ``JobService.submit`` runs under
+decoding and fitting the pictures happen in ``JobService.submit`` (``bot.jobs.uploads``), under
 its acknowledgement deadline; nothing is stored unless every check passed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.jobs import inputs, validation
-from bot.jobs.requests import new_job
-from bot.jobs.service import PreparedJob
+from bot.jobs.job_request import NewImages, Uploads
+from bot.services import Services
 from bot.ui.checks import require_channel
 from bot.ui.errors import UserInputError
-from bot.ui.model_options import autocomplete_models, resolve_model
+from bot.ui.model_options import autocomplete_models
 from engine.protocol import MAX_SEED, JobKind
-
-if TYPE_CHECKING:
-    from bot.app import DiffusionBot
 
 DEFAULT_STRENGTH = 1.0  # repaint the area from scratch, as inpainting checkpoints expect
 MIN_STRENGTH = 0.01
@@ -50,22 +45,11 @@ def check_strength(strength: float | None, steps: int) -> float:
     return float(strength)
 
 
-async def download(attachment: discord.Attachment, what: str) -> bytes:
-    """The attachment's bytes, with a user-facing error when Discord does not give them."""
-    try:
-        return await attachment.read()
-    except discord.HTTPException:
-        raise UserInputError(
-            f"I could not download the {what} from Discord; please try again."
-        ) from None
-
-
 class InpaintCog(commands.Cog):
     """/inpaint, and where its inputs are stored (by content hash, under STORAGE_INPUT_DIR)."""
 
-    def __init__(self, bot: DiffusionBot) -> None:
-        self.bot = bot
-        self.store = inputs.InputStore(bot.settings.storage.input_dir)
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     @app_commands.command(name="inpaint", description="Repaint part of an image from a prompt")
     @app_commands.guild_only()
@@ -98,7 +82,7 @@ class InpaintCog(commands.Cog):
         strength: app_commands.Range[float, MIN_STRENGTH, 1.0] | None = None,
         model: str | None = None,
     ) -> None:
-        settings = self.bot.settings
+        settings = self.services.settings
         require_channel(interaction, settings.discord)
         max_chars = settings.limits.max_prompt_chars
         prompt = validation.clean_prompt(prompt, what="prompt", max_chars=max_chars, required=True)
@@ -118,48 +102,21 @@ class InpaintCog(commands.Cog):
         guidance = validation.check_guidance(guidance)
         strength = check_strength(strength, steps)
 
-        async def prepare() -> PreparedJob:
-            chosen = await resolve_model(self.bot.repo, model, JobKind.INPAINT)
-            image_data = await download(image, "image")
-            mask_data = await download(mask, "mask") if mask is not None else None
-            fitted = await asyncio.to_thread(
-                inputs.prepare_inputs, image_data, mask_data, words or None
-            )
-            # Named by content now, written only once the job row (and its limits) passed.
-            files = [await self.store.encode(fitted.image)]
-            if fitted.mask is not None:
-                files.append(await self.store.encode(fitted.mask))
-            image_ref, mask_ref = files[0][0], files[1][0] if len(files) > 1 else None
-            width, height = fitted.size
-
-            async def store_inputs() -> None:
-                for ref, data in files:
-                    await self.store.write(ref, data)
-
-            return PreparedJob(
-                new_job(
-                    interaction,
-                    chosen,
-                    prompt=prompt,
-                    negative_prompt=negative,
-                    seeds=seeds,
-                    steps=steps,
-                    guidance=guidance,
-                    width=width,
-                    height=height,
-                    scheduler=validation.DEFAULT_SCHEDULER,
-                    strength=strength,
-                    image_ref=image_ref,
-                    mask_ref=mask_ref,
-                    mask_prompt=words or None,
-                ),
-                store_inputs,
-            )
-
-        await self.bot.jobs.submit(interaction, prepare)
+        settings = dict(
+            prompt=prompt,
+            negative_prompt=negative,
+            seeds=seeds,
+            steps=steps,
+            guidance=guidance,
+            scheduler=validation.DEFAULT_SCHEDULER,
+            strength=strength,
+        )
+        uploads = Uploads(image, mask, words or None)
+        request = NewImages(JobKind.INPAINT, model, settings, uploads)
+        await self.services.jobs.submit(interaction, request)
 
     @inpaint.autocomplete("model")
     async def _model_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        return await autocomplete_models(self.bot.repo, JobKind.INPAINT, current)
+        return await autocomplete_models(self.services.repo, JobKind.INPAINT, current)

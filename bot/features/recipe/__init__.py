@@ -1,5 +1,13 @@
 """/recipe: a job as a standalone diffusers script."""
 
-from bot.features.recipe._cog import RecipeCog
+from discord.ext import commands
 
-__all__ = ["RecipeCog"]
+from bot.features.recipe._cog import RecipeCog
+from bot.services import Services
+
+
+async def setup(bot: commands.Bot, services: Services) -> None:
+    await bot.add_cog(RecipeCog(services))
+
+
+__all__ = ["RecipeCog", "setup"]

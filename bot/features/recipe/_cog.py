@@ -5,28 +5,25 @@ from __future__ import annotations
 import asyncio
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.features.recipe._script import input_names, render_script, script_name
+from bot.services import Services
 from bot.store.models import Job
 from bot.ui import render
 from bot.ui.checks import is_admin, require_channel
 from bot.ui.errors import NotAllowed, UserInputError
 from bot.ui.i18n import t
 
-if TYPE_CHECKING:
-    from bot.app import DiffusionBot
-
 MAX_JOB_ID = 2**53 - 1  # Discord's integer options stop here
 
 
 class RecipeCog(commands.Cog):
-    def __init__(self, bot: DiffusionBot) -> None:
-        self.bot = bot
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     @app_commands.command(
         name="recipe", description="A Python script that makes a job's images again with diffusers"
@@ -36,19 +33,19 @@ class RecipeCog(commands.Cog):
     async def recipe(
         self, interaction: discord.Interaction, job: app_commands.Range[int, 1, MAX_JOB_ID]
     ) -> None:
-        require_channel(interaction, self.bot.settings.discord)
-        if await self.bot.repo.get_job(job) is None:
+        require_channel(interaction, self.services.settings.discord)
+        if await self.services.repo.get_job(job) is None:
             raise UserInputError(t(interaction, "recipe.no_job", job_id=job))
         # The same rule as /reroll: your own jobs, the jobs made here, or any job for an admin.
-        stored = await self.bot.jobs.get_visible(job, interaction, doing="have the recipes of")
-        admin = is_admin(interaction.user, self.bot.settings.discord)
+        stored = await self.services.jobs.get_visible(job, interaction, doing="have the recipes of")
+        admin = is_admin(interaction.user, self.services.settings.discord)
         owner = stored.user_id == interaction.user.id
         flagged = any(image.nsfw for image in stored.images)
         if flagged and not (owner or admin):
             raise NotAllowed(t(interaction, "recipe.flagged", job_id=stored.id))
         # Uploads are their owner's: only the owner and admins get them, and only privately.
         inputs = await self._inputs(stored, interaction) if owner or admin else []
-        ready = getattr(self.bot.engine, "last_ready", None)  # what the engine runs on
+        ready = getattr(self.services.engine, "last_ready", None)  # what the engine runs on
         gpu_dtype = (
             ready.dtype if ready is not None and ready.device.startswith("cuda") else "float16"
         )
@@ -70,7 +67,7 @@ class RecipeCog(commands.Cog):
 
     async def _inputs(self, job: Job, interaction: discord.Interaction) -> list[tuple[str, bytes]]:
         """An inpainting job's picture and mask, named as its script expects them."""
-        root = self.bot.settings.storage.input_dir.resolve()
+        root = self.services.settings.storage.input_dir.resolve()
         found = []
         for ref, name in zip((job.image_ref, job.mask_ref), input_names(job), strict=True):
             if ref is None or name is None:
@@ -87,7 +84,7 @@ class RecipeCog(commands.Cog):
     ) -> list[app_commands.Choice[int]]:
         """The caller's latest jobs, newest first."""
         typed = str(current or "")
-        jobs = await self.bot.repo.history(interaction.user.id, limit=25)
+        jobs = await self.services.repo.history(interaction.user.id, limit=25)
         return [
             app_commands.Choice(name=f"#{j.id} {render.short(j.prompt, 80)}", value=j.id)
             for j in jobs

@@ -1,5 +1,13 @@
 """/reroll: make a job again, with a new seed or a chosen one."""
 
-from bot.features.reroll._cog import RerollCog
+from discord.ext import commands
 
-__all__ = ["RerollCog"]
+from bot.features.reroll._cog import RerollCog
+from bot.services import Services
+
+
+async def setup(bot: commands.Bot, services: Services) -> None:
+    await bot.add_cog(RerollCog(services))
+
+
+__all__ = ["RerollCog", "setup"]

@@ -7,19 +7,15 @@ the autocomplete over the caller's recent jobs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.services import Services
 from bot.store.models import Job
 from bot.ui import render
 from bot.ui.checks import require_channel
 from engine.protocol import MAX_SEED
-
-if TYPE_CHECKING:
-    from bot.app import DiffusionBot
 
 RECENT_JOBS = 25  # Discord shows at most 25 choices
 MAX_JOB_ID = 2**53 - 1  # Discord's integer options stop here
@@ -42,8 +38,8 @@ def matching_jobs(jobs: list[Job], typed: str) -> list[Job]:
 class RerollCog(commands.Cog):
     """/reroll and its job autocomplete."""
 
-    def __init__(self, bot: DiffusionBot) -> None:
-        self.bot = bot
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     @app_commands.command(name="reroll", description="Make a job again with a new or chosen seed")
     @app_commands.guild_only()
@@ -58,14 +54,14 @@ class RerollCog(commands.Cog):
         job: app_commands.Range[int, 1, MAX_JOB_ID] | None = None,
         seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
     ) -> None:
-        require_channel(interaction, self.bot.settings.discord)
-        await self.bot.jobs.reroll(job, seed, interaction)
+        require_channel(interaction, self.services.settings.discord)
+        await self.services.jobs.reroll(job, seed, interaction)
 
     @reroll.autocomplete("job")
     async def _job_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[int]]:
-        recent = list(await self.bot.repo.history(interaction.user.id, limit=RECENT_JOBS))
+        recent = list(await self.services.repo.history(interaction.user.id, limit=RECENT_JOBS))
         return [
             app_commands.Choice(name=job_choice_label(job), value=job.id)
             # Integer options may send what was typed so far as a number.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bot.features.course import comparison_job
 from bot.jobs.lessons import (
     decode_steps,
     original_panel,
@@ -12,6 +11,7 @@ from bot.jobs.lessons import (
     variants,
 )
 from bot.jobs.scheduler import spec_for
+from bot.jobs.service import comparison_job
 from bot.settings import CourseSettings
 from bot.store.models import Job
 from bot.store.repository import Limits, NewJob, RateLimited
