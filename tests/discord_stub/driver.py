@@ -6,15 +6,15 @@ says what the stub did receive.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import random
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from .client import ClientHost
 from .components import SELECT_TYPES, modal_submission, select_data
 from .faults import Chaos, Fault, FaultInjector, compile_route_pattern
 from .files import FileLike
@@ -38,7 +38,7 @@ from .records import RecordedRequest
 from .rest import RestApi
 from .server import StubServer
 from .state import StubState
-from .waiting import Signal, StubTimeout
+from .waiting import Signal
 
 if TYPE_CHECKING:
     import discord
@@ -49,7 +49,7 @@ GuildRef = Guild | int | str | None
 DEFAULT_TOKEN = "stub-bot-token"
 
 
-class DiscordStub:
+class DiscordStub(ClientHost):
     """A Discord-compatible server on 127.0.0.1 plus the controls tests need.
 
     Use as ``async with DiscordStub() as stub:``. By default it points discord.py at itself
@@ -251,52 +251,8 @@ class DiscordStub:
 
     # -- running a client -----------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def running(
-        self,
-        client: discord.Client,
-        *,
-        token: str | None = None,
-        ready_timeout: float = 10.0,
-        fast_ready: bool = True,
-    ) -> AsyncIterator[discord.Client]:
-        """Log ``client`` in, connect it, wait for ``on_ready``; close it on exit.
-
-        discord.py waits ``guild_ready_timeout`` (2 s) after the last GUILD_CREATE before
-        READY; ``fast_ready`` shortens that wait since the stub sends all guilds at once.
-        """
-        if fast_ready:
-            client._connection.guild_ready_timeout = min(
-                client._connection.guild_ready_timeout, 0.05
-            )
-        connect: asyncio.Task[None] | None = None
-        ready: asyncio.Task[None] | None = None
-        try:
-            await client.login(token or self.token)
-            connect = asyncio.create_task(client.connect(), name="discord-stub-client")
-            ready = asyncio.create_task(client.wait_until_ready())
-            done, _ = await asyncio.wait(
-                {connect, ready}, timeout=ready_timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            if connect in done:
-                connect.result()  # raises what stopped the client
-                raise RuntimeError("the client stopped before it was ready")
-            if ready not in done:
-                raise StubTimeout(
-                    f"client not ready after {ready_timeout:g}s; requests: "
-                    + "; ".join(r.describe() for r in self.requests[-10:])
-                )
-            yield client
-        finally:
-            if ready is not None:
-                ready.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await ready
-            await client.close()
-            if connect is not None:
-                # The client's own failure (if any) was raised above; here we only bound the wait.
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.wait_for(connect, 5.0)
+    def _requests_summary(self) -> str:
+        return "; ".join(r.describe() for r in self.requests[-10:])
 
     async def wait_connected(
         self,
