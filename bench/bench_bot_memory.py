@@ -10,9 +10,9 @@ script imports counts) and reads ``VmRSS`` and ``VmHWM`` (peak) from ``/proc``:
 3. after a burst of jobs, for both processes; and whether torch, diffusers or transformers
    were imported by the bot at any point.
 
-From step 2 on the bot's figure includes the Discord stub, which runs in its process here.
-The engine runs the tiny test models on the CPU: with real weights its figure grows by the
-weights (about 2 GB for SD 1.5 in fp16), the bot's does not.
+The Discord stub runs in its own process, so it does not count as the bot's. The engine runs
+the tiny test models on the CPU: with real weights its figure grows by the weights (about
+2 GB for SD 1.5 in fp16), the bot's does not.
 
     python bench/bench_bot_memory.py --jobs 20
     python bench/bench_bot_memory.py --quick   # the bot alone, on the instant engine (CI)
@@ -58,13 +58,7 @@ def child(models: Path | None, jobs: int) -> None:
 
     import asyncio
 
-    from bench.bot_on_stub import (
-        RESULT_TIMEOUT_S,
-        InstantEngine,
-        bot_on_stub,
-        imagine,
-        is_result_event,
-    )
+    from bench.bot_on_stub import InstantEngine, bot_on_stub, burst
     from tests.fixtures.tiny_models import TinyModels
 
     folder = models or Path("unused")
@@ -85,13 +79,7 @@ def child(models: Path | None, jobs: int) -> None:
                 engine_pid = getattr(bot.engine, "pid", None) if models else None
                 figures["ready"] = memory_mb()
                 figures["engine_ready"] = memory_mb(engine_pid) if engine_pid else None
-                users = [stub.add_user(f"student{i}") for i in range(min(jobs, 10))]
-                handles = [
-                    await imagine(stub, users[i % len(users)], f"a fox, study {i}", steps=1)
-                    for i in range(jobs)
-                ]
-                for handle in handles:
-                    await handle.wait_for(is_result_event, timeout=RESULT_TIMEOUT_S)
+                await burst(stub, jobs, users=10)
                 figures["after_jobs"] = memory_mb()
                 figures["engine_after_jobs"] = memory_mb(engine_pid) if engine_pid else None
 
@@ -143,8 +131,8 @@ def report(figures: dict[str, Any], jobs: int) -> None:
     print(f"bot, interpreter start       : {mb('start')}")
     print(f"bot, after import bot.app    : {mb('import')}")
     print(f"  {figures['modules']} modules; torch, diffusers, transformers: {heavy_at_import}")
-    print(f"bot + stub, engine ready     : {mb('ready')}   engine: {mb('engine_ready')}")
-    print(f"bot + stub, after {jobs:3d} jobs  : {mb('after_jobs')}", end="")
+    print(f"bot, engine ready            : {mb('ready')}   engine: {mb('engine_ready')}")
+    print(f"bot, after {jobs:3d} jobs          : {mb('after_jobs')}", end="")
     print(f"   engine: {mb('engine_after_jobs')}")
     heavy = ", ".join(figures["heavy_at_end"]) or "none"
     print(f"torch, diffusers, transformers in the bot at the end: {heavy}")

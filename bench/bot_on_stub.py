@@ -1,13 +1,14 @@
-"""The real bot on the Discord stub, with the real engine process on the tiny test models.
+"""The real bot on the Discord stub, the stub in its own process.
 
 Shared by the burst benchmarks. It follows ``tests/bot/e2e/harness.py`` (whose settings and
-engine environment it reuses) with two differences: the limits are raised so that a burst is
-not refused, and delivery edits messages at the production rate. The stub runs in this
-process, on the bot's event loop, so what is measured here includes the stub's own work: the
-figures are upper bounds of what the bot alone would take.
+engine environment it reuses) with three differences: the stub runs in a child process
+(:class:`~tests.discord_stub.remote.StubProcess`), so that what this process spends is the
+bot's alone; the limits are raised so that a burst is not refused; and delivery edits messages
+at the production rate. The bursts themselves run in the stub's process (``bench/burst.py``).
 
 ``InstantEngine`` stands in for the engine where the bot's own costs are wanted alone: it
-answers every job at once with a 512x512 PNG, as an infinitely fast GPU would.
+answers every job at once with a 512x512 PNG, as an infinitely fast GPU would. Without it the
+real engine process runs the tiny test models on the CPU.
 
 Nothing here imports torch: the bot process must not load it.
 """
@@ -21,9 +22,11 @@ import os
 import random
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from PIL import Image
 
+from bench.burst import BurstReport, imagine_burst
 from bot.app import DiffusionBot
 from bot.jobs.engine_client import EngineClient
 from bot.jobs.scheduler import EngineLike
@@ -31,28 +34,13 @@ from bot.settings import SchedulerSettings
 from bot.store.database import create_engine, migrate
 from engine.protocol import Accepted, Event, GeneratedImage, JobSpec, Ready, Result
 from tests.bot.e2e.harness import CHANNEL, engine_env, make_settings
-from tests.discord_stub import DiscordStub, InteractionEvent, InteractionHandle, Message, User
+from tests.discord_stub.remote import StubProcess
 from tests.fixtures.tiny_models import TinyModels
 
+if TYPE_CHECKING:
+    from tests.discord_stub import DiscordStub
+
 RESULT_TIMEOUT_S = 900.0
-
-
-def is_result(message: Message) -> bool:
-    """The finished result: images with the Reroll button (progress previews have neither)."""
-    return bool(message.png_attachments) and any(
-        custom_id.startswith("job:reroll:") for custom_id in message.custom_ids
-    )
-
-
-def is_result_event(event: InteractionEvent) -> bool:
-    return event.message is not None and is_result(event.message)
-
-
-async def imagine(stub: DiscordStub, user: User, prompt: str, steps: int) -> InteractionHandle:
-    """A user runs ``/imagine``; returns as soon as the interaction is dispatched."""
-    return await stub.invoke_slash(
-        "imagine", {"prompt": prompt, "steps": steps}, user=user, channel=CHANNEL
-    )
 
 
 def noise_png(side: int = 512) -> bytes:
@@ -88,6 +76,22 @@ class InstantEngine:
         return None
 
 
+async def burst(
+    stub: StubProcess, commands: int, users: int, *, steps: int = 1, user_prefix: str = "student"
+) -> BurstReport:
+    """``commands`` ``/imagine`` from ``users`` new members at once, run in the stub's process;
+    returns when every result is posted."""
+    return await stub.call(
+        imagine_burst,
+        channel=CHANNEL,
+        commands=commands,
+        users=users,
+        steps=steps,
+        user_prefix=user_prefix,
+        timeout=RESULT_TIMEOUT_S,
+    )
+
+
 @contextlib.asynccontextmanager
 async def bot_on_stub(
     root: Path,
@@ -96,14 +100,19 @@ async def bot_on_stub(
     max_queued_jobs: int,
     batch_images: int,
     engine: EngineLike | None = None,
-) -> AsyncIterator[tuple[DiscordStub, DiffusionBot]]:
-    """The bot connected to a fresh stub, its engine ready and the model loaded.
+) -> AsyncIterator[tuple[StubProcess, DiffusionBot]]:
+    """The bot connected to a fresh stub in its own process, its engine ready, one job done.
 
     ``engine`` None: the real engine process, on the CPU with the tiny models.
     """
-    async with DiscordStub() as stub:
+    async with StubProcess() as stub:
+        # make_settings reads only the stub's addresses, token and guild, which StubAddress has.
         settings = make_settings(
-            root, stub, tiny, images_per_hour=1_000_000, max_queued_jobs=max_queued_jobs
+            root,
+            cast("DiscordStub", stub.address),
+            tiny,
+            images_per_hour=1_000_000,
+            max_queued_jobs=max_queued_jobs,
         )
         batching = {"max_batch_images": batch_images}
         scheduler = SchedulerSettings(_env_file=None, **batching)  # type: ignore[call-arg]
@@ -117,8 +126,7 @@ async def bot_on_stub(
             async with stub.running(bot):
                 # One job first: the engine has started and loaded the model, as in a running
                 # course channel; the burst measures the steady state, not a cold start.
-                warm_up = await imagine(stub, stub.add_user("warm-up"), "warm up", steps=1)
-                await warm_up.wait_for(is_result_event, timeout=RESULT_TIMEOUT_S)
+                await burst(stub, 1, 1, user_prefix="warm-up")
                 yield stub, bot
         finally:
             await database.dispose()

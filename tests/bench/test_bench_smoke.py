@@ -26,7 +26,14 @@ QUIET_ENV = {
 
 SCRIPTS = {
     "bench_gpu.py": (["--toy"], ["images/s (ratio to plain in the same run)", "compile"]),
-    "bench_ack_latency.py": (["--quick"], ["first answer (deferral)", "every result posted"]),
+    "bench_ack_latency.py": (
+        ["--quick"],
+        ["first answer (deferral)", "20 answered, 20 deferred", "every result posted"],
+    ),
+    "bench_bot_throughput.py": (
+        ["--quick"],
+        ["(40 images", "bot CPU per job", "statements", "edits (PATCH)", "RSS peak"],
+    ),
     "bench_bot_memory.py": (
         ["--quick"],
         ["after import bot.app", "torch, diffusers, transformers in the bot at the end: none"],
