@@ -30,6 +30,7 @@ from bot.store.repository import Repository
 from bot.ui.buttons import ButtonActions
 from bot.ui.errors import report
 from bot.ui.i18n import CourseTranslator, make_translatable
+from bot.ui.options import apply_bounds
 from engine.protocol import JobKind
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,8 @@ class DiffusionBot(commands.Bot):
             "stall-watchdog",
         )
         self._spawn(housekeeping.prune_rate_limits(self.repo), "prune-rate-limits")
-        # zh-CN names, descriptions and choices go into the synced payload (bot.i18n).
+        # The operator's narrowed bounds, then zh-CN texts, go into the synced payload.
+        apply_bounds(self.tree, self.settings.limits.bounds())
         make_translatable(self.tree)
         await self.tree.set_translator(CourseTranslator())
         await self._sync_commands()

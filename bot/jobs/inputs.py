@@ -29,16 +29,17 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bot.ui.errors import UserInputError
+from engine.protocol import BOUNDS
 
 MAX_INPUT_BYTES = 20 * 1024 * 1024
 MAX_INPUT_PIXELS = 16_000_000
 MIN_INPUT_SIDE = 64
 # Stable Diffusion 1.x and 2.x inpainting models work at 512 px; the shorter side goes there,
-# the longer one at most to the engine's default largest side.
+# the longer one at most to the largest side a job may have (engine.protocol.BOUNDS).
 FIT_SIDE = 512
-MAX_FIT_SIDE = 1024
-MIN_FIT_SIDE = 64
-MULTIPLE = 8  # the VAE's downscale factor: sides must be multiples of it
+MAX_FIT_SIDE = BOUNDS.side.max
+MIN_FIT_SIDE = BOUNDS.side.min
+MULTIPLE = BOUNDS.side_multiple  # the VAE's downscale factor: sides must be multiples of it
 # Shapes closer than this (relative) count as the same aspect; a mask drawn on a screenshot or
 # exported at another scale is off by a pixel or two.
 ASPECT_TOLERANCE = 0.01

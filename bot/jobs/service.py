@@ -16,7 +16,6 @@ from bot.jobs.lessons import values_for
 from bot.jobs.requests import derived_job, new_job
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.uploads import read_uploads
-from bot.jobs.validation import seeds_for
 from bot.settings import CourseSettings, Settings
 from bot.store.models import Job, utcnow
 from bot.store.repository import (
@@ -31,6 +30,7 @@ from bot.ui.checks import is_admin
 from bot.ui.errors import NotAllowed, UserFacingError, UserInputError
 from bot.ui.i18n import t
 from bot.ui.model_options import resolve_model
+from bot.ui.validation import seeds_for
 from engine.protocol import GeneratedImage, Result
 
 log = logging.getLogger(__name__)

@@ -8,41 +8,18 @@ its acknowledgement deadline; nothing is stored unless every check passed.
 
 from __future__ import annotations
 
-import math
-
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.jobs import inputs, validation
+from bot.jobs import inputs
 from bot.jobs.job_request import NewImages, Uploads
 from bot.services import Services
+from bot.ui import options, validation
 from bot.ui.checks import require_channel
 from bot.ui.errors import UserInputError
 from bot.ui.model_options import autocomplete_models
-from engine.protocol import MAX_SEED, JobKind
-
-DEFAULT_STRENGTH = 1.0  # repaint the area from scratch, as inpainting checkpoints expect
-MIN_STRENGTH = 0.01
-MAX_MASK_PROMPT_CHARS = 200  # a few words; CLIPSeg reads at most 77 tokens
-
-
-def check_strength(strength: float | None, steps: int) -> float:
-    """The strength to use; at least one denoising step must remain (steps × strength ≥ 1)."""
-    if strength is None:
-        return DEFAULT_STRENGTH
-    if not math.isfinite(strength) or not MIN_STRENGTH <= strength <= 1:
-        raise UserInputError(
-            f"strength must be between {MIN_STRENGTH:g} and 1 (you gave {strength:g}); 1 "
-            "repaints the area from scratch, lower keeps more of what is there."
-        )
-    if int(steps * strength) < 1:
-        raise UserInputError(
-            f"With strength {strength:g} and {steps} step{'s' if steps != 1 else ''}, no "
-            "denoising step is left (steps × strength must be at least 1); raise steps or "
-            "strength."
-        )
-    return float(strength)
+from engine.protocol import BOUNDS, JobKind
 
 
 class InpaintCog(commands.Cog):
@@ -60,55 +37,45 @@ class InpaintCog(commands.Cog):
         mask_prompt="Or name the area in words, e.g. “the background”, “the dog”",
         negative_prompt="What to steer away from, e.g. “blurry, text”",
         seed="Same seed + same settings = same image (random when empty)",
-        steps=f"Denoising steps, {validation.MIN_STEPS}-{validation.MAX_STEPS} "
-        f"(default {validation.DEFAULT_STEPS})",
-        guidance="Classifier-free guidance: how closely to follow the prompt "
-        f"(default {validation.DEFAULT_GUIDANCE})",
-        strength="How much of the area to change, up to 1 (default: 1, repaint from scratch)",
+        # {min}, {max} and {default}: filled from the bounds in force (bot.ui.options).
+        steps="Denoising steps, {min}-{max} (default {default})",
+        guidance="Classifier-free guidance: how closely to follow the prompt (default {default})",
+        strength="How much of the area to change, up to {max} (default: {default}, repaint "
+        "from scratch)",
         model="Which inpainting model to use (default: the server's default)",
     )
     async def inpaint(
         self,
         interaction: discord.Interaction,
         image: discord.Attachment,
-        prompt: app_commands.Range[str, 1, 1000],
+        prompt: options.Prompt,
         mask: discord.Attachment | None = None,
-        mask_prompt: app_commands.Range[str, 1, MAX_MASK_PROMPT_CHARS] | None = None,
-        negative_prompt: app_commands.Range[str, 0, 1000] | None = None,
-        seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
-        steps: app_commands.Range[int, validation.MIN_STEPS, validation.MAX_STEPS] | None = None,
-        guidance: app_commands.Range[float, validation.MIN_GUIDANCE, validation.MAX_GUIDANCE]
-        | None = None,
-        strength: app_commands.Range[float, MIN_STRENGTH, 1.0] | None = None,
+        mask_prompt: options.MaskPrompt = "",
+        negative_prompt: options.NegativePrompt = "",
+        seed: options.Seed | None = None,
+        steps: options.Steps = BOUNDS.steps.default,
+        guidance: options.Guidance = BOUNDS.guidance.default,
+        strength: options.Strength = BOUNDS.strength.default,
         model: str | None = None,
     ) -> None:
         settings = self.services.settings
         require_channel(interaction, settings.discord)
-        max_chars = settings.limits.max_prompt_chars
-        prompt = validation.clean_prompt(prompt, what="prompt", max_chars=max_chars, required=True)
-        negative = validation.clean_prompt(
-            negative_prompt, what="negative prompt", max_chars=max_chars, required=False
-        )
-        words = validation.clean_prompt(
-            mask_prompt, what="mask prompt", max_chars=MAX_MASK_PROMPT_CHARS, required=False
-        )
+        words = mask_prompt
         if mask is not None and words:
             raise UserInputError(inputs.more_than_one_mask(["a mask picture", "mask_prompt words"]))
         inputs.check_declared_size(image.size, "image")
         if mask is not None:
             inputs.check_declared_size(mask.size, "mask")
         seeds = validation.seeds_for(seed, 1)
-        steps = validation.check_steps(steps)
-        guidance = validation.check_guidance(guidance)
-        strength = check_strength(strength, steps)
+        validation.check_denoising_left(steps, strength)
 
         settings = dict(
             prompt=prompt,
-            negative_prompt=negative,
+            negative_prompt=negative_prompt,
             seeds=seeds,
             steps=steps,
             guidance=guidance,
-            scheduler=validation.DEFAULT_SCHEDULER,
+            scheduler=BOUNDS.scheduler,
             strength=strength,
         )
         uploads = Uploads(image, mask, words or None)

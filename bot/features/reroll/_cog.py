@@ -13,9 +13,8 @@ from discord.ext import commands
 
 from bot.services import Services
 from bot.store.models import Job
-from bot.ui import render
+from bot.ui import options, render
 from bot.ui.checks import require_channel
-from engine.protocol import MAX_SEED
 
 RECENT_JOBS = 25  # Discord shows at most 25 choices
 MAX_JOB_ID = 2**53 - 1  # Discord's integer options stop here
@@ -52,7 +51,7 @@ class RerollCog(commands.Cog):
         self,
         interaction: discord.Interaction,
         job: app_commands.Range[int, 1, MAX_JOB_ID] | None = None,
-        seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
+        seed: options.Seed | None = None,
     ) -> None:
         require_channel(interaction, self.services.settings.discord)
         await self.services.jobs.reroll(job, seed, interaction)

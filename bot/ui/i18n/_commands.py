@@ -8,6 +8,10 @@ bot registers has an entry.
 
 Terms follow the course's Chinese material: 提示词 (prompt), 无分类器引导 (classifier-free
 guidance), 去噪步数 (denoising steps), 调度器 (scheduler), 种子 (seed).
+
+Ranges and defaults are never written out here: the descriptions of bounded options hold
+``{min}``, ``{max}`` and ``{default}``, which the translator fills from the option itself (the
+operator's narrowed bounds, ``bot.ui.options``); the rest comes from ``engine.protocol``.
 """
 
 from __future__ import annotations
@@ -15,9 +19,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bot.jobs import validation
+from engine.protocol import BOUNDS, SCHEDULERS, SIZES, size_label
 
 _MODEL_NAME = ("名称", "模型在机器人中的名称（见 /models list）")
+# What each size is called; its pixels come from SIZES.
+_SIZE_SHAPES = {
+    "square": "正方形",
+    "landscape": "横向 3:2",
+    "portrait": "纵向 2:3",
+    "wide": "宽屏 16:9",
+    "tall": "竖屏 9:16",
+}
+_SIZE_CHOICES = {key: size_label(SIZES[key], shape, "，") for key, shape in _SIZE_SHAPES.items()}
+_STEPS = "去噪步数，{min}-{max}（默认 {default}）"
+_DEFAULT_SCHEDULER = SCHEDULERS[BOUNDS.scheduler]
 
 
 @dataclass(frozen=True)
@@ -38,27 +53,18 @@ ZH_CN: dict[str, CommandText] = {
             "prompt": ("提示词", "要画什么，例如“雪中的水彩狐狸”"),
             "negative_prompt": ("反向提示词", "想避开什么，例如“模糊、文字”"),
             "seed": ("种子", "相同种子 + 相同设置 = 相同图像（留空则随机）"),
-            "steps": (
-                "步数",
-                f"去噪步数，{validation.MIN_STEPS}-{validation.MAX_STEPS}"
-                f"（默认 {validation.DEFAULT_STEPS}）；越多越慢，但不一定越好",
-            ),
+            "steps": ("步数", _STEPS + "；越多越慢，但不一定越好"),
             "guidance": (
                 "引导系数",
-                "无分类器引导：多大程度上遵循提示词"
-                f"（默认 {validation.DEFAULT_GUIDANCE}；常用 7-8.5）",
+                "无分类器引导：多大程度上遵循提示词（默认 {default}；常用 7-8.5）",
             ),
             "size": ("尺寸", "图像的大小和形状"),
-            "scheduler": ("调度器", "执行去噪步骤的采样器（默认 Euler）"),
+            "scheduler": ("调度器", f"执行去噪步骤的采样器（默认 {_DEFAULT_SCHEDULER}）"),
             "model": ("模型", "使用哪个模型（默认：服务器的默认模型）"),
-            "count": ("数量", f"生成几张，1-{validation.MAX_COUNT}，种子依次加一"),
+            "count": ("数量", "生成几张，{min}-{max}，种子依次加一"),
         },
         choices={
-            "square": "正方形 512×512",
-            "landscape": "横向 3:2，768×512",
-            "portrait": "纵向 2:3，512×768",
-            "wide": "宽屏 16:9，896×512",
-            "tall": "竖屏 9:16，512×896",
+            **_SIZE_CHOICES,
             # Scheduler names are proper names; the same in every language.
             "euler": "Euler",
             "euler_a": "Euler a（祖先采样）",
@@ -78,16 +84,9 @@ ZH_CN: dict[str, CommandText] = {
             "mask_prompt": ("蒙版描述", "或者用文字指明区域，例如“背景”“那只狗”"),
             "negative_prompt": ("反向提示词", "想避开什么，例如“模糊、文字”"),
             "seed": ("种子", "相同种子 + 相同设置 = 相同图像（留空则随机）"),
-            "steps": (
-                "步数",
-                f"去噪步数，{validation.MIN_STEPS}-{validation.MAX_STEPS}"
-                f"（默认 {validation.DEFAULT_STEPS}）",
-            ),
-            "guidance": (
-                "引导系数",
-                f"无分类器引导：多大程度上遵循提示词（默认 {validation.DEFAULT_GUIDANCE}）",
-            ),
-            "strength": ("强度", "该区域改变多少，最大为 1（默认 1：从头重绘）"),
+            "steps": ("步数", _STEPS),
+            "guidance": ("引导系数", "无分类器引导：多大程度上遵循提示词（默认 {default}）"),
+            "strength": ("强度", "该区域改变多少，最大为 {max}（默认 {default}：从头重绘）"),
             "model": ("模型", "使用哪个局部重绘模型（默认：服务器的默认模型）"),
         },
     ),

@@ -25,6 +25,7 @@ from discord.app_commands import (
 )
 
 from bot.ui.i18n._commands import CATALOGS, CommandText
+from bot.ui.options import fill_bounds
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,10 @@ class CourseTranslator(app_commands.Translator):
             option = entry.options.get(data.name) if entry else None
             if option is None:
                 return None
-            return option[0] if where is TranslationContextLocation.parameter_name else option[1]
+            if where is TranslationContextLocation.parameter_name:
+                return option[0]
+            # A bounded option's range and default, as its English description has them.
+            return fill_bounds(option[1], data.min_value, data.max_value, data.default)
         if isinstance(data, Command | Group):
             entry = catalog.commands.get(data.qualified_name)
             return _command_text(entry, where)

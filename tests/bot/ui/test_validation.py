@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.jobs import validation
+from bot.ui import validation
 from bot.ui.errors import UserInputError
 from engine.protocol import BOUNDS, MAX_SEED, SCHEDULERS, SIZES
 

@@ -93,6 +93,16 @@ def check_strength(strength: float | None, bounds: Bounds = BOUNDS) -> float:
     return float(strength)
 
 
+def check_denoising_left(steps: int, strength: float) -> None:
+    """Inpainting runs ``int(steps × strength)`` steps; refuse settings that leave none."""
+    if int(steps * strength) < 1:
+        raise UserInputError(
+            f"With strength {number_text(strength)} and {steps} step{'s' if steps != 1 else ''}, "
+            "no denoising step is left (steps × strength must be at least 1); raise steps or "
+            "strength."
+        )
+
+
 def check_size(size: str | None, bounds: Bounds = BOUNDS) -> Size:
     """The named size; the default when none is given."""
     key = size or bounds.size
@@ -117,11 +127,3 @@ def seeds_for(seed: int | None, count: int, bounds: Bounds = BOUNDS) -> tuple[in
     assert seed is not None
     # seed, seed+1, ... like most SD front ends, wrapping at the top.
     return tuple((seed + i) % (top + 1) for i in range(count))
-
-
-# TEMPORARY (removed once the cogs read bot.ui.options): the old names, from BOUNDS.
-MIN_STEPS, MAX_STEPS = BOUNDS.steps.min, BOUNDS.steps.max
-MIN_GUIDANCE, MAX_GUIDANCE = BOUNDS.guidance.min, BOUNDS.guidance.max
-MAX_COUNT = BOUNDS.count.max
-DEFAULT_STEPS, DEFAULT_GUIDANCE = BOUNDS.steps.default, BOUNDS.guidance.default
-DEFAULT_SCHEDULER, DEFAULT_SIZE = BOUNDS.scheduler, BOUNDS.size
