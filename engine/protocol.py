@@ -18,7 +18,7 @@ import json
 import struct
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any, BinaryIO, ClassVar, Generic, Self, TypeVar
 
@@ -218,33 +218,59 @@ class Variant:
     scheduler: str
 
 
-@dataclass(frozen=True)
-class JobSpec:
+# Marks a parameter that may differ between the images of one pipeline call (the pipeline takes
+# it per image); every other parameter is shared by a batch, so it is in ``JobSpec.batch_key``.
+_PER_IMAGE = {"per_image": True}
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationParams:
+    """The settings that decide a job's pixels, declared once for both processes.
+
+    ``NewJob`` (what a command asks for) and ``JobSpec`` (what the engine runs) inherit these
+    fields; the job row has a column for each (a test checks the types and the migrations), and
+    the code that copies a job copies all of them by name. README's "Adding a generation
+    parameter" lists the few places a new one still goes.
+    """
+
+    prompt: str = field(metadata=_PER_IMAGE)
+    seeds: tuple[int, ...] = field(metadata=_PER_IMAGE)  # one image per seed
+    negative_prompt: str = field(default="", metadata=_PER_IMAGE)
+    # The defaults are the ones users get when they leave an option out (``BOUNDS``).
+    steps: int = BOUNDS.steps.default
+    guidance: float = BOUNDS.guidance.default
+    width: int = SIZES[BOUNDS.size].width
+    height: int = SIZES[BOUNDS.size].height
+    scheduler: str = BOUNDS.scheduler
+    # Inpainting only: 1.0 repaints the masked area from pure noise.
+    strength: float = BOUNDS.strength.default
+    # Inpainting only, instead of a mask picture: words naming the area to repaint ("the dog");
+    # the engine makes the mask from them (CLIPSeg).
+    mask_prompt: str | None = field(default=None, metadata=_PER_IMAGE)
+
+
+GENERATION_PARAMS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(GenerationParams))
+# The parameters one pipeline call shares, in declaration order.
+SHARED_PARAMS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(GenerationParams) if not f.metadata.get("per_image")
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec(GenerationParams):
     """Everything the engine needs to produce a job's images, and nothing about Discord.
 
     One job can hold several images (one seed each). Jobs whose ``batch_key`` is equal can be
     run in one pipeline call; each image keeps its own generator, so batching never changes a
-    picture.
+    picture. The generation parameters come from ``GenerationParams``.
     """
 
     job_id: int
     kind: JobKind
     model: ModelRef
-    prompt: str
-    seeds: tuple[int, ...]
-    negative_prompt: str = ""
-    steps: int = 30
-    guidance: float = 7.5
-    width: int = 512
-    height: int = 512
-    scheduler: str = "euler"
-    strength: float = 1.0  # inpainting only: 1.0 repaints the masked area from pure noise
     image_path: str | None = None  # inpainting only: the picture to repaint
     mask_path: str | None = None  # inpainting only: white = repaint
     preview: bool = True  # send small previews with progress events
-    # Inpainting only, instead of mask_path: words naming the area to repaint ("the dog"); the
-    # engine makes the mask from them (CLIPSeg).
-    mask_prompt: str | None = None
     # Course comparisons (engine.comparisons), at most one of the two. ``variants``: one image
     # per seed and variant, each from the job's own seed. ``decode_steps``: the denoising strip,
     # the predicted clean image at each of these 1-based steps of one run (a step at or past the
@@ -261,18 +287,14 @@ class JobSpec:
     def batch_key(self) -> tuple[Any, ...]:
         """Jobs with the same key share one pipeline call.
 
-        Guidance is part of the key: diffusers takes one guidance scale per call, and a
-        per-sample scale would need a hand-written denoising loop.
+        Every generation parameter not marked per image is in the key, so a new parameter is
+        kept apart by default. Guidance is among them: diffusers takes one guidance scale per
+        call, and a per-sample scale would need a hand-written denoising loop.
         """
         return (
             self.kind,
             self.model,
-            self.width,
-            self.height,
-            self.steps,
-            self.scheduler,
-            self.guidance,
-            self.strength,
+            *(getattr(self, name) for name in SHARED_PARAMS),
             # Comparisons run their own way (engine.comparisons); equal ones batch together.
             self.variants,
             self.decode_steps,
@@ -540,8 +562,10 @@ async def read_message_async(reader: Any) -> Request | Event | None:
 
 __all__ = [
     "BOUNDS",
+    "GENERATION_PARAMS",
     "MAX_SEED",
     "SCHEDULERS",
+    "SHARED_PARAMS",
     "SIZES",
     "Accepted",
     "Bound",
@@ -551,6 +575,7 @@ __all__ = [
     "ErrorKind",
     "Event",
     "GeneratedImage",
+    "GenerationParams",
     "JobError",
     "JobKind",
     "JobSpec",

@@ -45,23 +45,14 @@ def derived_job(parent: Job, interaction: discord.Interaction, **changes: Any) -
     """
     fields: dict[str, Any] = dict(
         _asked_by(interaction),
+        **parent.generation_params(),
         channel_id=interaction.channel_id or parent.channel_id,
         kind=parent.kind,
         model_name=parent.model_name,
         model_source=parent.model_source,
         model_revision=parent.model_revision_used or parent.model_revision,
-        prompt=parent.prompt,
-        negative_prompt=parent.negative_prompt,
-        seeds=tuple(parent.seeds),
-        steps=parent.steps,
-        guidance=parent.guidance,
-        width=parent.width,
-        height=parent.height,
-        scheduler=parent.scheduler,
-        strength=parent.strength,
         image_ref=parent.image_ref,
         mask_ref=parent.mask_ref,
-        mask_prompt=parent.mask_prompt,
         parent_job_id=parent.id,
     )
     fields.update(changes)

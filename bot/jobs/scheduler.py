@@ -104,21 +104,12 @@ def spec_for(job: Job, inputs_root: str | None = None) -> JobSpec:
         return str(Path(inputs_root) / ref) if inputs_root else ref
 
     return JobSpec(
+        **job.generation_params(),
         job_id=job.id,
         kind=JobKind(job.kind),
         model=ModelRef(job.model_name, job.model_source, job.model_revision),
-        prompt=job.prompt,
-        negative_prompt=job.negative_prompt,
-        seeds=tuple(job.seeds),
-        steps=job.steps,
-        guidance=job.guidance,
-        width=job.width,
-        height=job.height,
-        scheduler=job.scheduler,
-        strength=job.strength,
         image_path=input_path(job.image_ref),
         mask_path=input_path(job.mask_ref),
-        mask_prompt=job.mask_prompt,
         variants=lessons.variants(job),  # course comparisons; () for plain jobs
         decode_steps=lessons.decode_steps(job),
     )

@@ -1,13 +1,15 @@
 """The bot's tables, as typed SQLAlchemy 2.0 models.
 
-A job row holds everything needed to reproduce its images; `migrations/` creates the same
-schema (a test checks there is no drift).
+A job row holds everything needed to reproduce its images: a column for each generation
+parameter declared in ``engine.protocol.GenerationParams`` (a test checks their types), and
+`migrations/` creates the same schema (a test checks there is no drift).
 """
 
 from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -27,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from engine.protocol import JobKind
+from engine.protocol import GENERATION_PARAMS, GenerationParams, JobKind
 
 # Named constraints, so batch migrations on SQLite (which rebuild tables) can find them.
 NAMING_CONVENTION = {
@@ -181,6 +183,26 @@ class Job(Base):
     @property
     def count(self) -> int:
         return len(self.seeds)
+
+    def generation_params(self) -> dict[str, Any]:
+        """This job's generation parameters, as keyword arguments for ``NewJob`` or ``JobSpec``.
+
+        JSON columns come back as lists; the dataclasses hold tuples, so that they hash.
+        """
+        return {name: _as_tuple(getattr(self, name)) for name in GENERATION_PARAMS}
+
+
+def parameter_columns(params: GenerationParams) -> dict[str, Any]:
+    """The job columns for ``params``: every declared parameter, tuples stored as JSON lists."""
+    return {name: _as_list(getattr(params, name)) for name in GENERATION_PARAMS}
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _as_list(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 class Image(Base):

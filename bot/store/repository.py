@@ -23,8 +23,10 @@ from bot.store.models import (
     Model,
     RateLimitUsage,
     User,
+    parameter_columns,
     utcnow,
 )
+from engine.protocol import GenerationParams
 
 RATE_WINDOW = timedelta(hours=1)
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
@@ -70,9 +72,12 @@ class NotFound(StoreError):
     pass
 
 
-@dataclass(frozen=True)
-class NewJob:
-    """What a command asks for; the repository adds status and timestamps."""
+@dataclass(frozen=True, kw_only=True)
+class NewJob(GenerationParams):
+    """What a command asks for; the repository adds status and timestamps.
+
+    The generation parameters (prompt, seeds, steps, ...) come from ``GenerationParams``.
+    """
 
     user_id: int
     user_name: str
@@ -80,20 +85,10 @@ class NewJob:
     model_name: str
     model_source: str
     model_revision: str | None
-    prompt: str
-    negative_prompt: str
-    seeds: tuple[int, ...]
-    steps: int
-    guidance: float
-    width: int
-    height: int
-    scheduler: str
     channel_id: int
     guild_id: int | None = None
-    strength: float = 1.0
-    image_ref: str | None = None
+    image_ref: str | None = None  # inpainting inputs, by content hash
     mask_ref: str | None = None
-    mask_prompt: str | None = None
     parent_job_id: int | None = None
     user_locale: str | None = None
     comparison: str | None = None  # a course comparison (bot.course), with its panels' values
@@ -154,24 +149,15 @@ class Repository:
             if limits.images_per_hour is not None:
                 await _consume(session, new.user_id, new.image_count, limits.images_per_hour, now)
             job = Job(
+                **parameter_columns(new),
                 user_id=new.user_id,
                 kind=new.kind,
                 status=JobStatus.QUEUED,
                 model_name=new.model_name,
                 model_source=new.model_source,
                 model_revision=new.model_revision,
-                prompt=new.prompt,
-                negative_prompt=new.negative_prompt,
-                seeds=list(new.seeds),
-                steps=new.steps,
-                guidance=new.guidance,
-                width=new.width,
-                height=new.height,
-                scheduler=new.scheduler,
-                strength=new.strength,
                 image_ref=new.image_ref,
                 mask_ref=new.mask_ref,
-                mask_prompt=new.mask_prompt,
                 parent_job_id=new.parent_job_id,
                 comparison=new.comparison,
                 comparison_values=list(new.comparison_values) if new.comparison else None,
