@@ -60,7 +60,9 @@ _FACTORIES: dict[str, Callable[[Mapping[str, Any]], SchedulerMixin]] = {
         config, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=True
     ),
     "ddim": DDIMScheduler.from_config,
-    "pndm": PNDMScheduler.from_config,
+    # Stable Diffusion's own PNDM config skips the Runge-Kutta warm-up (PLMS only); a checkpoint
+    # whose config lacks the flag would run it, and it breaks below 4 steps. Always skip it.
+    "pndm": lambda config: PNDMScheduler.from_config(config, skip_prk_steps=True),
     "lms": _LMS.from_config,
 }
 assert _FACTORIES.keys() == SCHEDULERS.keys(), "every wire name needs a factory"

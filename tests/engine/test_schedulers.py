@@ -86,3 +86,27 @@ def test_swapping_schedulers_keeps_the_loaded_weights(
     # Different samplers, different pictures from the same seed.
     assert not np.array_equal(images["euler"], images["ddim"])
     assert not np.array_equal(images["euler"], images["euler_a"])
+
+
+@pytest.fixture(scope="module")
+def model_without_skip_prk(tiny_models: TinyModels, tmp_path_factory) -> ModelRef:
+    """The tiny model with a scheduler config that, like some checkpoints', lacks
+    ``skip_prk_steps``: stock PNDM then runs its Runge-Kutta warm-up, which breaks below 4
+    steps."""
+    folder = tmp_path_factory.mktemp("no-skip-prk") / "tiny-sd"
+    pipeline = StableDiffusionPipeline.from_pretrained(tiny_models.text_to_image)
+    config = dict(pipeline.scheduler.config)
+    config.pop("skip_prk_steps")
+    pipeline.scheduler = PNDMScheduler.from_config(config)
+    assert pipeline.scheduler.config.skip_prk_steps is False
+    pipeline.save_pretrained(folder)
+    return ModelRef("no-skip-prk", str(folder))
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+def test_every_scheduler_works_at_every_small_step_count(
+    name: str, worker: Worker, recorder: Recorder, model_without_skip_prk: ModelRef
+) -> None:
+    for steps in (1, 2, 3, 4):
+        run(worker, job(model_without_skip_prk, steps, scheduler=name, steps=steps))
+        assert recorder.result(steps).images, (name, steps)

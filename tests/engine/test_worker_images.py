@@ -37,7 +37,7 @@ PLAIN_SCHEDULERS = {
         {"algorithm_type": "dpmsolver++", "use_karras_sigmas": True},
     ),
     "ddim": (DDIMScheduler, {}),
-    "pndm": (PNDMScheduler, {}),
+    "pndm": (PNDMScheduler, {"skip_prk_steps": True}),
     "lms": (LMSDiscreteScheduler, {}),
 }
 

@@ -55,6 +55,7 @@ SCHEDULER_RECIPES: dict[str, SchedulerRecipe] = {
     ),
     "pndm": SchedulerRecipe(
         "PNDMScheduler",
+        {"skip_prk_steps": True},
         about="PNDM: pseudo-numerical methods; Stable Diffusion 1.x's own default.",
     ),
     "lms": SchedulerRecipe(
