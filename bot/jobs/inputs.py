@@ -21,6 +21,7 @@ import io
 import math
 import os
 import re
+import struct
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -89,6 +90,45 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+def header_size(data: bytes, kind: str) -> tuple[int, int] | None:
+    """The width and height a PNG, JPEG or WebP header claims, read without Pillow (which
+    refuses to open a picture past its own pixel limit); None when the header is unreadable."""
+    try:
+        if kind == "PNG" and data[12:16] == b"IHDR":
+            return struct.unpack(">II", data[16:24])
+        if kind == "JPEG":
+            return _jpeg_size(data)
+        if kind == "WEBP":
+            chunk = data[12:16]
+            if chunk == b"VP8X":  # 24-bit canvas size minus one
+                return (
+                    int.from_bytes(data[24:27], "little") + 1,
+                    int.from_bytes(data[27:30], "little") + 1,
+                )
+            if chunk == b"VP8L":  # 14-bit sizes minus one, after a signature byte
+                bits = int.from_bytes(data[21:25], "little")
+                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+            if chunk == b"VP8 ":  # after a frame tag and a start code
+                width, height = struct.unpack("<HH", data[26:30])
+                return width & 0x3FFF, height & 0x3FFF
+    except struct.error:
+        return None
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """The size in a JPEG's start-of-frame segment (any SOFn but DHT, JPG and DAC)."""
+    at = 2
+    while at + 9 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        (length,) = struct.unpack(">H", data[at + 2 : at + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[at + 5 : at + 9])
+            return width, height
+        at += 2 + length
+    return None
+
+
 def check_declared_size(size: int, what: str) -> None:
     """Refuse an attachment by the size Discord reports, before downloading it."""
     if size > MAX_INPUT_BYTES:
@@ -109,8 +149,11 @@ def open_picture(data: bytes, what: str, min_side: int = MIN_INPUT_SIDE) -> Imag
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             picture = Image.open(io.BytesIO(data), formats=[kind])
     except Image.DecompressionBombError:
+        # Pillow refuses the header itself past its own limit; say the size all the same.
+        size = header_size(data, kind)
+        shown = f"is {size[0]}×{size[1]} pixels" if size else "has far too many pixels"
         raise UserInputError(
-            f"The {what} has far too many pixels; the most is {_megapixels(MAX_INPUT_PIXELS)}."
+            f"The {what} {shown}; the most is {_megapixels(MAX_INPUT_PIXELS)}."
         ) from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise UserInputError(f"The {what} could not be read; the file may be damaged.") from None

@@ -73,10 +73,27 @@ def test_a_decompression_bomb_is_refused_from_its_header_without_decoding(monkey
     monkeypatch.setattr(ImageFile.ImageFile, "load", never)
     message = refusal(decompression_bomb(), "image", call=inputs.open_picture)
     assert message == "The image is 9000×9000 pixels; the most is 16 megapixels."
-    # Past Pillow's own bomb limit, Pillow refuses the header itself; the answer is the same.
+    # Past Pillow's own bomb limit, Pillow refuses the header itself; the size is still said.
     assert refusal(png_header_only(20_000, 20_000), "image", call=inputs.open_picture) == (
-        "The image has far too many pixels; the most is 16 megapixels."
+        "The image is 20000×20000 pixels; the most is 16 megapixels."
     )
+
+
+@pytest.mark.parametrize("kind", ["JPEG", "WEBP", "PNG"])
+def test_header_sizes_are_read_without_pillow(kind):
+    picture = scene((120, 80))
+    out = io.BytesIO()
+    picture.save(out, format=kind, **({"lossless": True} if kind == "WEBP" else {}))
+    assert inputs.header_size(out.getvalue(), kind) == (120, 80)
+    lossy = io.BytesIO()
+    if kind == "WEBP":
+        picture.save(lossy, format="WEBP", quality=80)
+        assert inputs.header_size(lossy.getvalue(), kind) == (120, 80)  # VP8
+        extended = io.BytesIO()
+        picture.convert("RGBA").save(extended, format="WEBP", exif=Image.Exif().tobytes())
+        assert extended.getvalue()[12:16] == b"VP8X"
+        assert inputs.header_size(extended.getvalue(), kind) == (120, 80)
+    assert inputs.header_size(b"\x89PNG\r\n\x1a\n", kind) is None
 
 
 def test_phone_photos_are_turned_upright():
