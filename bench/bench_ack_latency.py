@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import math
 import statistics
 import sys
 import tempfile
@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bot_on_stub import InstantEngine, bot_on_stub, burst
+from bench.bot_on_stub import BriefErrorLog, InstantEngine, bot_on_stub, burst, log_errors_briefly
 from bench.burst import BurstReport
 from tests.fixtures.tiny_models import TinyModels
 
@@ -47,10 +47,14 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def milliseconds(values: list[float]) -> str:
-    """p50, p99 and max of ``values`` (seconds), in milliseconds."""
+    """p50, p99 and max of ``values`` (seconds; ``inf``: never answered in time), in ms."""
+
+    def ms(value: float) -> str:
+        return "  refused" if math.isinf(value) else f"{value * 1000:7.1f} ms"
+
     return (
-        f"p50 {percentile(values, 0.5) * 1000:7.1f} ms, p99 {percentile(values, 0.99) * 1000:7.1f}"
-        f" ms, max {max(values) * 1000:7.1f} ms"
+        f"p50 {ms(percentile(values, 0.5))}, p99 {ms(percentile(values, 0.99))}, "
+        f"max {ms(max(values))}"
     )
 
 
@@ -74,10 +78,12 @@ async def measure(args: argparse.Namespace, commands: int, root: Path) -> BurstR
         return await burst(stub, commands, args.users, steps=args.steps)
 
 
-def report(args: argparse.Namespace, burst: BurstReport) -> None:
+def report(args: argparse.Namespace, burst: BurstReport, errors: BriefErrorLog) -> None:
     """Print one burst's figures."""
     commands = burst.commands
-    answered = [c.answered for c in commands if c.answered is not None]
+    # A refused callback counts as slower than any answer: past Discord's deadline.
+    answers = [math.inf if c.refused else c.answered for c in commands]
+    answered = [at for at in answers if at is not None]
     posted = [c.posted for c in commands if c.posted is not None]
     engine_note = (
         f"tiny models on the CPU, {args.steps} step(s)"
@@ -96,17 +102,19 @@ def report(args: argparse.Namespace, burst: BurstReport) -> None:
     )
     late = sum(1 for at in answered if at > DISCORD_DEADLINE_S)
     print(
-        f"after Discord's 3 s     : {late} answer(s); callbacks refused by the stub: "
-        f"{burst.refused_callbacks}"
+        f"after Discord's 3 s     : {late} answer(s), of which refused by the stub (the student "
+        f"sees 'The application did not respond'): {burst.refused_callbacks}"
     )
-    print(
-        f"result posted           : p50 {statistics.median(posted):7.2f} s, "
-        f"max {max(posted):7.2f} s"
-    )
-    print(
-        f"every result posted     : {burst.all_posted_s:7.2f} s after the first command "
-        f"({burst.images / burst.all_posted_s:.2f} images/s end to end)"
-    )
+    if posted:
+        print(
+            f"result posted           : p50 {statistics.median(posted):7.2f} s, "
+            f"max {max(posted):7.2f} s  [{burst.posted} of {len(commands)} posted]"
+        )
+        print(
+            f"every result posted     : {burst.all_posted_s:7.2f} s after the first command "
+            f"({burst.images / burst.all_posted_s:.2f} images/s end to end)"
+        )
+    print(f"errors the bot logged   : {errors.summary()}")
 
 
 def main() -> None:
@@ -122,12 +130,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.commands, args.users = [20], 10
-    logging.basicConfig(level=logging.ERROR)  # the bot and the engine log every job
     for i, commands in enumerate(args.commands):
         if i:
             print()
+        errors = log_errors_briefly()
         with tempfile.TemporaryDirectory() as scratch:
-            report(args, asyncio.run(measure(args, commands, Path(scratch))))
+            report(args, asyncio.run(measure(args, commands, Path(scratch))), errors)
 
 
 if __name__ == "__main__":

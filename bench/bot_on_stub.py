@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import logging
 import os
 import random
+import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -41,6 +43,33 @@ if TYPE_CHECKING:
     from tests.discord_stub import DiscordStub
 
 RESULT_TIMEOUT_S = 900.0
+
+
+class BriefErrorLog(logging.Handler):
+    """Counts error records and prints only the first few: a burst that goes wrong fails
+    the same way a thousand times, and the figures must stay readable."""
+
+    def __init__(self, shown: int = 3) -> None:
+        super().__init__(logging.ERROR)
+        self.shown = shown
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        if self.count <= self.shown:
+            sys.stderr.write(self.format(record) + "\n")
+
+    def summary(self) -> str:
+        """How many errors were logged, for the report."""
+        hidden = f" (the first {self.shown} on stderr)" if self.count > self.shown else ""
+        return f"{self.count}{hidden}"
+
+
+def log_errors_briefly() -> BriefErrorLog:
+    """Log only errors (the bot and the engine log every job), and only the first few."""
+    handler = BriefErrorLog()
+    logging.basicConfig(level=logging.ERROR, handlers=[handler], force=True)
+    return handler
 
 
 def noise_png(side: int = 512) -> bytes:
@@ -100,12 +129,14 @@ async def bot_on_stub(
     max_queued_jobs: int,
     batch_images: int,
     engine: EngineLike | None = None,
+    callback_deadline: float = 3.0,
 ) -> AsyncIterator[tuple[StubProcess, DiffusionBot]]:
     """The bot connected to a fresh stub in its own process, its engine ready, one job done.
 
     ``engine`` None: the real engine process, on the CPU with the tiny models.
+    ``callback_deadline``: how late the stub still takes a deferral (Discord: 3 s).
     """
-    async with StubProcess() as stub:
+    async with StubProcess(callback_deadline=callback_deadline) as stub:
         # make_settings reads only the stub's addresses, token and guild, which StubAddress has.
         settings = make_settings(
             root,

@@ -49,8 +49,11 @@ class CommandTimes:
 
     #: when the stub sent the command, after the burst's first
     dispatched: float
-    #: the bot's first answer (the interaction callback), after this command was sent
+    #: the bot's first answer (the interaction callback), after this command was sent; None
+    #: also when the stub refused it (past Discord's deadline): see ``refused``
     answered: float | None
+    #: the stub refused the bot's callback (too late, as Discord would)
+    refused: bool
     #: that first answer was a deferral ("thinking...")
     deferred: bool
     #: the finished result, after this command was sent
@@ -66,7 +69,7 @@ class BurstReport:
     commands: tuple[CommandTimes, ...]
     #: from the first command sent to the last
     dispatch_s: float
-    #: callbacks the stub refused (past Discord's 3 s deadline, or repeated)
+    #: commands whose callback the stub refused (past Discord's 3 s deadline, or repeated)
     refused_callbacks: int
     #: the bot's REST requests during the burst, by HTTP method
     requests: dict[str, int]
@@ -80,6 +83,11 @@ class BurstReport:
     def images(self) -> int:
         """Images posted."""
         return sum(command.images for command in self.commands)
+
+    @property
+    def posted(self) -> int:
+        """Commands whose result was posted."""
+        return sum(1 for command in self.commands if command.posted is not None)
 
     @property
     def all_posted_s(self) -> float:
@@ -96,9 +104,14 @@ async def imagine_burst(
     steps: int,
     user_prefix: str = "student",
     timeout: float = 900.0,  # noqa: ASYNC109 - a bound on the whole burst
+    idle_s: float = 60.0,
 ) -> BurstReport:
-    """``commands`` ``/imagine`` from ``users`` new members, sent back to back; waits until
-    every result is posted (at most ``timeout`` seconds) and reports the times."""
+    """``commands`` ``/imagine`` from ``users`` new members, sent back to back; reports the times.
+
+    Waits until every command is settled: its result posted, or its callback refused (the
+    bot was too late: no job). Stops early when the bot has sent nothing for ``idle_s``
+    seconds (the rest count as not posted), and fails after ``timeout`` seconds.
+    """
     loop = asyncio.get_running_loop()
     people = [stub.add_user(f"{user_prefix}{i:04d}") for i in range(min(users, commands))]
     first_request = len(stub.state.requests)
@@ -113,20 +126,37 @@ async def imagine_burst(
         )
         sent.append((handle, loop.time() - handle.age() - started))
     dispatch_s = loop.time() - started
-    await _wait_for_results([handle for handle, _ in sent], timeout)
+    await _wait_until_settled(stub, [handle for handle, _ in sent], timeout, idle_s)
     times = tuple(_times(handle, dispatched) for handle, dispatched in sent)
-    refused = sum(1 for handle, _ in sent for r in handle.rejections if "callback" in r.path)
+    refused = sum(1 for handle, _ in sent if _refused(handle))
     during = stub.state.requests[first_request:]
     return BurstReport(times, dispatch_s, refused, dict(Counter(r.method for r in during)))
 
 
-async def _wait_for_results(handles: list[InteractionHandle], timeout: float) -> None:  # noqa: ASYNC109
+def _refused(handle: InteractionHandle) -> bool:
+    return any("callback" in request.path for request in handle.rejections)
+
+
+async def _wait_until_settled(
+    stub: DiscordStub,
+    handles: list[InteractionHandle],
+    timeout: float,  # noqa: ASYNC109 - a bound on the whole wait
+    idle_s: float,
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     pending = handles
+    seen, quiet_since = len(stub.state.requests), loop.time()
     while pending:
-        pending = [h for h in pending if not any(is_result_event(e) for e in h.events)]
-        if pending and loop.time() > deadline:
+        pending = [
+            h for h in pending if not (_refused(h) or any(is_result_event(e) for e in h.events))
+        ]
+        now = loop.time()
+        if len(stub.state.requests) != seen:
+            seen, quiet_since = len(stub.state.requests), now
+        if not pending or now - quiet_since > idle_s:
+            return
+        if now > deadline:
             raise StubTimeout(
                 f"{len(pending)} of {len(handles)} results not posted after {timeout:g} s; "
                 f"the first still waiting: {pending[0].describe()}"
@@ -140,6 +170,7 @@ def _times(handle: InteractionHandle, dispatched: float) -> CommandTimes:
     return CommandTimes(
         dispatched=dispatched,
         answered=answer.at if answer else None,
+        refused=_refused(handle),
         deferred=answer is not None
         and answer.kind is EventKind.RESPONSE
         and answer.response_type is CallbackType.DEFERRED_CHANNEL_MESSAGE,
