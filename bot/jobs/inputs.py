@@ -27,7 +27,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from bot.ui.errors import UserInputError
 from engine.protocol import BOUNDS
@@ -46,6 +47,21 @@ MULTIPLE = BOUNDS.side_multiple  # the VAE's downscale factor: sides must be mul
 ASPECT_TOLERANCE = 0.01
 # Where a transparent pixel is repainted, it is first filled with this neutral grey.
 FILL = (128, 128, 128)
+
+# EXIF's orientation tag, and the turn each of its values asks for (1 is upright already).
+_ORIENTATION = 0x0112
+_TURNS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# What Pillow's EXIF parser raises on a damaged block: "not a TIFF file" is a SyntaxError, a
+# truncated entry a struct.error; offsets and counts out of range give the others.
+_DAMAGED_EXIF = (SyntaxError, struct.error, ValueError, TypeError, OSError, EOFError, IndexError)
 
 ALLOWED = "PNG, JPEG or WebP"
 _MAGIC = (
@@ -170,8 +186,51 @@ def open_picture(data: bytes, what: str, min_side: int = MIN_INPUT_SIDE) -> Imag
         picture.load()
     except (OSError, ValueError, SyntaxError):
         raise UserInputError(f"The {what} could not be read; the file may be damaged.") from None
-    # Phone photos are stored sideways with an EXIF note saying how to turn them.
-    return ImageOps.exif_transpose(picture)
+    sixteen_bit = kind == "PNG" and data[24:25] == b"\x10"  # the IHDR's bit depth
+    return _eight_bit(_upright(picture, what), sixteen_bit=sixteen_bit)
+
+
+def _upright(picture: Image.Image, what: str) -> Image.Image:
+    """The picture turned the way its EXIF orientation says (phone photos are stored sideways
+    with a note saying how to turn them); refused when that note cannot be read.
+
+    Only the orientation is read, not rewritten: ``ImageOps.exif_transpose`` would also write
+    the whole block back, which fails on tags it could read but not write, and nothing here
+    keeps metadata anyway.
+    """
+    try:
+        orientation = picture.getexif().get(_ORIENTATION)
+    except _DAMAGED_EXIF:
+        raise UserInputError(
+            f"The {what}'s EXIF data (the notes a camera adds, such as which way is up) is "
+            "damaged and cannot be read. Save the picture again, for example as a new PNG "
+            "or a screenshot, and attach that."
+        ) from None
+    turn = _TURNS.get(orientation) if isinstance(orientation, int) else None
+    return picture if turn is None else picture.transpose(turn)
+
+
+def _eight_bit(picture: Image.Image, *, sixteen_bit: bool) -> Image.Image:
+    """A 16-bit PNG as the 8-bit picture it shows, with its transparency kept.
+
+    Pillow opens a 16-bit grey PNG as 32-bit integers ("I;16"), which it converts to RGB by
+    clipping at 255: almost every grey would turn white. A 16-bit colour PNG it reads as 8-bit
+    RGB (the high byte of each sample) but leaves its transparent colour (tRNS) in 16 bits, so
+    no pixel matched it and the transparent area was lost.
+    """
+    key = picture.info.get("transparency")
+    if picture.mode in ("I", "I;16", "I;16B", "I;16L"):
+        samples = np.asarray(picture).astype(np.uint32)
+        # The high byte, as Pillow reduces 16-bit colour and alpha.
+        grey = Image.fromarray((samples >> 8).astype(np.uint8), "L")
+        if not isinstance(key, int):
+            return grey
+        alpha = Image.fromarray(np.where(samples == key, 0, 255).astype(np.uint8), "L")
+        return Image.merge("LA", (grey, alpha))
+    if sixteen_bit and picture.mode == "RGB" and isinstance(key, tuple):
+        # Pillow kept only the high byte of each sample, so the key is matched on that byte.
+        picture.info["transparency"] = tuple(value >> 8 for value in key)
+    return picture
 
 
 def fitted_size(width: int, height: int) -> tuple[int, int]:

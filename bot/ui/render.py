@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.store.models import Job, JobStatus
+from bot.ui.validation import without_bidi_controls
 from engine.protocol import SCHEDULERS, is_folder_source
 
 BAR_WIDTH = 12
@@ -16,6 +17,9 @@ PROMPT_PREVIEW_CHARS = 120
 
 
 def short(text: str, limit: int = PROMPT_PREVIEW_CHARS) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis, and safe to show: prompts are
+    cleaned when they arrive, but rows stored before that may still hold bidi controls."""
+    text = without_bidi_controls(text)
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 

@@ -17,13 +17,37 @@ from bot.ui.errors import UserInputError
 from engine.protocol import BOUNDS, SCHEDULERS, SIZES, Bound, Bounds, Size, number_text
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Bidirectional controls (embeddings, overrides, isolates, marks) reorder the text around them
+# when it is shown: a caption could be made to read backwards, and quoted into a script they
+# hide code from its reader ("Trojan Source"). They mean nothing to the text encoder.
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Characters that take no room: zero-width space, word joiner, byte order mark. Dropped too;
+# the zero-width (non-)joiners stay, as emoji sequences and some scripts need them.
+_ZERO_WIDTH = re.compile("[\u200b\u2060\ufeff]")
+# Letters that draw nothing (Hangul fillers, the blank Braille pattern): a prompt of only these
+# (or of format characters such as the joiners) looks empty to its writer and to the channel.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def without_bidi_controls(text: str) -> str:
+    """``text`` without bidirectional controls: for text stored before prompts were cleaned."""
+    return BIDI_CONTROLS.sub("", text)
+
+
+def _shows_anything(text: str) -> bool:
+    return any(
+        not c.isspace() and c not in _BLANK_LETTERS and unicodedata.category(c) != "Cf"
+        for c in text
+    )
 
 
 def clean_prompt(text: str | None, *, what: str, max_chars: int, required: bool) -> str:
-    """Normalise a prompt: control characters dropped, whitespace collapsed, length bounded."""
-    text = unicodedata.normalize("NFC", text or "")
-    text = _CONTROL.sub(" ", text)
-    text = " ".join(text.split())
+    """Normalise a prompt: control characters and bidirectional controls dropped, whitespace
+    collapsed, length bounded; a prompt with nothing visible in it counts as empty."""
+    text = _ZERO_WIDTH.sub("", without_bidi_controls(_CONTROL.sub(" ", text or "")))
+    # After the removals: a dropped character may have separated a letter from its accent.
+    text = unicodedata.normalize("NFC", text)
+    text = " ".join(text.split()) if _shows_anything(text) else ""
     if required and not text:
         raise UserInputError(
             f"The {what} is empty: describe the image you want, "

@@ -6,6 +6,7 @@ import io
 import struct
 import zlib
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 
@@ -65,3 +66,42 @@ def png_header_only(width: int, height: int) -> bytes:
     the header alone."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IEND", b"")
+
+
+def with_exif(format: str, exif: bytes) -> bytes:
+    """The scene as ``format`` (PNG or WEBP) carrying ``exif`` as its EXIF block, verbatim."""
+    if format == "WEBP":
+        return encode(scene(), "WEBP", exif=exif)
+    png = encode(scene())
+    after_header = 8 + 8 + 13 + 4  # signature, then the IHDR chunk: length, type, data, CRC
+    return png[:after_header] + _chunk(b"eXIf", exif) + png[after_header:]
+
+
+def exif_block(*entries: tuple[int, int, int, int]) -> bytes:
+    """A little-endian TIFF header and one directory of ``(tag, type, count, value)``."""
+    directory = struct.pack("<H", len(entries)) + b"".join(
+        struct.pack("<HHII", *entry) for entry in entries
+    )
+    return b"II*\x00" + struct.pack("<I", 8) + directory + b"\0\0\0\0"
+
+
+def png16(samples: np.ndarray, transparent: tuple[int, ...] | None = None) -> bytes:
+    """A 16-bit PNG of ``samples`` (height × width, or × 2, 3 or 4 channels: grey, grey and
+    alpha, RGB, RGBA), with ``transparent`` as its tRNS colour key when given."""
+    height, width = samples.shape[:2]
+    channels = 1 if samples.ndim == 2 else samples.shape[2]
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    rows = b"".join(b"\0" + samples[y].astype(">u2").tobytes() for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
+    key = (
+        b""
+        if transparent is None
+        else _chunk(b"tRNS", struct.pack(f">{len(transparent)}H", *transparent))
+    )
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + key
+        + _chunk(b"IDAT", zlib.compress(rows))
+        + _chunk(b"IEND", b"")
+    )

@@ -84,10 +84,21 @@ def input_names(job: Job) -> tuple[str | None, str | None]:
 def _literal(value: object) -> str:
     """A Python literal for ``value``; strings in double quotes (JSON's are valid Python)."""
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        # Characters that show nothing (bidi controls, zero-width ones) are written as escapes:
+        # the string stays the one the engine used, and a reader sees every character of it,
+        # so no reordering of the code around it can hide what the script does.
+        return "".join(
+            c if c.isprintable() else _escape(c) for c in json.dumps(value, ensure_ascii=False)
+        )
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_literal(v) for v in value) + "]"
     return repr(value)
+
+
+def _escape(character: str) -> str:
+    """A Python escape for one character: ``\\u202e``, or ``\\U000e0067`` past the BMP."""
+    code = ord(character)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def _comment(text: str, indent: str = "") -> list[str]:

@@ -14,8 +14,11 @@ from tests.bot.pictures import (
     box_mask,
     decompression_bomb,
     encode,
+    exif_block,
+    png16,
     png_header_only,
     scene,
+    with_exif,
     with_hole,
 )
 
@@ -102,6 +105,63 @@ def test_phone_photos_are_turned_upright():
     exif[0x0112] = 6  # orientation: rotate 90° clockwise to view
     upright = inputs.open_picture(encode(photo, "JPEG", exif=exif.tobytes()), "image")
     assert upright.size == (80, 100)
+
+
+DAMAGED_EXIF = "The image's EXIF data (the notes a camera adds, such as which way is up) is damaged"
+ORIENTATION, IMAGE_WIDTH = 0x0112, 0x0100  # EXIF tags
+ASCII, SHORT = 2, 3  # EXIF value types
+
+
+@pytest.mark.parametrize("format", ["PNG", "WEBP"])
+@pytest.mark.parametrize(
+    "exif",
+    [
+        b"garbage, not TIFF",  # Pillow: SyntaxError("not a TIFF file")
+        b"Exif\x00\x00garbage",
+        b"MM\x00*\x82p",  # the directory offset cut short: struct.error
+    ],
+)
+def test_a_damaged_exif_block_is_a_clear_refusal(format, exif):
+    data = with_exif(format, exif)
+    assert refusal(data, "image", call=inputs.open_picture).startswith(DAMAGED_EXIF)
+    assert refusal(data, None, "the sky").startswith(DAMAGED_EXIF)
+
+
+@pytest.mark.parametrize("format", ["PNG", "WEBP"])
+def test_an_exif_block_that_reads_but_would_not_write_back_still_turns(format):
+    # A valid orientation next to an entry Pillow reads but cannot write back (the image
+    # width, a number, stored as the text "AAA"): only the orientation matters here.
+    exif = exif_block((ORIENTATION, SHORT, 1, 6), (IMAGE_WIDTH, ASCII, 4, 0x00414141))
+    assert inputs.open_picture(with_exif(format, exif), "image").size == (64, 96)
+
+
+TALL = (64, 96)  # height × width of the 16-bit test pictures
+HOLE = (slice(10, 30), slice(20, 50))  # rows 10-29, columns 20-49
+
+
+def sixteen_bit_holed(channels: int) -> bytes:
+    """A 16-bit PNG with a transparent hole at ``HOLE``, by alpha or by colour key."""
+    if channels in (2, 4):  # grey + alpha, RGBA
+        samples = np.full((*TALL, channels), 40_000, np.uint16)
+        samples[..., -1] = 65_535
+        samples[(*HOLE, -1)] = 0
+        return png16(samples)
+    samples = np.full(TALL if channels == 1 else (*TALL, 3), 40_000, np.uint16)
+    key = (7,) if channels == 1 else (1, 2, 3)
+    samples[HOLE] = key
+    return png16(samples, transparent=key)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4], ids=["grey", "grey+alpha", "RGB", "RGBA"])
+def test_sixteen_bit_pngs_keep_their_transparency_and_their_greys(channels):
+    data = sixteen_bit_holed(channels)
+    area = inputs.transparent_area(inputs.open_picture(data, "image"))
+    assert area is not None and area.getbbox() == (20, 10, 50, 30)
+    fitted = inputs.prepare_inputs(data, None, None)
+    assert fitted.mask is not None and fitted.mask.getbbox() == (160, 80, 400, 240)
+    # 40000 is 156 in 8 bits (its high byte), not clipped to white; the hole is filled grey.
+    assert tuple(np.asarray(fitted.image)[400, 700]) == (156, 156, 156)
+    assert tuple(np.asarray(fitted.image)[160, 280]) == inputs.FILL
 
 
 @pytest.mark.parametrize(

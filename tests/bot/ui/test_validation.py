@@ -117,3 +117,31 @@ def test_counts_sizes_and_schedulers():
     assert all(validation.check_scheduler(name) == name for name in SCHEDULERS)
     with pytest.raises(UserInputError, match="scheduler must be one of"):
         validation.check_scheduler("heun")
+
+
+# Bidirectional controls: marks, embeddings and overrides, isolates.
+BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+# Zero-width space, non-joiner, joiner, word joiner, byte order mark, and the bidi controls.
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff" + BIDI
+
+
+@pytest.mark.parametrize("text", [INVISIBLE, " \u200b \u202e\u2066 ", "\u3164\u2800\u200d"])
+def test_a_prompt_of_invisible_characters_is_empty(text):
+    with pytest.raises(UserInputError, match="The prompt is empty"):
+        validation.clean_prompt(text, what="prompt", max_chars=200, required=True)
+    assert validation.clean_prompt(text, what="n", max_chars=200, required=False) == ""
+
+
+def test_bidi_controls_and_zero_width_spaces_are_dropped_and_joiners_kept():
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # one emoji, held by its joiners
+    cleaned = validation.clean_prompt(
+        f"a \u202ecat\u2069 on a\u200b mat {family}", what="p", max_chars=200, required=True
+    )
+    assert cleaned == f"a cat on a mat {family}"
+
+
+@given(st.text(alphabet=st.sampled_from([*BIDI, "a", "e", "\u0301", " ", "\u200b"]), max_size=40))
+def test_cleaned_prompts_hold_no_bidi_control(text):
+    cleaned = validation.clean_prompt(text, what="p", max_chars=200, required=False)
+    assert not any(c in BIDI for c in cleaned)
+    assert validation.clean_prompt(cleaned, what="p", max_chars=200, required=False) == cleaned

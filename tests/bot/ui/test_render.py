@@ -1,0 +1,64 @@
+"""What users read is safe to show, whatever a stored row holds."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from bot.store.models import Job, JobStatus
+from bot.ui import render
+from engine.protocol import JobKind
+
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+# Stored before prompts were cleaned: an override that would show "a cat" reversed, and an
+# isolate that would swallow the rest of the caption's line.
+REVERSED = "a \u202etac a\u202c \u2067 fox"
+
+
+def stored_job(**fields: object) -> Job:
+    """A finished job row as an older version of the bot could have stored it."""
+    values: dict[str, object] = {
+        "id": 7,
+        "user_id": 11,
+        "kind": JobKind.TEXT_TO_IMAGE,
+        "status": JobStatus.DONE,
+        "prompt": REVERSED,
+        "negative_prompt": "blurry \u202e",
+        "mask_prompt": None,
+        "seeds": [42],
+        "steps": 20,
+        "guidance": 7.5,
+        "scheduler": "euler",
+        "width": 512,
+        "height": 512,
+        "strength": 1.0,
+        "model_name": "sd15",
+        "model_source": "org/sd15",
+        "model_revision": None,
+        "model_revision_used": None,
+        "comparison": None,
+        "comparison_values": None,
+        "parent_job_id": None,
+        "error": None,
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+    values.update(fields)
+    return Job(**values)
+
+
+def test_bidi_controls_of_stored_rows_never_reach_a_message():
+    job = stored_job()
+    shown = [
+        render.quote_prompt(job.prompt),
+        render.queued_line(job.id, job.prompt, 1),
+        render.running_line(job.id, job.prompt, 3, 20),
+        render.result_caption(job, 1.5, prompt_cut="\u2066more"),
+        render.failed_line(job),
+        render.cancelled_line(job),
+        render.details(job),
+        render.short(job.prompt, 5),
+    ]
+    for text in shown:
+        assert not BIDI_CONTROLS.search(text), text
+    assert render.quote_prompt(job.prompt) == "`a tac a  fox`"
