@@ -25,7 +25,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,6 +60,10 @@ CRASHED_MESSAGE = "the image engine stopped while working on this; it is being r
 STOPPED_MESSAGE = "the image engine shut down before this finished"
 _ROOT = Path(__file__).resolve().parents[1]  # holds the `engine` package in a checkout
 _STREAM_LIMIT = 1024 * 1024
+# The longest line of the engine's stderr that is logged; the rest of a longer one is counted
+# and dropped. (Its event stream is bounded by the protocol: MAX_FRAME_BYTES.)
+MAX_LOG_LINE_BYTES = 16 * 1024
+_READ_BYTES = 64 * 1024
 
 
 class EngineUnavailable(Exception):
@@ -409,11 +413,34 @@ class EngineClient:
 
     async def _forward_stderr(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None
-        pending = b""
-        while chunk := await proc.stderr.read(65536):
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in lines:
-                if line.strip():
-                    engine_log.info("%s", line.decode("utf-8", "replace").rstrip())
-        if pending.strip():
-            engine_log.info("%s", pending.decode("utf-8", "replace").rstrip())
+        async for line, dropped in bounded_lines(proc.stderr, MAX_LOG_LINE_BYTES):
+            if line.strip() or dropped:
+                text = line.decode("utf-8", "replace").rstrip()
+                engine_log.info("%s%s", text, f" … ({dropped} more bytes)" if dropped else "")
+
+
+async def bounded_lines(
+    stream: asyncio.StreamReader, most: int
+) -> AsyncIterator[tuple[bytes, int]]:
+    """The lines of ``stream`` (without their newline), each cut to its first ``most`` bytes,
+    with how many bytes were cut; never more than ``most`` bytes of a line are held, however
+    long the line runs (a process printing without newlines cannot grow our memory)."""
+    line = bytearray()
+    dropped = 0
+
+    def keep(piece: bytes) -> None:
+        nonlocal dropped
+        room = max(0, most - len(line))
+        line.extend(piece[:room])
+        dropped += max(0, len(piece) - room)
+
+    while chunk := await stream.read(_READ_BYTES):
+        *complete, rest = chunk.split(b"\n")
+        for piece in complete:  # each ends a line
+            keep(piece)
+            yield bytes(line), dropped
+            line.clear()
+            dropped = 0
+        keep(rest)
+    if line or dropped:
+        yield bytes(line), dropped

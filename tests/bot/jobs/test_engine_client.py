@@ -9,12 +9,13 @@ import os
 import signal
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.jobs.engine_client import EngineClient, EngineUnavailable
+from bot.jobs.engine_client import MAX_LOG_LINE_BYTES, EngineClient, EngineUnavailable
 from engine.protocol import (
     Accepted,
     ErrorKind,
@@ -150,8 +151,8 @@ async def test_killed_engine_is_restarted_and_its_job_reported(tiny_models: Tiny
 # --- fakes: tiny scripts that speak the protocol without torch, to test the client's logic --
 
 FAKE = """
-import json, os, sys, time
-from engine.protocol import Ready, read_message, write_message
+import json, os, struct, sys, time
+from engine.protocol import MAX_FRAME_BYTES, Ready, read_message, write_message
 out = sys.stdout.buffer
 mode = sys.argv[1]
 if mode == "exit-at-once":
@@ -163,6 +164,11 @@ if mode == "dump-env":
     with open(sys.argv[2], "w") as dump:
         json.dump(dict(os.environ), dump)
 print("hello from the fake engine", file=sys.stderr, flush=True)
+if mode == "endless-stderr-line":  # 32 MiB without a newline, as a runaway print would
+    for _ in range(512):
+        sys.stderr.buffer.write(b"x" * 65536)
+    sys.stderr.buffer.write(b"\\nthe line after\\n")
+    sys.stderr.flush()
 write_message(out, Ready(device="cpu", dtype="float32", pid=os.getpid()))
 if mode == "die-after-ready":
     sys.exit(4)
@@ -171,6 +177,12 @@ if mode == "ignore-shutdown":
 while (message := read_message(sys.stdin.buffer)) is not None:
     if message.type == "shutdown":
         break
+    if mode == "oversized-frame-once" and not os.path.exists(sys.argv[2]):
+        open(sys.argv[2], "w").close()
+        # A length prefix past the protocol's bound, and a body that would never end.
+        out.write(struct.pack(">I", MAX_FRAME_BYTES + 1) + b"{" * 65536)
+        out.flush()
+        time.sleep(600)
 """
 
 
@@ -213,6 +225,46 @@ async def test_restarts_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
         await client.list_models()
     await client.stop()
     assert "hello from the fake engine" in caplog.text  # stderr reaches the log
+
+
+async def test_a_frame_over_the_bound_restarts_the_engine(tmp_path: Path) -> None:
+    marker = tmp_path / "sent-once"
+    client = EngineClient(command=fake("oversized-frame-once", str(marker)), backoff_s=0.01)
+    first = await client.start()
+    try:
+        assert isinstance(await next_event(client), Ready)
+        model = ModelRef(name="m", source="org/m")
+        await client.run_batch([job(model, 1)])
+        # Refused from its length prefix alone: the engine is killed like any protocol fault,
+        # its job reported, and a new engine started.
+        events = await until(client, lambda e: isinstance(e, Ready), wait_s=30)
+        assert events[0] == JobError(
+            job_id=1,
+            kind=ErrorKind.ENGINE_CRASHED,
+            message="the image engine stopped while working on this; it is being restarted",
+        )
+        assert marker.exists() and client.restarts == 1 and client.pid != first.pid
+        with pytest.raises(ProcessLookupError):
+            os.kill(first.pid, 0)
+    finally:
+        await client.stop()
+
+
+async def test_an_endless_stderr_line_is_cut_not_buffered(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="bot.jobs.engine_client.engine")
+    tracemalloc.start()
+    try:
+        client = EngineClient(command=fake("endless-stderr-line"))
+        await client.start()
+        await client.stop()  # every line the engine wrote is logged by then
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024  # the line is 32 MiB
+    logged = [r.getMessage() for r in caplog.records if r.name.endswith(".engine")]
+    cut = MAX_LOG_LINE_BYTES
+    assert "x" * cut + f" … ({32 * 1024 * 1024 - cut} more bytes)" in logged
+    assert "the line after" in logged
 
 
 async def test_stop_kills_an_engine_that_does_not_stop() -> None:
