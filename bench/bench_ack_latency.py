@@ -96,14 +96,17 @@ def report(args: argparse.Namespace, burst: BurstReport, errors: BriefErrorLog) 
         f"up to {args.batch} images per call; the stub in its own process"
     )
     deferred = sum(1 for c in commands if c.deferred)
+    in_time = [c.answered for c in commands if c.answered is not None]
     print(
         f"first answer (deferral) : {milliseconds(answered)}  "
-        f"[{len(answered)} answered, {deferred} deferred]"
+        f"[{len(in_time)} answered, {deferred} deferred]"
     )
+    if burst.refused_callbacks and in_time:
+        print(f"  of those answered     : {milliseconds(in_time)}")
     late = sum(1 for at in answered if at > DISCORD_DEADLINE_S)
     print(
-        f"after Discord's 3 s     : {late} answer(s), of which refused by the stub (the student "
-        f"sees 'The application did not respond'): {burst.refused_callbacks}"
+        f"after Discord's 3 s     : {late} (refused by the stub, {burst.refused_callbacks}: the "
+        "student sees 'The application did not respond')"
     )
     if posted:
         print(
@@ -114,6 +117,7 @@ def report(args: argparse.Namespace, burst: BurstReport, errors: BriefErrorLog) 
             f"every result posted     : {burst.all_posted_s:7.2f} s after the first command "
             f"({burst.images / burst.all_posted_s:.2f} images/s end to end)"
         )
+    print(f"the stub's process      : {burst.stub_load()}")
     print(f"errors the bot logged   : {errors.summary()}")
 
 

@@ -141,7 +141,7 @@ def report(args: argparse.Namespace, figures: Figures, errors: BriefErrorLog) ->
     late = sum(1 for c in done.commands if (c.answered or 0.0) > DISCORD_DEADLINE_S)
     print(
         f"posted {done.posted} of {jobs} jobs; {late} deferred after 3 s (taken anyway here); "
-        f"errors the bot logged: {errors.summary()}"
+        f"errors the bot logged: {errors.summary()}; the stub's process: {done.stub_load()}"
     )
 
 

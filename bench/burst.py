@@ -12,6 +12,7 @@ Nothing here imports the bot: the stub's process stays the stub.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -73,6 +74,10 @@ class BurstReport:
     refused_callbacks: int
     #: the bot's REST requests during the burst, by HTTP method
     requests: dict[str, int]
+    #: the stub process's CPU time during the burst, and the burst's wall time: when the first
+    #: nears the second, the stub (not the bot) set the pace
+    stub_cpu_s: float
+    wall_s: float
 
     @property
     def edits(self) -> int:
@@ -93,6 +98,13 @@ class BurstReport:
     def all_posted_s(self) -> float:
         """From the first command sent to the last result posted."""
         return max(c.dispatched + (c.posted or 0.0) for c in self.commands)
+
+    def stub_load(self) -> str:
+        """The stub process's share of a core during the burst, for the report."""
+        return (
+            f"{self.stub_cpu_s:.1f} s CPU in {self.wall_s:.1f} s "
+            f"({100 * self.stub_cpu_s / self.wall_s:.0f}% of a core)"
+        )
 
 
 async def imagine_burst(
@@ -116,6 +128,7 @@ async def imagine_burst(
     people = [stub.add_user(f"{user_prefix}{i:04d}") for i in range(min(users, commands))]
     first_request = len(stub.state.requests)
     sent: list[tuple[InteractionHandle, float]] = []
+    cpu = time.process_time()
     started = loop.time()
     for i in range(commands):
         handle = await stub.invoke_slash(
@@ -130,7 +143,14 @@ async def imagine_burst(
     times = tuple(_times(handle, dispatched) for handle, dispatched in sent)
     refused = sum(1 for handle, _ in sent if _refused(handle))
     during = stub.state.requests[first_request:]
-    return BurstReport(times, dispatch_s, refused, dict(Counter(r.method for r in during)))
+    return BurstReport(
+        times,
+        dispatch_s,
+        refused,
+        dict(Counter(r.method for r in during)),
+        stub_cpu_s=time.process_time() - cpu,
+        wall_s=loop.time() - started,
+    )
 
 
 def _refused(handle: InteractionHandle) -> bool:
