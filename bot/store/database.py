@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ALEMBIC_CONFIG = PROJECT_ROOT / "pyproject.toml"
 
 
+# The execution option that marks the store's writer (bot.store.writer): only its
+# transactions take SQLite's write lock.
+_WRITER = "store_writer"
+WRITE_TRANSACTION = {_WRITER: True}
+
+
 def create_engine(url: str) -> AsyncEngine:
-    """An async engine; for SQLite with WAL, foreign keys and write-locking transactions."""
+    """An async engine; for SQLite with WAL, foreign keys, and the write lock for writers only."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(url, pool_pre_ping=True)
@@ -30,13 +43,15 @@ def create_engine(url: str) -> AsyncEngine:
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
     # pysqlite's own transaction handling starts transactions late and never as IMMEDIATE.
-    # We take it over: every transaction begins with BEGIN IMMEDIATE, which takes SQLite's
-    # write lock up front, so a read-then-write (rate-limit check-and-consume) cannot
-    # interleave with another writer. WAL keeps readers outside transactions unblocked.
+    # We take it over. The writer's transactions begin with BEGIN IMMEDIATE, which takes
+    # SQLite's write lock up front, so a read-then-write (a transition, a limit checked against
+    # the rows) cannot interleave with another writer, here or in another process. Reads begin
+    # a plain (deferred) transaction: a consistent snapshot that in WAL mode neither waits for
+    # the writer nor holds it up.
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:  # the driver's, untyped
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -47,10 +62,11 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        writing = connection.get_execution_options().get(_WRITER, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
@@ -67,7 +83,9 @@ async def downgrade(engine: AsyncEngine, revision: str = "base") -> None:
     await _run_alembic(engine, command.downgrade, revision)
 
 
-async def _run_alembic(engine: AsyncEngine, action, revision: str) -> None:  # type: ignore[no-untyped-def]
+async def _run_alembic(
+    engine: AsyncEngine, action: Callable[[Config, str], None], revision: str
+) -> None:
     config = alembic_config()
 
     def run(connection: Connection) -> None:
@@ -75,5 +93,8 @@ async def _run_alembic(engine: AsyncEngine, action, revision: str) -> None:  # t
         config.attributes["connection"] = connection
         action(config, revision)
 
-    async with engine.begin() as connection:
-        await connection.run_sync(run)
+    async with engine.connect() as connection:
+        # Migrations write: they take the write lock up front like the store's writer.
+        writing = await connection.execution_options(**WRITE_TRANSACTION)
+        async with writing.begin():
+            await writing.run_sync(run)

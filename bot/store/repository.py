@@ -1,24 +1,36 @@
-"""The queries the bot needs, each one a transaction.
+"""The queries the bot needs.
 
-Callers get detached ORM objects (``expire_on_commit=False``) with what they need eagerly
-loaded; nothing here holds a session open across an ``await`` elsewhere.
+Writes go through the store's one writer (``bot.store.writer``), which commits whatever has
+queued up meanwhile in one transaction; each write method returns once its change has
+committed. Reads run on their own connections, in plain transactions that take no write lock
+and, in WAL mode, never wait for the writer. Callers get detached ORM objects
+(``expire_on_commit=False``) with what they need eagerly loaded; nothing here holds a session
+open across an ``await`` elsewhere.
+
+One bot process owns the store: the models table and the users already stored are kept in
+memory, and the bot's limits are checked in memory (``bot.jobs.limits``), which is exact
+within that one process. ``create_job`` with ``Limits`` checks them against the rows instead,
+which holds across processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.store.models import (
     AuditEntry,
     Image,
     Job,
-    JobKind,
     JobStatus,
     Model,
     RateLimitUsage,
@@ -26,7 +38,11 @@ from bot.store.models import (
     parameter_columns,
     utcnow,
 )
-from engine.protocol import GenerationParams
+from bot.store.writer import Change, Writer
+from engine.protocol import GenerationParams, JobKind
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RATE_WINDOW = timedelta(hours=1)
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
@@ -108,6 +124,9 @@ class Limits:
     images_per_hour: int | None
 
 
+NO_LIMITS = Limits(max_queued_jobs=None, images_per_hour=None)
+
+
 @dataclass(frozen=True)
 class NewImage:
     index: int
@@ -116,28 +135,89 @@ class NewImage:
     path: str
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A job the engine finished: its images, and the model revision that made them."""
+
+    job_id: int
+    images: Sequence[NewImage]
+    model_revision_used: str | None
+
+
+JobEndedListener = Callable[[Job], None]
+
+
 class Repository:
-    """Every query the bot makes, over one session factory."""
+    """Every query the bot makes: writes through the store's one writer, reads beside it.
+
+    One bot process owns the store. It keeps the models table in memory (read once, read
+    again after every change made here) and the users it has stored, so a command needs no
+    query for either.
+    """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        self._writer = Writer(sessions)
+        self._models: list[Model] | None = None
+        self._models_version = 0  # bumped by every change, so a read begun before is not kept
+        self._models_loading = asyncio.Lock()
+        self._stored_users: dict[int, tuple[str, str | None]] = {}  # id -> (name, locale)
+        self._job_ended: list[JobEndedListener] = []
+
+    @property
+    def writer(self) -> Writer:
+        """The store's one writer (tests and benchmarks read its transaction count)."""
+        return self._writer
+
+    def on_job_ended(self, listener: JobEndedListener) -> None:
+        """Call ``listener`` with every job that becomes done, failed or cancelled here,
+        once that is committed."""
+        self._job_ended.append(listener)
+
+    def _ended(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            for listener in self._job_ended:
+                try:
+                    listener(job)
+                except Exception:
+                    log.exception("a listener failed on the end of job %s", job.id)
 
     # --- users -------------------------------------------------------------------------
 
     async def upsert_user(self, user_id: int, name: str, locale: str | None = None) -> User:
-        async with self._sessions.begin() as session:
-            return await _upsert_user(session, user_id, name, locale)
+        user = await self._writer.run(lambda session: _upsert_user(session, user_id, name, locale))
+        self._stored_users[user.id] = (user.name, user.locale)
+        return user
+
+    def _user_is_stored(self, new: NewJob) -> bool:
+        """Whether the user row already says what ``new`` would write into it."""
+        stored = self._stored_users.get(new.user_id)
+        return (
+            stored is not None
+            and stored[0] == new.user_name
+            and new.user_locale
+            in (
+                None,
+                stored[1],
+            )
+        )
 
     # --- jobs --------------------------------------------------------------------------
 
-    async def create_job(self, new: NewJob, limits: Limits) -> Job:
-        """Check the caller's limits and write the job, in one transaction.
+    async def create_job(
+        self, new: NewJob, limits: Limits = NO_LIMITS, *, counted_at: datetime | None = None
+    ) -> Job:
+        """Write the job, queued.
 
-        Raises TooManyQueued or RateLimited (and writes nothing) when a limit is reached.
+        ``limits`` are checked against the stored rows in the same transaction: TooManyQueued
+        or RateLimited, and nothing written, when one is reached; this holds across processes.
+        The bot checks its users' limits in memory instead (``bot.jobs.limits``) and passes
+        ``counted_at``: when its images were counted, the time of the usage row written here.
         """
-        now = utcnow()
-        async with self._sessions.begin() as session:
-            await _upsert_user(session, new.user_id, new.user_name, new.user_locale)
+        user_is_stored = self._user_is_stored(new)
+
+        async def change(session: AsyncSession) -> tuple[Job, User | None]:
+            now = utcnow()
             if limits.max_queued_jobs is not None:
                 active = await session.scalar(
                     select(func.count(Job.id)).where(
@@ -146,29 +226,23 @@ class Repository:
                 )
                 if (active or 0) >= limits.max_queued_jobs:
                     raise TooManyQueued(limits.max_queued_jobs)
+            user = None
+            if not user_is_stored:
+                user = await _upsert_user(session, new.user_id, new.user_name, new.user_locale)
             if limits.images_per_hour is not None:
                 await _consume(session, new.user_id, new.image_count, limits.images_per_hour, now)
-            job = Job(
-                **parameter_columns(new),
-                user_id=new.user_id,
-                kind=new.kind,
-                status=JobStatus.QUEUED,
-                model_name=new.model_name,
-                model_source=new.model_source,
-                model_revision=new.model_revision,
-                image_ref=new.image_ref,
-                mask_ref=new.mask_ref,
-                parent_job_id=new.parent_job_id,
-                comparison=new.comparison,
-                comparison_values=list(new.comparison_values) if new.comparison else None,
-                guild_id=new.guild_id,
-                channel_id=new.channel_id,
-                created_at=now,
-                images=[],
-            )
+            elif counted_at is not None:
+                session.add(
+                    RateLimitUsage(user_id=new.user_id, amount=new.image_count, at=counted_at)
+                )
+            job = _job_row(new, now)
             session.add(job)
-            await session.flush()
-            return job
+            return job, user
+
+        job, user = await self._writer.run(change)
+        if user is not None:
+            self._stored_users[user.id] = (user.name, user.locale)
+        return job
 
     async def get_job(self, job_id: int) -> Job | None:
         async with self._sessions() as session:
@@ -186,7 +260,8 @@ class Repository:
 
     async def requeue_interrupted(self) -> Sequence[Job]:
         """Put jobs left running by a stopped bot back in the queue; returns all queued jobs."""
-        async with self._sessions.begin() as session:
+
+        async def change(session: AsyncSession) -> Sequence[Job]:
             await session.execute(
                 update(Job)
                 .where(Job.status == JobStatus.RUNNING)
@@ -196,6 +271,8 @@ class Repository:
                 select(Job).where(Job.status == JobStatus.QUEUED).order_by(Job.id)
             )
             return result.all()
+
+        return await self._writer.run(change)
 
     async def list_undelivered(self, since: datetime) -> Sequence[Job]:
         """Jobs done since ``since`` whose result never reached Discord (no result message)."""
@@ -237,64 +314,75 @@ class Repository:
 
     async def count_jobs(self, user_id: int) -> int:
         async with self._sessions() as session:
-            return await session.scalar(select(func.count(Job.id)).where(Job.user_id == user_id))
+            count = select(func.count(Job.id)).where(Job.user_id == user_id)
+            return await session.scalar(count) or 0  # a count is never NULL
 
     async def mark_running(self, job_id: int) -> Job:
-        async with self._sessions.begin() as session:
-            job = await _transition(session, job_id, JobStatus.RUNNING)
-            job.started_at = utcnow()
-            job.attempts += 1
-            return job
+        return await self._writer.run(
+            lambda session: _transition_one(session, job_id, JobStatus.RUNNING, **_starting())
+        )
+
+    async def mark_running_many(self, job_ids: Sequence[int]) -> set[int]:
+        """Start a batch, in one statement: returns the ids that were queued and now run (the
+        others were cancelled or deleted meanwhile)."""
+        moved = await self._writer.run(
+            lambda session: _transition(session, job_ids, JobStatus.RUNNING, **_starting())
+        )
+        return {job.id for job in moved}
 
     async def mark_done(
         self, job_id: int, images: Sequence[NewImage], model_revision_used: str | None
     ) -> Job:
-        async with self._sessions.begin() as session:
-            job = await _transition(session, job_id, JobStatus.DONE)
-            job.finished_at = utcnow()
-            job.model_revision_used = model_revision_used
-            job.images.extend(
-                Image(index=i.index, seed=i.seed, nsfw=i.nsfw, path=i.path) for i in images
-            )
-            await session.flush()
-            return job
+        (job,) = await self._writer.run(
+            lambda session: _finish(session, [Finished(job_id, images, model_revision_used)])
+        )
+        self._ended([job])
+        return job
+
+    async def mark_done_many(self, finished: Sequence[Finished]) -> list[Job]:
+        """A batch's results, in one transaction: the jobs now done, in the order given.
+        A job that was not running is left out (the caller says so)."""
+        jobs = await self._writer.run(lambda session: _finish(session, finished, missing_ok=True))
+        self._ended(jobs)
+        return jobs
 
     async def mark_failed(self, job_id: int, error: str) -> Job:
-        async with self._sessions.begin() as session:
-            job = await _transition(session, job_id, JobStatus.FAILED)
-            job.finished_at = utcnow()
-            job.error = error
-            return job
+        return await self._end(job_id, JobStatus.FAILED, error)
 
     async def mark_cancelled(self, job_id: int) -> Job:
-        async with self._sessions.begin() as session:
-            job = await _transition(session, job_id, JobStatus.CANCELLED)
-            job.finished_at = utcnow()
-            job.error = "Cancelled."
-            return job
+        return await self._end(job_id, JobStatus.CANCELLED, "Cancelled.")
+
+    async def _end(self, job_id: int, wanted: JobStatus, error: str) -> Job:
+        job = await self._writer.run(
+            lambda session: _transition_one(
+                session, job_id, wanted, finished_at=utcnow(), error=error
+            )
+        )
+        self._ended([job])
+        return job
 
     async def mark_requeued(self, job_id: int) -> Job:
         """A running job goes back to the queue (the engine crashed under it)."""
-        async with self._sessions.begin() as session:
-            job = await _transition(session, job_id, JobStatus.QUEUED)
-            job.started_at = None
-            return job
+        return await self._writer.run(
+            lambda session: _transition_one(session, job_id, JobStatus.QUEUED, started_at=None)
+        )
 
     async def set_status_message(self, job_id: int, message_id: int) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(Job).where(Job.id == job_id).values(status_message_id=message_id)
-            )
+        await self._set_job_column(job_id, status_message_id=message_id)
 
     async def set_result_message(self, job_id: int, message_id: int) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(Job).where(Job.id == job_id).values(result_message_id=message_id)
-            )
+        await self._set_job_column(job_id, result_message_id=message_id)
+
+    async def _set_job_column(self, job_id: int, **values: int) -> None:
+        async def change(session: AsyncSession) -> None:
+            await session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+        await self._writer.run(change)
 
     async def delete_job(self, job_id: int) -> Job:
         """Remove a finished job and its image rows; returns it so files can be removed."""
-        async with self._sessions.begin() as session:
+
+        async def change(session: AsyncSession) -> Job:
             job = await session.scalar(
                 select(Job).where(Job.id == job_id).options(selectinload(Job.images))
             )
@@ -309,12 +397,19 @@ class Repository:
             await session.delete(job)
             return job
 
+        return await self._writer.run(change)
+
+    async def active_job_owners(self) -> list[tuple[int, int]]:
+        """(job id, user id) of every job queued or running: what the limits start from."""
+        async with self._sessions() as session:
+            rows = await session.execute(select(Job.id, Job.user_id).where(Job.status.in_(ACTIVE)))
+            return [(job_id, user_id) for job_id, user_id in rows.all()]
+
     # --- rate limits -------------------------------------------------------------------
 
     async def consume_images(self, user_id: int, amount: int, limit: int) -> None:
         """Count ``amount`` images against a rolling hour, or raise RateLimited."""
-        async with self._sessions.begin() as session:
-            await _consume(session, user_id, amount, limit, utcnow())
+        await self._writer.run(lambda session: _consume(session, user_id, amount, limit, utcnow()))
 
     async def images_in_window(self, user_id: int | None = None) -> int:
         """Images counted in the last hour, for one user or everyone."""
@@ -324,43 +419,75 @@ class Repository:
             )
             if user_id is not None:
                 query = query.where(RateLimitUsage.user_id == user_id)
-            return await session.scalar(query)
+            return await session.scalar(query) or 0  # coalesced: never NULL
+
+    async def usage_in_window(self) -> list[tuple[int, datetime, int]]:
+        """(user id, when, images) of every usage row in the last hour, oldest first."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(RateLimitUsage.user_id, RateLimitUsage.at, RateLimitUsage.amount)
+                .where(RateLimitUsage.at > utcnow() - RATE_WINDOW)
+                .order_by(RateLimitUsage.at, RateLimitUsage.id)
+            )
+            return [(user_id, at, amount) for user_id, at, amount in rows.all()]
 
     async def prune_rate_limits(self) -> int:
         """Drop usage rows older than the window; they can never matter again."""
-        async with self._sessions.begin() as session:
+
+        async def change(session: AsyncSession) -> int:
             result = await session.execute(
                 delete(RateLimitUsage).where(RateLimitUsage.at <= utcnow() - RATE_WINDOW)
             )
-            return result.rowcount
+            return cast("CursorResult[Any]", result).rowcount  # a DELETE's result is a cursor's
 
-    # --- models ------------------------------------------------------------------------
+        return await self._writer.run(change)
+
+    # --- models (from memory) ----------------------------------------------------------
+
+    async def _model_table(self) -> list[Model]:
+        """Every model, by kind then name: read once, and again after a change. The objects
+        are shared: callers only read them."""
+        if self._models is not None:
+            return self._models
+        async with self._models_loading:  # one read for a burst of first commands
+            if self._models is not None:
+                return self._models
+            version = self._models_version
+            async with self._sessions() as session:
+                query = select(Model).order_by(Model.kind, Model.name)
+                models = list((await session.scalars(query)).all())
+            if version == self._models_version:
+                self._models = models
+            return models
+
+    async def _change_models(self, change: Change[T]) -> T:
+        """Run a change to the models table, then read the table again, so that no command
+        has to."""
+        result = await self._writer.run(change)
+        self._models = None
+        self._models_version += 1
+        await self._model_table()
+        return result
 
     async def list_models(
         self, kind: JobKind | None = None, enabled_only: bool = False
     ) -> Sequence[Model]:
-        async with self._sessions() as session:
-            query = select(Model).order_by(Model.kind, Model.name)
-            if kind is not None:
-                query = query.where(Model.kind == kind)
-            if enabled_only:
-                query = query.where(Model.enabled.is_(True))
-            return (await session.scalars(query)).all()
+        return [
+            model
+            for model in await self._model_table()
+            if (kind is None or model.kind == kind) and (model.enabled or not enabled_only)
+        ]
 
     async def get_model(self, name: str) -> Model | None:
-        async with self._sessions() as session:
-            return await session.scalar(select(Model).where(Model.name == name))
+        return next((m for m in await self._model_table() if m.name == name), None)
 
     async def default_model(self, kind: JobKind) -> Model | None:
-        async with self._sessions() as session:
-            return await session.scalar(
-                select(Model).where(Model.kind == kind, Model.is_default.is_(True))
-            )
+        return next((m for m in await self._model_table() if m.kind == kind and m.is_default), None)
 
     async def add_model(
         self, name: str, source: str, kind: JobKind, revision: str | None = None
     ) -> Model:
-        async with self._sessions.begin() as session:
+        async def change(session: AsyncSession) -> Model:
             if await session.scalar(select(Model.id).where(Model.name == name)) is not None:
                 raise StoreError(f"A model named {name!r} already exists.")
             has_default = await session.scalar(
@@ -376,11 +503,12 @@ class Repository:
                 is_default=has_default is None,
             )
             session.add(model)
-            await session.flush()
             return model
 
+        return await self._change_models(change)
+
     async def set_default_model(self, name: str) -> Model:
-        async with self._sessions.begin() as session:
+        async def change(session: AsyncSession) -> Model:
             model = await _model(session, name)
             if not model.enabled:
                 raise StoreError(f"{name} is disabled; enable it before making it the default.")
@@ -390,8 +518,10 @@ class Repository:
             model.is_default = True
             return model
 
+        return await self._change_models(change)
+
     async def set_model_enabled(self, name: str, enabled: bool) -> Model:
-        async with self._sessions.begin() as session:
+        async def change(session: AsyncSession) -> Model:
             model = await _model(session, name)
             if not enabled and model.is_default:
                 raise StoreError(
@@ -401,13 +531,17 @@ class Repository:
             model.enabled = enabled
             return model
 
+        return await self._change_models(change)
+
     async def remove_model(self, name: str) -> Model:
-        async with self._sessions.begin() as session:
+        async def change(session: AsyncSession) -> Model:
             model = await _model(session, name)
             if model.is_default:
                 raise StoreError(f"{name} is a default; make another model the default first.")
             await session.delete(model)
             return model
+
+        return await self._change_models(change)
 
     async def ensure_default_models(self, defaults: dict[JobKind, str]) -> None:
         """On first start, offer the configured models, named after their last path part."""
@@ -421,7 +555,7 @@ class Repository:
     async def audit(
         self, actor_id: int, actor_name: str, action: str, target: str, ok: bool, outcome: str
     ) -> AuditEntry:
-        async with self._sessions.begin() as session:
+        async def change(session: AsyncSession) -> AuditEntry:
             entry = AuditEntry(
                 actor_id=actor_id,
                 actor_name=actor_name,
@@ -431,8 +565,9 @@ class Repository:
                 outcome=outcome,
             )
             session.add(entry)
-            await session.flush()
             return entry
+
+        return await self._writer.run(change)
 
     async def latest_audit(self, limit: int = 20) -> Sequence[AuditEntry]:
         async with self._sessions() as session:
@@ -446,16 +581,14 @@ class Repository:
     async def count_active_for_model(self, name: str) -> int:
         """Jobs queued or running on the model named ``name`` (jobs copy the model by value)."""
         async with self._sessions() as session:
-            return await session.scalar(
-                select(func.count(Job.id)).where(Job.model_name == name, Job.status.in_(ACTIVE))
-            )
+            count = select(func.count(Job.id)).where(Job.model_name == name, Job.status.in_(ACTIVE))
+            return await session.scalar(count) or 0  # a count is never NULL
 
     async def count_images_since(self, since: datetime) -> int:
         """Images made since ``since`` by everyone, admins included (the rate limits skip them)."""
         async with self._sessions() as session:
-            return await session.scalar(
-                select(func.count(Image.id)).where(Image.created_at > since)
-            )
+            count = select(func.count(Image.id)).where(Image.created_at > since)
+            return await session.scalar(count) or 0  # a count is never NULL
 
     async def count_by_status(self) -> dict[JobStatus, int]:
         async with self._sessions() as session:
@@ -465,6 +598,57 @@ class Repository:
             counts = dict.fromkeys(JobStatus, 0)
             counts.update({status: n for status, n in rows.all()})
             return counts
+
+
+def check_window(
+    used: Sequence[tuple[datetime, int]], amount: int, limit: int, now: datetime
+) -> None:
+    """Refuse ``amount`` more images if, with ``used`` ((when, images), oldest first), more
+    than ``limit`` would fall in the hour before ``now``.
+
+    Raises StoreError when ``amount`` alone is over the limit, RateLimited (with the moment
+    enough room frees) when the window is full. Shared by the store's own check and the
+    bot's in-memory limits (``bot.jobs.limits``), so both say the same.
+    """
+    if amount > limit:
+        raise StoreError(f"You can make at most {limit} images an hour; ask for fewer.")
+    recent = [(at, n) for at, n in used if at > now - RATE_WINDOW]
+    excess = sum(n for _, n in recent) + amount - limit
+    if excess <= 0:
+        return
+    # Free enough room: the moment the oldest rows holding the excess leave the window.
+    freed = 0
+    for at, n in recent:
+        freed += n
+        if freed >= excess:
+            raise RateLimited(limit, at + RATE_WINDOW)
+    raise RateLimited(limit, now + RATE_WINDOW)
+
+
+def _job_row(new: NewJob, now: datetime) -> Job:
+    return Job(
+        **parameter_columns(new),
+        user_id=new.user_id,
+        kind=new.kind,
+        status=JobStatus.QUEUED,
+        model_name=new.model_name,
+        model_source=new.model_source,
+        model_revision=new.model_revision,
+        image_ref=new.image_ref,
+        mask_ref=new.mask_ref,
+        parent_job_id=new.parent_job_id,
+        comparison=new.comparison,
+        comparison_values=list(new.comparison_values) if new.comparison else None,
+        guild_id=new.guild_id,
+        channel_id=new.channel_id,
+        created_at=now,
+        images=[],
+    )
+
+
+def _starting() -> dict[str, Any]:
+    """What a job's row gets when it starts to run."""
+    return {"started_at": utcnow(), "attempts": Job.attempts + 1}
 
 
 async def _upsert_user(session: AsyncSession, user_id: int, name: str, locale: str | None) -> User:
@@ -482,42 +666,80 @@ async def _upsert_user(session: AsyncSession, user_id: int, name: str, locale: s
 async def _consume(
     session: AsyncSession, user_id: int, amount: int, limit: int, now: datetime
 ) -> None:
-    """Rolling-window check-and-consume. Runs inside the caller's (write-locked) transaction."""
-    if amount > limit:
-        raise StoreError(f"You can make at most {limit} images an hour; ask for fewer.")
-    since = now - RATE_WINDOW
-    rows = (
-        await session.execute(
-            select(RateLimitUsage.at, RateLimitUsage.amount)
-            .where(RateLimitUsage.user_id == user_id, RateLimitUsage.at > since)
-            .order_by(RateLimitUsage.at)
-        )
-    ).all()
-    used = sum(amount_ for _, amount_ in rows)
-    if used + amount > limit:
-        # Free enough room: the moment the oldest rows holding the excess leave the window.
-        excess = used + amount - limit
-        freed = 0
-        retry_at = now + RATE_WINDOW
-        for at, amount_ in rows:
-            freed += amount_
-            if freed >= excess:
-                retry_at = at + RATE_WINDOW
-                break
-        raise RateLimited(limit, retry_at)
+    """Rolling-window check-and-consume. Runs inside the writer's (write-locked) transaction."""
+    rows = await session.execute(
+        select(RateLimitUsage.at, RateLimitUsage.amount)
+        .where(RateLimitUsage.user_id == user_id, RateLimitUsage.at > now - RATE_WINDOW)
+        .order_by(RateLimitUsage.at)
+    )
+    check_window([(at, n) for at, n in rows.all()], amount, limit, now)
     session.add(RateLimitUsage(user_id=user_id, amount=amount, at=now))
 
 
-async def _transition(session: AsyncSession, job_id: int, wanted: JobStatus) -> Job:
-    job = await session.scalar(
-        select(Job).where(Job.id == job_id).options(selectinload(Job.images))
+def _sources(wanted: JobStatus) -> list[JobStatus]:
+    """The statuses a job may move to ``wanted`` from."""
+    return [status for status, targets in _TRANSITIONS.items() if wanted in targets]
+
+
+async def _transition(
+    session: AsyncSession, job_ids: Sequence[int], wanted: JobStatus, **values: Any
+) -> Sequence[Job]:
+    """Move the jobs that may become ``wanted`` and set ``values``, in one statement; returns
+    those moved. Only a job becoming done has images, so the others' image lists are empty."""
+    moved = await session.scalars(
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.status.in_(_sources(wanted)))
+        .values(status=wanted, **values)
+        .returning(Job),
+        execution_options={"synchronize_session": False},
     )
-    if job is None:
+    jobs = moved.all()
+    if wanted is not JobStatus.DONE:
+        for job in jobs:
+            set_committed_value(job, "images", [])
+    return jobs
+
+
+async def _transition_one(
+    session: AsyncSession, job_id: int, wanted: JobStatus, **values: Any
+) -> Job:
+    """One job to ``wanted``, or NotFound / InvalidTransition saying why not."""
+    moved = await _transition(session, [job_id], wanted, **values)
+    if moved:
+        return moved[0]
+    current = await session.scalar(select(Job.status).where(Job.id == job_id))
+    if current is None:
         raise NotFound(f"Job {job_id} does not exist.")
-    if wanted not in _TRANSITIONS[job.status]:
-        raise InvalidTransition(job_id, job.status, wanted)
-    job.status = wanted
-    return job
+    raise InvalidTransition(job_id, current, wanted)
+
+
+async def _finish(
+    session: AsyncSession, finished: Sequence[Finished], *, missing_ok: bool = False
+) -> list[Job]:
+    """Running jobs become done with their images: one update per model revision, one insert
+    for all the images. Without ``missing_ok``, a job that was not running raises."""
+    now = utcnow()
+    done: dict[int, Job] = {}
+    by_revision: dict[str | None, list[int]] = {}
+    for item in finished:
+        by_revision.setdefault(item.model_revision_used, []).append(item.job_id)
+    for revision, job_ids in by_revision.items():
+        moved = await _transition(
+            session, job_ids, JobStatus.DONE, finished_at=now, model_revision_used=revision
+        )
+        done.update((job.id, job) for job in moved)
+    if not missing_ok and (missing := [i.job_id for i in finished if i.job_id not in done]):
+        await _transition_one(session, missing[0], JobStatus.DONE)  # raises why it is not
+    for item in finished:
+        if (job := done.get(item.job_id)) is None:
+            continue
+        images = [
+            Image(job_id=job.id, index=i.index, seed=i.seed, nsfw=i.nsfw, path=i.path)
+            for i in item.images
+        ]
+        session.add_all(images)
+        set_committed_value(job, "images", images)
+    return [done[item.job_id] for item in finished if item.job_id in done]
 
 
 async def _model(session: AsyncSession, name: str) -> Model:

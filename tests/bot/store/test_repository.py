@@ -4,10 +4,12 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 
 from bot.store.database import create_engine, create_sessionmaker, migrate
 from bot.store.models import JobKind, JobStatus, RateLimitUsage, utcnow
 from bot.store.repository import (
+    Finished,
     InvalidTransition,
     Limits,
     NewImage,
@@ -326,3 +328,91 @@ async def test_count_images_since_counts_every_image_in_the_window(repo):
         )
     assert await repo.count_images_since(hour_ago) == 2
     assert await repo.count_images_since(utcnow() + timedelta(seconds=1)) == 0
+
+
+async def test_models_are_read_from_memory_and_again_after_each_change(repo, db_engine):
+    await repo.add_model("sd", "/models/sd", JobKind.TEXT_TO_IMAGE)
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement: str, *_args) -> None:
+        statements.append(statement)
+
+    event.listen(db_engine.sync_engine, "before_cursor_execute", count)
+    try:
+        for _ in range(3):
+            assert (await repo.default_model(JobKind.TEXT_TO_IMAGE)).name == "sd"
+            assert (await repo.get_model("sd")).enabled
+            assert [m.name for m in await repo.list_models(enabled_only=True)] == ["sd"]
+        assert statements == []  # the add read the table again already
+        # Each admin change is seen by the next read, which needs no query either.
+        await repo.add_model("sd2", "/models/sd2", JobKind.TEXT_TO_IMAGE)
+        await repo.set_default_model("sd2")
+        statements.clear()
+        assert (await repo.default_model(JobKind.TEXT_TO_IMAGE)).name == "sd2"
+        await repo.set_model_enabled("sd", False)
+        statements.clear()
+        assert [m.name for m in await repo.list_models(enabled_only=True)] == ["sd2"]
+        await repo.remove_model("sd")
+        statements.clear()
+        assert await repo.get_model("sd") is None
+        assert statements == []
+    finally:
+        event.remove(db_engine.sync_engine, "before_cursor_execute", count)
+
+
+async def test_a_failed_model_change_leaves_the_table_as_it_was(repo):
+    await repo.add_model("sd", "/models/sd", JobKind.TEXT_TO_IMAGE)
+    with pytest.raises(StoreError):
+        await repo.set_model_enabled("sd", False)  # the default cannot be disabled
+    assert (await repo.get_model("sd")).enabled
+
+
+async def test_a_batch_starts_and_finishes_in_one_transaction_each(repo):
+    jobs = [await repo.create_job(new_job(seeds=(n,)), UNLIMITED) for n in range(4)]
+    await repo.mark_cancelled(jobs[3].id)
+    before = repo.writer.transactions
+    running = await repo.mark_running_many([job.id for job in jobs])
+    assert running == {job.id for job in jobs[:3]}  # the cancelled one stays out
+    done = await repo.mark_done_many(
+        [
+            Finished(jobs[0].id, [NewImage(0, 0, False, "0.png")], "rev-a"),
+            Finished(jobs[1].id, [NewImage(0, 1, True, "1.png")], "rev-b"),
+            Finished(jobs[3].id, [], None),  # not running: left out
+        ]
+    )
+    assert repo.writer.transactions == before + 2
+    assert [(j.id, j.status, j.model_revision_used) for j in done] == [
+        (jobs[0].id, JobStatus.DONE, "rev-a"),
+        (jobs[1].id, JobStatus.DONE, "rev-b"),
+    ]
+    assert [(i.seed, i.nsfw, i.path) for i in done[1].images] == [(1, True, "1.png")]
+    stored = await repo.get_job(jobs[0].id)
+    assert stored.attempts == 1 and stored.finished_at is not None
+    assert [i.path for i in stored.images] == ["0.png"]
+    assert (await repo.get_job(jobs[2].id)).status is JobStatus.RUNNING
+
+
+async def test_listeners_hear_of_every_job_that_ends(repo):
+    ended: list[tuple[int, JobStatus]] = []
+    repo.on_job_ended(lambda job: ended.append((job.id, job.status)))
+    a, b, c, d = [await repo.create_job(new_job(), UNLIMITED) for _ in range(4)]
+    await repo.mark_running_many([a.id, b.id, d.id])
+    await repo.mark_done(a.id, [], None)
+    await repo.mark_failed(b.id, "no")
+    await repo.mark_cancelled(c.id)
+    await repo.mark_done_many([Finished(d.id, [], None)])
+    assert ended == [
+        (a.id, JobStatus.DONE),
+        (b.id, JobStatus.FAILED),
+        (c.id, JobStatus.CANCELLED),
+        (d.id, JobStatus.DONE),
+    ]
+
+
+async def test_what_in_memory_limits_start_from(repo):
+    counted = utcnow() - timedelta(minutes=5)
+    a = await repo.create_job(new_job(seeds=(1, 2)), counted_at=counted)
+    b = await repo.create_job(new_job(user_id=2), UNLIMITED)  # exempt: nothing counted
+    await repo.mark_cancelled(b.id)
+    assert await repo.usage_in_window() == [(1, counted, 2)]
+    assert await repo.active_job_owners() == [(a.id, 1)]
