@@ -26,6 +26,8 @@ def seed_of(result) -> int:
 
 
 async def reroll(stub, user, channel=CHANNEL, **options):
+    if isinstance(options.get("job"), int):  # the option is text: the id, as the list gives it
+        options["job"] = str(options["job"])
     return await stub.invoke_slash("reroll", options, user=user, channel=channel)
 
 
@@ -104,12 +106,24 @@ async def test_which_jobs_a_user_may_reroll_and_the_job_autocomplete(harness):
 
         (latest_seed,) = (await bot.repo.get_job(5)).seeds
         assert await choices("") == [
-            {"name": f"#5 a lighthouse (seed {latest_seed})", "value": 5},
-            {"name": "#2 a lighthouse (seed 9)", "value": 2},
-            {"name": "#1 a watercolor fox (seeds 5–6)", "value": 1},
+            {"name": f"#5 a lighthouse (seed {latest_seed})", "value": "5"},
+            {"name": "#2 a lighthouse (seed 9)", "value": "2"},
+            {"name": "#1 a watercolor fox (seeds 5–6)", "value": "1"},
         ]
-        assert await choices("FOX") == [{"name": "#1 a watercolor fox (seeds 5–6)", "value": 1}]
-        assert [choice["value"] for choice in await choices("#2")] == [2]
+        fox = [{"name": "#1 a watercolor fox (seeds 5–6)", "value": "1"}]
+        assert await choices("FOX") == fox
+        assert await choices("fox watercolor") == fox  # prompt words, in any order
+        assert [choice["value"] for choice in await choices("#2")] == ["2"]
+
+        # Typed rather than picked: a number is a job id; anything else is refused.
+        typed = await reroll(stub, owner, job="#1", seed=5)
+        await typed.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
+        assert (await bot.repo.get_job(6)).parent_job_id == 1
+        words = await reroll(stub, owner, job="a fox")
+        assert await ephemeral_text(words) == (
+            "Job “a fox” not found: pick one from the list or give its number."
+        )
+        assert await bot.repo.count_jobs(owner.id) == 4  # 1, 2, 5 and 6: nothing for "a fox"
 
 
 async def test_an_inpaint_job_rerolls_after_a_restart_from_its_stored_inputs(harness):
