@@ -82,7 +82,7 @@ class DiffusionBot(commands.Bot):
             queue=self.scheduler,
             buttons=ButtonActions(),
         )
-        self.tree.on_error = self._on_tree_error
+        self.tree.error(self._on_tree_error)
         self._shutdown_grace = shutdown_grace
 
         self._background: set[asyncio.Task[None]] = set()

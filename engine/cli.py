@@ -15,6 +15,7 @@ import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from engine.protocol import (
     BOUNDS,
@@ -107,7 +108,7 @@ def _run_one(args: argparse.Namespace) -> int:
     from engine.settings import EngineSettings
     from engine.worker import Worker
 
-    overrides: dict[str, object] = {}
+    overrides: dict[str, Any] = {}
     if args.device:
         overrides["device"] = args.device
     if args.offline:
@@ -116,7 +117,7 @@ def _run_one(args: argparse.Namespace) -> int:
         overrides["safety_checker"] = args.safety_checker
     if args.no_safety_checker:
         overrides["safety_enabled"] = False
-    settings = EngineSettings(**overrides)  # type: ignore[arg-type]
+    settings = EngineSettings(**overrides)
     seed = args.seed if args.seed is not None else secrets.randbelow(BOUNDS.seed.max + 1)
     spec = _spec(args, seed)
     bar = tqdm(total=spec.steps, unit="step", file=sys.stderr, leave=True)
@@ -135,15 +136,16 @@ def _run_one(args: argparse.Namespace) -> int:
         Worker(settings, on_event).handle(RunBatch(jobs=(spec,)))
     finally:
         bar.close()
-    if not outcome or isinstance(outcome[0], JobError):
-        message = outcome[0].message if outcome else "no result"
+    result = outcome[0] if outcome else None
+    if not isinstance(result, Result):
+        message = result.message if result is not None else "no result"
         print(f"error: {message}", file=sys.stderr)
         return 1
-    (image,) = outcome[0].images
+    (image,) = result.images
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(image.png)
     note = " (flagged by the safety checker, so it is blurred)" if image.nsfw else ""
-    print(f"wrote {args.out} with seed {seed} in {outcome[0].seconds:.1f}s{note}")
+    print(f"wrote {args.out} with seed {seed} in {result.seconds:.1f}s{note}")
     return 0
 
 

@@ -56,7 +56,7 @@ def _read_requests(stream: BinaryIO, worker: Worker) -> None:
     try:
         while (message := read_message(stream)) is not None:
             if message.type in _REQUEST_TYPES:
-                worker.submit(message)  # type: ignore[arg-type]
+                worker.submit(message)  # type: ignore[arg-type]  # a request: its type says so
             else:
                 log.warning("ignoring a %s message sent to the engine", message.type)
     except Exception:

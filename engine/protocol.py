@@ -491,7 +491,7 @@ def _from_plain(tp: Any, value: Any) -> Any:
         return base64.b64decode(value["$b64"])
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return tp(value)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
         kwargs = {
             f.name: _from_plain(hints[f.name], value[f.name])
@@ -516,7 +516,8 @@ def decode(body: bytes) -> Request | Event:
     cls = _MESSAGE_TYPES.get(data.pop("type", None))
     if cls is None:
         raise ValueError("unknown message type")
-    return _from_plain(cls, data)
+    message: Request | Event = _from_plain(cls, data)  # an instance of ``cls``
+    return message
 
 
 def frame(message: Request | Event) -> bytes:

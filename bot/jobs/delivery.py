@@ -330,7 +330,7 @@ class Delivery:
         """
         line = moved_line(new.jump_url, final=final)
         try:
-            await discord.PartialMessage(channel=channel, id=old.id).edit(
+            await discord.PartialMessage(channel=channel, id=old.id).edit(  # type: ignore[arg-type]  # any Messageable is tried: TypeError for others is caught below
                 content=line, attachments=[], view=None
             )
         except (discord.HTTPException, TypeError) as error:

@@ -357,7 +357,7 @@ class EngineClient:
             self._crashes.popleft()
         if len(self._crashes) > self._max_restarts:
             return None
-        return min(self._max_backoff_s, self._backoff_s * 2 ** (len(self._crashes) - 1))
+        return min(self._max_backoff_s, self._backoff_s * 2.0 ** (len(self._crashes) - 1))
 
     def _fail_jobs(self, generation: int, message: str) -> None:
         lost = [job_id for job_id, sent_to in self._in_flight.items() if sent_to == generation]
@@ -409,7 +409,7 @@ class EngineClient:
         elif not isinstance(message, Accepted | Progress):
             log.warning("ignoring an unexpected %s from the engine", type(message).__name__)
             return
-        self.events.put_nowait(message)  # type: ignore[arg-type]
+        self.events.put_nowait(message)
 
     async def _forward_stderr(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None

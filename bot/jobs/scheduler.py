@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Awaitable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,7 +45,11 @@ ENGINE_DOWN = "The image engine is not available right now; please try again lat
 
 class EngineLike(Protocol):
     events: asyncio.Queue[Event]  # what the engine says, in order
-    in_flight: frozenset[int]  # jobs it was given and has not finished
+
+    @property
+    def in_flight(self) -> frozenset[int]:
+        """Jobs it was given and has not finished."""
+        ...
 
     async def start(self) -> object: ...
 
@@ -230,7 +234,7 @@ class Scheduler:
             case _:
                 pass  # model replies and readiness are the engine client's business
 
-    async def _finish(self, job_id: int, handling) -> None:  # type: ignore[no-untyped-def]
+    async def _finish(self, job_id: int, handling: Awaitable[None]) -> None:
         async with self._lock:
             try:
                 await handling
@@ -258,8 +262,8 @@ class Scheduler:
             await self._observer.cancelled(job)
             return
         if error.kind is ErrorKind.ENGINE_CRASHED:
-            job = await self._repo.get_job(job_id)
-            if job is not None and job.attempts < MAX_ATTEMPTS:
+            crashed = await self._repo.get_job(job_id)
+            if crashed is not None and crashed.attempts < MAX_ATTEMPTS:
                 await self._repo.mark_requeued(job_id)
                 self._queue.push(self._in_flight[job_id])  # its id puts it first
                 await self._observer.retrying(job_id)

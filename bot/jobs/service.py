@@ -251,5 +251,9 @@ class JobService:
                 for image in job.images
             ]
         )
-        took = (job.finished_at - job.started_at).total_seconds() if job.started_at else 0.0
+        took = (
+            (job.finished_at - job.started_at).total_seconds()
+            if job.started_at and job.finished_at
+            else 0.0
+        )
         return Result(job.id, images, job.model_revision_used, took)

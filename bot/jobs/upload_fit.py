@@ -56,7 +56,7 @@ def parameters_of(data: bytes) -> str:
     """The generation parameters of a PNG (text chunk) or WebP/JPEG (EXIF UserComment)."""
     image = Image.open(io.BytesIO(data))
     if text := image.info.get("parameters"):
-        return text
+        return str(text)  # a PNG text chunk: already a str
     comment = image.getexif().get(_USER_COMMENT)
     if isinstance(comment, bytes) and comment.startswith(b"UNICODE\0"):
         return comment[8:].decode("utf-16-be")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 import discord
 
@@ -58,9 +58,12 @@ class JobButton(
     ) -> JobButton:
         return cls(match["action"], int(match["job_id"]))
 
-    async def callback(self, interaction: discord.Interaction[_BotWithButtons]) -> None:  # type: ignore[type-var]  # the client is a Bot that also has .services
+    async def callback(self, interaction: discord.Interaction) -> None:
+        # The client is the bot, which also carries the services; discord.py types it as a
+        # plain Client because it builds this button from a custom id alone.
+        bot = cast("_BotWithButtons", interaction.client)
         try:
-            await interaction.client.services.buttons.handle(interaction, self.action, self.job_id)
+            await bot.services.buttons.handle(interaction, self.action, self.job_id)
         except Exception as error:
             await report(interaction, error)
 

@@ -53,7 +53,9 @@ class CleanImageCapture:
         # wraps: the pipeline reads step's signature to decide whether to pass the generator
         # (Euler a draws noise from it); a bare wrapper would make it use the global RNG.
         @functools.wraps(original)
-        def step(model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, *args, **kw):  # type: ignore[no-untyped-def]
+        def step(
+            model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, *args: Any, **kw: Any
+        ) -> Any:
             output = original(model_output, timestep, sample, *args, **kw)
             self._latest = predicted_clean_latents(
                 scheduler, output, model_output, timestep, sample

@@ -221,7 +221,7 @@ def _compile_forward(
     compiled = torch.compile(eager, **compile_options)
     buckets = ShapeBuckets(eager, compiled, **options)
     # An instance attribute: nn.Module.__call__ (and its hooks) still run, then call this.
-    module.forward = buckets  # type: ignore[method-assign]
+    module.forward = buckets
     return buckets
 
 

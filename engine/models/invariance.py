@@ -75,8 +75,10 @@ def make_batch_invariant(unet: nn.Module, vae: nn.Module) -> list[PerImageLinear
                 visit(child)
 
     visit(unet)
-    if hasattr(vae, "enable_slicing"):
-        vae.enable_slicing()
+    # diffusers' VAEs have it; nn.Module's typing knows only tensors and submodules.
+    enable_slicing = getattr(vae, "enable_slicing", None)
+    if enable_slicing is not None:
+        enable_slicing()
     return wrappers
 
 
@@ -86,7 +88,7 @@ def sample_by_sample_cpu_convolutions() -> Iterator[None]:
     # mkldnn is set directly: torch.backends.mkldnn.flags() also sets TF32 options and warns
     # about them on every call.
     previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
+    torch.backends.mkldnn.enabled = False  # type: ignore[assignment]  # typed as its descriptor
     try:
         with torch.backends.nnpack.flags(enabled=False):
             yield

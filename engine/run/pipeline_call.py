@@ -74,7 +74,7 @@ def task_images(
 
 def finish(
     safety: SafetyChecker,
-    revision: str,
+    revision: str | None,  # None: the model has no revision to name
     made: Sequence[Made],
     also_checked: Sequence[Image.Image] = (),
 ) -> tuple[list[GeneratedImage], list[bool]]:

@@ -51,7 +51,7 @@ def inpaint(
 
     ``pictures`` holds each job's (image, mask), already at the job's size.
     """
-    output = pipeline(  # type: ignore[operator]
+    output = pipeline(  # type: ignore[operator]  # diffusers' pipelines are untyped
         **call_arguments(jobs, on_step),
         image=per_image(jobs, [image for image, _ in pictures]),
         mask_image=per_image(jobs, [mask for _, mask in pictures]),

@@ -61,5 +61,5 @@ def text_to_image(
 
     The caller has set the pipeline's scheduler and checked the jobs; they share a batch key.
     """
-    output = pipeline(**call_arguments(jobs, on_step))  # type: ignore[operator]
+    output = pipeline(**call_arguments(jobs, on_step))  # type: ignore[operator]  # diffusers' pipelines are untyped
     return list(output.images)

@@ -50,7 +50,7 @@ class ModelsCog(commands.Cog):
     def __init__(self, services: Services) -> None:
         self.services = services
         # EngineClient has these requests; the scheduler's narrower type does not say so.
-        engine: ModelEngine = services.engine  # type: ignore[assignment]
+        engine: ModelEngine = services.engine  # type: ignore[assignment]  # an EngineClient
         self.ops = ModelOps(services.repo, engine)
         self.progress_every_s = PROGRESS_EVERY_S
         self.drain_timeout_s = DRAIN_TIMEOUT_S

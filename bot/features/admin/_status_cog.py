@@ -21,7 +21,7 @@ class StatusCog(commands.Cog):
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        engine: ModelEngine = services.engine  # type: ignore[assignment]
+        engine: ModelEngine = services.engine  # type: ignore[assignment]  # an EngineClient
         self.ops = ModelOps(services.repo, engine)
 
     @app_commands.command(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import cast
 
 import discord
 from discord import app_commands
@@ -92,11 +93,13 @@ class HistoryButton(
     ) -> HistoryButton:
         return cls(int(match["user_id"]), int(match["page"]))
 
-    async def callback(self, interaction: discord.Interaction[HasServices]) -> None:  # type: ignore[type-var]  # the client is a Bot that also has .services
+    async def callback(self, interaction: discord.Interaction) -> None:
+        # The client is the bot, which also carries the services (see HasServices).
+        services = cast("HasServices", interaction.client).services
         try:
             if interaction.user.id != self.user_id:
                 raise NotAllowed("That is someone else's history; use /history for yours.")
-            content, view = await history_page(interaction.client.services, self.user_id, self.page)
+            content, view = await history_page(services, self.user_id, self.page)
             await interaction.response.edit_message(content=content, view=view)
         except Exception as error:
             await report(interaction, error)

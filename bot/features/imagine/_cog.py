@@ -51,7 +51,7 @@ class ImagineCog(commands.Cog):
         require_channel(interaction, settings.discord)
         seeds = validation.seeds_for(seed, count)
 
-        settings = dict(
+        params = dict(
             prompt=prompt,
             negative_prompt=negative_prompt,
             seeds=seeds,
@@ -61,7 +61,7 @@ class ImagineCog(commands.Cog):
             height=size.height,
             scheduler=scheduler,
         )
-        request = NewImages(JobKind.TEXT_TO_IMAGE, model, settings)
+        request = NewImages(JobKind.TEXT_TO_IMAGE, model, params)
         await self.services.jobs.submit(interaction, request)
 
     @imagine.autocomplete("model")

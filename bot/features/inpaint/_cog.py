@@ -69,7 +69,7 @@ class InpaintCog(commands.Cog):
         seeds = validation.seeds_for(seed, 1)
         validation.check_denoising_left(steps, strength)
 
-        settings = dict(
+        params = dict(
             prompt=prompt,
             negative_prompt=negative_prompt,
             seeds=seeds,
@@ -79,7 +79,7 @@ class InpaintCog(commands.Cog):
             strength=strength,
         )
         uploads = Uploads(image, mask, words or None)
-        request = NewImages(JobKind.INPAINT, model, settings, uploads)
+        request = NewImages(JobKind.INPAINT, model, params, uploads)
         await self.services.jobs.submit(interaction, request)
 
     @inpaint.autocomplete("model")
