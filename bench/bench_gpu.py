@@ -56,6 +56,7 @@ NO_FAST_PATH: dict[str, Any] = {
     "compile_vae": False,
     "vae_slicing_min_images": 1,
     "vae_tiling_min_pixels": None,
+    "compile_in_background": False,  # measure compiled variants only once they are warm
 }
 COMPILE = {"compile_unet": True, "compile_vae": True}
 VARIANTS: dict[str, dict[str, Any]] = {

@@ -79,17 +79,25 @@ class EngineSettings(BaseSettings):
     preview_interval_s: float = Field(default=1.5, ge=0)  # at most one preview per interval
     preview_max_side: int = Field(default=128, ge=8)
 
-    # The fast path (engine.fast_path), applied when a model loads. Defaults change nothing;
-    # docs/performance.md says what to turn on for which GPU.
+    # Finishing a batch off the GPU's thread (engine.run.finishing): PNG encoding, metadata.
+    png_compress_level: int = Field(default=1, ge=0, le=9)  # zlib; 6 (Pillow's) takes 2.6x as long
+    finish_threads: int = Field(default=2, ge=1)  # threads that encode results while the GPU runs
+
+    # The fast path (engine.models.fast_path), applied when a model loads. None means "auto":
+    # on for CUDA, off on the CPU, where tests need bit-exact batch invariance; an explicit
+    # true or false forces either way. docs/performance.md says what each one does.
     attention: Literal["sdpa", "classic"] = "sdpa"  # classic: diffusers' unfused, to compare
-    channels_last: bool = False  # NHWC UNet and VAE weights
-    cudnn_benchmark: bool = False  # cuDNN times its convolution algorithms per shape (CUDA)
-    compile_unet: bool = False  # torch.compile the UNet, warmed per bucket at load
-    compile_vae: bool = False  # torch.compile the VAE decoder, warmed per bucket at load
-    compile_mode: CompileMode = "max-autotune-no-cudagraphs"  # torch.compile(mode=...)
+    batch_invariance: bool | None = None  # per-image timestep linears; auto: CPU only
+    channels_last: bool | None = None  # NHWC UNet and VAE weights; auto: CUDA only
+    cudnn_benchmark: bool | None = None  # cuDNN times convolution algorithms; auto: CUDA only
+    compile_unet: bool | None = None  # torch.compile the UNet per bucket; auto: CUDA only
+    compile_vae: bool | None = None  # torch.compile the VAE decoder per bucket; auto: CUDA only
+    compile_mode: CompileMode | None = None  # auto: CUDA graphs for small buckets (below)
+    compile_cuda_graphs_max_images: int = Field(default=4, ge=0)  # auto mode; 0: never
     compile_backend: str = "inductor"  # "eager" only traces (tests)
     compile_buckets: str = "512x512x1,512x512x2,512x512x4,512x512x8,512x512x16"
-    vae_slicing_min_images: int = Field(default=1, ge=1)  # 1: always one image at a time
+    compile_in_background: bool = True  # serve eagerly while the buckets compile
+    vae_slicing_min_images: int | None = Field(default=None, ge=1)  # auto: CPU 1, CUDA never
     vae_tiling_min_pixels: int | None = Field(default=None, ge=1)  # None: never tile
 
     @field_validator("compile_buckets")

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from diffusers import AutoPipelineForInpainting, AutoPipelineForText2Image, DiffusionPipeline
 
-from engine.models.fast_path import FastPathSettings, apply_fast_path
+from engine.models.fast_path import FastPathReport, FastPathSettings, apply_fast_path
 from engine.models.invariance import PerImageLinear, make_batch_invariant
 from engine.protocol import JobKind, LoadedModel, ModelRef
 from engine.settings import SAFETENSORS_ONLY, EngineSettings
@@ -79,6 +79,7 @@ class LoadedPipelines:
     revision: str | None  # the commit actually loaded; None for local folders
     bytes: int
     invariance: list[PerImageLinear]
+    fast_path: FastPathReport | None = field(default=None, repr=False)
     _inpaint: DiffusionPipeline | None = field(default=None, repr=False)
 
     def pipeline_for(self, kind: JobKind) -> DiffusionPipeline:
@@ -168,6 +169,9 @@ class ModelRegistry:
 
     def _drop(self, ref: ModelRef) -> None:
         entry = self._entries.pop(ref)
+        if entry.fast_path is not None and entry.fast_path.background is not None:
+            # Its memory returns once the bucket being compiled is done.
+            entry.fast_path.background.stop()
         log.info("unloaded %s (%.2f GB)", ref.name, entry.bytes / _GB)
 
     def _publish(self) -> None:
@@ -224,10 +228,13 @@ class ModelRegistry:
             free_device_memory()
             raise ModelUnavailable(f"not enough GPU memory to load {ref.name}") from error
         pipeline.set_progress_bar_config(disable=True)
-        invariance = make_batch_invariant(pipeline.unet, pipeline.vae)
-        # Opt-in speed-ups, warmed here when they compile; the default settings change nothing.
-        fast_path = FastPathSettings.from_engine(self._settings)
-        invariance = apply_fast_path(pipeline, fast_path, self._device, invariance).invariance
+        # Bit-exact batching on the CPU, speed on CUDA (engine.models.fast_path); compiled
+        # buckets warm in the background by default, while jobs run uncompiled.
+        fast_path = FastPathSettings.from_engine(self._settings, self._device)
+        invariance = (
+            make_batch_invariant(pipeline.unet, pipeline.vae) if fast_path.batch_invariance else []
+        )
+        report = apply_fast_path(pipeline, fast_path, self._device, invariance)
         entry = LoadedPipelines(
             ref=ref,
             kind=kind,
@@ -235,7 +242,8 @@ class ModelRegistry:
             scheduler_config=pipeline.scheduler.config,
             revision=revision,
             bytes=size,
-            invariance=invariance,
+            invariance=report.invariance,
+            fast_path=report,
         )
         self._entries[ref] = entry
         log.info("loaded %s (%s, %.2f GB, revision %s)", ref.name, kind, size / _GB, revision)

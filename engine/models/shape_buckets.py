@@ -13,14 +13,25 @@ the engine compiles at load, for a fixed list of (size, batch) buckets, and whil
 A call's "shape" is everything ``torch.compile`` would guard on: each tensor's shape (the batch
 dimension left open), dtype, device and layout, and the value of every plain Python argument.
 Any tensor whose first dimension equals the batch is taken for a batched input and padded.
+
+Warming may run in a background thread while the serving thread calls the same object: the
+warming flag is per thread, and the table of warmed shapes is replaced whole under a lock, never
+changed in place, so the serving thread reads a consistent table without waiting. A shape
+becomes servable compiled only once its warm-up call has returned.
+
+A bucket may be compiled in a mode of its own (CUDA graphs pay off for small batches, whose
+kernel launches dominate, and cost memory for big ones): ``variants`` holds one compiled
+function per mode, and each warmed shape remembers the variant that compiled it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -28,15 +39,18 @@ import torch
 Normalize = Callable[[tuple[Any, ...], dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]]
 
 _ANY_BATCH = -1
+DEFAULT_VARIANT = ""
 
 
 class ShapeBuckets:
-    """A stand-in for a module's ``forward`` that routes each call to ``compiled`` or ``eager``.
-
-    ``normalize`` rewrites a call's arguments before the compiled path (the UNet's timestep
-    becomes a float32 tensor, so integer and float schedulers share one compiled graph).
-    ``calls`` counts the routes taken: ``compiled``, ``padded`` (compiled after padding) and
+    """A stand-in for a module's ``forward`` that routes each call to a compiled function or
     ``eager``.
+
+    ``compiled`` is the default compiled function; ``variants`` names more of them (one per
+    compile mode). ``normalize`` rewrites a call's arguments before a compiled path (the
+    UNet's timestep becomes a float32 tensor, so integer and float schedulers share one
+    compiled graph). ``calls`` counts the routes the serving threads took: ``compiled``,
+    ``padded`` (compiled after padding) and ``eager``.
     """
 
     def __init__(
@@ -45,26 +59,38 @@ class ShapeBuckets:
         compiled: Callable[..., Any],
         *,
         normalize: Normalize | None = None,
+        variants: Mapping[str, Callable[..., Any]] | None = None,
     ) -> None:
         self.eager = eager
         self.compiled = compiled
+        self._variants: dict[str, Callable[..., Any]] = {DEFAULT_VARIANT: compiled}
+        self._variants.update(variants or {})
         self._normalize = normalize
-        self._warmed: dict[Hashable, set[int]] = {}
-        self._warming = False
+        # shape -> {rows: variant}; replaced whole (never changed in place) under the lock.
+        self._warmed: Mapping[Hashable, Mapping[int, str]] = MappingProxyType({})
+        self._write_lock = threading.Lock()
+        self._thread = threading.local()  # .variant: the one being warmed in this thread
         self.calls: Counter[str] = Counter()
 
     @contextlib.contextmanager
-    def warming(self) -> Iterator[None]:
-        """While inside, every call is compiled, and its shape is kept once it succeeds."""
-        self._warming = True
+    def warming(self, variant: str = "") -> Iterator[None]:
+        """While inside, this thread's calls are compiled by ``variant`` (the default one when
+        empty), and each call's shape is kept once it succeeds; other threads are unaffected."""
+        if variant not in self._variants:
+            raise KeyError(f"no compiled variant {variant!r}")
+        self._thread.variant = variant
         try:
             yield
         finally:
-            self._warming = False
+            del self._thread.variant
 
     def warmed_batches(self) -> list[int]:
         """The batch sizes compiled so far, over all warmed shapes."""
         return sorted({rows for batches in self._warmed.values() for rows in batches})
+
+    def warmed_variants(self) -> dict[int, str]:
+        """The variant each warmed batch size runs (the last one warmed, if shapes differ)."""
+        return {rows: name for batches in self._warmed.values() for rows, name in batches.items()}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not args or not isinstance(args[0], torch.Tensor) or args[0].dim() == 0:
@@ -75,22 +101,30 @@ class ShapeBuckets:
         )
         rows = int(args[0].shape[0])
         key = _signature((call_args, call_kwargs), rows)
-        if self._warming:
-            output = self.compiled(*call_args, **call_kwargs)
+        warming = getattr(self._thread, "variant", None)
+        if warming is not None:
+            output = self._variants[warming](*call_args, **call_kwargs)
             # Kept only after the compile worked, so a failed one is never tried while serving.
-            self._warmed.setdefault(key, set()).add(rows)
+            self._keep(key, rows, warming)
             return output
-        target = min((n for n in self._warmed.get(key, ()) if n >= rows), default=None)
+        batches = self._warmed.get(key, {})
+        target = min((n for n in batches if n >= rows), default=None)
         if target == rows:
             self.calls["compiled"] += 1
-            return self.compiled(*call_args, **call_kwargs)
+            return self._variants[batches[rows]](*call_args, **call_kwargs)
         if target is None or not _batched_inputs_contiguous((call_args, call_kwargs), rows):
             self.calls["eager"] += 1
             return self.eager(*args, **kwargs)
         self.calls["padded"] += 1
         padded_args, padded_kwargs = _map((call_args, call_kwargs), lambda t: _pad(t, rows, target))
-        output = self.compiled(*padded_args, **padded_kwargs)
+        output = self._variants[batches[target]](*padded_args, **padded_kwargs)
         return _map(output, lambda t: t[:rows] if t.dim() and t.shape[0] == target else t)
+
+    def _keep(self, key: Hashable, rows: int, variant: str) -> None:
+        with self._write_lock:
+            table = dict(self._warmed)
+            table[key] = MappingProxyType({**table.get(key, {}), rows: variant})
+            self._warmed = MappingProxyType(table)
 
 
 def _signature(value: Any, rows: int) -> Hashable:

@@ -33,7 +33,9 @@ def spec(job_id: int, seed: int, prompt: str) -> JobSpec:
 
 def test_real_model_in_half_precision_with_the_real_checker() -> None:
     recorder = Recorder()
-    worker = Worker(EngineSettings(_env_file=None), recorder)  # type: ignore[call-arg]
+    # The compiler's warm-up is tests/engine/test_fast_path.py's; here only the model counts.
+    settings = EngineSettings(_env_file=None, compile_unet=False, compile_vae=False)  # type: ignore[call-arg]
+    worker = Worker(settings, recorder)
     assert worker.dtype is torch.float16
     worker.handle(RunBatch(jobs=(spec(1, 7, "a lighthouse on a cliff, oil painting"),)))
     alone = recorder.result(1)

@@ -131,3 +131,46 @@ def test_strided_inputs_are_never_padded() -> None:
     strided(4)  # the warmed strides: compiled
     strided(3)  # padding would make a contiguous copy the compiled graph was not made for
     assert compiled.batches == [4, 4] and eager.batches == [3]
+
+
+def test_warming_in_one_thread_leaves_the_others_serving() -> None:
+    """A background warm-up compiles while the serving thread keeps calling: the serving
+    thread runs eagerly until a shape's warm-up call has returned, then compiled."""
+    import threading
+
+    eager, compiled = Recording(), Recording()
+    buckets = ShapeBuckets(eager, compiled)
+    inside, resume = threading.Event(), threading.Event()
+
+    def warm() -> None:
+        with buckets.warming():
+            call(buckets, 4)
+            inside.set()
+            assert resume.wait(10)  # still warming: the serving thread calls meanwhile
+
+    warmer = threading.Thread(target=warm)
+    warmer.start()
+    assert inside.wait(10)
+    call(buckets, 2)  # the serving thread, not warming: 4 rows are warmed, so padded up
+    call(buckets, 6)  # nothing this big is warmed: eager
+    assert eager.batches == [6] and compiled.batches == [4, 4]
+    resume.set()
+    warmer.join()
+    assert buckets.calls == {"padded": 1, "eager": 1}
+
+
+def test_each_warmed_shape_runs_the_variant_that_compiled_it() -> None:
+    eager, small, big = Recording(), Recording(), Recording()
+    buckets = ShapeBuckets(eager, big, variants={"graphs": small, "no-graphs": big})
+    with buckets.warming("graphs"):
+        call(buckets, 2)
+    with buckets.warming("no-graphs"):
+        call(buckets, 8)
+    small.batches.clear()
+    big.batches.clear()
+    assert buckets.warmed_variants() == {2: "graphs", 8: "no-graphs"}
+    call(buckets, 1)  # padded to 2
+    call(buckets, 5)  # padded to 8
+    assert small.batches == [2] and big.batches == [8] and eager.batches == []
+    with pytest.raises(KeyError), buckets.warming("unknown"):
+        pass
