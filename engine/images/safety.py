@@ -5,6 +5,10 @@ loaded once from the configured source; pipelines are loaded without one so that
 and task is checked the same way. It fails closed: when the checker cannot load or raises, the
 images count as flagged. Flagged images are obscured by ``obscure``. Progress previews are too
 small for the checker to judge; they are always obscured instead (``engine.preview``).
+
+The checker takes decoded pixels where they are (on the GPU, straight from the VAE) and makes
+its CLIP input there (``engine.images.clip_input``), so no picture goes to the host and back
+for it; PIL images are accepted too (an inpainting job's outlined input).
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
+from engine.images.clip_input import ClipInput
+from engine.images.pixels import Picture, as_image, as_pixels
 from engine.settings import EngineSettings
 
 log = logging.getLogger(__name__)
@@ -56,7 +63,8 @@ class SafetyChecker:
         self._device = settings.torch_device()
         self._dtype = settings.torch_dtype()
         self._model: torch.nn.Module | None = None
-        self._extractor = None
+        self._extractor: Any = None
+        self._clip_input: ClipInput | None = None  # None: the extractor's own (PIL) path
         self._load_failed_at: float | None = None
 
     @property
@@ -84,6 +92,9 @@ class SafetyChecker:
             )
             self._model = model.to(self._device).eval()
             self._extractor = extractor
+            self._clip_input = ClipInput.from_processor(extractor)
+            if self._clip_input is None:
+                log.warning("the safety checker's extractor is unusual; preprocessing with PIL")
         except Exception:
             self._load_failed_at = time.monotonic()
             log.exception(
@@ -93,8 +104,9 @@ class SafetyChecker:
         log.info("safety checker %r loaded", source)
         return True
 
-    def flags(self, images: Sequence[Image.Image]) -> list[bool]:
-        """One flag per image: True when it must be obscured (including when checking failed)."""
+    def flags(self, images: Sequence[Picture]) -> list[bool]:
+        """One flag per image (PIL, or uint8 pixels ``(3, h, w)`` on any device): True when it
+        must be obscured, including when checking failed."""
         if not images:
             return []
         if not self.enabled:
@@ -107,10 +119,19 @@ class SafetyChecker:
             log.exception("the safety checker failed; treating %d image(s) as flagged", len(images))
             return [True] * len(images)
 
-    def _run(self, images: Sequence[Image.Image]) -> list[bool]:
-        assert self._model is not None and self._extractor is not None
-        inputs = self._extractor(images=[im.convert("RGB") for im in images], return_tensors="pt")
-        clip_input = inputs["pixel_values"].to(self._device, self._dtype)
+    def clip_input(self, images: Sequence[Picture]) -> torch.Tensor:
+        """The checker's input for ``images``, on its device in its dtype."""
+        assert self._extractor is not None
+        if self._clip_input is not None:
+            pixels = self._clip_input([as_pixels(image, self._device) for image in images])
+        else:
+            converted = [as_image(image) for image in images]
+            pixels = self._extractor(images=converted, return_tensors="pt")["pixel_values"]
+        return pixels.to(self._device, self._dtype)
+
+    def _run(self, images: Sequence[Picture]) -> list[bool]:
+        assert self._model is not None
+        clip_input = self.clip_input(images)
         # The checker blacks out flagged entries of `images` in place; give it placeholders,
         # since we obscure the real images ourselves.
         placeholders = np.zeros((len(images), 1, 1, 3), dtype=np.float32)

@@ -111,3 +111,98 @@ def test_only_an_explicit_setting_turns_it_off(tiny_models: TinyModels) -> None:
         engine_settings(tiny_models, safety_enabled=False, safety_checker="nobody/missing")
     )
     assert off.flags([noise(64, 64)]) == [False]
+
+
+# --- the checker's input, made on the device from decoded pixels ---------------------------
+
+
+def photo_like(width: int, height: int, seed: int) -> Image.Image:
+    """Smooth shapes with a little noise: what decoded pictures look like to a resize."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    waves = [np.sin(x / rng.uniform(8, 40) + p) * np.cos(y / rng.uniform(8, 40)) for p in (0, 1, 2)]
+    pixels = (np.stack(waves, axis=-1) + 1) * 110 + rng.normal(0, 4, (height, width, 3))
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+
+
+def as_tensor(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+
+
+def embeddings(checker: SafetyChecker, pixel_values: torch.Tensor) -> torch.Tensor:
+    model = checker._model
+    assert model is not None
+    pooled = model.vision_model(pixel_values)[1]
+    return torch.nn.functional.normalize(model.visual_projection(pooled), dim=-1)
+
+
+@pytest.mark.parametrize(
+    "extractor",
+    [
+        {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}},  # the tiny one
+        {},  # CLIP's own: 224
+    ],
+)
+@pytest.mark.parametrize(("width", "height"), [(512, 512), (768, 512), (512, 896), (256, 256)])
+def test_the_device_input_matches_the_extractor(
+    tiny_models: TinyModels, extractor: dict[str, object], width: int, height: int
+) -> None:
+    """The torch preprocessing differs from the PIL extractor only by resampling arithmetic:
+    a level or two of 255 here and there, which moves CLIP's embedding by a hair."""
+    from transformers import CLIPImageProcessor
+
+    from engine.images.clip_input import ClipInput
+
+    processor = CLIPImageProcessor(**extractor)
+    device_input = ClipInput.from_processor(processor)
+    assert device_input is not None
+    images = [photo_like(width, height, seed) for seed in range(4)]
+    want = processor(images=images, return_tensors="pt")["pixel_values"]
+    got = device_input([as_tensor(image) for image in images])
+    assert got.shape == want.shape
+    difference = (got - want).abs()
+    level = 1 / 255 / 0.2613  # one 8-bit level, normalised by CLIP's smallest std
+    assert difference.mean() < 0.5 * level and difference.max() < 5 * level
+    if extractor:  # the tiny checker's own extractor: compare what it sees
+        checker = SafetyChecker(engine_settings(tiny_models))
+        assert checker.load()
+        with torch.inference_mode():
+            cosine = (embeddings(checker, got) * embeddings(checker, want)).sum(dim=-1)
+        assert cosine.min() > 0.999
+
+
+def test_pixels_and_pil_images_get_the_same_verdicts(tiny_models: TinyModels) -> None:
+    images = [photo_like(64, 64, seed) for seed in range(3)]
+    for source in (tiny_models.safety_checker_never, tiny_models.safety_checker_always):
+        checker = SafetyChecker(engine_settings(tiny_models, safety_checker=str(source)))
+        from_pil = checker.flags(images)
+        assert checker.flags([as_tensor(image) for image in images]) == from_pil
+        mixed = [as_tensor(images[0]), images[1], as_tensor(images[2])]
+        assert checker.flags(mixed) == from_pil
+        assert len(set(from_pil)) == 1  # never or always
+
+
+def test_pixels_of_different_sizes_are_checked_together(tiny_models: TinyModels) -> None:
+    checker = SafetyChecker(engine_settings(tiny_models))
+    assert checker.load()
+    pictures = [as_tensor(photo_like(64, 64, 0)), as_tensor(photo_like(96, 64, 1))]
+    together = checker.clip_input(pictures)
+    alone = torch.cat([checker.clip_input([picture]) for picture in pictures])
+    torch.testing.assert_close(together, alone)
+
+
+def test_an_unusual_extractor_is_used_as_it_is(tiny_models: TinyModels, tmp_path: Path) -> None:
+    """An extractor that resizes to a fixed size (no shortest side, no crop) is not what the
+    torch path reproduces: the checker falls back to the extractor's own PIL path."""
+    import shutil
+
+    from transformers import CLIPImageProcessor
+
+    folder = tmp_path / "fixed-size-checker"
+    shutil.copytree(tiny_models.safety_checker_always, folder)
+    CLIPImageProcessor(size={"height": 32, "width": 32}, do_center_crop=False).save_pretrained(
+        folder
+    )
+    checker = SafetyChecker(engine_settings(tiny_models, safety_checker=str(folder)))
+    assert checker.load() and checker._clip_input is None
+    assert checker.flags([as_tensor(photo_like(64, 64, 0)), noise(64, 64)]) == [True, True]
