@@ -4,12 +4,17 @@ Libraries print (progress bars, warnings, a stray ``print``); one byte of that i
 stream would corrupt it. So at start the original stdout is moved to a private descriptor that
 only frames use, and descriptor 1 is pointed at stderr, where the client logs whatever arrives.
 A reader thread takes requests while a batch runs, so a ``Cancel`` acts between two steps.
+
+One writer thread frames every event and writes it, in the order events were made: the
+GPU's thread only queues its events, so neither framing (base64 of PNG bytes) nor a pipe that
+the client is slow to read ever holds up a pipeline call.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import sys
 import threading
 from typing import TYPE_CHECKING, BinaryIO
@@ -34,22 +39,46 @@ def _claim_stdout() -> BinaryIO:
 
 
 class FrameWriter:
-    """Writes events as frames, one at a time, from any thread."""
+    """Writes events as frames from one thread of its own; ``write`` is safe from any thread.
+
+    Events are written in the order ``write`` took them. ``close`` writes what is queued and
+    stops the thread; call it before the process exits.
+    """
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
-        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="frames", daemon=True)
+        self._thread.start()
 
     def write(self, event: Event) -> None:
-        data = frame(event)
-        with self._lock:
+        """Queue ``event`` for writing."""
+        self._queue.put(event)
+
+    def close(self) -> None:
+        """Write every queued event, then stop."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (event := self._queue.get()) is not None:
+            try:
+                data = frame(event)
+            except Exception:
+                log.exception("could not frame a %s event; dropped", type(event).__name__)
+                continue
             try:
                 self._stream.write(data)
-                self._stream.flush()
+                if self._queue.empty():  # a burst of events goes out in one flush
+                    self._stream.flush()
             except OSError:
                 # The client is gone, so nobody can use what this process makes.
                 log.error("the client closed the event stream; exiting")
                 os._exit(1)
+        try:
+            self._stream.flush()
+        except OSError:
+            os._exit(1)
 
 
 def _read_requests(stream: BinaryIO, worker: Worker) -> None:
@@ -84,5 +113,7 @@ def serve(settings: EngineSettings) -> int:
     events.write(worker.ready())
     log.info("engine ready on %s (%s), pid %d", worker.device, worker.dtype, os.getpid())
     worker.serve()
+    worker.close()
+    events.close()
     log.info("engine stopped")
     return 0

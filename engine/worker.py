@@ -7,6 +7,11 @@ and the command line use a ``Worker`` directly.
 The worker keeps track of which jobs are queued or running and which were cancelled, answers
 model requests, and hands each ``RunBatch`` to the runners (``engine.run.batch``), which check
 the jobs, make the pipeline calls and report every job's end.
+
+The thread running ``serve`` drives the GPU. A batch's results are encoded by the worker's
+``Finisher`` threads (``engine.run.finishing``) while ``serve`` goes on to the next request, so
+the GPU does not wait for PNG encoding. ``handle`` waits for them (the command line and tests
+see every event when it returns); ``serve`` waits only before it returns.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from engine.protocol import (
 )
 from engine.run.batch import run_batch
 from engine.run.context import Emit, RunContext
+from engine.run.finishing import Finisher
 from engine.settings import EngineSettings
 from engine.tasks.text_mask import TextMasker
 
@@ -42,8 +48,10 @@ log = logging.getLogger(__name__)
 class Worker:
     """Handles requests and emits events; owns the model registry and the safety gate.
 
-    ``emit`` is called from the thread running ``handle``/``serve`` and, for ``ListModels``
-    answered at once, from the thread calling ``submit``; it must be safe for that.
+    ``emit`` is called from the thread running ``handle``/``serve``, from the finishing
+    threads (``Result`` events, and errors of jobs whose finishing broke) and, for
+    ``ListModels`` answered at once, from the thread calling ``submit``; it must be safe for
+    that. Each job's events arrive in order.
     """
 
     def __init__(
@@ -66,6 +74,7 @@ class Worker:
         self._known: set[int] = set()  # jobs submitted and not finished
         self._cancelled: set[int] = set()
         self._stopping = threading.Event()
+        self._finisher = Finisher(settings.finish_threads)
 
     # --- entry points ------------------------------------------------------------------
 
@@ -91,18 +100,32 @@ class Worker:
             self._requests.put(request)
 
     def serve(self, *, until_idle: bool = False) -> None:
-        """Handle submitted requests in order until ``Shutdown`` (or, if asked, none are left)."""
-        while not self._stopping.is_set():
-            try:
-                request = self._requests.get(block=not until_idle)
-            except queue.Empty:
-                return
-            if self._stopping.is_set():
-                break
-            self.handle(request)
+        """Handle submitted requests in order until ``Shutdown`` (or, if asked, none are left);
+        results still being encoded are out when it returns."""
+        try:
+            while not self._stopping.is_set():
+                try:
+                    request = self._requests.get(block=not until_idle)
+                except queue.Empty:
+                    return
+                if self._stopping.is_set():
+                    break
+                self._dispatch(request)
+        finally:
+            self._finisher.drain()
 
     def handle(self, request: Request) -> None:
-        """Handle one request now, in this thread."""
+        """Handle one request now, in this thread; its events are all out when it returns."""
+        try:
+            self._dispatch(request)
+        finally:
+            self._finisher.drain()
+
+    def close(self) -> None:
+        """Wait for results still being encoded, then stop the finishing threads."""
+        self._finisher.close()
+
+    def _dispatch(self, request: Request) -> None:
         try:
             if isinstance(request, RunBatch):
                 self.run_batch(request.jobs)
@@ -136,7 +159,8 @@ class Worker:
         self.safety.load()
 
     def run_batch(self, jobs: Sequence[JobSpec]) -> None:
-        """Run jobs, compatible ones together; every job ends in a ``Result`` or ``JobError``."""
+        """Run jobs, compatible ones together; every job ends in a ``Result`` or ``JobError``,
+        some of them from the finishing threads after this returns (``handle`` waits)."""
         self._register(jobs)
         try:
             run_batch(self._run_context(), jobs)
@@ -154,6 +178,7 @@ class Worker:
             text_masks=self.text_masks,
             emit=self._emit,
             is_cancelled=self.is_cancelled,
+            hand_off=self._finisher.submit,
         )
 
     def _register(self, jobs: Sequence[JobSpec]) -> None:

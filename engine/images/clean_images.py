@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from PIL import Image
+
+from engine.images.pixels import to_pixels
 
 
 def predicted_clean_latents(
@@ -71,12 +72,13 @@ class CleanImageCapture:
             self.kept[step] = self._latest.detach().clone()
 
 
-def decode_latents(pipeline: Any, latents: torch.Tensor) -> list[Image.Image]:
-    """Clean latents to pictures, the way the pipeline decodes its own result."""
+def decode_latents(pipeline: Any, latents: torch.Tensor) -> torch.Tensor:
+    """Clean latents to pictures, the way the pipeline decodes its own result: uint8 pixels
+    ``(n, 3, h, w)`` on the device, as ``engine.images.pixels.to_pixels`` rounds them."""
     vae = pipeline.vae
     scaled = latents / vae.config.scaling_factor
     shift = getattr(vae.config, "shift_factor", None)
     if shift:
         scaled = scaled + shift
     pixels = vae.decode(scaled.to(vae.dtype), return_dict=False)[0]
-    return pipeline.image_processor.postprocess(pixels, output_type="pil")
+    return to_pixels(pipeline.image_processor.postprocess(pixels, output_type="pt"))

@@ -15,6 +15,7 @@ decoded at full size and checked before anyone sees it.
 
 from __future__ import annotations
 
+import functools
 import io
 
 import torch
@@ -38,20 +39,41 @@ _LATENT_RGB = torch.tensor(
 
 def latents_to_image(latents: torch.Tensor, max_side: int) -> Image.Image:
     """One image's latents ``(4, h, w)`` as an RGB picture no larger than ``max_side``."""
-    if latents.dim() != 3 or latents.shape[0] != _LATENT_RGB.shape[0]:
+    if latents.dim() != 3:
         raise ValueError(f"expected latents of shape (4, h, w), got {tuple(latents.shape)}")
-    rgb = torch.einsum("chw,cr->hwr", latents.detach().float().cpu(), _LATENT_RGB)
-    pixels = ((rgb + 1) * 127.5).clamp(0, 255).to(torch.uint8).numpy()
-    image = Image.fromarray(pixels)
-    if max(image.size) > max_side:
-        image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-    return image
+    return latents_to_images(latents[None], max_side)[0]
 
 
-def png_bytes(image: Image.Image) -> bytes:
-    """Small PNG bytes for a preview (no metadata: it is not a result)."""
+def latents_to_images(latents: torch.Tensor, max_side: int) -> list[Image.Image]:
+    """Latents ``(n, 4, h, w)`` as RGB pictures no larger than ``max_side``.
+
+    The colour map runs where the latents are, for all of them at once, and the 8-bit result
+    comes to the host in one copy: one device synchronisation per preview step, whatever the
+    number of jobs in the batch.
+    """
+    if latents.dim() != 4 or latents.shape[1] != _LATENT_RGB.shape[0]:
+        raise ValueError(f"expected latents of shape (n, 4, h, w), got {tuple(latents.shape)}")
+    rgb = torch.einsum("nchw,cr->nhwr", latents.detach().float(), _latent_rgb(latents.device))
+    batch = ((rgb + 1) * 127.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
+    images = []
+    for pixels in batch:
+        image = Image.fromarray(pixels)
+        if max(image.size) > max_side:
+            image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+        images.append(image)
+    return images
+
+
+@functools.cache
+def _latent_rgb(device: torch.device) -> torch.Tensor:
+    # Kept per device: copying it there for every preview would be a synchronisation too.
+    return _LATENT_RGB.to(device)
+
+
+def png_bytes(image: Image.Image, compress_level: int = 6) -> bytes:
+    """Small PNG bytes for a preview or an overlay (no metadata: not a result)."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", compress_level=compress_level)
     return buffer.getvalue()
 
 

@@ -2,7 +2,7 @@
 
 Every job of the batch ends in exactly one ``Result`` or ``JobError``, whatever breaks: jobs
 that something unexpected left without an end fail with an error id that ties the user's report
-to the log line.
+to the log line. A job handed to a finishing thread has its end there (``engine.run.finishing``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import replace
 from engine.protocol import ErrorKind, Event, JobError, JobSpec, Result
 from engine.run.comparisons import Comparisons, is_comparison
 from engine.run.context import CANCELLED_MESSAGE, RunContext, internal_message, job_ids
+from engine.run.finishing import Emit, MakeEvents
 from engine.run.pipeline_call import check_inputs
 from engine.run.plain import run_plain
 from engine.tasks.checks import BadInput
@@ -31,7 +32,11 @@ def run_batch(context: RunContext, jobs: Sequence[JobSpec]) -> None:
             ended.add(event.job_id)
         context.emit(event)
 
-    run = replace(context, emit=emit)
+    def hand_off(handed: Sequence[JobSpec], make_events: MakeEvents, to: Emit) -> None:
+        ended.update(job.job_id for job in handed)
+        context.hand_off(handed, make_events, to)
+
+    run = replace(context, emit=emit, hand_off=hand_off)
     try:
         runnable = []
         for job in jobs:

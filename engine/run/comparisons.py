@@ -15,8 +15,8 @@ sweeps at the same size) share a call, like ordinary batching.
 The denoising strip keeps the scheduler's prediction of the clean latents (x0) at the chosen
 steps and decodes them with the VAE after the call (``engine.images.clean_images``).
 
-Each call and its finish (safety gate, metadata) are the ones plain batches use
-(``engine.run.pipeline_call``).
+Each call and its finish (safety gate on the GPU's thread, then PNGs with metadata in a
+finishing thread) are the ones plain batches use (``engine.run.pipeline_call``).
 """
 
 from __future__ import annotations
@@ -29,13 +29,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
-from PIL import Image
 
 from engine.images.clean_images import CleanImageCapture, decode_latents
 from engine.models.registry import LoadedPipelines, ModelUnavailable, free_device_memory
-from engine.protocol import ErrorKind, JobKind, JobSpec, Progress, Result
+from engine.protocol import ErrorKind, Event, JobKind, JobSpec, Progress, Result
 from engine.run.context import CANCELLED_MESSAGE, RunContext, internal_message
-from engine.run.pipeline_call import Made, check_inputs, finish, one_call, task_images
+from engine.run.pipeline_call import Made, check, check_inputs, one_call, task_images
 from engine.settings import EngineSettings
 from engine.tasks import inpainting
 from engine.tasks.checks import BadInput
@@ -129,7 +128,7 @@ class _JobState:
     panels: list[_Panel] = field(default_factory=list)
     total: int = 0  # pipeline iterations over all panels, for progress
     done: int = 0  # iterations of finished calls
-    images: dict[int, list[Image.Image]] = field(default_factory=dict)  # panel -> per seed
+    images: dict[int, torch.Tensor] = field(default_factory=dict)  # panel -> pixels per seed
     ended: bool = False  # failed or cancelled (reported)
 
     @property
@@ -283,9 +282,9 @@ class Comparisons:
         self,
         pipeline: Any,
         panels: list[_Panel],
-        finished: list[Image.Image],
+        finished: torch.Tensor,
         capture: CleanImageCapture | None,
-    ) -> list[list[Image.Image]] | None:
+    ) -> list[torch.Tensor] | None:
         """For a denoising strip, every kept step's pictures (all images of the call)."""
         if capture is None:
             return None
@@ -308,16 +307,21 @@ class Comparisons:
             for seed_index, seed in enumerate(job.seeds)
             for index in range(panel_count)
         ]
-        generated, _ = finish(self._context.safety, entry.revision, made)
+        checked = check(self._context.safety, made)
         state.ended = True
-        self._emit(
-            Result(
-                job_id=job.job_id,
-                images=tuple(generated),
-                model_revision=entry.revision,
-                seconds=round(seconds, 3),
-            )
-        )
+        level = self._settings.png_compress_level
+
+        def result() -> list[Event]:
+            return [
+                Result(
+                    job_id=job.job_id,
+                    images=tuple(checked.encode(entry.revision, level)),
+                    model_revision=entry.revision,
+                    seconds=round(seconds, 3),
+                )
+            ]
+
+        self._context.finish_later([job], result)
 
 
 class _Reporter:

@@ -15,18 +15,18 @@ import torch
 
 from engine.images.safety import SafetyChecker
 from engine.models.registry import LoadedPipelines, ModelRegistry, ModelUnavailable, WrongModelKind
-from engine.protocol import Accepted, ErrorKind, Event, JobError, JobSpec
+from engine.protocol import Accepted, ErrorKind, JobError, JobSpec
 from engine.run.batching import prompt_cut
+from engine.run.finishing import Emit, MakeEvents, finish_now, internal_message
 from engine.settings import EngineSettings
 from engine.tasks.text_mask import TextMasker
 
-Emit = Callable[[Event], None]
+__all__ = ["CANCELLED_MESSAGE", "Emit", "HandOff", "RunContext", "internal_message", "job_ids"]
+
 CANCELLED_MESSAGE = "cancelled"
-
-
-def internal_message(error_id: str, what: str = "this image") -> str:
-    """What a user reads when something unexpected broke; the id ties it to the log line."""
-    return f"something went wrong while making {what} (error {error_id})"
+# Takes jobs whose pipeline work is done, the function that makes their last events, and where
+# to emit them (engine.run.finishing).
+HandOff = Callable[[Sequence[JobSpec], MakeEvents, Emit], None]
 
 
 def job_ids(jobs: Sequence[JobSpec]) -> list[int]:
@@ -39,7 +39,8 @@ class RunContext:
     """The engine's parts a runner uses, and where its events go.
 
     ``emit`` takes every event the runner makes; ``is_cancelled`` answers, from any thread,
-    whether a cancel arrived for a job.
+    whether a cancel arrived for a job; ``hand_off`` finishes jobs, by default in this thread
+    (the worker gives its ``Finisher``'s threads).
     """
 
     settings: EngineSettings
@@ -49,6 +50,12 @@ class RunContext:
     text_masks: TextMasker
     emit: Emit
     is_cancelled: Callable[[int], bool]
+    hand_off: HandOff = finish_now
+
+    def finish_later(self, jobs: Sequence[JobSpec], make_events: MakeEvents) -> None:
+        """Leave ``jobs``' ends to ``hand_off``: ``make_events`` makes their ``Result``s (CPU
+        work: encoding); if it fails, each job ends with an internal error."""
+        self.hand_off(jobs, make_events, self.emit)
 
     def fail(self, job: JobSpec, kind: ErrorKind, message: str) -> None:
         """End ``job`` with an error the user reads."""

@@ -3,8 +3,9 @@
 For a group the runner loads the model, drops jobs cancelled meanwhile, loads inpainting
 inputs, reports ``Accepted``, makes the one call (``engine.run.pipeline_call``) with per-image
 prompts and generators (reporting ``Progress`` with obscured previews and honouring cancels
-between steps), and reports each job's ``Result`` through the shared finish. A call that runs
-out of GPU memory is retried job by job before a job is failed for it.
+between steps), checks the pictures, and hands the encoding of each job's ``Result`` to a
+finishing thread (``engine.run.finishing``), so the next group's call can start at once. A call
+that runs out of GPU memory is retried job by job before a job is failed for it.
 """
 
 from __future__ import annotations
@@ -16,16 +17,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from PIL import Image
 
 from engine.images import preview
 from engine.images.overlay import outline_mask
-from engine.images.safety import obscure
 from engine.models.registry import LoadedPipelines, ModelUnavailable, free_device_memory
-from engine.protocol import ErrorKind, JobKind, JobSpec, MaskOverlay, Progress, Result
+from engine.protocol import ErrorKind, Event, JobKind, JobSpec, MaskOverlay, Progress, Result
 from engine.run.batching import group_compatible
 from engine.run.context import CANCELLED_MESSAGE, RunContext, internal_message, job_ids
-from engine.run.pipeline_call import Made, finish, one_call, task_images
+from engine.run.pipeline_call import Checked, Made, check, one_call, task_images
 from engine.tasks import inpainting
 from engine.tasks.checks import BadInput
 from engine.tasks.inpainting import Pictures
@@ -94,7 +93,7 @@ class _PlainRunner:
         steps = _StepReporter(self._context, jobs)
         started = time.monotonic()
         inputs = [pictures[job.job_id] for job in jobs if job.job_id in pictures]
-        images: list[Image.Image] | None
+        images: torch.Tensor | None
         try:
             with one_call(self._context.device, entry, pipeline, jobs[0]):
                 images = task_images(pipeline, jobs, inputs, steps)
@@ -135,7 +134,7 @@ class _PlainRunner:
         self,
         entry: LoadedPipelines,
         jobs: list[JobSpec],
-        images: list[Image.Image],
+        images: torch.Tensor,
         steps: _StepReporter,
         seconds: float,
         inputs: dict[int, Pictures],
@@ -144,7 +143,7 @@ class _PlainRunner:
             raise RuntimeError("the pipeline returned the wrong number of images")
         # Each job's slice of the batch; a cancelled job's pictures are dropped unchecked (its
         # cancel was reported when it was seen).
-        own: list[tuple[JobSpec, list[Image.Image]]] = []
+        own: list[tuple[JobSpec, torch.Tensor]] = []
         position = 0
         for job in jobs:
             count = len(job.seeds)
@@ -157,35 +156,39 @@ class _PlainRunner:
             job.job_id: outline_mask(*inputs[job.job_id]) for job, _ in own if job.job_id in inputs
         }
         made: list[Made] = [
-            (job, seed, image)
+            (job, seed, pixels)
             for job, pictures in own
-            for seed, image in zip(job.seeds, pictures, strict=True)
+            for seed, pixels in zip(job.seeds, pictures, strict=True)
         ]
-        generated, checked = finish(
-            self._context.safety, entry.revision, made, list(overlays.values())
-        )
-        overlay_flags = dict(zip(overlays, checked, strict=True))
-        position = 0
-        for job, _ in own:
-            count = len(job.seeds)
-            self._context.emit(
-                Result(
-                    job_id=job.job_id,
-                    images=tuple(generated[position : position + count]),
-                    model_revision=entry.revision,
-                    seconds=round(seconds, 3),
-                    mask_overlay=_mask_overlay(
-                        overlays.get(job.job_id), overlay_flags.get(job.job_id, False)
-                    ),
+        checked = check(self._context.safety, made, list(overlays.values()))
+        level = self._context.settings.png_compress_level
+        overlay_index = {job_id: index for index, job_id in enumerate(overlays)}
+
+        def results() -> list[Event]:
+            generated = checked.encode(entry.revision, level)
+            events: list[Event] = []
+            position = 0
+            for job, _ in own:
+                count = len(job.seeds)
+                index = overlay_index.get(job.job_id)
+                overlay = None if index is None else _mask_overlay(checked, index, level)
+                events.append(
+                    Result(
+                        job_id=job.job_id,
+                        images=tuple(generated[position : position + count]),
+                        model_revision=entry.revision,
+                        seconds=round(seconds, 3),
+                        mask_overlay=overlay,
+                    )
                 )
-            )
-            position += count
+                position += count
+            return events
+
+        self._context.finish_later([job for job, _ in own], results)
 
 
-def _mask_overlay(image: Image.Image | None, flagged: bool) -> MaskOverlay | None:
-    if image is None:
-        return None
-    return MaskOverlay(png=preview.png_bytes(obscure(image) if flagged else image), nsfw=flagged)
+def _mask_overlay(checked: Checked, index: int, level: int) -> MaskOverlay:
+    return MaskOverlay(png=checked.encode_also(index, level), nsfw=checked.also_flags[index])
 
 
 class _StepReporter:
@@ -256,11 +259,9 @@ class _StepReporter:
         return {}
 
     def _previews(self, jobs: list[JobSpec], latents: torch.Tensor) -> dict[int, bytes]:
-        max_side = self._settings.preview_max_side
-        images = [
-            preview.latents_to_image(latents[self._first_image[job.job_id]], max_side)
-            for job in jobs
-        ]
+        # One preview per job, of its first image, all made at once (one copy to the host).
+        first = [self._first_image[job.job_id] for job in jobs]
+        images = preview.latents_to_images(latents[first], self._settings.preview_max_side)
         # Too small for the safety checker to judge, so always obscured (see engine.preview).
         return {
             job.job_id: preview.png_bytes(preview.obscured(image))

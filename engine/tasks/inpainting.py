@@ -7,6 +7,7 @@ inpainting pipeline built from a text-to-image model's components (which blends 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from PIL import Image
 
@@ -46,13 +47,15 @@ def inpaint(
     jobs: Sequence[JobSpec],
     pictures: Sequence[Pictures],
     on_step: StepCallback,
-) -> list[Image.Image]:
-    """Images for ``jobs`` (job by job, seed by seed) from one call of ``pipeline``.
+    output_type: str = "pil",
+) -> list[Any]:
+    """Images for ``jobs`` (job by job, seed by seed) from one call of ``pipeline``, as
+    ``engine.tasks.text_to_image.text_to_image`` returns them.
 
     ``pictures`` holds each job's (image, mask), already at the job's size.
     """
     output = pipeline(  # type: ignore[operator]  # diffusers' pipelines are untyped
-        **call_arguments(jobs, on_step),
+        **call_arguments(jobs, on_step, output_type),
         image=per_image(jobs, [image for image, _ in pictures]),
         mask_image=per_image(jobs, [mask for _, mask in pictures]),
         strength=jobs[0].strength,

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from PIL import Image
 
 from engine.protocol import JobSpec
 from engine.settings import EngineSettings
@@ -38,7 +37,9 @@ def per_image(jobs: Sequence[JobSpec], values: Sequence[Any]) -> list[Any]:
     return [value for job, value in zip(jobs, values, strict=True) for _ in job.seeds]
 
 
-def call_arguments(jobs: Sequence[JobSpec], on_step: StepCallback) -> dict[str, Any]:
+def call_arguments(
+    jobs: Sequence[JobSpec], on_step: StepCallback, output_type: str = "pil"
+) -> dict[str, Any]:
     """The pipeline call's keyword arguments, per image where they can vary."""
     first = jobs[0]
     return {
@@ -49,17 +50,18 @@ def call_arguments(jobs: Sequence[JobSpec], on_step: StepCallback) -> dict[str, 
         "guidance_scale": first.guidance,
         "width": first.width,
         "height": first.height,
-        "output_type": "pil",
+        "output_type": output_type,
         "callback_on_step_end": on_step,
     }
 
 
 def text_to_image(
-    pipeline: object, jobs: Sequence[JobSpec], on_step: StepCallback
-) -> list[Image.Image]:
-    """Images for ``jobs`` (job by job, seed by seed) from one call of ``pipeline``.
+    pipeline: object, jobs: Sequence[JobSpec], on_step: StepCallback, output_type: str = "pil"
+) -> list[Any]:
+    """Images for ``jobs`` (job by job, seed by seed) from one call of ``pipeline``: PIL, or
+    with ``output_type="pt"`` float pixels ``(3, h, w)`` in [0, 1] on the pipeline's device.
 
     The caller has set the pipeline's scheduler and checked the jobs; they share a batch key.
     """
-    output = pipeline(**call_arguments(jobs, on_step))  # type: ignore[operator]  # diffusers' pipelines are untyped
+    output = pipeline(**call_arguments(jobs, on_step, output_type))  # type: ignore[operator]  # diffusers' pipelines are untyped
     return list(output.images)

@@ -86,9 +86,9 @@ def test_equal_comparisons_share_pipeline_calls_and_keep_their_pixels(
     calls: list[list[int]] = []
     original = text_to_image.text_to_image
 
-    def counting(pipeline, jobs, on_step):  # type: ignore[no-untyped-def]
+    def counting(pipeline, jobs, on_step, **options):  # type: ignore[no-untyped-def]
         calls.append([spec.job_id for spec in jobs])
-        return original(pipeline, jobs, on_step)
+        return original(pipeline, jobs, on_step, **options)
 
     monkeypatch.setattr(text_to_image, "text_to_image", counting)
     recorder.events.clear()

@@ -95,3 +95,21 @@ def test_round_trip_through_a_png(
     assert float(fields["CFG scale"]) == guidance
     assert fields["Sampler"] == "Euler"
     assert fields["Size"] == "512x512"
+
+
+def test_every_compression_level_keeps_the_pixels_and_the_parameters() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    smooth = np.add.outer(np.arange(64), np.arange(64)).astype(np.uint8)
+    pixels = np.stack([smooth, smooth.T, smooth // 2], axis=-1) + rng.integers(0, 3, (64, 64, 3))
+    image = Image.fromarray(pixels.astype(np.uint8))
+    text = parameters_text(spec(), 7)
+    sizes = {}
+    for level in (0, 1, 6, 9):
+        png = png_with_parameters(image, text, level)
+        sizes[level] = len(png)
+        with Image.open(io.BytesIO(png)) as decoded:
+            assert np.array_equal(np.asarray(decoded), pixels)
+        assert read_parameters(png) == text
+    assert sizes[0] > sizes[1] > sizes[9]

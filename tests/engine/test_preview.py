@@ -41,3 +41,15 @@ def test_a_preview_keeps_layout_and_colour_but_nothing_finer_than_its_blocks(sid
     np.testing.assert_array_equal(shown, np.asarray(obscured(Image.fromarray(shuffled))))
     assert shown[: side // 4].mean() < shown[-side // 4 :].mean() - 50
     assert np.abs(np.diff(shown, axis=0)).max() <= 24 and np.abs(np.diff(shown, axis=1)).max() <= 24
+
+
+def test_a_batch_of_previews_is_the_previews_one_by_one() -> None:
+    from engine.images.preview import latents_to_images
+
+    latents = torch.randn(3, 4, 24, 16, generator=torch.Generator().manual_seed(0))
+    batch = latents_to_images(latents, max_side=128)
+    assert [image.size for image in batch] == [(16, 24)] * 3
+    for one, image in zip(latents, batch, strict=True):
+        np.testing.assert_array_equal(np.asarray(image), np.asarray(latents_to_image(one, 128)))
+    with pytest.raises(ValueError, match="expected latents of shape"):
+        latents_to_images(torch.zeros(4, 8, 8), max_side=64)

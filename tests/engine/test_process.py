@@ -19,6 +19,7 @@ writer = FrameWriter(_claim_stdout())
 print("a stray print")
 os.write(1, b"a stray write to descriptor 1\\n")
 writer.write(Ready(device="cpu", dtype="float32", pid=os.getpid()))
+writer.close()
 """
 
 

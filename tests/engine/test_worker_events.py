@@ -307,17 +307,18 @@ def test_previews_are_always_obscured_and_never_left_to_the_checker(
 
     made: list[Image.Image] = []
     checked: list[tuple[int, int]] = []
-    latents_to_image, flags = preview.latents_to_image, worker.safety.flags
+    latents_to_images, flags = preview.latents_to_images, worker.safety.flags
 
-    def making(*args: Any) -> Image.Image:
-        made.append(latents_to_image(*args))
-        return made[-1]
+    def making(*args: Any) -> list[Image.Image]:
+        images = latents_to_images(*args)
+        made.extend(images)
+        return images
 
-    def checking(images: list[Image.Image]) -> list[bool]:
-        checked.extend(image.size for image in images)
+    def checking(images: list[torch.Tensor]) -> list[bool]:
+        checked.extend((int(image.shape[2]), int(image.shape[1])) for image in images)
         return flags(images)
 
-    monkeypatch.setattr(preview, "latents_to_image", making)
+    monkeypatch.setattr(preview, "latents_to_images", making)
     monkeypatch.setattr(worker.safety, "flags", checking)
     run(worker, job(t2i_model, steps=3, width=256, height=256))
     shown = [p.preview_png for p in recorder.progress(1) if p.preview_png is not None]
@@ -363,3 +364,17 @@ def test_cancel_while_the_model_loads(
     assert recorder.error(1).kind is ErrorKind.CANCELLED
     assert not recorder.of(Accepted, 1)
     assert recorder.result(2)
+
+
+def test_result_pngs_use_the_compression_setting(
+    tiny_models: TinyModels, t2i_model: ModelRef
+) -> None:
+    pngs = {}
+    for level in (0, 9):
+        recorder = Recorder()
+        run(
+            Worker(engine_settings(tiny_models, png_compress_level=level), recorder), job(t2i_model)
+        )
+        pngs[level] = recorder.result(1).images[0].png
+    assert len(pngs[0]) > len(pngs[9])
+    np.testing.assert_array_equal(pixels(pngs[0]), pixels(pngs[9]))
