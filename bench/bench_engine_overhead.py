@@ -2,32 +2,42 @@
 
 The engine path is the bot's: ``EngineClient.run_batch`` to the ``Result`` event, through the
 framed pipes, checks, safety checker and PNG encoding. The bare path is ``pipeline(...)`` in
-this process. Both are warmed up first (model loaded). Without ``--model`` the tiny test models
-are built in a temporary folder:
+this process, with the CPU kernels the engine picks (its batch-invariant convolutions), so the
+two differ only by what the engine adds. Both are loaded and warmed up first.
 
-    python bench/bench_engine_overhead.py --steps 10 --size 64
+The two paths run in turns (bare, engine, bare, engine, ...) and every engine run is divided by
+the bare run just before it: a change in the machine's load (other processes on shared cores)
+then moves both sides of a ratio alike instead of masquerading as overhead. The figure is the
+median of those ratios. Both processes use ``--threads`` CPU threads (one by default: on a
+shared machine, spinning OpenMP threads make single runs vary tenfold). Without ``--model`` the
+tiny test models are built in a temporary folder:
+
+    python bench/bench_engine_overhead.py --steps 10 --size 64 --repeats 15
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.jobs.engine_client import EngineClient
 from engine.protocol import JobError, JobKind, JobSpec, ModelRef, Result
 
+PROMPT = "a photo of a cat"
 
-def bare_seconds(source: str, args: argparse.Namespace, engine_kernels: bool) -> list[float]:
-    """Times of the plain call; ``engine_kernels``: with the CPU kernels the engine picks."""
-    import contextlib
 
+def bare_call(source: str, args: argparse.Namespace) -> Callable[[int], None]:
+    """One plain diffusers call per seed, with the engine's scheduler and CPU kernels."""
     import torch
     from diffusers import AutoPipelineForText2Image, EulerDiscreteScheduler
 
@@ -41,70 +51,90 @@ def bare_seconds(source: str, args: argparse.Namespace, engine_kernels: bool) ->
     ).to(device)
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
-    times = []
-    for i in range(args.repeats + 1):
-        kernels = (
-            sample_by_sample_cpu_convolutions()
-            if engine_kernels and device == "cpu"
-            else contextlib.nullcontext()
+
+    def call(seed: int) -> None:
+        kernels: Any = (
+            sample_by_sample_cpu_convolutions() if device == "cpu" else contextlib.nullcontext()
         )
-        started = time.perf_counter()
-        with kernels:
+        with kernels, torch.inference_mode():
             pipe(
-                "a photo of a cat",
+                PROMPT,
                 num_inference_steps=args.steps,
                 width=args.size,
                 height=args.size,
-                generator=torch.Generator().manual_seed(i),
+                generator=torch.Generator().manual_seed(seed),
             )
         if device == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
-    return times[1:]  # the first call warms up
+
+    return call
 
 
-async def engine_seconds(source: str, env: dict[str, str], args: argparse.Namespace) -> list[float]:
+async def engine_call(client: EngineClient, model: ModelRef, args: argparse.Namespace, seed: int):  # type: ignore[no-untyped-def]
+    """One job through the engine process, from ``run_batch`` to its ``Result``."""
+    spec = JobSpec(
+        job_id=seed,
+        kind=JobKind.TEXT_TO_IMAGE,
+        model=model,
+        prompt=PROMPT,
+        seeds=(seed,),
+        steps=args.steps,
+        width=args.size,
+        height=args.size,
+        preview=False,
+    )
+    await client.run_batch([spec])
+    while True:
+        event = await client.events.get()
+        if isinstance(event, JobError):
+            raise SystemExit(f"engine error: {event.message}")
+        if isinstance(event, Result) and event.job_id == seed:
+            return
+
+
+async def interleaved(
+    source: str, env: dict[str, str], args: argparse.Namespace
+) -> tuple[list[float], list[float]]:
+    """Times of bare and engine runs, taken in turns after one warm-up run of each."""
+    bare = bare_call(source, args)
     client = EngineClient(env=env)
     await client.start()
     model = ModelRef(name=Path(source).name, source=source)
-    times = []
+    bare_s: list[float] = []
+    engine_s: list[float] = []
     try:
-        for i in range(args.repeats + 1):
-            spec = JobSpec(
-                job_id=i,
-                kind=JobKind.TEXT_TO_IMAGE,
-                model=model,
-                prompt="a photo of a cat",
-                seeds=(i,),
-                steps=args.steps,
-                width=args.size,
-                height=args.size,
-                preview=False,
-            )
+        for seed in range(args.repeats + 1):
             started = time.perf_counter()
-            await client.run_batch([spec])
-            while True:
-                event = await client.events.get()
-                if isinstance(event, JobError):
-                    raise SystemExit(f"engine error: {event.message}")
-                if isinstance(event, Result) and event.job_id == i:
-                    break
-            times.append(time.perf_counter() - started)
+            bare(seed)
+            bare_time = time.perf_counter() - started
+            started = time.perf_counter()
+            await engine_call(client, model, args, seed)
+            engine_time = time.perf_counter() - started
+            if seed:  # the first pair warms up (model load, checker load, first kernels)
+                bare_s.append(bare_time)
+                engine_s.append(engine_time)
     finally:
         await client.stop()
-    return times[1:]
+    return bare_s, engine_s
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--model", default=None, help="id or folder; default: tiny test model")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads in each process")
     args = parser.parse_args()
 
+    import torch
+
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
-        env: dict[str, str] = {"ENGINE_PROGRESS_INTERVAL_S": "0.5"}
+        env: dict[str, str] = {
+            "ENGINE_PROGRESS_INTERVAL_S": "0.5",
+            "OMP_NUM_THREADS": str(args.threads),
+        }
         if args.model is None:
             from tests.fixtures.tiny_models import build_tiny_models
 
@@ -113,17 +143,21 @@ def main() -> None:
             env.update(ENGINE_OFFLINE="true", ENGINE_SAFETY_CHECKER=str(tiny.safety_checker_never))
         else:
             source = args.model
-        default = statistics.median(bare_seconds(source, args, engine_kernels=False))
-        bare = statistics.median(bare_seconds(source, args, engine_kernels=True))
-        engine = statistics.median(asyncio.run(engine_seconds(source, env, args)))
+        bare, engine = asyncio.run(interleaved(source, env, args))
 
-    print(f"one {args.size}x{args.size} image, {args.steps} steps, median of {args.repeats}")
-    print(f"bare diffusers call, default kernels     : {default * 1000:8.1f} ms")
-    print(f"bare diffusers call, the engine's kernels: {bare * 1000:8.1f} ms")
-    print(f"through the engine process               : {engine * 1000:8.1f} ms")
+    ratios = [e / b for b, e in zip(bare, engine, strict=True)]
+    overheads_ms = [(e - b) * 1000 for b, e in zip(bare, engine, strict=True)]
+    bare_ms, engine_ms = statistics.median(bare) * 1000, statistics.median(engine) * 1000
     print(
-        f"engine overhead (same kernels)           : {(engine - bare) * 1000:8.1f} ms "
-        f"({engine / bare:.2f}x)"
+        f"one {args.size}x{args.size} image, {args.steps} steps, {len(ratios)} interleaved pairs "
+        f"(bare, engine, bare, engine, ...), {args.threads} thread(s) per process"
+    )
+    print(f"bare diffusers call, the engine's kernels: median {bare_ms:8.1f} ms")
+    print(f"through the engine process               : median {engine_ms:8.1f} ms")
+    print(
+        f"engine overhead, median of pairs         : {statistics.median(overheads_ms):8.1f} ms, "
+        f"ratio {statistics.median(ratios):.3f}x (pairs from {min(ratios):.3f}x "
+        f"to {max(ratios):.3f}x)"
     )
 
 

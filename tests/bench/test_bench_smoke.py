@@ -43,6 +43,7 @@ SCRIPTS = {
         ["identical images either way: yes"],
     ),
     "bench_engine_overhead.py": (["--steps", "1", "--repeats", "1"], ["engine overhead"]),
+    "bench_png_encode.py": (["--size", "64", "--repeats", "1"], ["faster than level 6"]),
 }
 
 
