@@ -16,6 +16,7 @@ from bot.settings import CourseSettings
 from bot.store.models import Job
 from bot.store.repository import Limits, NewJob, RateLimited
 from engine.protocol import Variant
+from tests.bot.doubles import interaction_by, member
 
 
 def parent(**fields: object) -> Job:
@@ -98,20 +99,9 @@ def test_plain_jobs_have_no_panels():
     assert spec_for(job).image_count == 2
 
 
-class _Clicker:
-    """What comparison_job reads of an interaction."""
-
-    class user:  # mimics the attribute
-        id = 77
-        display_name = "bo"
-
-    locale = "en-US"
-    channel_id = 5
-    guild_id = 9
-
-
 def test_a_comparison_uses_the_parents_first_seed_and_revision():
-    new = comparison_job(parent(), "schedulers", COURSE, _Clicker())  # type: ignore[arg-type]
+    clicker = interaction_by(member(77, "bo"), channel_id=5, guild_id=9)
+    new = comparison_job(parent(), "schedulers", COURSE, clicker)
     assert new.seeds == (42,) and new.model_revision == "abc" and new.parent_job_id == 1
     assert new.user_id == 77 and new.comparison == "schedulers"
     assert new.image_count == 5

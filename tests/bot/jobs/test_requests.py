@@ -6,34 +6,21 @@ no edit here; these tests set every one away from its default and check that it 
 
 from __future__ import annotations
 
-from unittest import mock
-
 import discord
 
 from bot.jobs.requests import derived_job
 from bot.jobs.scheduler import spec_for
 from engine.protocol import GENERATION_PARAMS, JobKind, ModelRef
+from tests.bot.doubles import interaction_by, member
 from tests.bot.store.test_job_parameters import UNLIMITED, asked
-
-
-def interaction_by(user_id: int, name: str, channel_id: int) -> discord.Interaction:
-    """An interaction from a guild member, built from the real classes' shapes."""
-    member = mock.create_autospec(discord.Member, instance=True, spec_set=True)
-    member.id = user_id
-    member.display_name = name
-    interaction = mock.create_autospec(discord.Interaction, instance=True, spec_set=True)
-    interaction.user = member
-    interaction.locale = discord.Locale.chinese
-    interaction.channel_id = channel_id
-    interaction.guild_id = 10
-    return interaction
 
 
 async def test_a_derived_job_copies_every_parameter_for_whoever_asks(repo) -> None:
     parent = await repo.create_job(asked(model_revision="main"), UNLIMITED)
     parent.model_revision_used = "abc123"
 
-    child = derived_job(parent, interaction_by(2, "bo", channel_id=7), steps=3)
+    clicker = interaction_by(member(2, "bo"), channel_id=7, locale=discord.Locale.chinese)
+    child = derived_job(parent, clicker, steps=3)
 
     for name in GENERATION_PARAMS:
         expected = 3 if name == "steps" else getattr(asked(), name)

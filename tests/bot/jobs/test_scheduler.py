@@ -1,11 +1,13 @@
 """The scheduler against a scripted engine and the real store."""
 
 import asyncio
+from typing import Any
+from unittest.mock import create_autospec
 
 import pytest
 
 from bot.jobs.image_store import ImageStore
-from bot.jobs.scheduler import CRASHED_TWICE, Scheduler
+from bot.jobs.scheduler import CRASHED_TWICE, EngineLike, JobObserver, Scheduler
 from bot.store.models import JobStatus
 from bot.store.repository import Limits, NewJob
 from engine.protocol import (
@@ -22,29 +24,44 @@ UNLIMITED = Limits(None, None)
 
 
 class ScriptedEngine:
-    """Records batches; the test decides what the engine answers."""
+    """The engine as the scheduler sees it; the test decides what the engine answers.
+
+    The scheduler's calls go to a double spec'd from ``EngineLike``, so a call the protocol
+    does not declare, or with arguments it would refuse, fails the test.
+    """
 
     def __init__(self) -> None:
-        self.batches: list[list[int]] = []
-        self.cancelled: list[int] = []
+        self.double = create_autospec(EngineLike, instance=True, spec_set=True)
 
-    async def run_batch(self, jobs):
-        self.batches.append([j.job_id for j in jobs])
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.double, name)
 
-    async def cancel(self, job_id):
-        self.cancelled.append(job_id)
+    @property
+    def batches(self) -> list[list[int]]:
+        """The job ids of each batch sent, in order."""
+        return [[spec.job_id for spec in sent.args[0]] for sent in self.run_batch.call_args_list]
+
+    @property
+    def cancelled(self) -> list[int]:
+        return [asked.args[0] for asked in self.cancel.call_args_list]
 
 
 class Recorder:
+    """The observer, a double spec'd from ``JobObserver``: what it was told, by job id."""
+
     def __init__(self) -> None:
-        self.calls: list[tuple] = []
+        self.double = create_autospec(JobObserver, instance=True, spec_set=True)
 
-    def __getattr__(self, name):
-        async def record(subject, *args):
-            job_id = subject if isinstance(subject, int) else subject.id
-            self.calls.append((name, job_id))
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.double, name)
 
-        return record
+    @property
+    def calls(self) -> list[tuple[str, int]]:
+        """(method, job id) of every call, in order."""
+        return [
+            (name, subject if isinstance(subject, int) else subject.id)
+            for name, (subject, *_), _ in self.double.mock_calls
+        ]
 
 
 def new_job(user_id, prompt="p", steps=20, seeds=(1,)) -> NewJob:

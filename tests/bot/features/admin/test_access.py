@@ -1,7 +1,6 @@
 """admin_action: the admin check on every call, and one audit entry however a command ends."""
 
 import asyncio
-from unittest import mock
 
 import discord
 import pytest
@@ -9,24 +8,15 @@ import pytest
 from bot.features.admin._access import CRASHED, REFUSED, admin_action
 from bot.settings import DiscordSettings
 from bot.ui.errors import NotAllowed, UserInputError
+from tests.bot import doubles
 
 SETTINGS = DiscordSettings(admin_roles=["Course Admin"], _env_file=None)
 
 
 def interaction_by(name: str, *, roles=(), manage_guild=False) -> discord.Interaction:
     """An interaction from a guild member, built from the real classes' shapes."""
-    member = mock.create_autospec(discord.Member, instance=True, spec_set=True)
-    member.id = hash(name) % 10**6
-    member.display_name = name
-    member.guild_permissions = discord.Permissions(manage_guild=manage_guild)
-    member.roles = []
-    for role_name in roles:
-        role = mock.create_autospec(discord.Role, instance=True, spec_set=True)
-        role.name = role_name
-        member.roles.append(role)
-    interaction = mock.create_autospec(discord.Interaction, instance=True, spec_set=True)
-    interaction.user = member
-    return interaction
+    member = doubles.member(hash(name) % 10**6, name, roles=roles, manage_guild=manage_guild)
+    return doubles.interaction_by(member)
 
 
 async def entries(repo):
@@ -83,7 +73,7 @@ async def test_a_change_that_was_made_stays_logged_as_made_when_the_reply_fails(
     with pytest.raises(discord.HTTPException):
         async with admin_action(admin, SETTINGS, repo, "models.add", "sd") as action:
             action.succeeded("added")
-            raise discord.HTTPException(mock.Mock(status=500, reason="oops"), "no reply")
+            raise discord.HTTPException(doubles.http_response(500, "oops"), "no reply")
     assert await entries(repo) == [
         ("prof", "models.add", "sd", True, "added (the reply to the admin failed)")
     ]

@@ -1,4 +1,4 @@
-"""ModelOps against a scripted engine and the real store."""
+"""ModelOps against a scripted engine (tests/bot/doubles.py) and the real store."""
 
 import asyncio
 
@@ -8,44 +8,8 @@ from bot.features.admin._engine_ops import ModelOps, engine_facts
 from bot.jobs.engine_client import EngineUnavailable
 from bot.store.models import Model
 from bot.store.repository import Limits, NewJob
-from engine.protocol import JobKind, LoadedModel, ModelRef, ModelsReply, Ready
-
-MB = 1024 * 1024
-
-
-class ScriptedEngine:
-    """Keeps a set of loaded models, as the engine's registry does."""
-
-    def __init__(self) -> None:
-        self.ready = True
-        self.loaded: dict[ModelRef, LoadedModel] = {}
-        self.hang_listing = False
-        self.requests: list[tuple[str, str]] = []
-
-    def _reply(self, ok=True, message="") -> ModelsReply:
-        return ModelsReply(1, ok, message, tuple(self.loaded.values()))
-
-    async def list_models(self) -> ModelsReply:
-        if self.hang_listing:
-            await asyncio.sleep(60)
-        return self._reply()
-
-    async def load_model(self, model: ModelRef, kind: JobKind) -> ModelsReply:
-        self.requests.append(("load", model.name))
-        if model.source == "broken":
-            return self._reply(False, f"could not load the model {model.name}")
-        self.loaded[model] = LoadedModel(model, kind, 3 * MB)
-        return self._reply(message=f"{model.name} is loaded")
-
-    async def unload_model(self, model: ModelRef) -> ModelsReply:
-        self.requests.append(("unload", model.name))
-        # As the engine: the exact reference, else every model with that name.
-        found = (
-            [model] if model in self.loaded else [r for r in self.loaded if r.name == model.name]
-        )
-        for ref in found:
-            del self.loaded[ref]
-        return self._reply(bool(found))
+from engine.protocol import JobKind, Ready
+from tests.bot.doubles import MB, ScriptedModels, engine_client
 
 
 def stored(name="sd", source="/models/sd", kind=JobKind.TEXT_TO_IMAGE) -> Model:
@@ -73,7 +37,7 @@ def job_for(model_name: str) -> NewJob:
 
 
 async def test_load_reports_time_size_and_whether_it_was_there_already(repo):
-    engine = ScriptedEngine()
+    engine = ScriptedModels()
     ops = ModelOps(repo, engine)
     first = await ops.load(stored())
     assert (first.ok, first.model_bytes, first.already_loaded) == (True, 3 * MB, False)
@@ -89,7 +53,7 @@ async def test_load_reports_time_size_and_whether_it_was_there_already(repo):
 
 
 async def test_unload_frees_what_the_model_took_and_says_when_it_was_not_loaded(repo):
-    engine = ScriptedEngine()
+    engine = ScriptedModels()
     ops = ModelOps(repo, engine)
     await ops.load(stored())
     pinned = Model(name="sd", source="/models/sd", kind=JobKind.TEXT_TO_IMAGE, revision="abc")
@@ -101,7 +65,7 @@ async def test_unload_frees_what_the_model_took_and_says_when_it_was_not_loaded(
 
 
 async def test_an_engine_that_is_not_ready_is_not_waited_for(repo):
-    engine = ScriptedEngine()
+    engine = ScriptedModels()
     engine.ready = False
     ops = ModelOps(repo, engine)
     assert await ops.loaded() is None
@@ -111,13 +75,13 @@ async def test_an_engine_that_is_not_ready_is_not_waited_for(repo):
 
 
 async def test_a_listing_that_hangs_reads_as_unknown(repo):
-    engine = ScriptedEngine()
+    engine = ScriptedModels()
     engine.hang_listing = True
     assert await ModelOps(repo, engine, list_timeout_s=0.05).loaded() is None
 
 
 async def test_wait_until_unused_follows_the_store_until_the_jobs_end(repo):
-    ops = ModelOps(repo, ScriptedEngine(), poll_s=0.01)
+    ops = ModelOps(repo, ScriptedModels(), poll_s=0.01)
     unlimited = Limits(None, None)
     a = await repo.create_job(job_for("sd"), unlimited)
     b = await repo.create_job(job_for("sd"), unlimited)
@@ -141,7 +105,7 @@ async def test_wait_until_unused_follows_the_store_until_the_jobs_end(repo):
 
 
 async def test_wait_until_unused_gives_up_after_the_timeout(repo):
-    ops = ModelOps(repo, ScriptedEngine(), poll_s=0.01)
+    ops = ModelOps(repo, ScriptedModels(), poll_s=0.01)
     await repo.create_job(job_for("sd"), Limits(None, None))
     seen: list[int] = []
 
@@ -154,15 +118,15 @@ async def test_wait_until_unused_gives_up_after_the_timeout(repo):
 
 
 def test_engine_facts_from_the_client_and_from_a_bare_double():
-    class Client:
-        ready = True
-        pid = 99
-        started_at = None
-        restarts = 2
-        failed = None
-        last_ready = Ready(device="cuda", dtype="float16", pid=99)
-
-    facts = engine_facts(Client())
+    client = engine_client(
+        ready=True,
+        pid=99,
+        started_at=None,
+        restarts=2,
+        failed=None,
+        last_ready=Ready(device="cuda", dtype="float16", pid=99),
+    )
+    facts = engine_facts(client)
     assert (facts.ready, facts.pid, facts.device, facts.restarts) == (True, 99, "cuda, float16", 2)
     bare = engine_facts(object())
     assert (bare.ready, bare.pid, bare.device, bare.restarts, bare.failure) == (
