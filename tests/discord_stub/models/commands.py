@@ -29,6 +29,10 @@ DISCORD_LOCALES = frozenset({
 # fmt: on
 # Chat-input command and option names: 1-32 of letters, digits, '-' and '_' (any script).
 _NAME_RE = re.compile(r"^[-_\w]{1,32}$")
+MAX_STRING_OPTION = 6000  # a string option's min_length and max_length stop here
+MAX_COMMAND_CHARACTERS = 8000  # names, descriptions and values of one command, all in
+_CONTEXTS = frozenset({0, 1, 2})  # guild, bot DM, private channel
+_INSTALLS = frozenset({0, 1})  # guild install, user install
 
 
 class OptionType(IntEnum):
@@ -128,12 +132,44 @@ def _check_options(
             seen_optional = True
         if len(option.get("choices") or []) > 25:
             errors.add([*here, "choices"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+        for j, choice in enumerate(option.get("choices") or []):
+            name = choice.get("name")
+            if not isinstance(name, str) or not 1 <= len(name) <= 100:
+                errors.add(
+                    [*here, "choices", j, "name"],
+                    "BASE_TYPE_BAD_LENGTH",
+                    "Must be between 1 and 100 in length.",
+                )
+            errors.max_length([*here, "choices", j, "value"], choice.get("value"), 100)
+        if option.get("type") == OptionType.STRING:
+            for key, low in (("min_length", 0), ("max_length", 1)):
+                length = option.get(key)
+                if length is not None and not low <= length <= MAX_STRING_OPTION:
+                    errors.add(
+                        [*here, key],
+                        "NUMBER_TYPE_MAX" if length > MAX_STRING_OPTION else "NUMBER_TYPE_MIN",
+                        f"Must be between {low} and {MAX_STRING_OPTION}.",
+                    )
         if option.get("choices") and option.get("autocomplete"):
             errors.add(
                 [*here, "autocomplete"],
                 "APPLICATION_COMMAND_AUTOCOMPLETE_INVALID",
                 "Autocomplete cannot be set on options with choices",
             )
+
+
+def _characters(item: Mapping[str, Any]) -> int:
+    """What counts towards a command's size: names, descriptions and choice values, each at
+    its longest localisation, through every option and choice."""
+    total = 0
+    for key in ("name", "description"):
+        texts = [str(item.get(key) or ""), *(item.get(f"{key}_localizations") or {}).values()]
+        total += max(len(text) for text in texts)
+    if "value" in item:
+        total += len(str(item["value"]))
+    for child in [*(item.get("options") or ()), *(item.get("choices") or ())]:
+        total += _characters(child)
+    return total
 
 
 def validate_command(errors: FormErrors, path: list[str | int], command: Mapping[str, Any]) -> None:
@@ -147,6 +183,28 @@ def validate_command(errors: FormErrors, path: list[str | int], command: Mapping
         )
     _check_localizations(errors, path, command)
     _check_options(errors, path, command.get("options") or [])
+    if _characters(command) > MAX_COMMAND_CHARACTERS:
+        errors.add(
+            path,
+            "APPLICATION_COMMAND_TOO_LARGE",
+            f"Command exceeds maximum size ({MAX_COMMAND_CHARACTERS})",
+        )
+    # A permission bit set; Discord documents a string and takes a number too (discord.py's).
+    permissions = command.get("default_member_permissions")
+    if not (
+        permissions is None
+        or (isinstance(permissions, str) and permissions.isdigit())
+        or (isinstance(permissions, int) and not isinstance(permissions, bool) and permissions >= 0)
+    ):
+        errors.add(
+            [*path, "default_member_permissions"],
+            "PERMISSIONS_INVALID",
+            "A permission bit set (digits), or null",
+        )
+    for key, allowed in (("contexts", _CONTEXTS), ("integration_types", _INSTALLS)):
+        values = command.get(key)
+        if values is not None and not set(values) <= allowed:
+            errors.add([*path, key], "BASE_TYPE_CHOICES", f"Values must be in {sorted(allowed)}.")
 
 
 class CommandRegistry:

@@ -206,8 +206,54 @@ def _check_components(
                 "BASE_TYPE_BAD_LENGTH",
                 "Must be between 1 and 5 in length.",
             )
+        if len(children) > 1 and any(child.get("type") in _SELECTS for child in children):
+            errors.add(
+                ["components", i, "components"],
+                "COMPONENT_LAYOUT_WIDTH_EXCEEDED",
+                "A select menu takes a whole action row",
+            )
         for j, child in enumerate(children):
-            errors.max_length(["components", i, "components", j, "label"], child.get("label"), 80)
+            _check_component(errors, ["components", i, "components", j], child)
+
+
+_SELECTS = frozenset(
+    {
+        ComponentType.STRING_SELECT,
+        ComponentType.USER_SELECT,
+        ComponentType.ROLE_SELECT,
+        ComponentType.MENTIONABLE_SELECT,
+        ComponentType.CHANNEL_SELECT,
+    }
+)
+
+
+def _check_component(
+    errors: FormErrors, path: list[str | int], component: Mapping[str, Any]
+) -> None:
+    """A button's or a select menu's own limits (Discord's component reference)."""
+    kind = component.get("type")
+    if kind == ComponentType.BUTTON:
+        errors.max_length([*path, "label"], component.get("label"), 80)
+        errors.max_length([*path, "url"], component.get("url"), 512)
+        if not (component.get("label") or component.get("emoji")):
+            errors.add(
+                path,
+                "BUTTON_COMPONENT_LABEL_OR_EMOJI_REQUIRED",
+                "A button needs a label or an emoji",
+            )
+    elif kind in _SELECTS:
+        errors.max_length([*path, "placeholder"], component.get("placeholder"), 150)
+        low, high = component.get("min_values", 1), component.get("max_values", 1)
+        if not 0 <= low <= 25 or not 1 <= high <= 25 or low > high:
+            errors.add(path, "BASE_TYPE_BAD_LENGTH", "min_values 0-25, max_values 1-25, min <= max")
+        options = component.get("options") or []
+        if kind == ComponentType.STRING_SELECT and not 1 <= len(options) <= 25:
+            errors.add(
+                [*path, "options"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 25 in length."
+            )
+        for k, option in enumerate(options):
+            for key in ("label", "value", "description"):
+                errors.max_length([*path, "options", k, key], option.get(key), 100)
 
 
 def validate_message(
@@ -223,6 +269,9 @@ def validate_message(
     errors = FormErrors()
     flags = payload.get("flags") or 0
     errors.max_length(["content"], payload.get("content"), MAX_CONTENT)
+    errors.max_length(["nonce"], payload.get("nonce"), 25)
+    for i, attachment in enumerate(payload.get("attachments") or ()):
+        errors.max_length(["attachments", i, "description"], attachment.get("description"), 1024)
     _check_embeds(errors, payload.get("embeds") or [])
     _check_components(errors, payload.get("components") or [], flags)
     if flags & COMPONENTS_V2_FLAG and (payload.get("content") or payload.get("embeds")):
