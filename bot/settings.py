@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from engine.protocol import BOUNDS, SCHEDULERS, Bounds, number_text
+from engine.protocol import BOUNDS, DEFAULT_MASK_BLEND, SCHEDULERS, Bounds, number_text
 
 ENV_FILE = ".env"
 
@@ -85,6 +85,8 @@ class ModelDefaults(BaseSettings):
 
     default_text_to_image: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     default_inpainting: str = "stable-diffusion-v1-5/stable-diffusion-inpainting"
+    # Inpainting keeps the user's own pixels outside the mask, blended over this many pixels.
+    inpaint_mask_blend: int = Field(DEFAULT_MASK_BLEND, ge=0, le=64)
 
 
 class LimitSettings(BaseSettings):

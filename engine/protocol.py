@@ -221,6 +221,7 @@ class Variant:
 # Marks a parameter that may differ between the images of one pipeline call (the pipeline takes
 # it per image); every other parameter is shared by a batch, so it is in ``JobSpec.batch_key``.
 _PER_IMAGE = {"per_image": True}
+DEFAULT_MASK_BLEND = 8  # pixels of soft edge where an inpainted area meets the kept picture
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,6 +248,11 @@ class GenerationParams:
     # Inpainting only, instead of a mask picture: words naming the area to repaint ("the dog");
     # the engine makes the mask from them (CLIPSeg).
     mask_prompt: str | None = field(default=None, metadata=_PER_IMAGE)
+    # Inpainting only: outside the mask the result is the user's own picture, composited back
+    # over a soft edge this many pixels wide (no VAE round trip where nothing was asked to
+    # change). None: the pipeline's pixels as they are (jobs made before compositing existed,
+    # so their rerolls keep their pixels).
+    mask_blend: int | None = field(default=DEFAULT_MASK_BLEND, metadata=_PER_IMAGE)
 
 
 GENERATION_PARAMS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(GenerationParams))

@@ -77,8 +77,9 @@ def task_images(
     """
     if jobs[0].kind is JobKind.INPAINT:
         decoded = inpainting.inpaint(pipeline, jobs, pictures, on_step, output_type="pt")
-    else:
-        decoded = text_to_image.text_to_image(pipeline, jobs, on_step, output_type="pt")
+        # Outside the mask: the user's own pixels, not a VAE round trip of them.
+        return inpainting.composite(to_pixels(torch.stack(list(decoded))), jobs, pictures)
+    decoded = text_to_image.text_to_image(pipeline, jobs, on_step, output_type="pt")
     return to_pixels(torch.stack(list(decoded)))
 
 

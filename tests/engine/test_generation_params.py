@@ -22,7 +22,8 @@ def test_the_pipeline_takes_prompts_seeds_and_masks_per_image_and_shares_the_res
     per_image = {
         f.name for f in dataclasses.fields(GenerationParams) if f.metadata.get("per_image")
     }
-    assert per_image == {"prompt", "seeds", "negative_prompt", "mask_prompt"}
+    # The inpainting composite is done per job, after the call.
+    assert per_image == {"prompt", "seeds", "negative_prompt", "mask_prompt", "mask_blend"}
     assert SHARED_PARAMS == ("steps", "guidance", "width", "height", "scheduler", "strength")
 
 

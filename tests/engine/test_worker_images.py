@@ -21,9 +21,10 @@ from diffusers import (
 )
 from diffusers.schedulers.scheduling_lms_discrete import LMSDiscreteScheduler
 from diffusers.utils import is_scipy_available
-from PIL import Image
+from PIL import Image, ImageFilter
 
-from engine.protocol import JobKind, ModelRef
+from engine.protocol import DEFAULT_MASK_BLEND, JobKind, JobSpec, ModelRef
+from engine.tasks.inpainting import composite, soft_mask
 from engine.worker import Worker
 from tests.engine.helpers import Recorder, job, pixels, run
 from tests.fixtures.tiny_models import TinyModels
@@ -179,6 +180,9 @@ def test_inpainting_equals_plain_diffusers_and_ignores_batching(
             height=64,
             generator=torch.Generator().manual_seed(5),
         ).images[0]
+    # The engine then puts the picture back outside the softened mask, as Pillow composites.
+    kept = Image.open(picture).convert("RGB")
+    expected = Image.composite(expected, kept, soft_mask(Image.open(mask), DEFAULT_MASK_BLEND))
     np.testing.assert_array_equal(engine_pixels, np.asarray(expected))
 
     recorder.events.clear()
@@ -195,3 +199,71 @@ def test_text_to_image_model_also_inpaints_with_shared_weights(
     assert recorder.result(1).images[0].png
     entry = worker.registry.get(t2i_model)
     assert entry.pipeline_for(JobKind.INPAINT).unet is entry.base.unet
+
+
+def _dilated(mask: Image.Image, by: int) -> np.ndarray:
+    """Where the mask reaches once grown by ``by`` pixels each way (Chebyshev)."""
+    return np.asarray(mask.filter(ImageFilter.MaxFilter(2 * by + 1))) > 0
+
+
+@pytest.mark.parametrize("blend", [0, 3, DEFAULT_MASK_BLEND])
+def test_inpainting_keeps_every_pixel_outside_the_softened_mask(
+    tmp_path: Path, worker: Worker, recorder: Recorder, inpaint_model: ModelRef, blend: int
+) -> None:
+    picture, mask = _write_inpaint_inputs(tmp_path)
+    spec = job(
+        inpaint_model,
+        kind=JobKind.INPAINT,
+        seeds=(5, 6),
+        image_path=str(picture),
+        mask_path=str(mask),
+        mask_blend=blend,
+    )
+    run(worker, spec)
+    outside = ~_dilated(Image.open(mask), blend)
+    kept = np.asarray(Image.open(picture).convert("RGB"))
+    for image in recorder.result(1).images:
+        made = pixels(image.png)
+        np.testing.assert_array_equal(made[outside], kept[outside])
+        assert not np.array_equal(made, kept)  # the masked area was repainted
+
+
+def test_inpainting_jobs_from_before_compositing_keep_their_pixels(
+    tmp_path: Path, worker: Worker, recorder: Recorder, inpaint_model: ModelRef
+) -> None:
+    """A reroll of a job made before compositing (mask_blend None) makes its old pixels: the
+    pipeline's own, changed everywhere by the VAE."""
+    picture, mask = _write_inpaint_inputs(tmp_path)
+    old = job(
+        inpaint_model,
+        kind=JobKind.INPAINT,
+        image_path=str(picture),
+        mask_path=str(mask),
+        mask_blend=None,
+    )
+    run(worker, old, replace(old, job_id=2, mask_blend=0))
+    raw, composited = (pixels(recorder.result(i).images[0].png) for i in (1, 2))
+    outside = ~(np.asarray(Image.open(mask)) > 0)
+    assert not np.array_equal(raw[outside], composited[outside])
+    np.testing.assert_array_equal(raw[~outside], composited[~outside])
+
+
+def test_composite_is_pillows_to_the_bit() -> None:
+    rng = np.random.default_rng(3)
+    made = rng.integers(0, 256, (2, 40, 30, 3), dtype=np.uint8)
+    kept = Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8))
+    mask = Image.fromarray(rng.integers(0, 256, (40, 30), dtype=np.uint8))
+    spec = JobSpec(
+        job_id=1,
+        kind=JobKind.INPAINT,
+        model=ModelRef("m", "m"),
+        prompt="p",
+        seeds=(1, 2),
+        mask_blend=2,
+    )
+    tensor = torch.from_numpy(made).permute(0, 3, 1, 2).contiguous()
+    got = composite(tensor, [spec], [(kept, mask)]).permute(0, 2, 3, 1).numpy()
+    soft = soft_mask(mask, 2)
+    for index in range(2):
+        expected = Image.composite(Image.fromarray(made[index]), kept, soft)
+        np.testing.assert_array_equal(got[index], np.asarray(expected))

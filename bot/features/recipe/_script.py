@@ -155,7 +155,7 @@ def _imports(job: Job) -> list[str]:
     else:
         lines += ["from diffusers import (", *(f"    {c}," for c in classes), ")"]
     if job.kind == JobKind.INPAINT:
-        lines.append("from PIL import Image")
+        lines.append("from PIL import Image, ImageFilter")
     return [*lines, ""]
 
 
@@ -227,6 +227,12 @@ def _settings(job: Job, show_folder: bool) -> list[str]:
             "# 1.0 repaints the masked area from pure noise; lower keeps more of the picture.",
             f"STRENGTH = {job.strength!r}",
         ]
+        if job.mask_blend is not None:
+            lines += [
+                "# Outside the mask the result is your own picture again (the VAE would blur and",
+                "# shift it a little), blended into the new part over this many pixels.",
+                f"MASK_BLEND = {job.mask_blend!r}",
+            ]
     return [*lines, ""]
 
 
@@ -302,8 +308,14 @@ def _load(job: Job, gpu_dtype: str) -> list[str]:
             'mask = Image.open(MASK_FILE).convert("L")',
             "if mask.size != (WIDTH, HEIGHT):",
             "    mask = mask.resize((WIDTH, HEIGHT), Image.Resampling.BILINEAR)",
-            "",
         ]
+        if job.mask_blend is not None:
+            lines += [
+                "# The mask's edge softened: a box blur, so nothing farther than MASK_BLEND",
+                "# pixels from the mask changes at all.",
+                "soft_mask = mask.filter(ImageFilter.BoxBlur(MASK_BLEND)) if MASK_BLEND else mask",
+            ]
+        lines.append("")
     return lines
 
 
@@ -337,6 +349,11 @@ def _generate(
         "    picture = pipe(",
         *(f"        {argument}" for argument in arguments),
         "    ).images[0]",
+        *(
+            ["    picture = Image.composite(picture, image, soft_mask)  # your pixels outside"]
+            if job.kind == JobKind.INPAINT and job.mask_blend is not None
+            else []
+        ),
     ]
 
 

@@ -24,7 +24,7 @@ from bot.features.recipe._script import SCHEDULER_RECIPES, input_names, render_s
 from bot.jobs.lessons import panel_labels
 from bot.jobs.scheduler import spec_for
 from bot.store.models import Job
-from engine.protocol import SCHEDULERS
+from engine.protocol import DEFAULT_MASK_BLEND, SCHEDULERS
 from tests.engine.helpers import Recorder, engine_settings, run
 from tests.fixtures.tiny_models import TinyModels
 
@@ -50,6 +50,7 @@ def make_job(job_id: int, source: Path, **fields: object) -> Job:
         "image_ref": None,
         "mask_ref": None,
         "mask_prompt": None,
+        "mask_blend": DEFAULT_MASK_BLEND,
         "comparison": None,
         "comparison_values": None,
         "parent_job_id": None,
@@ -144,6 +145,16 @@ def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyM
             mask_ref="mask.png",
             strength=0.75,
             steps=4,
+        ),
+        # Made before results were composited: its script must not composite either.
+        make_job(
+            7,
+            tiny_models.inpainting,
+            kind="inpaint",
+            image_ref="in.png",
+            mask_ref="mask.png",
+            steps=2,
+            mask_blend=None,
         ),
     ]
     recorder = Recorder()
