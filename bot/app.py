@@ -66,6 +66,8 @@ class DiffusionBot(commands.Bot):
             self.images,
             self.delivery,
             max_batch_images=settings.scheduler.max_batch_images,
+            preferred_batch_sizes=settings.scheduler.preferred_batch_sizes,
+            position_refresh_s=settings.scheduler.position_refresh_s,
             inputs_root=str(settings.storage.input_dir.resolve()),
         )
         inputs = InputStore(settings.storage.input_dir)

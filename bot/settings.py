@@ -127,10 +127,26 @@ class LimitSettings(BaseSettings):
 class SchedulerSettings(BaseSettings):
     model_config = _config("SCHEDULER_")
 
-    max_batch_images: int = Field(4, ge=1)  # images per pipeline call
+    max_batch_images: int = Field(4, ge=1, le=32)  # images per pipeline call
+    # Batch sizes the engine runs fastest: on CUDA, the image counts of ENGINE_COMPILE_BUCKETS
+    # (e.g. 1, 2, 4, 8, 16). A batch is cut to the largest of them that a start of it makes;
+    # empty: batches are as full as compatible jobs make them.
+    preferred_batch_sizes: Annotated[list[int], NoDecode] = []
+    # Every queued job's message is brought to its exact place this often; in between, it
+    # changes only when the place crosses a step (1, 2, 3, 5, 10, 20, 50, …).
+    position_refresh_s: float = Field(60.0, gt=0)
     # A batch the engine has said nothing about for this long is taken as hung: the engine is
     # restarted and the batch retried once. Generous, since a first load downloads gigabytes.
     stall_timeout_s: float = Field(1800.0, gt=0)
+
+    _split = field_validator("preferred_batch_sizes", mode="before")(_split_csv)
+
+    @field_validator("preferred_batch_sizes")
+    @classmethod
+    def _check_sizes(cls, sizes: list[int]) -> list[int]:
+        if any(not 1 <= size <= 32 for size in sizes):
+            raise ValueError("batch sizes are 1 to 32 images")
+        return sorted(set(sizes))
 
 
 class CourseSettings(BaseSettings):

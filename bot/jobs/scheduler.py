@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Hashable, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Awaitable, Collection, Hashable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.jobs import lessons
-from bot.jobs.fair_queue import FairQueue
+from bot.jobs.fair_queue import FairQueue, Turn
 from bot.jobs.image_store import ImageStore
 from bot.store.models import Job
-from bot.store.repository import InvalidTransition, NewImage, Repository
+from bot.store.repository import Finished, NewImage, Repository
 from engine.protocol import (
     Accepted,
     ErrorKind,
@@ -41,6 +42,9 @@ CRASHED_TWICE = (
 
 
 ENGINE_DOWN = "The image engine is not available right now; please try again later."
+# How often every queued job's message is brought to its exact position; between times it is
+# edited only when the position crosses a step (``position_step``).
+POSITION_REFRESH_S = 60.0
 
 
 class EngineLike(Protocol):
@@ -119,8 +123,34 @@ def spec_for(job: Job, inputs_root: str | None = None) -> JobSpec:
     )
 
 
+def position_step(position: int) -> int:
+    """The step a queue position falls in: 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, …
+
+    A queued job's message is edited when its step changes, so a job that waits behind n
+    others is edited O(log n) times, not n times, and the first few places are exact.
+    """
+    if position < 5:
+        return min(position, 3)
+    magnitude: int = 10 ** (len(str(position)) - 1)
+    lead = position // magnitude
+    return magnitude * (5 if lead >= 5 else 2 if lead >= 2 else 1)
+
+
+@dataclass(eq=False)
+class SentBatch:
+    """Jobs sent to the engine together."""
+
+    jobs: set[int]
+    # The engine has said something about one of its jobs, so it is working on it: the next
+    # batch may be sent, to wait at the engine rather than at the bot.
+    begun: bool = False
+    withdrawn: set[int] = field(default_factory=set)  # cancelled to stay queued (pause)
+
+
 class Scheduler:
-    """One batch in flight; the next is chosen fairly when it ends."""
+    """At most two batches at the engine: the one it runs and the next, sent once the engine
+    has begun the first, so the engine never waits for the bot between batches. Each batch is
+    chosen fairly from the queue when it is sent."""
 
     def __init__(
         self,
@@ -130,6 +160,8 @@ class Scheduler:
         observer: JobObserver,
         *,
         max_batch_images: int,
+        preferred_batch_sizes: Collection[int] = (),
+        position_refresh_s: float = POSITION_REFRESH_S,
         inputs_root: str | None = None,
     ) -> None:
         self._repo = repo
@@ -137,23 +169,32 @@ class Scheduler:
         self._images = images
         self._observer = observer
         self._max_batch_images = max_batch_images
+        self._preferred_batch_sizes = frozenset(preferred_batch_sizes)
         self._inputs_root = inputs_root
         self._queue: FairQueue[QueuedJob] = FairQueue()
         self._in_flight: dict[int, QueuedJob] = {}
-        self._positions: dict[int, int] = {}
+        self._turns: dict[int, Turn] = {}  # the turn each job at the engine was sent with
+        self._sent: deque[SentBatch] = deque()  # oldest first; at most two
+        self._batch_of: dict[int, SentBatch] = {}
+        self._positions: dict[int, int] = {}  # every queued job's place, as last worked out
+        self._shown: dict[int, int] = {}  # the place each queued job's owner was last told
+        self._order_changed = False  # since positions were last worked out
+        self._position_refresh_s = position_refresh_s
+        self._last_refresh = time.monotonic()
         self._lock = asyncio.Lock()
         self._paused = False
         self._idle = asyncio.Event()
         self._idle.set()
-        # When the engine last said something about the running batch, or was given it.
+        # When the engine last said something about a batch, or was given one.
         self.last_activity = time.monotonic()
 
     # --- what the bot asks -------------------------------------------------------------
 
     async def submit(self, job: Job) -> None:
-        """Queue a stored job (status queued) and start it if the engine is free."""
+        """Queue a stored job (status queued) and send it if the engine has room."""
         async with self._lock:
             self._queue.push(QueuedJob(spec_for(job, self._inputs_root), job.user_id))
+            self._order_changed = True
             await self._dispatch()
 
     async def cancel(self, job_id: int) -> bool:
@@ -162,18 +203,21 @@ class Scheduler:
             queued = self._queue.remove(lambda q: q.spec.job_id == job_id)
             if queued is not None:
                 job = await self._repo.mark_cancelled(job_id)
-                self._positions.pop(job_id, None)
+                self._forget_position(job_id)
+                self._order_changed = True
                 await self._observer.cancelled(job)
                 await self._announce_positions()
                 return True
             if job_id in self._in_flight:
-                # The engine answers with a CANCELLED error, handled like any other ending.
+                # The engine answers with a CANCELLED error, handled like any other ending; the
+                # user's cancel wins over a withdrawal.
+                self._batch_of[job_id].withdrawn.discard(job_id)
                 await self._engine.cancel(job_id)
                 return True
             return False
 
     def position(self, job_id: int) -> int | None:
-        """0 while running, 1.. while queued, None when unknown here."""
+        """0 while at the engine, 1.. while queued, None when unknown here."""
         if job_id in self._in_flight:
             return 0
         return self._positions.get(job_id)
@@ -190,34 +234,57 @@ class Scheduler:
         return len(self._queue)
 
     async def pause(self) -> None:
-        """Stop starting batches (shutdown); the one running may finish."""
+        """Stop sending batches (shutdown); the one running may finish. A batch sent ahead,
+        which the engine has not begun, is taken back: its jobs stay queued."""
         async with self._lock:
             self._paused = True
+            for batch in list(self._sent)[1:]:
+                if not batch.begun:
+                    batch.withdrawn |= batch.jobs
+                    for job_id in batch.jobs:
+                        await self._engine.cancel(job_id)
 
     async def resume(self) -> None:
-        """Start batches again after :meth:`pause`."""
+        """Send batches again after :meth:`pause`."""
         async with self._lock:
             self._paused = False
             await self._dispatch()
 
     async def wait_idle(self) -> None:
-        """Return once no batch is running (callers bound the wait with asyncio.timeout)."""
+        """Return once no batch is at the engine (callers bound the wait with asyncio.timeout)."""
         await self._idle.wait()
 
     # --- what the engine says ----------------------------------------------------------
 
     def stalled_for(self) -> float:
-        """Seconds the running batch has gone without a word from the engine (0: none runs)."""
+        """Seconds the engine has gone without a word about its batches (0: it has none)."""
         return time.monotonic() - self.last_activity if self._in_flight else 0.0
 
     async def pump_events(self) -> None:
-        """Handle every event the engine client queues, in order, for as long as the bot runs."""
+        """Handle every event the engine client queues, in order, for as long as the bot runs.
+
+        What arrived meanwhile is taken together, and its results are stored in one
+        transaction after the other events (a job's result is its last event).
+        """
         while True:
-            event = await self._engine.events.get()
-            try:
-                await self.handle_event(event)
-            except Exception:
-                log.exception("could not handle %s from the engine", type(event).__name__)
+            events = [await self._engine.events.get()]
+            while not self._engine.events.empty():
+                events.append(self._engine.events.get_nowait())
+            results: list[Result] = []
+            for event in events:
+                if isinstance(event, Result) and event.job_id in self._in_flight:
+                    results.append(event)
+                    continue
+                try:
+                    await self.handle_event(event)
+                except Exception:
+                    log.exception("could not handle %s from the engine", type(event).__name__)
+            if results:
+                self.last_activity = time.monotonic()
+                try:
+                    await self._finish([r.job_id for r in results], self._on_results(results))
+                except Exception:
+                    log.exception("could not store %d result(s) from the engine", len(results))
 
     async def handle_event(self, event: Event) -> None:
         """Called for every engine event, in order."""
@@ -225,39 +292,78 @@ class Scheduler:
         match event:
             case Accepted(job_id=job_id) if job_id in self._in_flight:
                 await self._observer.started(job_id, event)
+                await self._begun(job_id)
             case Progress(job_id=job_id) if job_id in self._in_flight:
                 await self._observer.progress(job_id, event)
             case Result(job_id=job_id) if job_id in self._in_flight:
-                await self._finish(job_id, self._on_result(event))
+                await self._finish([job_id], self._on_results([event]))
             case JobError(job_id=job_id) if job_id in self._in_flight:
-                await self._finish(job_id, self._on_error(event))
+                # A crash is the engine client's report, not the engine at work on the batch.
+                begun = event.kind is not ErrorKind.ENGINE_CRASHED
+                await self._finish([job_id], self._on_error(event), begun=begun)
             case _:
                 pass  # model replies and readiness are the engine client's business
 
-    async def _finish(self, job_id: int, handling: Awaitable[None]) -> None:
+    async def _begun(self, job_id: int) -> None:
+        """The engine is working on ``job_id``'s batch: the next one may be sent."""
+        batch = self._batch_of[job_id]
+        if not batch.begun:
+            batch.begun = True
+            async with self._lock:
+                await self._dispatch()
+
+    async def _finish(
+        self, job_ids: Sequence[int], handling: Awaitable[None], *, begun: bool = True
+    ) -> None:
         async with self._lock:
             try:
                 await handling
             finally:
-                self._in_flight.pop(job_id, None)
+                for job_id in job_ids:
+                    self._in_flight.pop(job_id, None)
+                    self._turns.pop(job_id, None)
+                    if (batch := self._batch_of.pop(job_id, None)) is not None:
+                        batch.jobs.discard(job_id)
+                        batch.withdrawn.discard(job_id)
+                        batch.begun = batch.begun or begun
+                        if not batch.jobs:
+                            self._sent.remove(batch)
                 if not self._in_flight:
                     self._idle.set()
-                    await self._dispatch()
+                await self._dispatch()
 
-    async def _on_result(self, result: Result) -> None:
+    async def _on_results(self, results: Sequence[Result]) -> None:
+        """Save the images, mark the jobs done in one transaction, then tell the observer."""
+        finished = [
+            Finished(result.job_id, await self._save_images(result), result.model_revision)
+            for result in results
+        ]
+        done = {job.id: job for job in await self._repo.mark_done_many(finished)}
+        for result in results:
+            if (job := done.get(result.job_id)) is None:
+                log.error("job %s has a result but was not running; not shown", result.job_id)
+                continue
+            try:
+                await self._observer.finished(job, result)
+            except Exception:
+                log.exception("job %s: its result could not be shown", job.id)
+
+    async def _save_images(self, result: Result) -> list[NewImage]:
         job_id = result.job_id
-        saved = [
+        return [
             NewImage(
                 index, image.seed, image.nsfw, await self._images.save(job_id, index, image.png)
             )
             for index, image in enumerate(result.images)
         ]
-        job = await self._repo.mark_done(job_id, saved, result.model_revision)
-        await self._observer.finished(job, result)
 
     async def _on_error(self, error: JobError) -> None:
         job_id = error.job_id
         if error.kind is ErrorKind.CANCELLED:
+            if job_id in self._batch_of[job_id].withdrawn:
+                await self._repo.mark_requeued(job_id)  # taken back at a pause: queued again
+                self._requeue(job_id)
+                return
             job = await self._repo.mark_cancelled(job_id)
             await self._observer.cancelled(job)
             return
@@ -265,7 +371,7 @@ class Scheduler:
             crashed = await self._repo.get_job(job_id)
             if crashed is not None and crashed.attempts < MAX_ATTEMPTS:
                 await self._repo.mark_requeued(job_id)
-                self._queue.push(self._in_flight[job_id])  # its id puts it first
+                self._requeue(job_id)
                 await self._observer.retrying(job_id)
                 return
             job = await self._repo.mark_failed(job_id, CRASHED_TWICE)
@@ -273,45 +379,88 @@ class Scheduler:
             job = await self._repo.mark_failed(job_id, error.message)
         await self._observer.failed(job)
 
+    def _requeue(self, job_id: int) -> None:
+        """Queue a job that did not run again, in the place it had."""
+        self._queue.push(self._in_flight[job_id], self._turns[job_id])
+        self._order_changed = True
+
     # --- choosing what runs ------------------------------------------------------------
 
+    def _may_send(self) -> bool:
+        """Whether a batch may go to the engine now: none is there, or one that it has begun."""
+        if self._paused:
+            return False
+        return not self._sent or (len(self._sent) == 1 and self._sent[0].begun)
+
     async def _dispatch(self) -> None:
-        """Start the next batch if none is running. Caller holds the lock."""
-        if self._in_flight or self._paused:
-            await self._announce_positions()
-            return
-        while batch := self._queue.next_batch(self._max_batch_images):
+        """Send the next batch if the engine has room, then tell queued jobs their places.
+        Caller holds the lock."""
+        while self._may_send() and (
+            batch := self._queue.take_batch(self._max_batch_images, self._preferred_batch_sizes)
+        ):
+            self._order_changed = True
+            # One transaction for the batch; jobs cancelled or deleted while queued stay out.
+            running = await self._repo.mark_running_many([q.spec.job_id for q, _ in batch])
             started = []
-            for queued in batch:
-                try:
-                    await self._repo.mark_running(queued.spec.job_id)
-                except InvalidTransition:
-                    continue  # cancelled or deleted while queued
-                started.append(queued)
+            for queued, turn in batch:
+                if queued.spec.job_id in running:
+                    started.append(queued)
+                    self._turns[queued.spec.job_id] = turn
             if not started:
                 continue
+            sent = SentBatch({q.spec.job_id for q in started})
             for queued in started:
                 self._in_flight[queued.spec.job_id] = queued
-                self._positions.pop(queued.spec.job_id, None)
+                self._batch_of[queued.spec.job_id] = sent
+                self._forget_position(queued.spec.job_id)
+            self._sent.append(sent)
             self._idle.clear()
             self.last_activity = time.monotonic()
             try:
                 await self._engine.run_batch([q.spec for q in started])
             except Exception:
                 log.exception("the engine refused a batch")
+                self._sent.remove(sent)
                 for queued in started:
                     job = await self._repo.mark_failed(queued.spec.job_id, ENGINE_DOWN)
                     self._in_flight.pop(queued.spec.job_id, None)
+                    self._batch_of.pop(queued.spec.job_id, None)
+                    self._turns.pop(queued.spec.job_id, None)
                     await self._observer.failed(job)
-                self._idle.set()
-                continue
-            break
+                if not self._in_flight:
+                    self._idle.set()
         await self._announce_positions()
 
+    def _forget_position(self, job_id: int) -> None:
+        self._positions.pop(job_id, None)
+        self._shown.pop(job_id, None)
+
     async def _announce_positions(self) -> None:
-        """Tell each queued job its place when it changed."""
-        positions = {q.spec.job_id: n for n, q in enumerate(self._queue.service_order(), 1)}
-        changed = {job_id: n for job_id, n in positions.items() if self._positions.get(job_id) != n}
-        self._positions = positions
-        for job_id, position in changed.items():
+        """Tell queued jobs their places: a job new to the queue, or whose place crossed a
+        step, at once; every job whose place changed at all, every ``position_refresh_s``.
+
+        Edits so grow with the log of the queue per job, not with the queue, whatever the
+        size of the burst.
+        """
+        now = time.monotonic()
+        refresh = now - self._last_refresh >= self._position_refresh_s
+        if not (self._order_changed or refresh):
+            return
+        self._order_changed = False
+        if refresh:
+            self._last_refresh = now
+        self._positions = {q.spec.job_id: n for n, q in enumerate(self._queue.service_order(), 1)}
+        told = []
+        for job_id, position in self._positions.items():
+            shown = self._shown.get(job_id)
+            if shown is None:
+                tell = True
+            elif refresh:
+                tell = position != shown
+            else:
+                tell = position_step(position) != position_step(shown)
+            if tell:
+                self._shown[job_id] = position
+                told.append((job_id, position))
+        for job_id, position in told:
             await self._observer.queued(job_id, position)

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bot.settings import ConfigError, CourseSettings, LimitSettings, load_settings
+from bot.settings import (
+    ConfigError,
+    CourseSettings,
+    LimitSettings,
+    SchedulerSettings,
+    load_settings,
+)
 from engine.protocol import BOUNDS
 
 
@@ -64,3 +70,14 @@ def test_course_values_outside_narrowed_limits_stop_the_bot(
     monkeypatch.setenv("LIMITS_MAX_STEPS", "400")
     with pytest.raises(ConfigError, match="LIMITS_MAX_STEPS is not valid"):
         load_settings(None)
+
+
+def test_scheduler_batch_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCHEDULER_MAX_BATCH_IMAGES", "32")
+    monkeypatch.setenv("SCHEDULER_PREFERRED_BATCH_SIZES", "8, 1, 4, 2, 16, 4")
+    scheduler = SchedulerSettings(_env_file=None)  # type: ignore[call-arg]  # pydantic-settings' own
+    assert scheduler.max_batch_images == 32
+    assert scheduler.preferred_batch_sizes == [1, 2, 4, 8, 16]
+    for wrong in ({"max_batch_images": 33}, {"preferred_batch_sizes": "0, 4"}):
+        with pytest.raises(ValidationError):
+            SchedulerSettings(_env_file=None, **wrong)  # type: ignore[call-arg, arg-type]

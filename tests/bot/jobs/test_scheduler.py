@@ -7,7 +7,7 @@ from unittest.mock import create_autospec
 import pytest
 
 from bot.jobs.image_store import ImageStore
-from bot.jobs.scheduler import CRASHED_TWICE, EngineLike, JobObserver, Scheduler
+from bot.jobs.scheduler import CRASHED_TWICE, EngineLike, JobObserver, Scheduler, position_step
 from bot.store.models import JobStatus
 from bot.store.repository import Limits, NewJob
 from engine.protocol import (
@@ -89,10 +89,10 @@ def result(job_id, seeds=(1,)) -> Result:
     return Result(job_id, images, "rev1", 0.5)
 
 
-async def make(repo, tmp_path, max_batch=4):
+async def make(repo, tmp_path, max_batch=4, **options):
     engine, observer = ScriptedEngine(), Recorder()
     scheduler = Scheduler(
-        repo, engine, ImageStore(tmp_path / "img"), observer, max_batch_images=max_batch
+        repo, engine, ImageStore(tmp_path / "img"), observer, max_batch_images=max_batch, **options
     )
     return scheduler, engine, observer
 
@@ -106,17 +106,20 @@ async def test_round_robin_batches_and_lifecycle(repo, tmp_path):
     # The first job ran alone (the engine was free); the rest wait their turn.
     assert engine.batches == [[jobs[0].id]]
     assert scheduler.position(jobs[0].id) == 0
-    # User 1's second job was queued before user 2 arrived; user 2 still goes before user 1's
-    # third job.
-    assert scheduler.position(jobs[1].id) == 1
-    assert scheduler.position(other.id) == 2
+    # User 1's running job was their turn: user 2 goes first, though user 1's second job was
+    # queued before user 2 arrived.
+    assert scheduler.position(other.id) == 1
+    assert scheduler.position(jobs[1].id) == 2
     assert scheduler.position(jobs[2].id) == 3
+    assert ("queued", other.id) in observer.calls
 
     await scheduler.handle_event(Accepted(jobs[0].id))
+    # The engine has begun: the next batch is sent at once, to wait at the engine. It is user
+    # 2's job with user 1's compatible one; 30 steps waits.
+    assert engine.batches[1] == [other.id, jobs[1].id]
     await scheduler.handle_event(Progress(jobs[0].id, 1, 20))
     await scheduler.handle_event(result(jobs[0].id))
-    # Next: user 1's second job, batched with user 2's compatible one; 30 steps waits.
-    assert engine.batches[1] == [jobs[1].id, other.id]
+    assert len(engine.batches) == 2  # the engine has not begun the second batch yet
     for job_id in engine.batches[1]:
         await scheduler.handle_event(result(job_id))
     assert engine.batches[2] == [jobs[2].id]
@@ -195,3 +198,206 @@ async def test_stalled_for_counts_silence_only_while_a_batch_runs(repo, tmp_path
     assert scheduler.stalled_for() < 0.05
     await scheduler.handle_event(result(job.id))
     assert scheduler.stalled_for() == 0.0
+
+
+# --- fair turns from the very first job (issue 16) ----------------------------------------
+
+
+async def test_a_running_job_is_its_owners_turn(repo, tmp_path):
+    scheduler, engine, observer = await make(repo, tmp_path, max_batch=1)
+    bob_first = await repo.create_job(new_job(1), UNLIMITED)
+    await scheduler.submit(bob_first)  # the engine is idle: it starts at once
+    bob_second = await repo.create_job(new_job(1), UNLIMITED)
+    await scheduler.submit(bob_second)
+    carol = await repo.create_job(new_job(2), UNLIMITED)
+    await scheduler.submit(carol)
+    # Carol has not been served; Bob's running job was his turn. The messages say so...
+    queued = [c for c in observer.calls if c[0] == "queued"]
+    assert set(queued[-2:]) == {("queued", carol.id), ("queued", bob_second.id)}
+    assert (scheduler.position(carol.id), scheduler.position(bob_second.id)) == (1, 2)
+    # ...and that is the order they run in.
+    await scheduler.handle_event(result(bob_first.id))
+    await scheduler.handle_event(result(carol.id))
+    await scheduler.handle_event(result(bob_second.id))
+    assert engine.batches == [[bob_first.id], [carol.id], [bob_second.id]]
+
+
+async def run_to_the_end(scheduler, engine, observer, positions):
+    """Answer every batch as the engine would, noting each job's place as it is sent."""
+    answered = 0
+    while answered < len(engine.batches):
+        for job_id in engine.batches[answered]:
+            positions.setdefault(job_id, 0)
+            await scheduler.handle_event(Accepted(job_id))
+        for job_id in engine.batches[answered]:
+            await scheduler.handle_event(result(job_id))
+        answered += 1
+
+
+async def test_bursts_from_several_users_run_in_the_order_announced(repo, tmp_path):
+    scheduler, engine, observer = await make(repo, tmp_path, max_batch=1)
+    owners = {}
+
+    async def burst(user, count):
+        for _ in range(count):
+            job = await repo.create_job(new_job(user), UNLIMITED)
+            owners[job.id] = user
+            await scheduler.submit(job)
+
+    await burst(1, 1)  # starts at once
+    await burst(1, 3)
+    await burst(2, 2)
+    await burst(3, 1)
+    # Ask the scheduler, before anything more runs, where each queued job stands.
+    announced = sorted(
+        (scheduler.position(job_id), job_id) for job_id in owners if scheduler.position(job_id)
+    )
+    await scheduler.handle_event(Accepted(engine.batches[0][0]))
+    await burst(4, 2)  # a fourth user arrives while the second batch waits at the engine
+    await run_to_the_end(scheduler, engine, observer, {})
+    ran = [batch[0] for batch in engine.batches]
+    # Users 2 and 3 were not served yet when user 1 queued more; user 4's first job comes
+    # before anyone's second turn except the one already at the engine.
+    assert [owners[job_id] for job_id in ran] == [1, 2, 3, 4, 1, 2, 4, 1, 1]
+    queued_then = [job_id for _, job_id in announced]
+    assert [job_id for job_id in ran if job_id in queued_then] == queued_then
+
+
+# --- two batches at the engine ------------------------------------------------------------
+
+
+async def two_at_the_engine(repo, tmp_path, users):
+    """One job per user, one image per batch; the engine has begun the first, so the second
+    is sent too."""
+    scheduler, engine, observer = await make(repo, tmp_path, max_batch=1)
+    jobs = [await repo.create_job(new_job(user), UNLIMITED) for user in users]
+    for job in jobs:
+        await scheduler.submit(job)
+    await scheduler.handle_event(Accepted(jobs[0].id))
+    assert engine.batches == [[jobs[0].id], [jobs[1].id]]
+    return scheduler, engine, observer, jobs
+
+
+async def test_the_next_batch_is_sent_once_the_engine_has_begun_the_first(repo, tmp_path):
+    scheduler, engine, _ = await make(repo, tmp_path, max_batch=1)
+    jobs = [await repo.create_job(new_job(user), UNLIMITED) for user in (1, 2, 3, 4)]
+    for job in jobs:
+        await scheduler.submit(job)
+    assert engine.batches == [[jobs[0].id]]
+    await scheduler.handle_event(Accepted(jobs[0].id))
+    assert engine.batches == [[jobs[0].id], [jobs[1].id]]
+    await scheduler.handle_event(Accepted(jobs[1].id))  # a third batch never goes
+    assert len(engine.batches) == 2
+    assert scheduler.position(jobs[1].id) == 0 and scheduler.position(jobs[2].id) == 1
+    await scheduler.handle_event(result(jobs[0].id))  # the second one runs: send the third
+    assert engine.batches[2] == [jobs[2].id]
+    # A job that ends before it was accepted (refused by the engine's checks) also shows that
+    # the engine is at work on its batch.
+    await scheduler.handle_event(JobError(jobs[1].id, ErrorKind.BAD_INPUT, "no"))
+    await scheduler.handle_event(JobError(jobs[2].id, ErrorKind.BAD_INPUT, "no"))
+    assert engine.batches[3] == [jobs[3].id]
+
+
+async def test_both_batches_are_retried_after_a_crash_oldest_first(repo, tmp_path):
+    scheduler, engine, observer, (first, second) = await two_at_the_engine(repo, tmp_path, (1, 2))
+    # The engine client reports every job the dead process had, in the order they were sent.
+    await scheduler.handle_event(JobError(first.id, ErrorKind.ENGINE_CRASHED, "crashed"))
+    assert len(engine.batches) == 2  # a crash report is no sign that the engine is at work
+    await scheduler.handle_event(JobError(second.id, ErrorKind.ENGINE_CRASHED, "crashed"))
+    assert engine.batches[2:] == [[first.id]]
+    await scheduler.handle_event(Accepted(first.id))
+    assert engine.batches[3:] == [[second.id]]
+    assert ("retrying", first.id) in observer.calls and ("retrying", second.id) in observer.calls
+    for job in (first, second):
+        await scheduler.handle_event(result(job.id))
+        assert (await repo.get_job(job.id)).attempts == 2
+
+
+async def test_cancel_a_job_waiting_at_the_engine(repo, tmp_path):
+    scheduler, engine, observer, (_, second) = await two_at_the_engine(repo, tmp_path, (1, 2))
+    assert await scheduler.cancel(second.id)
+    assert engine.cancelled == [second.id]
+    await scheduler.handle_event(JobError(second.id, ErrorKind.CANCELLED, "Cancelled."))
+    assert (await repo.get_job(second.id)).status is JobStatus.CANCELLED
+    assert ("cancelled", second.id) in observer.calls
+
+
+async def test_pause_takes_back_the_batch_the_engine_has_not_begun(repo, tmp_path):
+    scheduler, engine, observer, jobs = await two_at_the_engine(repo, tmp_path, (1, 2, 3))
+    first, second, third = jobs
+    await scheduler.pause()  # shutting down: the running batch finishes, the rest stays queued
+    assert engine.cancelled == [second.id]
+    await scheduler.handle_event(result(first.id))
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await scheduler.wait_idle()
+    await scheduler.handle_event(JobError(second.id, ErrorKind.CANCELLED, "Cancelled."))
+    async with asyncio.timeout(1):
+        await scheduler.wait_idle()
+    assert (await repo.get_job(second.id)).status is JobStatus.QUEUED
+    assert ("cancelled", second.id) not in observer.calls
+    assert scheduler.position(second.id) == 1 and scheduler.position(third.id) == 2
+    await scheduler.resume()
+    assert engine.batches[2:] == [[second.id]]
+
+
+async def test_a_cancel_during_a_pause_still_cancels(repo, tmp_path):
+    scheduler, _, _, (_, second) = await two_at_the_engine(repo, tmp_path, (1, 2))
+    await scheduler.pause()
+    await scheduler.cancel(second.id)  # the user's cancel wins over the withdrawal
+    await scheduler.handle_event(JobError(second.id, ErrorKind.CANCELLED, "Cancelled."))
+    assert (await repo.get_job(second.id)).status is JobStatus.CANCELLED
+
+
+# --- batching --------------------------------------------------------------------------------
+
+
+async def test_batches_are_cut_to_a_preferred_size(repo, tmp_path):
+    scheduler, engine, _ = await make(repo, tmp_path, 8, preferred_batch_sizes=(1, 2, 4, 8))
+    await scheduler.pause()
+    jobs = [await repo.create_job(new_job(user), UNLIMITED) for user in range(7)]
+    for job in jobs:
+        await scheduler.submit(job)
+    await scheduler.resume()
+    # Seven compatible images: four now (a compiled size), then two and one.
+    assert engine.batches == [[job.id for job in jobs[:4]]]
+    await scheduler.handle_event(Accepted(jobs[0].id))
+    assert engine.batches[1] == [job.id for job in jobs[4:6]]
+
+
+# --- what queued jobs are told ---------------------------------------------------------------
+
+
+def test_position_steps():
+    steps = [position_step(n) for n in (1, 2, 3, 4, 5, 9, 10, 19, 20, 49, 50, 99, 100, 250, 999)]
+    assert steps == [1, 2, 3, 3, 5, 5, 10, 10, 20, 20, 50, 50, 100, 200, 500]
+    assert position_step(1000) == 1000 and position_step(12_345) == 10_000
+
+
+async def test_positions_are_told_at_steps_not_at_every_move(repo, tmp_path):
+    scheduler, engine, observer = await make(repo, tmp_path, max_batch=4)
+    jobs = []
+    for n in range(200):
+        job = await repo.create_job(new_job(n % 20), UNLIMITED)
+        jobs.append(job)
+        await scheduler.submit(job)
+    await run_to_the_end(scheduler, engine, observer, {})
+    assert (await repo.count_by_status())[JobStatus.DONE] == len(jobs)
+    told = [c[1] for c in observer.calls if c[0] == "queued"]
+    # Every job was told its place once, then only when it crossed a step: about 3 per
+    # factor of ten. Telling every move would be some 5,000 (each job moves once per batch).
+    assert len(told) <= 6 * len(jobs)
+    assert max(told.count(job.id) for job in jobs) <= 8
+
+
+async def test_a_slow_refresh_tells_every_exact_place(repo, tmp_path):
+    # Every chance to tell is taken.
+    scheduler, _, observer = await make(repo, tmp_path, 1, position_refresh_s=0.0)
+    jobs = [await repo.create_job(new_job(user), UNLIMITED) for user in range(6)]
+    for job in jobs:
+        await scheduler.submit(job)
+    await scheduler.handle_event(result(jobs[0].id))
+    # Job 6 went from place 5 to place 4: no new step, but the refresh tells it.
+    assert [c for c in observer.calls if c == ("queued", jobs[5].id)] == [
+        ("queued", jobs[5].id)
+    ] * 2
