@@ -11,6 +11,7 @@ to a line pointing to the new one: no preview, no buttons left behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import time
@@ -36,6 +37,9 @@ TOKEN_LIFETIME = 14 * 60
 # Pauses before trying a result again after Discord failed (discord.py has already retried
 # some 5xx itself by then); then the result goes to the channel as a new message.
 RESULT_RETRY_DELAYS = (1.0, 3.0, 10.0)
+# A queued job's place is edited at most once per this many edit intervals: in a long queue
+# places change all the time, and what a student needs is the trend, then the start at once.
+PLACE_EDIT_INTERVALS = 5
 REENCODED_NOTE = (
     "(Re-encoded as WebP to fit Discord's upload limit; the settings are in its EXIF and the "
     "full PNG is kept by the bot.)"
@@ -50,6 +54,7 @@ class Screen:
     files: list[UploadFile] = field(default_factory=list)
     view: discord.ui.View | None = None
     final: bool = False
+    place: bool = False  # only says where the job is in the queue
 
 
 @dataclass
@@ -66,7 +71,11 @@ class Ticket:
     prompt_cut: str = ""
     screen: Screen | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    urgent: asyncio.Event = field(default_factory=asyncio.Event)  # a screen that is no place
     pump: asyncio.Task[None] | None = None
+    # The buttons under a queued or running job: one view for all its screens, since
+    # discord.py builds and registers a view's items every time one is made and sent.
+    controls: discord.ui.View | None = None
 
 
 class Delivery:
@@ -136,7 +145,7 @@ class Delivery:
     async def queued(self, job_id: int, position: int) -> None:
         if ticket := self._tickets.get(job_id):
             line = render.queued_line(job_id, ticket.prompt, position)
-            self._show(ticket, Screen(line, view=running_view(job_id)))
+            self._show(ticket, Screen(line, view=self._controls(ticket), place=True))
 
     async def started(self, job_id: int, accepted: Accepted) -> None:
         if ticket := self._tickets.get(job_id):
@@ -158,7 +167,7 @@ class Delivery:
                 f"🔁 The image engine restarted; job #{job_id} is queued again. "
                 f"{render.quote_prompt(ticket.prompt)}"
             )
-            self._show(ticket, Screen(line, view=running_view(job_id)))
+            self._show(ticket, Screen(line, view=self._controls(ticket)))
 
     async def finished(self, job: Job, result: Result) -> None:
         ticket = self._tickets.get(job.id)
@@ -198,20 +207,30 @@ class Delivery:
         if ticket.prompt_cut:
             line += "\n" + render.prompt_cut_note(ticket.prompt_cut)
         files = [UploadFile("preview.png", preview)] if preview else []
-        return Screen(line, files, running_view(ticket.job_id))
+        return Screen(line, files, self._controls(ticket))
+
+    @staticmethod
+    def _controls(ticket: Ticket) -> discord.ui.View:
+        if ticket.controls is None:
+            ticket.controls = running_view(ticket.job_id)
+        return ticket.controls
 
     def _show(self, ticket: Ticket, screen: Screen) -> None:
         if ticket.screen is not None and ticket.screen.final:
             return  # the end is already on its way; nothing may overwrite it
         ticket.screen = screen
         ticket.changed.set()
+        if not screen.place:
+            ticket.urgent.set()
 
     async def _pump(self, ticket: Ticket) -> None:
-        """Show the latest screen, at most one edit per interval, until the final one."""
+        """Show the latest screen, at most one edit per interval, until the final one; after
+        a place in the queue, the next place waits longer (``PLACE_EDIT_INTERVALS``)."""
         try:
             while True:
                 await ticket.changed.wait()
                 ticket.changed.clear()
+                ticket.urgent.clear()
                 screen = ticket.screen
                 assert screen is not None
                 if screen.final:
@@ -228,6 +247,10 @@ class Delivery:
                     self.finished_jobs.put_nowait(ticket.job_id)
                     return
                 await asyncio.sleep(self._min_edit_interval)
+                if screen.place:
+                    with contextlib.suppress(TimeoutError):
+                        longer = (PLACE_EDIT_INTERVALS - 1) * self._min_edit_interval
+                        await asyncio.wait_for(ticket.urgent.wait(), longer)
         finally:
             self._tickets.pop(ticket.job_id, None)
 
