@@ -7,12 +7,14 @@ import logging
 from datetime import timedelta
 
 import discord
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.jobs.delivery import Delivery
 from bot.jobs.image_store import ImageStore
 from bot.jobs.inputs import InputStore
 from bot.jobs.job_request import Comparison, JobRequest, NewImages, Reroll
 from bot.jobs.lessons import values_for
+from bot.jobs.limits import Reservation, UsageLimits
 from bot.jobs.requests import derived_job, new_job
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.uploads import read_uploads
@@ -35,13 +37,15 @@ from engine.protocol import GeneratedImage, Result
 
 log = logging.getLogger(__name__)
 
-# Discord wants an answer within 3 s; the database gets this long before the bot defers.
+# Discord wants an answer within 3 s. A request that must first read a stored job or download
+# pictures gets this long before the bot defers, so that its refusals can still be private.
 ACK_DEADLINE_SECONDS = 1.5
 # Results finished this recently but never posted are posted at the next start.
 REDELIVER_WINDOW = timedelta(days=1)
 SHUTTING_DOWN = "The bot is restarting; please try again in a minute. Nothing was queued."
 RESUMED_NOTE = "your job #{job_id} resumed after a restart:"
 INPUTS_NOT_STORED = "Your picture could not be stored on the bot's disk; please try again."
+NOT_SAVED = "Your job could not be saved, so nothing was queued; please try again in a minute."
 
 
 def comparison_job(
@@ -75,31 +79,46 @@ class JobService:
         self._delivery = delivery
         self._images = images
         self._inputs = inputs
+        self._limits = UsageLimits()
+        repo.on_job_ended(self._limits.job_ended)
         self.accepting = True  # false while shutting down: new work is refused, not lost
 
     def limits_for(self, user: discord.abc.User) -> Limits:
+        """The limits ``user`` is held to: none for admins."""
         if is_admin(user, self._settings.discord):
             return Limits(max_queued_jobs=None, images_per_hour=None)
         limits = self._settings.limits
         return Limits(limits.max_queued_jobs, limits.images_per_hour)
 
     async def submit(self, interaction: discord.Interaction, request: JobRequest) -> Job | None:
-        """Write the job ``request`` describes (limits checked as it is written), then queue it.
+        """Answer Discord, then write the job ``request`` describes and queue it.
 
-        The database work gets a short head start before Discord is answered: in the usual
-        case a refusal can still be a private reply. After a public defer it can't (the first
-        followup replaces the public "thinking…" message), so when the database is slow the
-        bot defers in time and a late refusal replaces that message instead.
+        In order: what can be checked in memory (the bot accepting work, the model, the
+        caller's limits, checked and reserved at once), then the public deferral ("thinking…"),
+        then the job row, then the queue. A refusal before the deferral is a private reply (the
+        error handler's); after it, it replaces the "thinking…" message, since the first
+        followup of a public deferral cannot be private. A reroll, a lesson comparison or
+        pictures to download must read before they can be judged: they get a head start of
+        ``ACK_DEADLINE_SECONDS`` before the bot defers anyway.
         """
-        creating = asyncio.create_task(self._create(interaction, request))
-        await asyncio.wait({creating}, timeout=ACK_DEADLINE_SECONDS)
-        if creating.done() and (error := creating.exception()) is not None:
-            raise error  # Discord not answered yet: the error handler replies privately
-        await interaction.response.defer(thinking=True)
+        if not self.accepting:
+            raise UserFacingError(SHUTTING_DOWN)
+        if not self._limits.loaded:
+            await self._limits.load(self._repo)  # once; resume_after_restart does it at start
         try:
-            job = await creating
+            new, files = await self._describe_in_time(interaction, request)
+            reservation = self._reserve(interaction.user, new)
         except UserFacingError as error:
-            await interaction.edit_original_response(content=f"{interaction.user.mention} {error}")
+            if not interaction.response.is_done():
+                raise  # the error handler replies privately
+            await self._refuse_late(interaction, error)
+            return None
+        if not interaction.response.is_done():
+            await interaction.response.defer(thinking=True)
+        try:
+            job = await self._store(new, files, reservation)
+        except UserFacingError as error:
+            await self._refuse_late(interaction, error)
             return None
         self._delivery.track(job, interaction)
         await self._scheduler.submit(job)
@@ -112,18 +131,50 @@ class JobService:
         new (or the given) seed per image, counted against the caller's limits."""
         return await self.submit(interaction, Reroll(job_id, seed))
 
-    async def _create(self, interaction: discord.Interaction, request: JobRequest) -> Job:
-        if not self.accepting:
-            raise UserFacingError(SHUTTING_DOWN)
-        new, files = await self._describe(interaction, request)
+    @property
+    def limits(self) -> UsageLimits:
+        """The callers' limits, in memory (tests look at them)."""
+        return self._limits
+
+    def _reserve(self, user: discord.abc.User, new: NewJob) -> Reservation:
+        """Take the caller's place for ``new`` (no await: nothing can come between the check
+        and the taking), or refuse with a message for them."""
         try:
-            job = await self._repo.create_job(new, self.limits_for(interaction.user))
+            return self._limits.reserve(user.id, new.image_count, self.limits_for(user))
         except RateLimited as error:
             raise UserFacingError(
                 f"{error} You can make more {render.relative_time(error.retry_at)}."
             ) from None
         except StoreError as error:
             raise UserFacingError(str(error)) from None
+
+    async def _describe_in_time(
+        self, interaction: discord.Interaction, request: JobRequest
+    ) -> tuple[NewJob, list[tuple[str, bytes]]]:
+        """``_describe``, deferring if it reads for longer than the head start."""
+        if isinstance(request, NewImages) and request.uploads is None:
+            # Memory only (the models table is cached by the store): no head start needed.
+            return await self._describe(interaction, request)
+        describing = asyncio.create_task(self._describe(interaction, request))
+        await asyncio.wait({describing}, timeout=ACK_DEADLINE_SECONDS)
+        if not describing.done():
+            await interaction.response.defer(thinking=True)
+        return await describing
+
+    async def _store(
+        self, new: NewJob, files: list[tuple[str, bytes]], reservation: Reservation
+    ) -> Job:
+        """Write the job row (with its usage row), then its input files; the reservation is
+        released if the row could not be written."""
+        try:
+            job = await self._repo.create_job(new, counted_at=reservation.counted_at)
+        except BaseException as error:
+            self._limits.release(reservation)
+            if isinstance(error, SQLAlchemyError | OSError):
+                log.exception("could not write a job for user %s", new.user_id)
+                raise UserFacingError(NOT_SAVED) from None
+            raise
+        self._limits.written(reservation, job.id)
         try:
             for ref, data in files:
                 await self._inputs.write(ref, data)
@@ -132,6 +183,11 @@ class JobService:
             await self._repo.mark_failed(job.id, INPUTS_NOT_STORED)
             raise UserFacingError(INPUTS_NOT_STORED) from None
         return job
+
+    @staticmethod
+    async def _refuse_late(interaction: discord.Interaction, error: UserFacingError) -> None:
+        """A refusal after the public deferral: it replaces the "thinking…" message."""
+        await interaction.edit_original_response(content=f"{interaction.user.mention} {error}")
 
     async def _describe(
         self, interaction: discord.Interaction, request: JobRequest
@@ -232,8 +288,10 @@ class JobService:
         return deleted
 
     async def resume_after_restart(self) -> list[Job]:
-        """Queue again what the last run left queued or running, and post results it made but
-        never delivered. Owners are told in the channel, with a mention."""
+        """Load the limits from the store, queue again what the last run left queued or
+        running, and post results it made but never delivered. Owners are told in the
+        channel, with a mention."""
+        await self._limits.load(self._repo)
         undelivered = await self._repo.list_undelivered(utcnow() - REDELIVER_WINDOW)
         for job in undelivered:
             self._delivery.track(job, None, note=RESUMED_NOTE.format(job_id=job.id))

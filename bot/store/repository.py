@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -226,9 +226,7 @@ class Repository:
                 )
                 if (active or 0) >= limits.max_queued_jobs:
                     raise TooManyQueued(limits.max_queued_jobs)
-            user = None
-            if not user_is_stored:
-                user = await _upsert_user(session, new.user_id, new.user_name, new.user_locale)
+            user = None if user_is_stored else await _store_user(session, new)
             if limits.images_per_hour is not None:
                 await _consume(session, new.user_id, new.image_count, limits.images_per_hour, now)
             elif counted_at is not None:
@@ -663,6 +661,18 @@ async def _upsert_user(session: AsyncSession, user_id: int, name: str, locale: s
     return user
 
 
+async def _store_user(session: AsyncSession, new: NewJob) -> User | None:
+    """Upsert the asker's row, unless this transaction has written it so already (a burst of
+    one student's commands is one transaction); None then."""
+    written: dict[int, tuple[str, str | None]] = session.info.setdefault("users_written", {})
+    wanted = (new.user_name, new.user_locale)
+    if written.get(new.user_id) == wanted:
+        return None
+    user = await _upsert_user(session, new.user_id, new.user_name, new.user_locale)
+    written[new.user_id] = wanted
+    return user
+
+
 async def _consume(
     session: AsyncSession, user_id: int, amount: int, limit: int, now: datetime
 ) -> None:
@@ -730,16 +740,30 @@ async def _finish(
         done.update((job.id, job) for job in moved)
     if not missing_ok and (missing := [i.job_id for i in finished if i.job_id not in done]):
         await _transition_one(session, missing[0], JobStatus.DONE)  # raises why it is not
+    rows: list[dict[str, Any]] = []
     for item in finished:
         if (job := done.get(item.job_id)) is None:
             continue
         images = [
-            Image(job_id=job.id, index=i.index, seed=i.seed, nsfw=i.nsfw, path=i.path)
+            Image(
+                job_id=job.id, index=i.index, seed=i.seed, nsfw=i.nsfw, path=i.path, created_at=now
+            )
             for i in item.images
         ]
-        session.add_all(images)
-        set_committed_value(job, "images", images)
+        set_committed_value(job, "images", images)  # as stored, without reading them back
+        rows += [_columns(image) for image in images]
+    if rows:
+        # One statement for the batch's images: the ORM would insert them one by one to read
+        # back each id, which nothing here needs.
+        await session.execute(insert(Image), rows)
     return [done[item.job_id] for item in finished if item.job_id in done]
+
+
+def _columns(image: Image) -> dict[str, Any]:
+    return {column: getattr(image, column) for column in _IMAGE_COLUMNS}
+
+
+_IMAGE_COLUMNS = ("job_id", "index", "seed", "nsfw", "path", "created_at")
 
 
 async def _model(session: AsyncSession, name: str) -> Model:

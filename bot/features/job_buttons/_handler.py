@@ -12,7 +12,11 @@ from bot.ui.checks import is_admin, require_channel
 
 
 class JobButtons:
-    """Reroll, Details, Cancel and Delete: the same rules as the commands, in the job service."""
+    """Reroll, Details, Cancel and Delete: the same rules as the commands, in the job service.
+
+    Details, Cancel and Delete answer privately, so they defer privately before they read or
+    change anything: the answer (or the refusal) then replaces the private "thinking…".
+    """
 
     def __init__(self, services: Services) -> None:
         self._services = services
@@ -30,19 +34,20 @@ class JobButtons:
         await self._services.jobs.reroll(job_id, None, interaction)
 
     async def details(self, interaction: discord.Interaction, job_id: int) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
         job = await self._services.jobs.get(job_id)
         admin = is_admin(interaction.user, self._services.settings.discord)
-        await interaction.response.send_message(render.details(job, admin=admin), ephemeral=True)
+        await interaction.followup.send(render.details(job, admin=admin), ephemeral=True)
 
     async def cancel(self, interaction: discord.Interaction, job_id: int) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
         message = await self._services.jobs.cancel(job_id, interaction.user)
-        await interaction.response.send_message(message, ephemeral=True)
+        await interaction.followup.send(message, ephemeral=True)
 
     async def delete(self, interaction: discord.Interaction, job_id: int) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
         job = await self._services.jobs.delete(job_id, interaction.user)
-        await interaction.response.send_message(
-            f"Deleted job #{job.id} and its images.", ephemeral=True
-        )
+        await interaction.followup.send(f"Deleted job #{job.id} and its images.", ephemeral=True)
         if interaction.message is not None:
             with contextlib.suppress(discord.NotFound):
                 await interaction.message.delete()
