@@ -113,6 +113,9 @@ class LimitSettings(BaseSettings):
     max_steps: int = Field(BOUNDS.steps.max, ge=BOUNDS.steps.min, le=BOUNDS.steps.max)
     max_guidance: float = Field(BOUNDS.guidance.max, ge=BOUNDS.guidance.min, le=BOUNDS.guidance.max)
     max_count: int = Field(BOUNDS.count.max, ge=BOUNDS.count.min, le=BOUNDS.count.max)
+    # CPU seconds one upload may take to decode before it is refused (issue 15: a crafted JPEG
+    # can take a minute); a real 16-megapixel photo takes well under one.
+    decode_cpu_s: float = Field(10.0, gt=0, le=600)
 
     def bounds(self) -> Bounds:
         """The protocol's bounds, narrowed by these settings: what the commands offer."""

@@ -298,7 +298,8 @@ def prepare_inputs(
 ) -> InpaintInputs:
     """Check and normalise an /inpaint request's pictures; ``UserInputError`` when refused.
 
-    Blocking (decoding and resizing): run it in a thread.
+    Blocking, and as slow as the pictures make it: the bot runs it in a worker process, bounded
+    in CPU time (``bot.jobs.decoding``).
     """
     picture = open_picture(image_data, "image")
     transparent = transparent_area(picture)
@@ -356,7 +357,8 @@ def png_bytes(picture: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _encode(picture: Image.Image) -> tuple[str, bytes]:
+def named_png(picture: Image.Image) -> tuple[str, bytes]:
+    """The picture's PNG bytes and the reference they are stored under (their content hash)."""
     data = png_bytes(picture)
     digest = hashlib.sha256(data).hexdigest()
     return f"{digest[:2]}/{digest}.png", data
@@ -380,7 +382,7 @@ class InputStore:
 
     async def encode(self, picture: Image.Image) -> tuple[str, bytes]:
         """The reference and the bytes ``picture`` would be stored as, without storing it."""
-        return await asyncio.to_thread(_encode, picture)
+        return await asyncio.to_thread(named_png, picture)
 
     async def write(self, ref: str, data: bytes) -> None:
         """Store ``data`` under ``ref`` (from :meth:`encode`); nothing to do if it is there."""

@@ -9,6 +9,7 @@ from datetime import timedelta
 import discord
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.jobs.decoding import PictureDecoder
 from bot.jobs.delivery import Delivery
 from bot.jobs.image_store import ImageStore
 from bot.jobs.inputs import InputStore
@@ -79,6 +80,7 @@ class JobService:
         self._delivery = delivery
         self._images = images
         self._inputs = inputs
+        self._decoder = PictureDecoder(settings.limits.decode_cpu_s)
         self._limits = UsageLimits()
         repo.on_job_ended(self._limits.job_ended)
         self.accepting = True  # false while shutting down: new work is refused, not lost
@@ -107,7 +109,7 @@ class JobService:
             await self._limits.load(self._repo)  # once; resume_after_restart does it at start
         try:
             new, files = await self._describe_in_time(interaction, request)
-            reservation = self._reserve(interaction.user, new)
+            reservation = self._reserve(interaction.user, new.image_count)
         except UserFacingError as error:
             if not interaction.response.is_done():
                 raise  # the error handler replies privately
@@ -136,11 +138,11 @@ class JobService:
         """The callers' limits, in memory (tests look at them)."""
         return self._limits
 
-    def _reserve(self, user: discord.abc.User, new: NewJob) -> Reservation:
-        """Take the caller's place for ``new`` (no await: nothing can come between the check
-        and the taking), or refuse with a message for them."""
+    def _reserve(self, user: discord.abc.User, images: int) -> Reservation:
+        """Take the caller's place for a job of ``images`` images (no await: nothing can come
+        between the check and the taking), or refuse with a message for them."""
         try:
-            return self._limits.reserve(user.id, new.image_count, self.limits_for(user))
+            return self._limits.reserve(user.id, images, self.limits_for(user))
         except RateLimited as error:
             raise UserFacingError(
                 f"{error} You can make more {render.relative_time(error.retry_at)}."
@@ -196,7 +198,12 @@ class JobService:
         match request:
             case NewImages(kind=kind, model=name, settings=settings, uploads=uploads):
                 model = await resolve_model(self._repo, name, kind)
-                read = await read_uploads(uploads, self._inputs) if uploads else None
+                read = None
+                if uploads:
+                    # Decoding costs CPU the user chooses: a caller over their limits is refused
+                    # before any picture is read (the place is taken for real after).
+                    self._limits.release(self._reserve(interaction.user, len(settings["seeds"])))
+                    read = await read_uploads(uploads, self._decoder)
                 fields = {**settings, **(read.fields if read else {})}
                 return new_job(interaction, model, **fields), read.files if read else []
             case Reroll(job_id=job_id, seed=seed):

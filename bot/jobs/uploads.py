@@ -1,19 +1,18 @@
 """An inpainting job's attachments: downloaded, checked, fitted and named by content.
 
 Nothing is written here: the files are stored only once the job row (and its limits) passed,
-so a refused job leaves nothing on disk.
+so a refused job leaves nothing on disk. Decoding runs in the decoder's worker processes,
+bounded in CPU time, never in the threads that save other users' results.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 import discord
 
-from bot.jobs import inputs
-from bot.jobs.inputs import InputStore
+from bot.jobs.decoding import PictureDecoder
 from bot.jobs.job_request import Uploads
 from bot.ui.errors import UserInputError
 
@@ -36,17 +35,13 @@ async def download(attachment: discord.Attachment, what: str) -> bytes:
         ) from None
 
 
-async def read_uploads(uploads: Uploads, store: InputStore) -> ReadUploads:
-    """Download, check and fit the picture and mask; name them as they would be stored."""
+async def read_uploads(uploads: Uploads, decoder: PictureDecoder) -> ReadUploads:
+    """Download the picture and mask, then check, fit and name them in ``decoder``'s workers."""
     image_data = await download(uploads.image, "image")
     mask_data = await download(uploads.mask, "mask") if uploads.mask is not None else None
-    fitted = await asyncio.to_thread(
-        inputs.prepare_inputs, image_data, mask_data, uploads.mask_prompt
-    )
-    files = [await store.encode(fitted.image)]
-    if fitted.mask is not None:
-        files.append(await store.encode(fitted.mask))
-    width, height = fitted.size
+    decoded = await decoder.decode(image_data, mask_data, uploads.mask_prompt)
+    files = decoded.files
+    width, height = decoded.size
     fields = {
         "image_ref": files[0][0],
         "mask_ref": files[1][0] if len(files) > 1 else None,
