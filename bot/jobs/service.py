@@ -145,7 +145,8 @@ class JobService:
             return self._limits.reserve(user.id, images, self.limits_for(user))
         except RateLimited as error:
             raise UserFacingError(
-                f"{error} You can make more {render.relative_time(error.retry_at)}."
+                f"{error} {'All of them' if error.used < error.limit else 'More'} will fit "
+                f"{render.relative_time(error.retry_at)}."
             ) from None
         except StoreError as error:
             raise UserFacingError(str(error)) from None

@@ -72,10 +72,24 @@ class TooManyQueued(StoreError):
 
 
 class RateLimited(StoreError):
-    def __init__(self, limit: int, retry_at: datetime) -> None:
-        super().__init__(f"You have made {limit} images in the last hour, the most allowed.")
+    """The hour's images are used up, or ``asked`` more would go past ``limit``: the message
+    says what was made, what is left, and that fewer would fit when they would."""
+
+    def __init__(self, limit: int, retry_at: datetime, used: int, asked: int) -> None:
+        left = max(limit - used, 0)
+        if left == 0:
+            text = f"You have made {used} images in the last hour, the most allowed."
+        else:
+            fewer = "1 more image" if left == 1 else f"{left} more images"
+            text = (
+                f"You have made {used} of the {limit} images allowed in an hour, and this asks "
+                f"for {asked}: {fewer} would fit now (a smaller count)."
+            )
+        super().__init__(text)
         self.limit = limit
         self.retry_at = retry_at
+        self.used = used
+        self.asked = asked
 
 
 class InvalidTransition(StoreError):
@@ -611,7 +625,8 @@ def check_window(
     if amount > limit:
         raise StoreError(f"You can make at most {limit} images an hour; ask for fewer.")
     recent = [(at, n) for at, n in used if at > now - RATE_WINDOW]
-    excess = sum(n for _, n in recent) + amount - limit
+    made = sum(n for _, n in recent)
+    excess = made + amount - limit
     if excess <= 0:
         return
     # Free enough room: the moment the oldest rows holding the excess leave the window.
@@ -619,8 +634,8 @@ def check_window(
     for at, n in recent:
         freed += n
         if freed >= excess:
-            raise RateLimited(limit, at + RATE_WINDOW)
-    raise RateLimited(limit, now + RATE_WINDOW)
+            raise RateLimited(limit, at + RATE_WINDOW, made, amount)
+    raise RateLimited(limit, now + RATE_WINDOW, made, amount)
 
 
 def _job_row(new: NewJob, now: datetime) -> Job:

@@ -18,7 +18,9 @@ async def test_the_hourly_limit_holds_across_a_restart(harness):
 
     async with harness.bot() as bot:  # a new process would see exactly this state
         refused = await imagine(stub, student, count=2)
-        assert "3 images in the last hour" in await ephemeral_text(refused)
+        assert "made 2 of the 3 images allowed in an hour, and this asks for 2: 1 more image " in (
+            await ephemeral_text(refused)
+        )
         assert refused.response_type is CallbackType.CHANNEL_MESSAGE  # private, not deferred
         allowed = await imagine(stub, student)
         assert (await allowed.wait_for_response()).response_type is (

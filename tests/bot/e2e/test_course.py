@@ -143,7 +143,9 @@ async def test_a_comparison_counts_its_panels_against_the_hourly_limit(harness):
         result = await handle.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
         # 1 image made + 5 panels > 5 an hour; the 2-panel steps comparison fits.
         refused = await stub.click(result, "job:cfg:1", user=student)
-        assert "5 images in the last hour" in await ephemeral_text(refused)
+        assert "made 1 of the 5 images allowed in an hour, and this asks for 5: 4 more" in (
+            await ephemeral_text(refused)
+        )
         assert await bot.repo.count_jobs(student.id) == 1
         allowed = await stub.click(result, "job:steps:1", user=student)
         await allowed.wait_for_message(is_grid("steps"), timeout=RESULT_TIMEOUT)

@@ -19,6 +19,7 @@ from bot.store.repository import (
     Repository,
     StoreError,
     TooManyQueued,
+    check_window,
 )
 
 UNLIMITED = Limits(max_queued_jobs=None, images_per_hour=None)
@@ -416,3 +417,18 @@ async def test_what_in_memory_limits_start_from(repo):
     await repo.mark_cancelled(b.id)
     assert await repo.usage_in_window() == [(1, counted, 2)]
     assert await repo.active_job_owners() == [(a.id, 1)]
+
+
+def test_the_hourly_refusal_says_what_was_made_and_what_still_fits():
+    """Issue 16 item 3: after 3 of 4 images, count=2 was told "You have made 4 images"."""
+    now = utcnow()
+    used = [(now - timedelta(minutes=10), 3)]
+    with pytest.raises(RateLimited) as refused:
+        check_window(used, 2, 4, now)
+    assert str(refused.value) == (
+        "You have made 3 of the 4 images allowed in an hour, and this asks for 2: "
+        "1 more image would fit now (a smaller count)."
+    )
+    with pytest.raises(RateLimited) as full:
+        check_window([(now - timedelta(minutes=10), 4)], 1, 4, now)
+    assert str(full.value) == "You have made 4 images in the last hour, the most allowed."
