@@ -12,7 +12,9 @@ Answers to model requests (``ModelsReply``) are not queued; ``load_model``, ``un
 When the process dies (crash, out-of-memory kill, ``kill -9``) every job sent to it that had not
 finished gets a ``JobError`` of kind ``ENGINE_CRASHED`` (retryable) in the queue, waiting model
 requests raise ``EngineUnavailable``, and the process is started again after a growing pause. After
-too many deaths in a short time the client gives up and every call raises ``EngineUnavailable``.
+too many deaths in a short time it keeps trying, at a long pause (``retry_every_s``), saying so in
+the log and in ``/status`` (``retry_at``): jobs wait in the queue meanwhile, where giving up would
+fail every one of them at once and leave the bot without an engine until someone restarts it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.settings import bot_env_prefixes
@@ -87,12 +89,13 @@ class EngineClient:
         restart_window_s: float = 600.0,
         backoff_s: float = 1.0,
         max_backoff_s: float = 30.0,
+        retry_every_s: float = 300.0,
     ) -> None:
         """``command`` defaults to ``python -m engine serve``; ``env`` is added to our
         environment, from which the bot's own settings are dropped (``_child_env``).
 
-        At most ``max_restarts`` restarts are made within ``restart_window_s``; the pause before
-        one doubles from ``backoff_s`` up to ``max_backoff_s``.
+        The pause before a restart doubles from ``backoff_s`` up to ``max_backoff_s``; past
+        ``max_restarts`` deaths within ``restart_window_s`` it is ``retry_every_s``.
         """
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self._command = list(command or [sys.executable, "-m", "engine", "serve"])
@@ -106,6 +109,7 @@ class EngineClient:
         self._restart_window_s = restart_window_s
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
+        self._retry_every_s = retry_every_s
 
         self._proc: asyncio.subprocess.Process | None = None
         self._generation = 0  # which process a job was sent to
@@ -115,15 +119,18 @@ class EngineClient:
         self._write_lock = asyncio.Lock()
         self._state = asyncio.Condition()
         self._ready = False
-        self._failure: str | None = None  # set when the client gave up
+        self._failure: str | None = None  # set when the engine cannot be started at all
         self._stopping = False
         self._stop_requested = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self._crashes: deque[float] = deque()
+        self._retry_due: float | None = None  # monotonic time of the next start while pausing
+        self._failing_often = False  # past max_restarts deaths in the window: long pauses
 
         self.restarts = 0
         self.started_at: datetime | None = None  # when the running process became ready
         self.last_ready: Ready | None = None
+        self.retry_at: datetime | None = None  # when the next start is due, while failing often
 
     # --- status ------------------------------------------------------------------------
 
@@ -138,8 +145,16 @@ class EngineClient:
 
     @property
     def failed(self) -> str | None:
-        """Why the client gave up restarting the engine; None while it is working."""
+        """Why the engine cannot be started at all (it exits by itself before it is ever ready:
+        a setting or a package is wrong); None otherwise, since after deaths it is always
+        tried again."""
         return self._failure
+
+    @property
+    def recent_deaths(self) -> int:
+        """How often the engine died within the restart window."""
+        now = time.monotonic()
+        return sum(1 for at in self._crashes if now - at <= self._restart_window_s)
 
     @property
     def in_flight(self) -> frozenset[int]:
@@ -188,10 +203,11 @@ class EngineClient:
     async def run_batch(self, jobs: Iterable[JobSpec]) -> None:
         """Send jobs to run; their events arrive in ``events``.
 
-        Waits while the engine is (re)starting; raises ``EngineUnavailable`` when it is down.
+        Waits while the engine is (re)starting, through any pause before a restart; raises
+        ``EngineUnavailable`` when it cannot be started at all.
         """
         batch = tuple(jobs)
-        await self._wait_ready(self._start_timeout)
+        await self._wait_ready(self._start_timeout, through_pauses=True)
         # No await between the readiness check and recording the jobs, so a process that dies
         # from here on is known to have had them.
         for job in batch:
@@ -250,15 +266,33 @@ class EngineClient:
             if not quiet:
                 raise EngineUnavailable("the image engine is not running") from error
 
-    async def _wait_ready(self, limit_s: float) -> None:
+    def _pause_left(self) -> float:
+        return max(0.0, self._retry_due - time.monotonic()) if self._retry_due is not None else 0.0
+
+    async def _wait_ready(self, limit_s: float, *, through_pauses: bool = False) -> None:
+        """Wait until the engine is ready: ``limit_s`` for a start, plus, ``through_pauses``,
+        any pause before a restart (else a long pause is refused at once: an admin's request
+        should not hang for minutes)."""
+
         def settled() -> bool:
             return self._ready or self._failure is not None or self._stopping
 
+        loop = asyncio.get_running_loop()
         async with self._state:
-            try:
-                await asyncio.wait_for(self._state.wait_for(settled), limit_s)
-            except TimeoutError:
-                raise EngineUnavailable("the image engine is taking too long to start") from None
+            if not through_pauses and self._failing_often and self._pause_left() > 0:
+                raise EngineUnavailable(
+                    "the image engine keeps failing; it is tried again every "
+                    f"{self._retry_every_s:g}s"
+                )
+            deadline = loop.time() + limit_s + self._pause_left()
+            while not settled():
+                if through_pauses:  # a death meanwhile starts a new pause: wait through it too
+                    deadline = max(deadline, loop.time() + limit_s + self._pause_left())
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise EngineUnavailable("the image engine is taking too long to start")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._state.wait(), left)
         if self._failure is not None:
             raise EngineUnavailable(self._failure)
         if not self._ready:
@@ -336,27 +370,35 @@ class EngineClient:
                 await self._set_state(failure="the image engine could not be started")
                 return
             delay = self._next_delay()
-            if delay is None:
+            self._failing_often = len(self._crashes) > self._max_restarts
+            if self._failing_often:
                 log.error(
-                    "the engine died %d times in %.0fs; giving up",
+                    "the engine died %d times in %gs; trying again in %gs, and as long as it "
+                    "keeps failing, every %gs",
                     len(self._crashes),
                     self._restart_window_s,
+                    delay,
+                    delay,
                 )
-                await self._set_state(failure="the image engine keeps failing; it is down")
-                return
-            log.info("restarting the engine in %.1fs", delay)
+            else:
+                log.info("restarting the engine in %.1fs", delay)
+            self._retry_due = time.monotonic() + delay
+            self.retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+            await self._set_state()  # waiters see the pause and extend their deadlines
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_requested.wait(), delay)
+            self._retry_due = None
+            self.retry_at = None
             if not self._stopping:
                 self.restarts += 1
 
-    def _next_delay(self) -> float | None:
+    def _next_delay(self) -> float:
         now = time.monotonic()
         self._crashes.append(now)
         while self._crashes and now - self._crashes[0] > self._restart_window_s:
             self._crashes.popleft()
         if len(self._crashes) > self._max_restarts:
-            return None
+            return self._retry_every_s
         return min(self._max_backoff_s, self._backoff_s * 2.0 ** (len(self._crashes) - 1))
 
     def _fail_jobs(self, generation: int, message: str) -> None:

@@ -64,7 +64,9 @@ class EngineFacts:
     device: str | None
     started_at: datetime | None
     restarts: int
-    failure: str | None  # why the client gave up on the engine
+    failure: str | None  # why the engine cannot be started at all
+    retry_at: datetime | None = None  # the next start, while it keeps dying
+    recent_deaths: int = 0
 
 
 def model_ref(model: Model) -> ModelRef:
@@ -86,6 +88,8 @@ def engine_facts(engine: Any) -> EngineFacts:
         started_at=getattr(engine, "started_at", None),
         restarts=int(getattr(engine, "restarts", 0)),
         failure=getattr(engine, "failed", None),
+        retry_at=getattr(engine, "retry_at", None),
+        recent_deaths=int(getattr(engine, "recent_deaths", 0)),
     )
 
 

@@ -166,6 +166,10 @@ def _batch(running: Sequence[JobSpec]) -> str:
 def _engine(engine: EngineFacts, now: datetime) -> str:
     if engine.failure:
         state = f"down: {engine.failure}"
+    elif engine.retry_at is not None:
+        # Restarts never stop; while it keeps dying the pause is long, and admins see why.
+        died = plural(engine.recent_deaths, "death")
+        state = f"restarting {render.relative_time(engine.retry_at)} ({died} recently)"
     elif not engine.ready or engine.started_at is None:
         state = "starting"
     else:

@@ -160,6 +160,11 @@ if mode == "exit-at-once":
 if mode == "killed-once-while-starting" and not os.path.exists(sys.argv[2]):
     open(sys.argv[2], "w").close()
     os.kill(os.getpid(), 9)  # as the OOM killer would, before Ready
+if mode == "killed-while-starting-times":  # argv: a counter file, how many times
+    deaths = int(open(sys.argv[2]).read()) if os.path.exists(sys.argv[2]) else 0
+    if deaths < int(sys.argv[3]):
+        open(sys.argv[2], "w").write(str(deaths + 1))
+        os.kill(os.getpid(), 9)
 if mode == "dump-env":
     with open(sys.argv[2], "w") as dump:
         json.dump(dict(os.environ), dump)
@@ -211,19 +216,35 @@ async def test_an_engine_killed_while_starting_is_restarted(tmp_path) -> None:
         await client.stop()
 
 
-async def test_restarts_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
+async def test_after_repeated_deaths_the_engine_is_tried_again_later(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past ``max_restarts`` deaths the client pauses longer and keeps trying, rather than
+    giving up for good (which failed every queued job at once); a batch waits for it."""
     caplog.set_level(logging.INFO)
-    client = EngineClient(command=fake("die-after-ready"), max_restarts=2, backoff_s=0.01)
-    await client.start()
-    for _ in range(30):
-        if client.failed:
-            break
-        await asyncio.sleep(0.2)
-    assert client.failed == "the image engine keeps failing; it is down"
-    assert client.restarts == 2
-    with pytest.raises(EngineUnavailable, match="keeps failing"):
-        await client.list_models()
-    await client.stop()
+    deaths = tmp_path / "deaths"
+    client = EngineClient(
+        command=fake("killed-while-starting-times", str(deaths), "5"),
+        max_restarts=2,
+        backoff_s=0.01,
+        retry_every_s=0.5,
+    )
+    starting = asyncio.create_task(client.start())
+    try:
+        for _ in range(100):  # the third death starts the long pauses
+            if client.retry_at is not None and client.recent_deaths > 2:
+                break
+            await asyncio.sleep(0.02)
+        assert client.failed is None and client.retry_at is not None
+        with pytest.raises(EngineUnavailable, match=r"tried again every 0\.5s"):
+            await client.list_models()  # an admin's request is answered at once, not held
+        model = ModelRef(name="m", source="org/m")
+        await asyncio.wait_for(client.run_batch([job(model, 1)]), 30)  # waits, then is sent
+        assert client.ready and client.restarts == 5 and client.retry_at is None
+        assert deaths.read_text() == "5" and (await starting).pid == client.pid
+        assert "the engine died 3 times in 600s; trying again in 0.5s" in caplog.text
+    finally:
+        await client.stop()
     assert "hello from the fake engine" in caplog.text  # stderr reaches the log
 
 

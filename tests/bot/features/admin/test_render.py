@@ -196,6 +196,15 @@ def test_status_page_for_an_engine_that_is_starting_or_down():
     assert "**Running batch:** none" in page and "**Loaded models:** not known" in page
 
 
+def test_status_page_for_an_engine_that_keeps_dying_says_when_it_is_tried_again():
+    quiet = dict(counts={}, waiting_in_memory=0, running=[], loaded=None, images_last_hour=0)
+    retry_at = datetime(2025, 1, 1, 12, 5, tzinfo=UTC)
+    dying = EngineFacts(False, None, None, None, 6, None, retry_at, recent_deaths=6)
+    page = status_page(engine=dying, **quiet)
+    stamp = int(retry_at.timestamp())
+    assert f"**Engine:** restarting <t:{stamp}:R> (6 deaths recently) · 6 restarts" in page
+
+
 def test_load_reports_say_what_happened_and_what_to_check():
     hub = Model(name="anime", source="org/anime", kind=JobKind.TEXT_TO_IMAGE, revision="fp16")
     failed = LoadOutcome(False, "could not load the model anime", 1.25, 0, False, ())
