@@ -7,10 +7,15 @@ from discord import app_commands
 
 from bot.store.models import Model
 from bot.store.repository import Repository
+from bot.ui import render
 from bot.ui.errors import UserInputError
 from engine.protocol import JobKind
 
 KIND_LABEL = {JobKind.TEXT_TO_IMAGE: "text-to-image", JobKind.INPAINT: "inpainting"}
+MAX_NAME_CHARS = 50  # a model's name in the bot (what `/models add` accepts)
+# The option a model is picked by: Discord's client stops at the length a name can have, so a
+# paste of a whole paragraph never becomes a refusal that quotes it back.
+ModelName = app_commands.Range[str, 1, MAX_NAME_CHARS]
 
 
 async def resolve_model(repo: Repository, name: str | None, kind: JobKind) -> Model:
@@ -25,9 +30,11 @@ async def resolve_model(repo: Repository, name: str | None, kind: JobKind) -> Mo
     model = await repo.get_model(name)
     if model is None or not model.enabled or model.kind != kind:
         usable = [m.name for m in await repo.list_models(kind=kind, enabled_only=True)]
-        listing = ", ".join(usable) if usable else "none yet"
+        # A client can send any length, and a server can offer many models: both are cut.
+        listing = render.name_list(usable) if usable else "none yet"
         raise UserInputError(
-            f"There is no {KIND_LABEL[kind]} model called “{name}”. You can use: {listing}."
+            f"There is no {KIND_LABEL[kind]} model called “{render.short(name, MAX_NAME_CHARS)}”. "
+            f"You can use: {listing}."
         )
     return model
 

@@ -6,6 +6,7 @@ after a restart.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from bot.store.models import Job, JobStatus
@@ -14,6 +15,8 @@ from engine.protocol import SCHEDULERS, is_folder_source
 
 BAR_WIDTH = 12
 PROMPT_PREVIEW_CHARS = 120
+MESSAGE_LIMIT = 2000  # Discord's limit for a message's content
+NAMES_SHOWN = 10  # a list of names longer than this ends with "and N more"
 
 
 def short(text: str, limit: int = PROMPT_PREVIEW_CHARS) -> str:
@@ -21,6 +24,36 @@ def short(text: str, limit: int = PROMPT_PREVIEW_CHARS) -> str:
     cleaned when they arrive, but rows stored before that may still hold bidi controls."""
     text = without_bidi_controls(text)
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def fit(lines: Sequence[str], limit: int = MESSAGE_LIMIT) -> str:
+    """Join lines, leaving out the last ones (and saying so) when Discord would refuse it."""
+    text = "\n".join(lines)
+    if len(text) <= limit:
+        return text
+    kept: list[str] = []
+    for index, line in enumerate(lines):
+        tail = f"… and {plural(len(lines) - index, 'more line')}"
+        if len("\n".join([*kept, line, tail])) > limit:
+            return "\n".join([*kept, tail])
+        kept.append(line)
+    return "\n".join(kept)
+
+
+def name_list(names: Sequence[str], most: int = NAMES_SHOWN, each: int = 60) -> str:
+    """“a, b and c”, each name cut to ``each`` characters, and past ``most`` names
+    “a, b, … and 37 more”: a list that stays short whatever is stored."""
+    shown = [short(name, each) for name in names[:most]]
+    left = len(names) - len(shown)
+    if left:
+        return f"{', '.join(shown)} and {left} more"
+    if len(shown) > 1:
+        return f"{', '.join(shown[:-1])} and {shown[-1]}"
+    return "".join(shown)
 
 
 def quote_prompt(prompt: str, limit: int = PROMPT_PREVIEW_CHARS) -> str:
@@ -138,4 +171,36 @@ def details(job: Job, *, admin: bool = False) -> str:
     if job.status is JobStatus.FAILED and job.error:
         rows.append(("Error", job.error))
     rows.append(("Asked", relative_time(job.created_at)))
-    return "\n".join(f"**{name}:** {short(value, 900)}" for name, value in rows)
+    return _fit_rows(rows, job.id)
+
+
+# What users typed may be long (two 1000-character prompts); the rest is short.
+_TYPED_ROWS = ("Prompt", "Negative prompt", "Mask from words")
+_OTHER_ROW_CHARS = 300
+
+
+def _fit_rows(rows: list[tuple[str, str]], job_id: int) -> str:
+    """``**Name:** value`` lines within one message: the typed texts share what the other
+    rows leave, and a cut says where every word is."""
+    shown = {
+        name: without_bidi_controls(value)
+        if name in _TYPED_ROWS
+        else short(value, _OTHER_ROW_CHARS)
+        for name, value in rows
+    }
+
+    def line(name: str) -> str:
+        return f"**{name}:** {shown[name]}"
+
+    text = "\n".join(line(name) for name, _ in rows)
+    if len(text) <= MESSAGE_LIMIT:
+        return text
+    note = f"✂️ Cut to fit one message; `/recipe {job_id}` has every word."
+    typed = sorted((name for name in shown if name in _TYPED_ROWS), key=lambda n: len(shown[n]))
+    room = MESSAGE_LIMIT - len(note) - sum(len(line(n)) + 1 for n in shown if n not in typed)
+    # Shortest first, so what a short text leaves over goes to the longer ones.
+    for index, name in enumerate(typed):
+        share = room // (len(typed) - index) - len(f"**{name}:** ") - 1
+        shown[name] = short(shown[name], max(share, 1))
+        room -= len(line(name)) + 1
+    return "\n".join([*(line(name) for name, _ in rows), note])

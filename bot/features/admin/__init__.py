@@ -1,5 +1,5 @@
-"""Admin commands: /models (list for everyone; add, load, unload, default, enable, disable,
-remove and log for admins) and /status."""
+"""Model and status commands: /models-list for everyone; for admins /models (add, load,
+unload, default, enable, disable, remove and log) and /status."""
 
 from discord.ext import commands
 

@@ -1,8 +1,10 @@
-"""/models: everyone sees the models; admins add, load, unload, choose and remove them.
+"""/models-list for everyone; /models for admins: add, load, unload, choose and remove models.
 
-Every admin subcommand runs inside ``admin_action``: the admin check in code, then one audit
-entry however it ends. Answers are private: they are for the person who asked, and a busy
-class channel does not need them.
+The admin group carries Discord's default permission (Manage Server), so members do not see
+it; a server owner may give it to an admin role in the server's Integrations settings. That is
+a convenience, not the check: every admin subcommand runs inside ``admin_action``, the admin
+check in code, then one audit entry however it ends. Answers are private: they are for the
+person who asked, and a busy class channel does not need them.
 """
 
 from __future__ import annotations
@@ -28,23 +30,31 @@ from bot.jobs.engine_client import EngineUnavailable
 from bot.services import Services
 from bot.store.models import Model
 from bot.store.repository import StoreError
+from bot.ui import render
 from bot.ui.checks import is_admin
 from bot.ui.errors import UserInputError
-from bot.ui.model_options import KIND_LABEL
+from bot.ui.model_options import KIND_LABEL, ModelName
 
 KIND_CHOICES = [
     app_commands.Choice(name=label, value=kind.value) for kind, label in KIND_LABEL.items()
 ]
 PROGRESS_EVERY_S = 5.0  # how often a long load shows its clock
 DRAIN_TIMEOUT_S = 600.0  # the longest an unload waits for queued jobs (tokens live 15 minutes)
-NAME_HELP = "The model's name in the bot (see /models list)"
+NAME_HELP = "The model's name in the bot (see /models-list)"
+# Hidden from members by default (Discord); the check in code decides (admin_action).
+ADMIN_DEFAULT = discord.Permissions(manage_guild=True)
 
 
 class ModelsCog(commands.Cog):
-    """The `/models` command group."""
+    """`/models-list`, and the admins' `/models` command group."""
 
     models = app_commands.Group(
-        name="models", description="The models the bot offers", guild_only=True
+        name="models",
+        description="Admins: the models the bot offers",
+        guild_only=True,
+        # guild_only alone sets only the old dm_permission on a group; this is the context.
+        allowed_contexts=app_commands.AppCommandContext(guild=True),
+        default_permissions=ADMIN_DEFAULT,
     )
 
     def __init__(self, services: Services) -> None:
@@ -70,14 +80,19 @@ class ModelsCog(commands.Cog):
         model = await self.services.repo.get_model(name)
         if model is None:
             names = sorted(m.name for m in await self.services.repo.list_models())
+            listing = render.name_list(names) if names else "none yet"
             raise UserInputError(
-                f"There is no model named “{name}”. Models: {', '.join(names) or 'none yet'}."
+                f"There is no model named “{render.short(name, MAX_NAME_CHARS)}”. "
+                f"Models: {listing}."
             )
         return model
 
     # --- everyone ----------------------------------------------------------------------
 
-    @models.command(name="list", description="The models you can use, and which are loaded")
+    @app_commands.command(
+        name="models-list", description="The models you can use, and which are loaded"
+    )
+    @app_commands.guild_only()
     async def list_models(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         admin = is_admin(interaction.user, self.services.settings.discord)
@@ -129,7 +144,7 @@ class ModelsCog(commands.Cog):
     @app_commands.describe(name=NAME_HELP, kind="Optional check: the kind it becomes default for")
     @app_commands.choices(kind=KIND_CHOICES)
     async def default(
-        self, interaction: discord.Interaction, name: str, kind: str | None = None
+        self, interaction: discord.Interaction, name: ModelName, kind: str | None = None
     ) -> None:
         async with self._audited(interaction, "default", name) as action:
             await interaction.response.defer(ephemeral=True, thinking=True)
@@ -159,7 +174,7 @@ class ModelsCog(commands.Cog):
 
     @models.command(name="enable", description="Admins: offer a disabled model again")
     @app_commands.describe(name=NAME_HELP)
-    async def enable(self, interaction: discord.Interaction, name: str) -> None:
+    async def enable(self, interaction: discord.Interaction, name: ModelName) -> None:
         async with self._audited(interaction, "enable", name) as action:
             await interaction.response.defer(ephemeral=True, thinking=True)
             model = await self._model(name)
@@ -173,7 +188,7 @@ class ModelsCog(commands.Cog):
 
     @models.command(name="disable", description="Admins: stop offering a model; queued jobs finish")
     @app_commands.describe(name=NAME_HELP)
-    async def disable(self, interaction: discord.Interaction, name: str) -> None:
+    async def disable(self, interaction: discord.Interaction, name: ModelName) -> None:
         async with self._audited(interaction, "disable", name) as action:
             await interaction.response.defer(ephemeral=True, thinking=True)
             model = await self._model(name)
@@ -201,7 +216,7 @@ class ModelsCog(commands.Cog):
 
     @models.command(name="remove", description="Admins: forget a model (queued jobs finish)")
     @app_commands.describe(name=NAME_HELP)
-    async def remove(self, interaction: discord.Interaction, name: str) -> None:
+    async def remove(self, interaction: discord.Interaction, name: ModelName) -> None:
         async with self._audited(interaction, "remove", name) as action:
             await interaction.response.defer(ephemeral=True, thinking=True)
             try:
@@ -219,7 +234,7 @@ class ModelsCog(commands.Cog):
 
     @models.command(name="load", description="Admins: load a model into the engine now")
     @app_commands.describe(name=NAME_HELP)
-    async def load(self, interaction: discord.Interaction, name: str) -> None:
+    async def load(self, interaction: discord.Interaction, name: ModelName) -> None:
         async with self._audited(interaction, "load", name) as action:
             await interaction.response.defer(ephemeral=True, thinking=True)
             model = await self._model(name)
@@ -248,7 +263,7 @@ class ModelsCog(commands.Cog):
 
     @models.command(name="unload", description="Admins: free a model's memory (after its jobs)")
     @app_commands.describe(name=NAME_HELP)
-    async def unload(self, interaction: discord.Interaction, name: str) -> None:
+    async def unload(self, interaction: discord.Interaction, name: ModelName) -> None:
         async with self._audited(interaction, "unload", name) as action:
             await interaction.response.defer(ephemeral=True, thinking=True)
             model = await self._model(name)

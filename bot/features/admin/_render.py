@@ -14,9 +14,9 @@ from bot.features.admin._engine_ops import EngineFacts, LoadOutcome, bytes_of
 from bot.store.models import AuditEntry, JobStatus, Model, utcnow
 from bot.ui import render
 from bot.ui.model_options import KIND_LABEL
+from bot.ui.render import fit, plural
 from engine.protocol import JobKind, JobSpec, LoadedModel, is_folder_source
 
-MESSAGE_LIMIT = 2000  # Discord's limit for a message's content
 NOT_KNOWN = "not known right now (the image engine is starting or down)"
 
 
@@ -47,24 +47,6 @@ def human_duration(seconds: float) -> str:
     return f"{secs} s"
 
 
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def fit(lines: Sequence[str], limit: int = MESSAGE_LIMIT) -> str:
-    """Join lines, leaving out the last ones (and saying so) when Discord would refuse it."""
-    text = "\n".join(lines)
-    if len(text) <= limit:
-        return text
-    kept: list[str] = []
-    for index, line in enumerate(lines):
-        tail = f"… and {plural(len(lines) - index, 'more line')}"
-        if len("\n".join([*kept, line, tail])) > limit:
-            return "\n".join([*kept, tail])
-        kept.append(line)
-    return "\n".join(kept)
-
-
 def loaded_text(loaded: tuple[LoadedModel, ...] | None) -> str:
     """The models in the engine's memory and what each takes."""
     if loaded is None:
@@ -79,7 +61,7 @@ def loaded_text(loaded: tuple[LoadedModel, ...] | None) -> str:
 def model_list(
     models: Iterable[Model], loaded: tuple[LoadedModel, ...] | None, *, admin: bool
 ) -> str:
-    """``/models list``: each kind's models, its default, what is loaded; sources for admins."""
+    """``/models-list``: each kind's models, its default, what is loaded; sources for admins."""
     by_kind: dict[JobKind, list[Model]] = {kind: [] for kind in KIND_LABEL}
     for model in models:
         by_kind[model.kind].append(model)
@@ -199,7 +181,7 @@ def engine_problem(name: str, error: Exception) -> str:
     if isinstance(error, TimeoutError):
         return (
             f"{name} did not finish loading in time; the engine may still be at it. "
-            "`/models list` shows whether it arrived."
+            "`/models-list` shows whether it arrived."
         )
     return f"Could not load {name}: {error}."
 

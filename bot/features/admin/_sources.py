@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.ui.errors import UserInputError
-from bot.ui.model_options import KIND_LABEL
+from bot.ui.model_options import KIND_LABEL, MAX_NAME_CHARS
 from engine.protocol import JobKind, is_folder_source
 
-MAX_NAME_CHARS = 50
 _NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_NAME_CHARS}}}")
 # Hugging Face's own rules: letters, digits, "-", "_", "." per part, up to 96 characters,
 # and never ".." or "--".

@@ -28,6 +28,7 @@ class StatusCog(commands.Cog):
         name="status", description="Admins: the queue, the engine, loaded models, recent images"
     )
     @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)  # hidden from members; checked in code
     async def status(self, interaction: discord.Interaction) -> None:
         services = self.services
         async with admin_action(

@@ -66,7 +66,7 @@ async def history_page(services: Services, user_id: int, page: int) -> tuple[str
     view = discord.ui.View(timeout=None)
     view.add_item(HistoryButton(user_id, page - 1, "◀ Newer", disabled=page == 0))
     view.add_item(HistoryButton(user_id, page + 1, "Older ▶", disabled=page >= pages - 1))
-    return "\n".join(lines), view
+    return render.fit(lines), view  # within one message, however long the ids and errors
 
 
 class HistoryButton(
@@ -99,9 +99,8 @@ class HistoryButton(
         try:
             if interaction.user.id != self.user_id:
                 raise NotAllowed("That is someone else's history; use /history for yours.")
-            await interaction.response.defer()  # acknowledged before the page is read
             content, view = await history_page(services, self.user_id, self.page)
-            await interaction.edit_original_response(content=content, view=view)
+            await interaction.response.edit_message(content=content, view=view)
         except Exception as error:
             await report(interaction, error)
 
@@ -115,4 +114,4 @@ class HistoryCog(commands.Cog):
     async def history(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         content, view = await history_page(self.services, interaction.user.id, 0)
-        await interaction.followup.send(content, view=view, ephemeral=True)
+        await interaction.edit_original_response(content=content, view=view)

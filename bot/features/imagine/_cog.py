@@ -10,7 +10,7 @@ from bot.jobs.job_request import NewImages
 from bot.services import Services
 from bot.ui import options, validation
 from bot.ui.checks import require_channel
-from bot.ui.model_options import autocomplete_models
+from bot.ui.model_options import ModelName, autocomplete_models
 from engine.protocol import BOUNDS, SCHEDULERS, SIZES, JobKind
 
 
@@ -44,7 +44,7 @@ class ImagineCog(commands.Cog):
         guidance: options.Guidance = BOUNDS.guidance.default,
         size: options.ImageSize = SIZES[BOUNDS.size],
         scheduler: options.Scheduler = BOUNDS.scheduler,
-        model: str | None = None,
+        model: ModelName | None = None,
         count: options.Count = BOUNDS.count.default,
     ) -> None:
         settings = self.services.settings

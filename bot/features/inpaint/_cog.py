@@ -18,7 +18,7 @@ from bot.services import Services
 from bot.ui import options, validation
 from bot.ui.checks import require_channel
 from bot.ui.errors import UserInputError
-from bot.ui.model_options import autocomplete_models
+from bot.ui.model_options import ModelName, autocomplete_models
 from engine.protocol import BOUNDS, JobKind
 
 
@@ -56,7 +56,7 @@ class InpaintCog(commands.Cog):
         steps: options.Steps = BOUNDS.steps.default,
         guidance: options.Guidance = BOUNDS.guidance.default,
         strength: options.Strength = BOUNDS.strength.default,
-        model: str | None = None,
+        model: ModelName | None = None,
     ) -> None:
         settings = self.services.settings
         require_channel(interaction, settings.discord)
@@ -77,7 +77,6 @@ class InpaintCog(commands.Cog):
             guidance=guidance,
             scheduler=BOUNDS.scheduler,
             strength=strength,
-            mask_blend=self.services.settings.models.inpaint_mask_blend,
         )
         uploads = Uploads(image, mask, words or None)
         request = NewImages(JobKind.INPAINT, model, params, uploads)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from engine.protocol import BOUNDS, SCHEDULERS, SIZES, size_label
 
-_MODEL_NAME = ("名称", "模型在机器人中的名称（见 /models list）")
+_MODEL_NAME = ("名称", "模型在机器人中的名称（见 /models-list）")
 # What each size is called; its pixels come from SIZES.
 _SIZE_SHAPES = {
     "square": "正方形",
@@ -107,8 +107,8 @@ ZH_CN: dict[str, CommandText] = {
         "获取一个用 diffusers 逐像素复现某个任务的 Python 脚本",
         options={"job": ("任务", "任务编号（结果下方的 #编号）")},
     ),
-    "models": CommandText("模型", "机器人提供的模型"),
-    "models list": CommandText("列表", "可用的模型，以及哪些已加载"),
+    "models-list": CommandText("模型列表", "可用的模型，以及哪些已加载"),
+    "models": CommandText("模型", "管理员：机器人提供的模型"),
     "models add": CommandText(
         "添加",
         "管理员：提供一个新模型",

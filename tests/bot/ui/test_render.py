@@ -62,3 +62,32 @@ def test_bidi_controls_of_stored_rows_never_reach_a_message():
     for text in shown:
         assert not BIDI_CONTROLS.search(text), text
     assert render.quote_prompt(job.prompt) == "`a tac a  fox`"
+
+
+def test_details_of_the_longest_prompts_fit_one_message():
+    job = stored_job(
+        prompt="p" * 1000,
+        negative_prompt="n" * 1000,
+        status=JobStatus.FAILED,
+        error="e" * 600,
+        comparison="guidance",
+        comparison_values=[0.0, 1.0, 2.0, 7.5, 10.0],
+        parent_job_id=6,
+    )
+    text = render.details(job, admin=True)
+    assert len(text) <= render.MESSAGE_LIMIT
+    lines = dict(line.split(":** ", 1) for line in text.splitlines()[:-1])
+    assert lines["**Prompt"].startswith("p" * 400) and lines["**Prompt"].endswith("…")
+    assert lines["**Negative prompt"].startswith("n" * 400)
+    assert text.splitlines()[-1] == "✂️ Cut to fit one message; `/recipe 7` has every word."
+    # What fits is shown whole, with no note.
+    whole = render.details(stored_job(prompt="p" * 1000, negative_prompt="short"))
+    assert "p" * 1000 in whole and "✂️" not in whole
+
+
+def test_name_lists_stay_short():
+    assert render.name_list(["a"]) == "a"
+    assert render.name_list(["a", "b", "c"]) == "a, b and c"
+    many = render.name_list([f"model-{n}" for n in range(40)])
+    assert many.startswith("model-0, model-1,") and many.endswith("model-9 and 30 more")
+    assert render.name_list(["x" * 2000]) == "x" * 59 + "…"
