@@ -99,8 +99,9 @@ class HistoryButton(
         try:
             if interaction.user.id != self.user_id:
                 raise NotAllowed("That is someone else's history; use /history for yours.")
+            await interaction.response.defer()  # acknowledged before the page is read
             content, view = await history_page(services, self.user_id, self.page)
-            await interaction.response.edit_message(content=content, view=view)
+            await interaction.edit_original_response(content=content, view=view)
         except Exception as error:
             await report(interaction, error)
 

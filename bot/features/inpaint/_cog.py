@@ -77,6 +77,7 @@ class InpaintCog(commands.Cog):
             guidance=guidance,
             scheduler=BOUNDS.scheduler,
             strength=strength,
+            mask_blend=self.services.settings.models.inpaint_mask_blend,
         )
         uploads = Uploads(image, mask, words or None)
         request = NewImages(JobKind.INPAINT, model, params, uploads)
