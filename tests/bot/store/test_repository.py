@@ -209,7 +209,10 @@ async def test_rate_limit_window_rolls_and_prune_drops_old_rows(repo, db_engine)
 async def test_rate_limit_holds_under_concurrent_callers(tmp_path):
     """Many connections race to consume; the limit is never exceeded.
 
-    Separate engines give separate SQLite connections, as separate processes would.
+    Separate engines give separate SQLite connections (and writers), as separate processes
+    would: ``create_job`` with ``Limits`` checks the rows under the write lock, which holds
+    across processes. The bot itself checks in memory, exact within its one process
+    (tests/bot/jobs/test_service.py races 40 commands for 10 places the same way).
     """
     url = f"sqlite+aiosqlite:///{tmp_path / 'race.db'}"
     engines = [create_engine(url) for _ in range(8)]
