@@ -23,7 +23,7 @@ from engine.protocol import BOUNDS, JobKind
 
 
 class InpaintCog(commands.Cog):
-    """/inpaint, and where its inputs are stored (by content hash, under STORAGE_INPUT_DIR)."""
+    """/inpaint: checks what can be checked without downloading, then asks the job service."""
 
     def __init__(self, services: Services) -> None:
         self.services = services

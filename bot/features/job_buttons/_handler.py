@@ -33,21 +33,23 @@ class JobButtons:
         # A new message of its own: the result under it stays as it was.
         await self._services.jobs.reroll(job_id, None, interaction)
 
+    # Each answer replaces its own private "thinking…": a followup would do so only by a
+    # behaviour Discord has deprecated (bot.ui.interactions.reply says the same).
     async def details(self, interaction: discord.Interaction, job_id: int) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         job = await self._services.jobs.get(job_id)
         admin = is_admin(interaction.user, self._services.settings.discord)
-        await interaction.followup.send(render.details(job, admin=admin), ephemeral=True)
+        await interaction.edit_original_response(content=render.details(job, admin=admin))
 
     async def cancel(self, interaction: discord.Interaction, job_id: int) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         message = await self._services.jobs.cancel(job_id, interaction.user)
-        await interaction.followup.send(message, ephemeral=True)
+        await interaction.edit_original_response(content=message)
 
     async def delete(self, interaction: discord.Interaction, job_id: int) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         job = await self._services.jobs.delete(job_id, interaction.user)
-        await interaction.followup.send(f"Deleted job #{job.id} and its images.", ephemeral=True)
+        await interaction.edit_original_response(content=f"Deleted job #{job.id} and its images.")
         if interaction.message is not None:
             with contextlib.suppress(discord.NotFound):
                 await interaction.message.delete()
