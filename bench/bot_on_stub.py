@@ -86,6 +86,11 @@ class InstantEngine:
     def __init__(self) -> None:
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self._png = noise_png()
+        self.ready = True
+        self.in_flight: frozenset[int] = frozenset()  # every job ends as it is given
+
+    def kill(self) -> None:
+        return None
 
     async def start(self) -> Ready:
         ready = Ready(device="none", dtype="none", pid=os.getpid())

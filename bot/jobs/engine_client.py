@@ -60,6 +60,9 @@ engine_log = logging.getLogger(f"{__name__}.engine")  # what the engine process 
 
 CRASHED_MESSAGE = "the image engine stopped while working on this; it is being restarted"
 STOPPED_MESSAGE = "the image engine shut down before this finished"
+NOT_STARTED_MESSAGE = "The image engine could not be started; an admin has been told."
+# The generation of a job whose batch waits for the engine to be ready (real ones start at 1).
+WAITING = 0
 _ROOT = Path(__file__).resolve().parents[1]  # holds the `engine` package in a checkout
 _STREAM_LIMIT = 1024 * 1024
 # The longest line of the engine's stderr that is logged; the rest of a longer one is counted
@@ -113,7 +116,9 @@ class EngineClient:
 
         self._proc: asyncio.subprocess.Process | None = None
         self._generation = 0  # which process a job was sent to
-        self._in_flight: dict[int, int] = {}  # job id -> generation
+        self._in_flight: dict[int, int] = {}  # job id -> generation (WAITING: not sent yet)
+        # Batches given while the engine was (re)starting, sent in order once it is ready.
+        self._waiting: deque[tuple[JobSpec, ...]] = deque()
         self._pending: dict[int, asyncio.Future[ModelsReply]] = {}
         self._request_ids = itertools.count(1)
         self._write_lock = asyncio.Lock()
@@ -189,6 +194,7 @@ class EngineClient:
                 proc.kill()
         if self._supervisor is not None:
             await self._supervisor
+        self._fail_jobs(WAITING, STOPPED_MESSAGE)  # stopped during a pause: never sent
 
     def kill(self) -> None:
         """Kill the engine process now (it hangs, say): it is restarted, bounded as for any
@@ -203,20 +209,45 @@ class EngineClient:
     async def run_batch(self, jobs: Iterable[JobSpec]) -> None:
         """Send jobs to run; their events arrive in ``events``.
 
-        Waits while the engine is (re)starting, through any pause before a restart; raises
-        ``EngineUnavailable`` when it cannot be started at all.
+        Returns at once: while the engine is (re)starting, the batch waits here and is sent
+        when it is ready, so a caller holding a lock (the scheduler) never holds it through a
+        restart. Raises ``EngineUnavailable`` when the engine cannot be started at all.
         """
+        if self._failure is not None:
+            raise EngineUnavailable(self._failure)
+        if self._stopping:
+            raise EngineUnavailable("the image engine is shutting down")
         batch = tuple(jobs)
-        await self._wait_ready(self._start_timeout, through_pauses=True)
-        # No await between the readiness check and recording the jobs, so a process that dies
-        # from here on is known to have had them.
         for job in batch:
-            self._in_flight[job.job_id] = self._generation
-        await self._send(RunBatch(jobs=batch), quiet=True)
+            self._in_flight[job.job_id] = WAITING
+        self._waiting.append(batch)
+        await self._send_waiting()
+
+    async def _send_waiting(self) -> None:
+        """Send the waiting batches, oldest first, while the engine is ready."""
+        while self._ready and self._waiting:
+            batch = self._waiting.popleft()
+            jobs = tuple(j for j in batch if self._in_flight.get(j.job_id) == WAITING)
+            if not jobs:
+                continue  # all cancelled while waiting
+            # No await between recording the jobs and queueing the write (the lock is fair),
+            # so batches go out in order and a process that dies from here on is known to
+            # have had them.
+            for job in jobs:
+                self._in_flight[job.job_id] = self._generation
+            await self._send(RunBatch(jobs=jobs), quiet=True)
 
     async def cancel(self, job_id: int) -> None:
-        """Ask the engine to cancel a job; it ends with a ``JobError`` of kind CANCELLED."""
-        if job_id in self._in_flight and self._ready:
+        """Ask the engine to cancel a job; it ends with a ``JobError`` of kind CANCELLED.
+
+        A job still waiting for the engine to be ready is taken out at once, here."""
+        generation = self._in_flight.get(job_id)
+        if generation == WAITING:
+            del self._in_flight[job_id]
+            self.events.put_nowait(
+                JobError(job_id=job_id, kind=ErrorKind.CANCELLED, message="cancelled")
+            )
+        elif generation is not None and self._ready:
             await self._send(Cancel(job_id=job_id), quiet=True)
 
     async def load_model(self, model: ModelRef, kind: JobKind) -> ModelsReply:
@@ -269,25 +300,22 @@ class EngineClient:
     def _pause_left(self) -> float:
         return max(0.0, self._retry_due - time.monotonic()) if self._retry_due is not None else 0.0
 
-    async def _wait_ready(self, limit_s: float, *, through_pauses: bool = False) -> None:
-        """Wait until the engine is ready: ``limit_s`` for a start, plus, ``through_pauses``,
-        any pause before a restart (else a long pause is refused at once: an admin's request
-        should not hang for minutes)."""
+    async def _wait_ready(self, limit_s: float) -> None:
+        """Wait until the engine is ready, ``limit_s`` for a start; a long pause before a
+        restart is refused at once (an admin's request should not hang for minutes)."""
 
         def settled() -> bool:
             return self._ready or self._failure is not None or self._stopping
 
         loop = asyncio.get_running_loop()
         async with self._state:
-            if not through_pauses and self._failing_often and self._pause_left() > 0:
+            if self._failing_often and self._pause_left() > 0:
                 raise EngineUnavailable(
                     "the image engine keeps failing; it is tried again every "
                     f"{self._retry_every_s:g}s"
                 )
             deadline = loop.time() + limit_s + self._pause_left()
             while not settled():
-                if through_pauses:  # a death meanwhile starts a new pause: wait through it too
-                    deadline = max(deadline, loop.time() + limit_s + self._pause_left())
                 left = deadline - loop.time()
                 if left <= 0:
                     raise EngineUnavailable("the image engine is taking too long to start")
@@ -334,6 +362,7 @@ class EngineClient:
             except OSError as error:
                 log.error("could not start the engine (%s)", error)
                 await self._set_state(failure="the image engine could not be started")
+                self._fail_jobs(WAITING, NOT_STARTED_MESSAGE, kind=ErrorKind.INTERNAL)
                 return
             if self._stopping:  # stop() came while this one was starting
                 proc.kill()
@@ -362,12 +391,14 @@ class EngineClient:
             self._fail_jobs(generation, STOPPED_MESSAGE if expected else CRASHED_MESSAGE)
             self._fail_requests()
             if expected:
+                self._fail_jobs(WAITING, STOPPED_MESSAGE)  # never to be sent now
                 return
             if self.last_ready is None and code >= 0:
                 # Exited by itself before it ever came up: a setup problem (a bad setting, a
                 # missing package) that restarting cannot fix. Killed by a signal instead (the
                 # OOM killer, an operator), it is restarted like any crash.
                 await self._set_state(failure="the image engine could not be started")
+                self._fail_jobs(WAITING, NOT_STARTED_MESSAGE, kind=ErrorKind.INTERNAL)
                 return
             delay = self._next_delay()
             self._failing_often = len(self._crashes) > self._max_restarts
@@ -401,13 +432,16 @@ class EngineClient:
             return self._retry_every_s
         return min(self._max_backoff_s, self._backoff_s * 2.0 ** (len(self._crashes) - 1))
 
-    def _fail_jobs(self, generation: int, message: str) -> None:
+    def _fail_jobs(
+        self, generation: int, message: str, *, kind: ErrorKind = ErrorKind.ENGINE_CRASHED
+    ) -> None:
+        """End the jobs sent to ``generation`` (WAITING: the jobs not sent yet) with ``kind``."""
         lost = [job_id for job_id, sent_to in self._in_flight.items() if sent_to == generation]
+        if generation == WAITING:
+            self._waiting.clear()
         for job_id in lost:
             del self._in_flight[job_id]
-            self.events.put_nowait(
-                JobError(job_id=job_id, kind=ErrorKind.ENGINE_CRASHED, message=message)
-            )
+            self.events.put_nowait(JobError(job_id=job_id, kind=kind, message=message))
         if lost:
             log.warning("jobs %s were lost with the engine process", lost)
 
@@ -446,6 +480,7 @@ class EngineClient:
             self.started_at = datetime.now(UTC)
             log.info("engine ready: pid %d on %s (%s)", message.pid, message.device, message.dtype)
             await self._set_state(ready=True)
+            await self._send_waiting()
         elif isinstance(message, Result | JobError):
             self._in_flight.pop(message.job_id, None)
         elif not isinstance(message, Accepted | Progress):

@@ -20,11 +20,14 @@ async def restart_stalled_engine(
     scheduler: Scheduler, engine: EngineLike, stall_timeout_s: float
 ) -> None:
     """Kill (and so restart) an engine that has said nothing about its batch for too long;
-    the engine client retries the batch once."""
+    the engine client retries the batch once. An engine that is restarting is not stalled:
+    its batches wait in the client, and the clock starts again once it is up."""
     while True:
         try:
             stalled = scheduler.stalled_for()
-            if stalled > stall_timeout_s and engine.in_flight:
+            if not engine.ready:
+                scheduler.last_activity = time.monotonic()
+            elif stalled > stall_timeout_s and engine.in_flight:
                 log.error(
                     "the engine has said nothing about its batch for %.0f s; restarting it",
                     stalled,

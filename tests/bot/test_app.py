@@ -22,6 +22,7 @@ class IdleEngine:
     def __init__(self) -> None:
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.in_flight: frozenset[int] = frozenset()
+        self.ready = True
 
     async def start(self) -> Ready:
         return Ready(device="none", dtype="none", pid=0)

@@ -81,14 +81,17 @@ class Harness:
     bots: list[DiffusionBot] = field(default_factory=list)
 
     @contextlib.asynccontextmanager
-    async def bot(self, *, min_edit_interval: float = 0.05) -> AsyncIterator[DiffusionBot]:
-        """Start the bot (and its engine), connected to the stub; stop both on exit."""
+    async def bot(
+        self, *, min_edit_interval: float = 0.05, engine_backoff_s: float = 0.1
+    ) -> AsyncIterator[DiffusionBot]:
+        """Start the bot (and its engine), connected to the stub; stop both on exit.
+        ``engine_backoff_s``: the pause before the engine is started again after a death."""
         database = create_engine(self.settings.database.url)
         await migrate(database)
         engine = EngineClient(
             env=engine_env(self.tiny, flag_everything=self.flag_everything),
             cwd=self.tmp_path,
-            backoff_s=0.1,
+            backoff_s=engine_backoff_s,
         )
         bot = DiffusionBot(
             self.settings, database, engine=engine, min_edit_interval=min_edit_interval

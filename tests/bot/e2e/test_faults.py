@@ -237,6 +237,38 @@ async def test_the_token_never_reaches_the_logs(harness, caplog):
     assert not [r for r in caplog.records if token in r.getMessage() or token in (r.exc_text or "")]
 
 
+async def test_cancel_while_the_engine_restarts_is_answered_at_once_and_cancels(harness):
+    """The scheduler never holds its lock while waiting for an engine to come back, so the
+    Cancel button is answered during the restart's pause, and the job never runs."""
+    import os
+    import signal
+
+    async with harness.bot(engine_backoff_s=60) as bot:
+        stub = harness.stub
+        student = stub.add_user("cato")
+
+        async def engine_ready() -> bool:
+            return bot.engine.ready
+
+        await eventually(engine_ready, RESULT_TIMEOUT)
+        await bot.scheduler.pause()
+        handle = await imagine(stub, student)
+        message = await queued(handle)
+        os.kill(bot.engine.pid, signal.SIGKILL)  # restarted only after a minute's pause
+
+        async def in_the_pause() -> bool:
+            return bot.engine.retry_at is not None
+
+        await eventually(in_the_pause)
+        await bot.scheduler.resume()  # job 1 goes to the engine client, which waits
+        assert bot.scheduler.position(1) == 0
+        cancel = await stub.click(message, "job:cancel:1", user=student)
+        assert "Cancelling job #1" in await ephemeral_text(cancel)
+        await handle.wait_for_message(lambda m: "Cancelled" in m.content)
+        assert not bot.engine.ready  # all of it during the pause
+        assert (await bot.repo.get_job(1)).status is JobStatus.CANCELLED
+
+
 async def test_a_hung_engine_is_restarted_and_its_job_retried(harness):
     import os
     import signal

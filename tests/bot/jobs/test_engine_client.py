@@ -15,7 +15,12 @@ from typing import Any
 
 import pytest
 
-from bot.jobs.engine_client import MAX_LOG_LINE_BYTES, EngineClient, EngineUnavailable
+from bot.jobs.engine_client import (
+    MAX_LOG_LINE_BYTES,
+    STOPPED_MESSAGE,
+    EngineClient,
+    EngineUnavailable,
+)
 from engine.protocol import (
     Accepted,
     ErrorKind,
@@ -152,7 +157,7 @@ async def test_killed_engine_is_restarted_and_its_job_reported(tiny_models: Tiny
 
 FAKE = """
 import json, os, struct, sys, time
-from engine.protocol import MAX_FRAME_BYTES, Ready, read_message, write_message
+from engine.protocol import MAX_FRAME_BYTES, Accepted, Ready, read_message, write_message
 out = sys.stdout.buffer
 mode = sys.argv[1]
 if mode == "exit-at-once":
@@ -188,6 +193,9 @@ while (message := read_message(sys.stdin.buffer)) is not None:
         out.write(struct.pack(">I", MAX_FRAME_BYTES + 1) + b"{" * 65536)
         out.flush()
         time.sleep(600)
+    if message.type == "run_batch":  # says which jobs reached it
+        for spec in message.jobs:
+            write_message(out, Accepted(job_id=spec.job_id))
 """
 
 
@@ -239,13 +247,54 @@ async def test_after_repeated_deaths_the_engine_is_tried_again_later(
         with pytest.raises(EngineUnavailable, match=r"tried again every 0\.5s"):
             await client.list_models()  # an admin's request is answered at once, not held
         model = ModelRef(name="m", source="org/m")
-        await asyncio.wait_for(client.run_batch([job(model, 1)]), 30)  # waits, then is sent
+        await client.run_batch([job(model, 1)])  # kept until the engine is up, then sent
+        assert (await until(client, lambda e: isinstance(e, Accepted)))[-1] == Accepted(1)
         assert client.ready and client.restarts == 5 and client.retry_at is None
         assert deaths.read_text() == "5" and (await starting).pid == client.pid
         assert "the engine died 3 times in 600s; trying again in 0.5s" in caplog.text
     finally:
         await client.stop()
     assert "hello from the fake engine" in caplog.text  # stderr reaches the log
+
+
+async def test_a_batch_given_during_a_restart_waits_and_can_be_cancelled_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """``run_batch`` never waits for a restarting engine (the scheduler calls it holding its
+    lock, which a Cancel button needs within Discord's 3 s); the batch waits in the client,
+    and a job cancelled meanwhile ends at once and never reaches the engine."""
+    deaths = tmp_path / "deaths"
+    client = EngineClient(
+        command=fake("killed-while-starting-times", str(deaths), "1"), backoff_s=2.0
+    )
+    starting = asyncio.create_task(client.start())
+    try:
+        for _ in range(200):
+            if client.retry_at is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert client.retry_at is not None and not client.ready  # in the pause
+        model = ModelRef(name="m", source="org/m")
+        await client.run_batch([job(model, 1), job(model, 2)])
+        await client.run_batch([job(model, 3)])
+        assert client.in_flight == {1, 2, 3}
+        await client.cancel(2)
+        assert client.events.get_nowait() == JobError(2, ErrorKind.CANCELLED, "cancelled")
+        assert client.in_flight == {1, 3}
+        events = await until(client, lambda e: e == Accepted(3), wait_s=30)
+        assert [e for e in events if isinstance(e, Accepted)] == [Accepted(1), Accepted(3)]
+        await starting
+    finally:
+        await client.stop()
+
+
+async def test_jobs_waiting_for_the_engine_end_when_it_stops() -> None:
+    client = EngineClient(command=fake("exit-at-once"))
+    model = ModelRef(name="m", source="org/m")
+    await client.run_batch([job(model, 1)])  # never started: it waits
+    await client.stop()
+    assert client.events.get_nowait() == JobError(1, ErrorKind.ENGINE_CRASHED, STOPPED_MESSAGE)
+    assert client.in_flight == frozenset()
 
 
 async def test_a_frame_over_the_bound_restarts_the_engine(tmp_path: Path) -> None:
