@@ -47,12 +47,12 @@ def caption(job: Job, result: Result, locale: str | None, prompt_cut: str = "") 
             prompt=render.quote_prompt(job.prompt, 200),
             user=job.user_id,
         ),
-        " · ".join(panel_labels(job)) + " — " + settings_line(job, result.seconds),
+        " · ".join(panel_labels(job, locale)) + " — " + settings_line(job, result.seconds),
         t(locale, "lesson.notice", notice=t(locale, f"lesson.{kind}.notice")),
     ]
     if prompt_cut:
         lines.append(render.prompt_cut_note(prompt_cut))
-    if (original := original_panel(job)) is not None:
+    if (original := original_panel(job, locale)) is not None:
         lines.append(t(locale, "lesson.original", label=original))
     flagged = sum(1 for image in result.images if image.nsfw)
     if flagged:
@@ -71,12 +71,14 @@ async def comparison_message(
     assert job.comparison
     try:
         # Pillow work off the event loop: a five-panel grid of 512 px images takes a moment.
+        # Labels in the asker's language; in English where the font cannot draw them.
         grid = await asyncio.to_thread(
             grid_png,
             [image.png for image in result.images],
-            panel_labels(job),
+            panel_labels(job, locale),
             comparison=job.comparison,
             rows=len(job.seeds),
+            fallbacks=panel_labels(job),
         )
     except Exception:
         log.exception("could not make the grid of comparison job %s", job.id)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from bot.settings import CourseSettings
 from bot.store.models import Job
+from bot.ui.i18n import t
 from engine.protocol import SCHEDULERS, JobKind, Variant
 
 
@@ -91,23 +92,29 @@ def decode_steps(job: Job) -> tuple[int, ...]:
     return tuple(int(s) for s in _values(job)) if job.comparison == "denoising" else ()
 
 
-def panel_labels(job: Job) -> list[str]:
-    """The label drawn over each panel, in order; [] for a plain job."""
+def panel_labels(job: Job, locale: str | None = None) -> list[str]:
+    """The label drawn over each panel, in order, in ``locale`` where the words have a
+    translation (English by default: the engine's and the recipe's labels); [] for a plain job.
+
+    Only words are translated: "CFG" and the scheduler names are what the course and the
+    libraries call them in every language.
+    """
     values = _values(job)
     if job.comparison == "guidance":
         return [f"CFG {float(g):g}" for g in values]
     if job.comparison == "steps":
-        return [f"{int(s)} steps" for s in values]
+        return [t(locale, "lesson.label.steps", steps=int(s)) for s in values]
     if job.comparison == "schedulers":
         return [SCHEDULERS.get(str(name), str(name)) for name in values]
     if job.comparison == "denoising":
         total = denoising_steps(job)
-        return [f"step {int(s)}/{total}" for s in values]
+        return [t(locale, "lesson.label.step", step=int(s), total=total) for s in values]
     return []
 
 
-def original_panel(job: Job) -> str | None:
-    """The label of the panel that repeats the parent's own settings (its very picture)."""
+def original_panel(job: Job, locale: str | None = None) -> str | None:
+    """The label (in ``locale``) of the panel that repeats the parent's own settings (its very
+    picture)."""
     own: Value
     if job.comparison == "guidance":
         own = float(job.guidance)
@@ -119,7 +126,7 @@ def original_panel(job: Job) -> str | None:
         own = denoising_steps(job)  # the last step's prediction is the finished image
     else:
         return None
-    for label, value in zip(panel_labels(job), _values(job), strict=True):
+    for label, value in zip(panel_labels(job, locale), _values(job), strict=True):
         if value == own:
             return label
     return None

@@ -47,6 +47,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh-CN": "每一格是同一次生成中模型在该步对干净图像（x₀）的预测：构图在最初几步就定了，"
         "之后的步骤只是完善细节。",
     },
+    # The words in the labels drawn over a comparison's panels (bot.jobs.lessons).
+    "lesson.label.steps": {ENGLISH: "{steps} steps", "zh-CN": "{steps} 步"},
+    "lesson.label.step": {ENGLISH: "step {step}/{total}", "zh-CN": "第 {step}/{total} 步"},
     "lesson.caption": {
         ENGLISH: "🧪 **{title}** of job #{parent} · {prompt} by <@{user}>",
         "zh-CN": "🧪 任务 #{parent} 的**{title}** · {prompt} · <@{user}>",

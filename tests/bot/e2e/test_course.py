@@ -58,7 +58,7 @@ EXPECTED = {
     "guidance": ("cfg", ["CFG 0", "CFG 1", "CFG 2", "CFG 7.5", "CFG 10"], 3),
     "steps": ("steps", ["1 steps", "2 steps"], 1),
     "schedulers": ("sched", ["PNDM", "DDIM", "LMS", "Euler", "DPM++ 2M Karras"], 3),
-    "denoising": ("denoise", ["step 1/2", "step 2/2"], 1),
+    "denoising": ("denoise", ["第 1/2 步", "第 2/2 步"], 1),  # asked for in zh-CN (below)
 }
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import json
+
+from PIL import Image
+
 from bot.jobs.lessons import (
     decode_steps,
     original_panel,
@@ -91,6 +96,34 @@ def test_the_denoising_strip_of_an_inpainting_job_counts_its_real_steps():
     assert panel_labels(job) == ["step 1/15", "step 15/15"]
     assert values_for("denoising", parent(kind="inpaint", strength=0.5), COURSE)[-1] == 15
     assert spec_for(job).variants == ()
+
+
+def test_zh_cn_readers_get_the_label_words_in_chinese():
+    steps = parent(comparison="steps", comparison_values=[10, 50], steps=50, seeds=[42])
+    assert panel_labels(steps, "zh-CN") == ["10 步", "50 步"]
+    assert original_panel(steps, "zh-CN") == "50 步"
+    strip = parent(comparison="denoising", comparison_values=[1, 30], seeds=[42])
+    assert panel_labels(strip, "zh-CN") == ["第 1/30 步", "第 30/30 步"]
+    # Names are the same in every language; the engine's labels stay English.
+    sweep = parent(comparison="guidance", comparison_values=[7.5], seeds=[42])
+    assert panel_labels(sweep, "zh-CN") == ["CFG 7.5"]
+    assert panel_labels(strip, "fr") == panel_labels(strip) == ["step 1/30", "step 30/30"]
+    assert variants(steps)[0].label == "10 steps"
+
+
+async def test_a_zh_cn_grid_draws_chinese_labels_and_its_caption_names_them():
+    from bot.jobs.comparison_results import comparison_message
+    from engine.protocol import GeneratedImage, Result
+
+    job = parent(id=3, parent_job_id=1, comparison="steps", comparison_values=[10, 30], seeds=[42])
+    pixel = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(pixel, format="PNG")
+    images = (GeneratedImage(42, pixel.getvalue(), False),) * 2
+    message = await comparison_message(job, Result(3, images, None, 1.5), "zh-CN")
+    assert message is not None
+    content, (upload,), _ = message
+    assert json.loads(Image.open(io.BytesIO(upload.data)).text["panels"]) == ["10 步", "30 步"]
+    assert "10 步 · 30 步 — " in content and "“30 步”那一格就是原图。" in content
 
 
 def test_plain_jobs_have_no_panels():
