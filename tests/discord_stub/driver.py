@@ -574,6 +574,24 @@ class DiscordStub(ClientHost):
             message=message,
         )
 
+    def drop_next(
+        self, method: str, route: str | re.Pattern[str], *, times: int = 1, after: bool = False
+    ) -> Fault:
+        """Close the connection on the next ``times`` matching requests instead of answering,
+        as a dropped connection would. ``after``: the request takes effect first (the message
+        is made or edited), and only its answer is lost."""
+        return self.faults.add(
+            method,
+            route,
+            status=0,
+            times=times,
+            retry_after=0,
+            is_global=False,
+            code=0,
+            message=None,
+            drop="after" if after else "before",
+        )
+
     def describe_requests(self, last: int = 20) -> Iterator[str]:
         """The last requests, one line each (handy in assertion messages)."""
         return (r.describe() for r in self.state.requests[-last:])

@@ -53,6 +53,10 @@ class Fault:
     is_global: bool = False
     code: int = 0
     message: str | None = None
+    # Close the connection instead of answering, as a dropped connection would (discord.py
+    # raises aiohttp.ServerDisconnectedError and does not retry): "before" the request takes
+    # effect, or "after" it (the message is made, only the answer is lost).
+    drop: str = ""
     hits: int = 0
     served_at: list[float] = field(default_factory=list)
 
@@ -128,6 +132,7 @@ class FaultInjector:
         is_global: bool,
         code: int,
         message: str | None,
+        drop: str = "",
     ) -> Fault:
         """Register a rule; see :meth:`DiscordStub.fail_next`."""
         fault = Fault(
@@ -139,6 +144,7 @@ class FaultInjector:
             is_global,
             code,
             message,
+            drop,
         )
         self.faults.append(fault)
         return fault

@@ -81,6 +81,7 @@ class StubState:
         self.guilds: dict[int, Guild] = {}
         self.channels: dict[int, Channel] = {}
         self.messages: dict[int, Message] = {}
+        self.nonces: dict[tuple[int, str], int] = {}  # (channel, nonce) -> message id
         self.channel_log: dict[int, list[int]] = {}
         self.files = FileStore(self.ids, lambda: self.base_url)
         self.interactions: dict[int, InteractionHandle] = {}
@@ -264,6 +265,16 @@ class StubState:
         return member_permissions(guild, user.membership(guild.id))
 
     # -- files and messages ---------------------------------------------------------------------
+
+    def message_with_nonce(self, channel_id: int, nonce: str) -> Message | None:
+        """The bot's message sent to ``channel_id`` with ``enforce_nonce`` and ``nonce``, if it
+        still exists (the stub keeps nonces for its whole life: longer than Discord's minutes,
+        which only matters to tests that wait that long)."""
+        message = self.messages.get(self.nonces.get((channel_id, nonce), 0))
+        return message if message is not None and not message.deleted else None
+
+    def remember_nonce(self, channel_id: int, nonce: str, message: Message) -> None:
+        self.nonces[(channel_id, nonce)] = message.id
 
     def create_message(
         self,

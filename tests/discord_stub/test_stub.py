@@ -594,3 +594,24 @@ async def test_channel_routes_used_with_the_bot_token(stub: DiscordStub, bot: Sa
     assert [m.content for m in stub.channel_messages("general")] == ["final"]
     assert [m.content for m in stub.channel_messages(thread.id)] == ["in thread"]
     assert [m.content async for m in channel.history(limit=5)] == ["final"]
+
+
+async def test_dropped_connections_and_enforced_nonces() -> None:
+    async with DiscordStub() as stub:
+        channel = stub.channel()
+        url = f"{stub.api_base}/channels/{channel.id}/messages"
+        auth = {"Authorization": f"Bot {stub.token}"}
+        body = {"content": "once", "nonce": "job1-end", "enforce_nonce": True}
+        stub.drop_next("POST", "/channels/{channel_id}/messages", after=True)
+        async with aiohttp.ClientSession(headers=auth) as session:
+            with pytest.raises(aiohttp.ServerDisconnectedError):
+                await session.post(url, json=body)
+            assert [m.content for m in stub.channel_messages(channel)] == ["once"]
+            # The same nonce again (a retry): the message already made, no second one.
+            async with session.post(url, json=body) as again:
+                assert (await again.json())["id"] == str(stub.channel_messages(channel)[0].id)
+            stub.drop_next("POST", "/channels/{channel_id}/messages")
+            with pytest.raises(aiohttp.ServerDisconnectedError):
+                await session.post(url, json={"content": "never"})
+        assert [m.content for m in stub.channel_messages(channel)] == ["once"]
+        assert [r.status for r in stub.requests_to("POST", "/channels/*/messages")] == [0, 200, 0]

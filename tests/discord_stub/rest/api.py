@@ -142,6 +142,21 @@ class RestApi(InteractionRoutes, ResourceRoutes):
 
         return checked
 
+    def _record_dropped(self, request: web.Request, path: str, body: ParsedBody) -> None:
+        self.state.record_request(
+            RecordedRequest(
+                method=request.method,
+                path=path,
+                query=dict(request.query),
+                json=copy.deepcopy(body.json),
+                files=body.uploads,
+                status=0,
+                known=True,
+                error=None,
+                injected=True,
+            )
+        )
+
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Parse, inject faults, map errors, record. The gateway websocket passes straight by."""
@@ -157,6 +172,13 @@ class RestApi(InteractionRoutes, ResourceRoutes):
             body = await parse_body(request)
             request[BODY_KEY] = body
             fault = self.faults.take(request.method, path)
+            if fault is not None and fault.drop:
+                if fault.drop == "after" and known:  # done, then the answer is lost
+                    response = await handler(request)
+                self._record_dropped(request, path, body)
+                assert request.transport is not None
+                request.transport.close()
+                raise ConnectionResetError("dropped by a fault")
             if fault is not None:
                 injected = True
                 response = fault.response()
