@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import logging
 import time
 from dataclasses import dataclass, field
 
+import aiohttp
 import discord
 
 from bot.jobs.comparison_results import comparison_message
@@ -40,6 +42,13 @@ RESULT_RETRY_DELAYS = (1.0, 3.0, 10.0)
 # A queued job's place is edited at most once per this many edit intervals: in a long queue
 # places change all the time, and what a student needs is the trend, then the start at once.
 PLACE_EDIT_INTERVALS = 5
+# What a dropped connection looks like from discord.py: it retries some 5xx itself, but a
+# connection closed or reset under a request (aiohttp.ServerDisconnectedError, ECONNRESET on
+# Linux) or a read that timed out comes straight up. Like a 5xx, worth another try.
+DISCORD_ERRORS = (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError)
+# Pauses before writing a message id again when the store refused it: a result posted but
+# not recorded would be posted again at the next start.
+RECORD_RETRY_DELAYS = (0.5, 2.0, 5.0, 15.0)
 REENCODED_NOTE = (
     "(Re-encoded as WebP to fit Discord's upload limit; the settings are in its EXIF and the "
     "full PNG is kept by the bot.)"
@@ -52,7 +61,7 @@ class Screen:
 
     content: str
     files: list[UploadFile] = field(default_factory=list)
-    view: discord.ui.View | None = None
+    view: discord.ui.View | None = None  # None: no buttons (an earlier screen's are removed)
     final: bool = False
     place: bool = False  # only says where the job is in the queue
 
@@ -67,6 +76,10 @@ class Ticket:
     interaction: discord.Interaction | None
     deadline: float  # monotonic time after which the token is not used
     message: discord.Message | discord.PartialMessage | None = None
+    # The message a previous run of the bot left for this job (resumed after a restart): it
+    # is cut down to a pointer once the job has a message of its own.
+    left_behind: int | None = None
+    status_recorded: bool = False  # the job's first message id is in the store
     note: str = ""  # said before every screen posted in the channel ("resumed after a restart")
     prompt_cut: str = ""
     screen: Screen | None = None
@@ -102,8 +115,10 @@ class Delivery:
         interaction: discord.Interaction | None,
         *,
         note: str = "",
+        left_behind: int | None = None,
     ) -> None:
-        """Start following ``job``; with no interaction, messages go to its channel."""
+        """Start following ``job``; with no interaction, messages go to its channel.
+        ``left_behind``: the id of a message an earlier run showed the job in."""
         ticket = Ticket(
             job_id=job.id,
             owner_id=job.user_id,
@@ -113,6 +128,8 @@ class Delivery:
             interaction=interaction,
             deadline=time.monotonic() + TOKEN_LIFETIME if interaction else 0.0,
             note=note,
+            left_behind=left_behind,
+            status_recorded=left_behind is not None,
         )
         self._tickets[job.id] = ticket
         ticket.pump = asyncio.create_task(self._pump(ticket), name=f"delivery-{job.id}")
@@ -194,6 +211,37 @@ class Delivery:
         if ticket := self._tickets.get(job.id):
             self._show(ticket, Screen(render.failed_line(job), final=True))
 
+    async def images_lost(self, job: Job) -> None:
+        """A result that cannot be shown: its images are gone from the bot's disk."""
+        if ticket := self._tickets.get(job.id):
+            line = (
+                f"⚠️ Job #{job.id} finished, but its images are no longer on the bot's disk, so "
+                f"they cannot be posted. {render.quote_prompt(job.prompt)} Use the same seeds "
+                "to make them again."
+            )
+            self._show(ticket, Screen(line, final=True))
+
+    async def shown_before(self, job: Job) -> int | None:
+        """The id of a message that already shows ``job``'s end, though the run that posted
+        it could not record it (it stopped first, or the store refused): the job's own
+        message with its result or its end, or the message that one points to."""
+        if job.status_message_id is None:
+            return None
+        try:
+            channel = self._client.get_channel(job.channel_id) or await self._client.fetch_channel(
+                job.channel_id
+            )
+            assert isinstance(channel, discord.abc.Messageable)
+            message = await channel.fetch_message(job.status_message_id)
+        except (*DISCORD_ERRORS, AssertionError) as error:
+            log.info("job %s: its message could not be read (%s)", job.id, error)
+            return None
+        if any(a.filename.startswith(f"job{job.id}_") for a in message.attachments):
+            return message.id
+        if render.is_end_line(message.content, job.id):
+            return message.id
+        return moved_to(message.content, final=True)
+
     async def cancelled(self, job: Job) -> None:
         if ticket := self._tickets.get(job.id):
             self._show(ticket, Screen(render.cancelled_line(job), final=True))
@@ -238,12 +286,13 @@ class Delivery:
                 else:
                     try:
                         await self._edit(ticket, screen)
-                    except discord.HTTPException as error:
+                    except DISCORD_ERRORS as error:
                         # A lost progress edit is harmless; the next one replaces it.
                         log.warning("progress of job %s not shown: %s", ticket.job_id, error)
+                    await self._record_status_message(ticket)
                 if screen.final:
-                    if screen.files and ticket.message is not None:
-                        await self._repo.set_result_message(ticket.job_id, ticket.message.id)
+                    if ticket.message is not None:
+                        await self._record(ticket.job_id, ticket.message.id, result=True)
                     self.finished_jobs.put_nowait(ticket.job_id)
                     return
                 await asyncio.sleep(self._min_edit_interval)
@@ -254,14 +303,43 @@ class Delivery:
         finally:
             self._tickets.pop(ticket.job_id, None)
 
+    async def _record_status_message(self, ticket: Ticket) -> None:
+        """Store the id of the job's first message, once: a restart edits it to say where
+        the job went, instead of leaving it on "Queued" with a live Cancel button."""
+        if ticket.status_recorded or ticket.message is None:
+            return
+        ticket.status_recorded = True
+        await self._record(ticket.job_id, ticket.message.id, result=False)
+
+    async def _record(self, job_id: int, message_id: int, *, result: bool) -> None:
+        """Write a message id to the job's row, trying again while the store refuses."""
+        write = self._repo.set_result_message if result else self._repo.set_status_message
+        for delay in (*RECORD_RETRY_DELAYS, None):
+            try:
+                await write(job_id, message_id)
+                return
+            except Exception:
+                if delay is None:
+                    log.exception("job %s: message %s could not be recorded", job_id, message_id)
+                    return
+                log.warning(
+                    "job %s: recording message %s failed; again in %.1f s",
+                    job_id,
+                    message_id,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
     async def _show_final(self, ticket: Ticket, screen: Screen) -> None:
         """The result (or the error) must arrive: retry, then post it in the channel."""
         for delay in (*self._retry_delays, None):
             try:
                 await self._edit(ticket, screen)
                 return
-            except discord.HTTPException as error:
-                transient = error.status >= 500 or error.status == 429
+            except DISCORD_ERRORS as error:
+                transient = not isinstance(error, discord.HTTPException) or (
+                    error.status >= 500 or error.status == 429
+                )
                 if not transient or delay is None:
                     log.warning("job %s: result not shown (%s); posting anew", ticket.job_id, error)
                     break
@@ -271,7 +349,7 @@ class Delivery:
                 await asyncio.sleep(delay)
         try:
             await self._edit(ticket, screen, anew=True)
-        except discord.HTTPException:
+        except DISCORD_ERRORS:
             # The job is done and its images are on disk; the next start posts it again.
             ticket.message = None
             log.exception("job %s: could not post its result", ticket.job_id)
@@ -290,7 +368,7 @@ class Delivery:
         files = [
             discord.File(io.BytesIO(f.data), filename=f.name, spoiler=f.spoiler) for f in fitted
         ]
-        view = screen.view or discord.utils.MISSING
+        view = screen.view  # None removes the buttons a running job's message had
         if not anew and ticket.interaction is not None and time.monotonic() < ticket.deadline:
             try:
                 ticket.message = await ticket.interaction.edit_original_response(
@@ -309,7 +387,7 @@ class Delivery:
         ticket: Ticket,
         screen: Screen,
         files: list[discord.File],
-        view: discord.ui.View,
+        view: discord.ui.View | None,
         *,
         anew: bool = False,
     ) -> None:
@@ -322,14 +400,21 @@ class Delivery:
             # The token is gone (or there never was one, or the old message would not take
             # the result): continue in a message of our own, with a mention, since the user
             # may not be watching the old one.
-            old = ticket.message
+            old = ticket.message.id if ticket.message is not None else ticket.left_behind
             ticket.interaction = None
-            ticket.message = await channel.send(
+            send = functools.partial(
+                channel.send,
                 mention + screen.content,
                 files=files,
-                view=view,
+                view=view or discord.utils.MISSING,
                 allowed_mentions=discord.AllowedMentions(users=True),
             )
+            # Discord keeps one message per nonce for a few minutes: a retry after a dropped
+            # connection, or a restart soon after a crash, does not post a job's end twice.
+            ticket.message = await (
+                send(nonce=f"job{ticket.job_id}-end") if screen.final else send()
+            )
+            ticket.left_behind = None
             if old is not None:
                 await self._point_to(channel, old, ticket.message, final=screen.final)
             return
@@ -340,7 +425,7 @@ class Delivery:
     async def _point_to(
         self,
         channel: discord.abc.Messageable,
-        old: discord.Message | discord.PartialMessage,
+        old: int,
         new: discord.Message,
         *,
         final: bool,
@@ -353,13 +438,26 @@ class Delivery:
         """
         line = moved_line(new.jump_url, final=final)
         try:
-            await discord.PartialMessage(channel=channel, id=old.id).edit(  # type: ignore[arg-type]  # any Messageable is tried: TypeError for others is caught below
+            await discord.PartialMessage(channel=channel, id=old).edit(  # type: ignore[arg-type]  # any Messageable is tried: TypeError for others is caught below
                 content=line, attachments=[], view=None
             )
-        except (discord.HTTPException, TypeError) as error:
-            log.warning("job message %s still shows its old screen: %s", old.id, error)
+        except (*DISCORD_ERRORS, TypeError) as error:
+            log.warning("job message %s still shows its old screen: %s", old, error)
 
 
 def moved_line(url: str, *, final: bool) -> str:
     """What a job's old message says once the job has moved to a new one."""
-    return f"{'Result posted below' if final else 'Continued below'}: {url}"
+    return f"{_MOVED_FINAL if final else _MOVED}: {url}"
+
+
+_MOVED_FINAL = "Result posted below"
+_MOVED = "Continued below"
+
+
+def moved_to(content: str, *, final: bool) -> int | None:
+    """The id of the message a :func:`moved_line` points to, if ``content`` is one."""
+    prefix = f"{_MOVED_FINAL if final else _MOVED}: "
+    if not content.startswith(prefix):
+        return None
+    last = content.rstrip("/").rsplit("/", 1)[-1]
+    return int(last) if last.isdigit() else None

@@ -10,7 +10,7 @@ import discord
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.jobs.decoding import PictureDecoder
-from bot.jobs.delivery import Delivery
+from bot.jobs.delivery import DISCORD_ERRORS, Delivery
 from bot.jobs.image_store import ImageStore
 from bot.jobs.inputs import InputStore
 from bot.jobs.job_request import Comparison, JobRequest, NewImages, Reroll
@@ -20,7 +20,7 @@ from bot.jobs.requests import derived_job, new_job
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.uploads import read_uploads
 from bot.settings import CourseSettings, Settings
-from bot.store.models import Job, utcnow
+from bot.store.models import Job, JobStatus, utcnow
 from bot.store.repository import (
     Limits,
     NewJob,
@@ -32,6 +32,7 @@ from bot.ui import render
 from bot.ui.checks import is_admin
 from bot.ui.errors import NotAllowed, UserFacingError, UserInputError
 from bot.ui.i18n import t
+from bot.ui.interactions import reply
 from bot.ui.model_options import resolve_model
 from bot.ui.validation import seeds_for
 from engine.protocol import GeneratedImage, Result
@@ -115,16 +116,28 @@ class JobService:
                 raise  # the error handler replies privately
             await self._refuse_late(interaction, error)
             return None
-        if not interaction.response.is_done():
-            await interaction.response.defer(thinking=True)
+        acknowledged = interaction.response.is_done() or await self._defer(interaction)
         try:
             job = await self._store(new, files, reservation)
         except UserFacingError as error:
             await self._refuse_late(interaction, error)
             return None
-        self._delivery.track(job, interaction)
+        # Without an answer Discord took, the interaction cannot be edited: the job is made
+        # all the same (the student asked for it) and shown in the channel, with a mention.
+        self._delivery.track(job, interaction if acknowledged else None)
         await self._scheduler.submit(job)
         return job
+
+    @staticmethod
+    async def _defer(interaction: discord.Interaction) -> bool:
+        """Defer publicly ("thinking…"); False when Discord did not take it (the interaction
+        expired, 10062, or the connection dropped)."""
+        try:
+            await interaction.response.defer(thinking=True)
+            return True
+        except DISCORD_ERRORS as error:
+            log.warning("interaction %s could not be deferred: %s", interaction.id, error)
+            return False
 
     async def reroll(
         self, job_id: int | None, seed: int | None, interaction: discord.Interaction
@@ -160,8 +173,8 @@ class JobService:
             return await self._describe(interaction, request)
         describing = asyncio.create_task(self._describe(interaction, request))
         await asyncio.wait({describing}, timeout=ACK_DEADLINE_SECONDS)
-        if not describing.done():
-            await interaction.response.defer(thinking=True)
+        if not describing.done() and not await self._defer(interaction):
+            log.info("interaction %s: going on without an answer to edit", interaction.id)
         return await describing
 
     async def _store(
@@ -189,8 +202,12 @@ class JobService:
 
     @staticmethod
     async def _refuse_late(interaction: discord.Interaction, error: UserFacingError) -> None:
-        """A refusal after the public deferral: it replaces the "thinking…" message."""
-        await interaction.edit_original_response(content=f"{interaction.user.mention} {error}")
+        """A refusal after the public deferral: it replaces the "thinking…" message (or goes
+        to the channel, with a mention, when there is no deferral to replace)."""
+        if interaction.response.is_done():
+            await interaction.edit_original_response(content=f"{interaction.user.mention} {error}")
+        else:
+            await reply(interaction, str(error), ephemeral=False)
 
     async def _describe(
         self, interaction: discord.Interaction, request: JobRequest
@@ -296,19 +313,46 @@ class JobService:
         return deleted
 
     async def resume_after_restart(self) -> list[Job]:
-        """Load the limits from the store, queue again what the last run left queued or
-        running, and post results it made but never delivered. Owners are told in the
-        channel, with a mention."""
+        """Load the limits from the store, post what the last run finished but never showed
+        (results, failures, cancellations), and queue again what it left queued or running.
+        Owners are told in the channel, with a mention; the message the last run showed a
+        job in is cut down to a line pointing to the new one (no Cancel button left there).
+        One job that cannot be shown (its images are gone) never stops the others."""
         await self._limits.load(self._repo)
-        undelivered = await self._repo.list_undelivered(utcnow() - REDELIVER_WINDOW)
-        for job in undelivered:
-            self._delivery.track(job, None, note=RESUMED_NOTE.format(job_id=job.id))
-            await self._delivery.finished(job, await self._saved_result(job))
+        ended = await self._repo.list_undelivered(utcnow() - REDELIVER_WINDOW)
+        for job in ended:
+            try:
+                await self._show_end_again(job)
+            except Exception:
+                log.exception("job %s: its end could not be shown again", job.id)
         jobs = list(await self._repo.requeue_interrupted())
         for job in jobs:
-            self._delivery.track(job, None, note=RESUMED_NOTE.format(job_id=job.id))
+            note = RESUMED_NOTE.format(job_id=job.id)
+            self._delivery.track(job, None, note=note, left_behind=job.status_message_id)
             await self._scheduler.submit(job)
-        return [*undelivered, *jobs]
+        return [*ended, *jobs]
+
+    async def _show_end_again(self, job: Job) -> None:
+        """Post a job's end that the last run did not record as posted, unless it was."""
+        if (shown := await self._delivery.shown_before(job)) is not None:
+            log.info("job %s: its end was posted (message %s) but not recorded", job.id, shown)
+            await self._repo.set_result_message(job.id, shown)
+            return
+        note = RESUMED_NOTE.format(job_id=job.id)
+        self._delivery.track(job, None, note=note, left_behind=job.status_message_id)
+        match job.status:
+            case JobStatus.FAILED:
+                await self._delivery.failed(job)
+            case JobStatus.CANCELLED:
+                await self._delivery.cancelled(job)
+            case _:
+                try:
+                    result = await self._saved_result(job)
+                except (OSError, ValueError) as error:  # ValueError: a path outside the folder
+                    log.error("job %s: its images cannot be read: %s", job.id, error)
+                    await self._delivery.images_lost(job)
+                    return
+                await self._delivery.finished(job, result)
 
     async def _saved_result(self, job: Job) -> Result:
         images = tuple(

@@ -287,14 +287,20 @@ class Repository:
         return await self._writer.run(change)
 
     async def list_undelivered(self, since: datetime) -> Sequence[Job]:
-        """Jobs done since ``since`` whose result never reached Discord (no result message)."""
+        """Jobs ended since ``since`` whose end never reached Discord (no result message):
+        every result, and the failures and cancellations of jobs that had a message (a job
+        refused as it was made never had one: its owner was told in the command's answer)."""
         async with self._sessions() as session:
             result = await session.scalars(
                 select(Job)
                 .where(
-                    Job.status == JobStatus.DONE,
                     Job.result_message_id.is_(None),
                     Job.finished_at > since,
+                    (Job.status == JobStatus.DONE)
+                    | (
+                        Job.status.in_([JobStatus.FAILED, JobStatus.CANCELLED])
+                        & Job.status_message_id.is_not(None)
+                    ),
                 )
                 .order_by(Job.id)
                 .options(selectinload(Job.images))

@@ -134,6 +134,14 @@ def cancelled_line(job: Job) -> str:
     return f"🚫 **Cancelled** · {quote_prompt(job.prompt)} · job #{job.id}"
 
 
+def is_end_line(content: str, job_id: int) -> bool:
+    """Whether a message's text shows job ``job_id`` failed or cancelled (``failed_line``,
+    ``cancelled_line``), with or without the mention put before it in a channel."""
+    first = content.split("\n", 1)[0]
+    ended = "❌ **Failed** · " in first or "🚫 **Cancelled** · " in first
+    return ended and first.endswith(f" · job #{job_id}")
+
+
 def model_text(job: Job, *, admin: bool) -> str:
     """The job's model as its reader may see it: a Hub model's id for everyone, a local
     folder's path only for admins (it is a path on the bot's server)."""
