@@ -125,14 +125,13 @@ class ResourceRoutes(RouteBase):
             body.object, body.uploads, size_limit=self.state.attachment_size_limit, editing=False
         )
         payload = {**body.object, "flags": (body.object.get("flags") or 0) & ~EPHEMERAL_FLAG}
-        nonce = body.object.get("nonce")
-        if body.object.get("enforce_nonce") and nonce is not None:
-            # Discord answers a repeated nonce (same author and channel, a few minutes) with
-            # the message it already made, and makes no new one.
-            if (earlier := self.state.message_with_nonce(channel.id, str(nonce))) is not None:
-                return json_ok(self.state.message_json(earlier))
+        nonce = body.object.get("nonce") if body.object.get("enforce_nonce") else None
+        # Discord answers a repeated nonce (same author and channel, a few minutes) with the
+        # message it already made, and makes no new one.
+        if nonce is not None and (earlier := self.state.message_with_nonce(channel.id, str(nonce))):
+            return json_ok(self.state.message_json(earlier))
         message = self.state.create_message(channel, payload, body.uploads)
-        if body.object.get("enforce_nonce") and nonce is not None:
+        if nonce is not None:
             self.state.remember_nonce(channel.id, str(nonce), message)
         return json_ok(self.state.message_json(message))
 
