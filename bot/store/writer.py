@@ -131,19 +131,13 @@ class Writer:
         return await outcome
 
     async def _drain(self) -> None:
-        try:
-            while self._queue:
-                try:
-                    await self._commit_next()
-                except _Locked as locked:
-                    await self._wait_out_lock(locked.error)
-                else:
-                    self._lock_won()
-        except asyncio.CancelledError:
-            # Stopped while waiting out a lock: the changes queued again are not written.
-            while self._queue:
-                self._fail(self._take(), asyncio.CancelledError())
-            raise
+        while self._queue:
+            try:
+                await self._commit_next()
+            except _Locked as locked:
+                await self._wait_out_lock(locked.error)
+            else:
+                self._lock_won()
 
     async def _wait_out_lock(self, error: OperationalError) -> None:
         """Pause before the next try, or fail every queued change once the lock has been
