@@ -88,6 +88,7 @@ class DiffusionBot(commands.Bot):
             inputs=inputs,
             engine=self.engine,
             queue=self.scheduler,
+            storage=self.images,
             buttons=ButtonActions(),
         )
         self.tree.error(self._on_tree_error)

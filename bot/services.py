@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot.jobs.image_store import StorageHealth
 from bot.jobs.inputs import InputStore
 from bot.jobs.scheduler import EngineLike
 from bot.jobs.service import JobService
@@ -29,6 +30,13 @@ class QueueStatus(Protocol):
     def queue_length(self) -> int: ...
 
 
+class StorageStatus(Protocol):
+    """What /status reads of the image folder (an ``ImageStore``): nothing it could change."""
+
+    @property
+    def health(self) -> StorageHealth: ...
+
+
 @dataclass(frozen=True)
 class Services:
     """What features may use."""
@@ -39,6 +47,7 @@ class Services:
     inputs: InputStore
     engine: EngineLike
     queue: QueueStatus
+    storage: StorageStatus
     buttons: ButtonActions
 
 

@@ -11,15 +11,15 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Collection, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.jobs import lessons
 from bot.jobs.fair_queue import FairQueue, Turn
-from bot.jobs.image_store import ImageStore
+from bot.jobs.image_store import ImageStore, SaveFailed
 from bot.store.models import Job
-from bot.store.repository import Finished, NewImage, Repository
+from bot.store.repository import Finished, NewImage, Repository, StoreError
 from engine.protocol import (
     Accepted,
     ErrorKind,
@@ -42,6 +42,14 @@ CRASHED_TWICE = (
 
 
 ENGINE_DOWN = "The image engine is not available right now; please try again later."
+# The images were made but the disk refused them (full, or a folder the bot may not write to).
+# Admins see the cause on /status and in the log; the images still count for the hour, as a
+# failed job's do, since the GPU time was spent and a retry would meet the same full disk.
+NOT_SAVED = "The bot could not save your images; an admin has been told. Please try again later."
+# When the store refuses a job's ending (the writer has already waited out a lock for minutes),
+# it is written again after this long, doubling up to the cap, until it is.
+REWRITE_AFTER_S = 5.0
+REWRITE_MAX_S = 60.0
 # How often every queued job's message is brought to its exact position; between times it is
 # edited only when the position crosses a step (``position_step``).
 POSITION_REFRESH_S = 60.0
@@ -168,6 +176,7 @@ class Scheduler:
         preferred_batch_sizes: Collection[int] = (),
         position_refresh_s: float = POSITION_REFRESH_S,
         inputs_root: str | None = None,
+        rewrite_after_s: float = REWRITE_AFTER_S,
     ) -> None:
         self._repo = repo
         self._engine = engine
@@ -192,6 +201,9 @@ class Scheduler:
         self._idle.set()
         # When the engine last said something about a batch, or was given one.
         self.last_activity = time.monotonic()
+        self._rewrite_after_s = rewrite_after_s
+        self._rewrites: set[asyncio.Task[None]] = set()  # writes the store refused, tried again
+        self._redispatch: asyncio.Task[None] | None = None
 
     # --- what the bot asks -------------------------------------------------------------
 
@@ -258,6 +270,12 @@ class Scheduler:
     async def wait_idle(self) -> None:
         """Return once no batch is at the engine (callers bound the wait with asyncio.timeout)."""
         await self._idle.wait()
+
+    async def wait_written(self) -> None:
+        """Return once every write the store refused (a job's ending, a batch's start) has
+        been made since (callers bound the wait with asyncio.timeout)."""
+        while self._rewrites:
+            await asyncio.wait(set(self._rewrites))
 
     # --- what the engine says ----------------------------------------------------------
 
@@ -338,56 +356,156 @@ class Scheduler:
                 await self._dispatch()
 
     async def _on_results(self, results: Sequence[Result]) -> None:
-        """Save the images, mark the jobs done in one transaction, then tell the observer."""
-        finished = [
-            Finished(result.job_id, await self._save_images(result), result.model_revision)
-            for result in results
-        ]
-        done = {job.id: job for job in await self._repo.mark_done_many(finished)}
+        """Save the images, mark the jobs done in one transaction, then tell the observer.
+        A job whose images the disk refused fails instead, with a plain message."""
+        saved: list[tuple[Finished, Result]] = []
         for result in results:
-            if (job := done.get(result.job_id)) is None:
-                log.error("job %s has a result but was not running; not shown", result.job_id)
-                continue
             try:
-                await self._observer.finished(job, result)
-            except Exception:
-                log.exception("job %s: its result could not be shown", job.id)
+                images = await self._save_images(result)
+            except SaveFailed as error:
+                log.error("job %s: its images could not be saved: %s", result.job_id, error)
+                await self._write_ending([result.job_id], self._failure(result.job_id, NOT_SAVED))
+                continue
+            saved.append((Finished(result.job_id, images, result.model_revision), result))
+        if saved:
+            await self._write_ending([f.job_id for f, _ in saved], self._done(saved))
+
+    def _done(self, saved: Sequence[tuple[Finished, Result]]) -> Callable[[], Awaitable[None]]:
+        async def write() -> None:
+            done = {job.id: job for job in await self._repo.mark_done_many([f for f, _ in saved])}
+            for _, result in saved:
+                if (job := done.get(result.job_id)) is None:
+                    log.error("job %s has a result but was not running; not shown", result.job_id)
+                    continue
+                await self._tell(job.id, self._observer.finished(job, result))
+
+        return write
 
     async def _save_images(self, result: Result) -> list[NewImage]:
+        """Every image of ``result`` on disk, or SaveFailed and none of them (the ones already
+        written are removed: a job has all its images or none)."""
         job_id = result.job_id
-        return [
-            NewImage(
-                index, image.seed, image.nsfw, await self._images.save(job_id, index, image.png)
-            )
-            for index, image in enumerate(result.images)
-        ]
+        images: list[NewImage] = []
+        try:
+            for index, image in enumerate(result.images):
+                path = await self._images.save(job_id, index, image.png)
+                images.append(NewImage(index, image.seed, image.nsfw, path))
+        except SaveFailed:
+            for written in images:
+                try:
+                    await self._images.delete(written.path)
+                except OSError:
+                    log.warning("job %s: could not remove %s", job_id, written.path)
+            raise
+        return images
 
     async def _on_error(self, error: JobError) -> None:
         job_id = error.job_id
         if error.kind is ErrorKind.CANCELLED:
             if job_id in self._batch_of[job_id].withdrawn:
-                await self._repo.mark_requeued(job_id)  # taken back at a pause: queued again
-                self._requeue(job_id)
+                # Taken back at a pause: queued again.
+                await self._write_ending([job_id], self._requeue(job_id, retrying=False))
                 return
-            job = await self._repo.mark_cancelled(job_id)
-            await self._observer.cancelled(job)
+            await self._write_ending([job_id], self._cancelled(job_id))
             return
         if error.kind is ErrorKind.ENGINE_CRASHED:
+            await self._write_ending([job_id], self._crashed(job_id))
+            return
+        await self._write_ending([job_id], self._failure(job_id, error.message))
+
+    def _failure(self, job_id: int, message: str) -> Callable[[], Awaitable[None]]:
+        async def write() -> None:
+            job = await self._repo.mark_failed(job_id, message)
+            await self._tell(job_id, self._observer.failed(job))
+
+        return write
+
+    def _cancelled(self, job_id: int) -> Callable[[], Awaitable[None]]:
+        async def write() -> None:
+            job = await self._repo.mark_cancelled(job_id)
+            await self._tell(job_id, self._observer.cancelled(job))
+
+        return write
+
+    def _crashed(self, job_id: int) -> Callable[[], Awaitable[None]]:
+        requeue = self._requeue(job_id, retrying=True)
+        fail = self._failure(job_id, CRASHED_TWICE)
+
+        async def write() -> None:
             crashed = await self._repo.get_job(job_id)
             if crashed is not None and crashed.attempts < MAX_ATTEMPTS:
-                await self._repo.mark_requeued(job_id)
-                self._requeue(job_id)
-                await self._observer.retrying(job_id)
-                return
-            job = await self._repo.mark_failed(job_id, CRASHED_TWICE)
-        else:
-            job = await self._repo.mark_failed(job_id, error.message)
-        await self._observer.failed(job)
+                await requeue()
+            else:
+                await fail()
 
-    def _requeue(self, job_id: int) -> None:
-        """Queue a job that did not run again, in the place it had."""
-        self._queue.push(self._in_flight[job_id], self._turns[job_id])
-        self._order_changed = True
+        return write
+
+    def _requeue(self, job_id: int, *, retrying: bool) -> Callable[[], Awaitable[None]]:
+        """A job that did not run goes back to the queue, in the place it had."""
+        queued, turn = self._in_flight[job_id], self._turns[job_id]  # gone once it has ended
+
+        async def write() -> None:
+            await self._repo.mark_requeued(job_id)
+            self._queue.push(queued, turn)
+            self._order_changed = True
+            if retrying:
+                await self._tell(job_id, self._observer.retrying(job_id))
+
+        return write
+
+    async def _tell(self, job_id: int, telling: Awaitable[None]) -> None:
+        """Tell the observer; what it cannot show changes nothing in the store."""
+        try:
+            await telling
+        except Exception:
+            log.exception("job %s: the observer could not show its new state", job_id)
+
+    async def _write_ending(
+        self, job_ids: Sequence[int], write: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Write how the engine ended ``job_ids`` (then tell the observer). The jobs leave the
+        engine's side whatever happens: if the store refuses the write, it is tried again in
+        the background until it lands, so no job stays running with nothing at the engine."""
+        try:
+            await write()
+        except StoreError as error:  # ended or deleted meanwhile: nothing left to write
+            log.warning("job(s) %s: %s", _ids(job_ids), error)
+        except Exception:
+            log.exception(
+                "job(s) %s: could not store how they ended; trying again in %.0f s",
+                _ids(job_ids),
+                self._rewrite_after_s,
+            )
+            task = asyncio.create_task(self._rewrite(job_ids, write), name="rewrite-ending")
+            self._rewrites.add(task)
+            task.add_done_callback(self._rewrites.discard)
+
+    async def _rewrite(self, job_ids: Sequence[int], write: Callable[[], Awaitable[None]]) -> None:
+        delay = self._rewrite_after_s
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await write()
+            except StoreError as error:
+                log.warning("job(s) %s: %s", _ids(job_ids), error)
+                return
+            except Exception as error:
+                # A zero first pause (tests) must not become a busy loop.
+                delay = min(max(delay * 2, 0.1), REWRITE_MAX_S)
+                log.error(
+                    "job(s) %s: still could not store how they ended (%s); again in %.0f s",
+                    _ids(job_ids),
+                    error,
+                    delay,
+                )
+                continue
+            log.warning("job(s) %s: their ending is stored at last", _ids(job_ids))
+            try:
+                async with self._lock:
+                    await self._dispatch()  # a job requeued meanwhile may run now
+            except Exception:
+                log.exception("could not send the next batch")
+            return
 
     # --- choosing what runs ------------------------------------------------------------
 
@@ -405,7 +523,15 @@ class Scheduler:
         ):
             self._order_changed = True
             # One transaction for the batch; jobs cancelled or deleted while queued stay out.
-            running = await self._repo.mark_running_many([q.spec.job_id for q, _ in batch])
+            try:
+                running = await self._repo.mark_running_many([q.spec.job_id for q, _ in batch])
+            except Exception:
+                # Not started, so not sent: back in their places, to be tried again shortly.
+                log.exception("could not mark a batch running; it stays queued")
+                for queued, turn in batch:
+                    self._queue.push(queued, turn)
+                self._dispatch_later()
+                break
             started = []
             for queued, turn in batch:
                 if queued.spec.job_id in running:
@@ -435,6 +561,24 @@ class Scheduler:
                 if not self._in_flight:
                     self._idle.set()
         await self._announce_positions()
+
+    def _dispatch_later(self) -> None:
+        """Try sending a batch again after a pause (the store refused to start one)."""
+        if self._redispatch is not None and not self._redispatch.done():
+            return
+
+        async def again() -> None:
+            await asyncio.sleep(self._rewrite_after_s)
+            self._redispatch = None  # a refusal this time schedules the next try
+            try:
+                async with self._lock:
+                    await self._dispatch()
+            except Exception:
+                log.exception("could not send the next batch")
+
+        self._redispatch = asyncio.create_task(again(), name="dispatch-again")
+        self._rewrites.add(self._redispatch)
+        self._redispatch.add_done_callback(self._rewrites.discard)
 
     def _forget_position(self, job_id: int) -> None:
         self._positions.pop(job_id, None)
@@ -469,3 +613,7 @@ class Scheduler:
                 told.append((job_id, position))
         for job_id, position in told:
             await self._observer.queued(job_id, position)
+
+
+def _ids(job_ids: Sequence[int]) -> str:
+    return ", ".join(str(job_id) for job_id in job_ids)

@@ -27,7 +27,12 @@ _WRITER = "store_writer"
 WRITE_TRANSACTION = {_WRITER: True}
 
 
-def create_engine(url: str) -> AsyncEngine:
+# How long SQLite itself waits for another connection's write lock before it answers "database
+# is locked". The store's writer retries after that (bot.store.writer), so this is one try.
+BUSY_TIMEOUT_S = 30.0
+
+
+def create_engine(url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> AsyncEngine:
     """An async engine; for SQLite with WAL, foreign keys, and the write lock for writers only."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -36,12 +41,12 @@ def create_engine(url: str) -> AsyncEngine:
     database = parsed.database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
-    _configure_sqlite(engine)
+    engine = create_async_engine(url, connect_args={"timeout": busy_timeout_s})
+    _configure_sqlite(engine, busy_timeout_ms=round(busy_timeout_s * 1000))
     return engine
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
     # pysqlite's own transaction handling starts transactions late and never as IMMEDIATE.
     # We take it over. The writer's transactions begin with BEGIN IMMEDIATE, which takes
     # SQLite's write lock up front, so a read-then-write (a transition, a limit checked against
@@ -56,7 +61,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 

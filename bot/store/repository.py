@@ -47,6 +47,14 @@ T = TypeVar("T")
 RATE_WINDOW = timedelta(hours=1)
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
+# A job found running when the bot starts has been interrupted; it runs again unless it has been
+# started this often already (the engine's crash retry is one more start than a plain run).
+MAX_RUNS = 3
+RAN_TOO_OFTEN = (
+    "This job was started several times without finishing (the bot stopped while making it), "
+    "so it will not be tried again. Try again, or tell an admin."
+)
+
 # queued -> running -> done | failed | cancelled; running -> queued when the bot restarts or
 # the engine crashes and the job is retried.
 _TRANSITIONS: dict[JobStatus, set[JobStatus]] = {
@@ -270,10 +278,21 @@ class Repository:
             )
             return result.all()
 
-    async def requeue_interrupted(self) -> Sequence[Job]:
-        """Put jobs left running by a stopped bot back in the queue; returns all queued jobs."""
+    async def requeue_interrupted(self, max_runs: int = MAX_RUNS) -> Sequence[Job]:
+        """Put jobs left running by a stopped bot back in the queue; returns all queued jobs.
 
-        async def change(session: AsyncSession) -> Sequence[Job]:
+        A job already started ``max_runs`` times fails instead (``RAN_TOO_OFTEN``): one that
+        stops the bot, or whose ending could never be stored, is not run at every start
+        forever. The job-ended listeners hear of those.
+        """
+
+        async def change(session: AsyncSession) -> tuple[Sequence[Job], Sequence[Job]]:
+            worn_out = await session.scalars(
+                select(Job.id).where(Job.status == JobStatus.RUNNING, Job.attempts >= max_runs)
+            )
+            failed = await _transition(
+                session, worn_out.all(), JobStatus.FAILED, finished_at=utcnow(), error=RAN_TOO_OFTEN
+            )
             await session.execute(
                 update(Job)
                 .where(Job.status == JobStatus.RUNNING)
@@ -282,9 +301,13 @@ class Repository:
             result = await session.scalars(
                 select(Job).where(Job.status == JobStatus.QUEUED).order_by(Job.id)
             )
-            return result.all()
+            return failed, result.all()
 
-        return await self._writer.run(change)
+        failed, queued = await self._writer.run(change)
+        for job in failed:
+            log.warning("job %s was started %d times without ending; failed", job.id, job.attempts)
+        self._ended(failed)
+        return queued
 
     async def list_undelivered(self, since: datetime) -> Sequence[Job]:
         """Jobs ended since ``since`` whose end never reached Discord (no result message):

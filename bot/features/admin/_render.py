@@ -11,6 +11,7 @@ from datetime import datetime
 import discord
 
 from bot.features.admin._engine_ops import EngineFacts, LoadOutcome, bytes_of
+from bot.jobs.image_store import StorageHealth
 from bot.store.models import AuditEntry, JobStatus, Model, utcnow
 from bot.ui import render
 from bot.ui.model_options import KIND_LABEL
@@ -18,6 +19,7 @@ from bot.ui.render import fit, plural
 from engine.protocol import JobKind, JobSpec, LoadedModel, is_folder_source
 
 NOT_KNOWN = "not known right now (the image engine is starting or down)"
+STORAGE_OK = StorageHealth(last_failure=None, failing=False)
 
 
 def human_bytes(count: int) -> str:
@@ -116,9 +118,11 @@ def status_page(
     engine: EngineFacts,
     loaded: tuple[LoadedModel, ...] | None,
     images_last_hour: int,
+    storage: StorageHealth = STORAGE_OK,
     now: datetime | None = None,
 ) -> str:
-    """``/status``: the queue, the running batch, the engine, memory and recent images."""
+    """``/status``: the queue, the running batch, the engine, memory, recent images, and
+    whether images can be saved."""
     now = now or utcnow()
     queue = " · ".join(f"{status.value} {counts.get(status, 0)}" for status in JobStatus)
     lines = [
@@ -128,8 +132,19 @@ def status_page(
         f"**Engine:** {_engine(engine, now)}",
         f"**Loaded models:** {loaded_text(loaded)}",
         f"**Images in the last hour:** {images_last_hour}",
+        f"**Image storage:** {_storage(storage)}",
     ]
     return fit(lines)
+
+
+def _storage(storage: StorageHealth) -> str:
+    failure = storage.last_failure
+    if failure is None:
+        return "ok"
+    cause = f"{render.relative_time(failure.at)}: `{render.short(failure.cause, 300)}`"
+    if storage.failing:
+        return f"⚠️ the last write failed {cause}"
+    return f"ok again (a write failed {cause})"
 
 
 def _batch(running: Sequence[JobSpec]) -> str:

@@ -44,5 +44,6 @@ class StatusCog(commands.Cog):
                 images_last_hour=await services.repo.count_images_since(
                     utcnow() - timedelta(hours=1)
                 ),
+                storage=services.storage.health,
             )
             await say(interaction, page)

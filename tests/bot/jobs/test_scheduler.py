@@ -1,13 +1,24 @@
 """The scheduler against a scripted engine and the real store."""
 
 import asyncio
+import errno
+import os
+import sqlite3
 from typing import Any
 from unittest.mock import create_autospec
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from bot.jobs.image_store import ImageStore
-from bot.jobs.scheduler import CRASHED_TWICE, EngineLike, JobObserver, Scheduler, position_step
+from bot.jobs.scheduler import (
+    CRASHED_TWICE,
+    NOT_SAVED,
+    EngineLike,
+    JobObserver,
+    Scheduler,
+    position_step,
+)
 from bot.store.models import JobStatus
 from bot.store.repository import Limits, NewJob
 from engine.protocol import (
@@ -401,3 +412,95 @@ async def test_a_slow_refresh_tells_every_exact_place(repo, tmp_path):
     assert [c for c in observer.calls if c == ("queued", jobs[5].id)] == [
         ("queued", jobs[5].id)
     ] * 2
+
+
+# --- a full disk, a locked database (issue 15, items 6 and 8) -------------------------------
+
+
+class FullDisk(ImageStore):
+    """The real image store on a disk that is full while ``full`` is set."""
+
+    full = False
+
+    def _write(self, relative, data):
+        if self.full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as a failed write() says it
+        super()._write(relative, data)
+
+
+def refused(times: int, method):
+    """``method``, refused by the store ``times`` times first, as after the writer has waited
+    out a lock for its whole bound."""
+    left = [times]
+
+    async def call(*args, **kwargs):
+        if left[0] > 0:
+            left[0] -= 1
+            raise OperationalError("BEGIN IMMEDIATE", {}, sqlite3.OperationalError("locked"))
+        return await method(*args, **kwargs)
+
+    return call
+
+
+async def test_a_full_disk_fails_the_job_plainly_and_tells_admins_the_cause(repo, tmp_path):
+    engine, observer = ScriptedEngine(), Recorder()
+    disk = FullDisk(tmp_path / "img")
+    scheduler = Scheduler(repo, engine, disk, observer, max_batch_images=1)
+    job = await repo.create_job(new_job(1, seeds=(1, 2)), UNLIMITED)
+    later = await repo.create_job(new_job(2), UNLIMITED)
+    await scheduler.submit(job)
+    await scheduler.submit(later)
+    disk.full = True
+    await scheduler.handle_event(result(job.id, seeds=(1, 2)))
+
+    failed = await repo.get_job(job.id)
+    assert (failed.status, failed.error) == (JobStatus.FAILED, NOT_SAVED)
+    assert failed.images == [] and not list((tmp_path / "img").rglob("*.*"))  # no half job
+    assert ("failed", job.id) in observer.calls
+    assert scheduler.position(job.id) is None
+    assert [spec.job_id for spec in scheduler.running] == [later.id]
+    health = disk.health
+    assert health.failing and health.last_failure is not None
+    assert health.last_failure.cause.startswith("[Errno 28] No space left on device: ")
+    assert f"job{job.id}_0.png" in health.last_failure.cause  # the path, for the admin
+
+    # The next batch was sent; once there is room its images are saved as usual.
+    assert engine.batches == [[job.id], [later.id]]
+    disk.full = False
+    await scheduler.handle_event(result(later.id))
+    done = await repo.get_job(later.id)
+    assert done.status is JobStatus.DONE and (tmp_path / "img" / done.images[0].path).exists()
+    assert not disk.health.failing and disk.health.last_failure == health.last_failure
+
+
+async def test_an_ending_the_store_refuses_is_written_later_never_left_running(
+    repo, tmp_path, monkeypatch
+):
+    scheduler, _, observer = await make(repo, tmp_path, rewrite_after_s=0)
+    failing = await repo.create_job(new_job(1), UNLIMITED)
+    finishing = await repo.create_job(new_job(2), UNLIMITED)
+    await scheduler.submit(failing)
+    monkeypatch.setattr(repo, "mark_failed", refused(1, repo.mark_failed))
+    await scheduler.handle_event(JobError(failing.id, ErrorKind.BAD_INPUT, "no"))
+    await scheduler.submit(finishing)  # the engine is free: it runs at once
+    monkeypatch.setattr(repo, "mark_done_many", refused(2, repo.mark_done_many))
+    await scheduler.handle_event(result(finishing.id))
+    async with asyncio.timeout(30):
+        await scheduler.wait_written()
+    assert (await repo.get_job(failing.id)).status is JobStatus.FAILED
+    assert (await repo.get_job(finishing.id)).status is JobStatus.DONE
+    assert ("failed", failing.id) in observer.calls and ("finished", finishing.id) in observer.calls
+
+
+async def test_a_batch_the_store_will_not_start_stays_queued_and_is_sent_later(
+    repo, tmp_path, monkeypatch
+):
+    scheduler, engine, _ = await make(repo, tmp_path, rewrite_after_s=0)
+    monkeypatch.setattr(repo, "mark_running_many", refused(1, repo.mark_running_many))
+    job = await repo.create_job(new_job(1), UNLIMITED)
+    await scheduler.submit(job)
+    assert engine.batches == [] and scheduler.position(job.id) == 1
+    async with asyncio.timeout(30):
+        await scheduler.wait_written()
+    assert engine.batches == [[job.id]]
+    assert (await repo.get_job(job.id)).status is JobStatus.RUNNING

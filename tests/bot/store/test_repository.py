@@ -9,6 +9,8 @@ from sqlalchemy import event
 from bot.store.database import create_engine, create_sessionmaker, migrate
 from bot.store.models import JobKind, JobStatus, RateLimitUsage, utcnow
 from bot.store.repository import (
+    MAX_RUNS,
+    RAN_TOO_OFTEN,
     Finished,
     InvalidTransition,
     Limits,
@@ -129,6 +131,24 @@ async def test_requeue_after_crash_and_after_restart(repo):
     assert [j.id for j in queued] == [a.id, b.id]
     assert all(j.status is JobStatus.QUEUED for j in queued)
     assert (await repo.get_job(a.id)).attempts == 2
+
+
+async def test_a_job_started_too_often_is_failed_at_start_not_run_again(repo):
+    """A job whose ending was never stored (or that stops the bot) would otherwise run at
+    every start, forever."""
+    worn = await repo.create_job(new_job(), UNLIMITED)
+    fresh = await repo.create_job(new_job(), UNLIMITED)
+    ended: list[int] = []
+    repo.on_job_ended(lambda job: ended.append(job.id))
+    for _ in range(MAX_RUNS - 1):
+        await repo.mark_running(worn.id)
+        assert [j.id for j in await repo.requeue_interrupted()] == [worn.id, fresh.id]
+    await repo.mark_running(worn.id)  # started MAX_RUNS times now
+    await repo.mark_running(fresh.id)
+    assert [j.id for j in await repo.requeue_interrupted()] == [fresh.id]
+    failed = await repo.get_job(worn.id)
+    assert (failed.status, failed.error) == (JobStatus.FAILED, RAN_TOO_OFTEN)
+    assert failed.finished_at is not None and ended == [worn.id]
 
 
 async def test_history_latest_and_count(repo):

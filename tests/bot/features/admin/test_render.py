@@ -17,6 +17,7 @@ from bot.features.admin._render import (
     status_page,
 )
 from bot.jobs.engine_client import EngineUnavailable
+from bot.jobs.image_store import StorageFailure, StorageHealth
 from bot.store.models import AuditEntry, JobStatus, Model
 from engine.protocol import JobKind, JobSpec, LoadedModel, ModelRef
 
@@ -183,7 +184,21 @@ def test_status_page_shows_queue_batch_engine_memory_and_images():
         "1 restart",
         "**Loaded models:** sd15 (2.0 GB), anime (512.0 MB); 2.5 GB in all.",
         "**Images in the last hour:** 14",
+        "**Image storage:** ok",
     ]
+
+
+def test_status_page_names_the_cause_of_a_failed_image_write():
+    quiet = dict(counts={}, waiting_in_memory=0, running=[], loaded=None, images_last_hour=0)
+    engine = EngineFacts(False, None, None, None, 0, None)
+    at = NOW - timedelta(minutes=2)
+    cause = "[Errno 28] No space left on device: /srv/bot/data/images/2025-03-01/job7_0.tmp"
+    failure = StorageFailure(at, cause)
+    failing = status_page(engine=engine, storage=StorageHealth(failure, failing=True), **quiet)
+    when = f"<t:{int(at.timestamp())}:R>"
+    assert f"**Image storage:** ⚠️ the last write failed {when}: `{cause}`" in failing
+    healed = status_page(engine=engine, storage=StorageHealth(failure, failing=False), **quiet)
+    assert f"**Image storage:** ok again (a write failed {when}: `{cause}`)" in healed
 
 
 def test_status_page_for_an_engine_that_is_starting_or_down():
