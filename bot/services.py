@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot.jobs.disk_usage import DiskUsage
 from bot.jobs.inputs import InputStore
 from bot.jobs.scheduler import EngineLike
 from bot.jobs.service import JobService
@@ -40,6 +41,7 @@ class Services:
     engine: EngineLike
     queue: QueueStatus
     buttons: ButtonActions
+    disk: DiskUsage  # what the image and upload folders take, for /status
 
 
 class HasServices(Protocol):
