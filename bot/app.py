@@ -18,9 +18,11 @@ from bot import features
 from bot.endpoints import use_endpoints
 from bot.jobs import housekeeping
 from bot.jobs.delivery import Delivery
+from bot.jobs.disk_usage import DiskUsage
 from bot.jobs.engine_client import EngineClient
 from bot.jobs.image_store import ImageStore
 from bot.jobs.inputs import InputStore
+from bot.jobs.retention import Retention
 from bot.jobs.scheduler import EngineLike, Scheduler
 from bot.jobs.service import JobService
 from bot.services import Services
@@ -80,6 +82,8 @@ class DiffusionBot(commands.Bot):
         self.jobs = JobService(
             settings, self.repo, self.scheduler, self.delivery, self.images, inputs
         )
+        storage = settings.storage
+        self.retention = Retention(self.repo, self.images, inputs, storage.retention_days)
         # What features get: never this object.
         self.services = Services(
             settings=settings,
@@ -90,6 +94,7 @@ class DiffusionBot(commands.Bot):
             queue=self.scheduler,
             storage=self.images,
             buttons=ButtonActions(),
+            disk=DiskUsage(storage.output_dir, storage.input_dir),
         )
         self.tree.error(self._on_tree_error)
         self._shutdown_grace = shutdown_grace
@@ -134,6 +139,8 @@ class DiffusionBot(commands.Bot):
             "stall-watchdog",
         )
         self._spawn(housekeeping.prune_rate_limits(self.repo), "prune-rate-limits")
+        if self.retention.days:
+            self._spawn(housekeeping.remove_expired_files(self.retention), "retention")
         # The operator's narrowed bounds, then zh-CN texts, go into the synced payload.
         apply_bounds(self.tree, self.settings.limits.bounds())
         make_translatable(self.tree)

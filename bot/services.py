@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot.jobs.disk_usage import DiskUsage
 from bot.jobs.image_store import StorageHealth
 from bot.jobs.inputs import InputStore
 from bot.jobs.scheduler import EngineLike
@@ -49,6 +50,7 @@ class Services:
     queue: QueueStatus
     storage: StorageStatus
     buttons: ButtonActions
+    disk: DiskUsage  # what the image and upload folders take, for /status
 
 
 class HasServices(Protocol):

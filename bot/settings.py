@@ -70,12 +70,16 @@ class DatabaseSettings(BaseSettings):
 
 
 class StorageSettings(BaseSettings):
-    """Where images live on disk."""
+    """Where images live on disk, and for how long."""
 
     model_config = _config("STORAGE_")
 
     output_dir: Path = Path("./data/images")  # generated images, one folder per day
     input_dir: Path = Path("./data/inputs")  # uploaded images and masks, by content hash
+    # Days the bot keeps a job's result files (after it ended) and uploads (after the last job
+    # using them); 0 keeps everything. The job rows stay, so /history, Details and /recipe
+    # still work; the posted messages keep their images on Discord. See bot.jobs.retention.
+    retention_days: int = Field(30, ge=0, le=3650)
 
 
 class ModelDefaults(BaseSettings):

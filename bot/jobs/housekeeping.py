@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 
+from bot.jobs.retention import Retention
 from bot.jobs.scheduler import EngineLike, Scheduler
 from bot.store.repository import Repository
 
@@ -14,6 +15,7 @@ log = logging.getLogger(__name__)
 
 WATCH_EVERY_S = 30.0
 PRUNE_EVERY_S = 3600.0
+RETENTION_EVERY_S = 3600.0
 
 
 async def restart_stalled_engine(
@@ -48,3 +50,20 @@ async def prune_rate_limits(repo: Repository) -> None:
         except Exception:
             log.exception("could not prune old rate-limit rows; trying again later")
         await asyncio.sleep(PRUNE_EVERY_S)
+
+
+async def remove_expired_files(retention: Retention) -> None:
+    """Delete result files and uploads past the retention (``bot.jobs.retention``), hourly."""
+    while True:
+        try:
+            swept = await retention.sweep()
+            if swept.images or swept.uploads:
+                log.info(
+                    "retention: deleted %d result image(s) and %d upload(s) older than %d days",
+                    swept.images,
+                    swept.uploads,
+                    retention.days,
+                )
+        except Exception:
+            log.exception("the retention pass failed; trying again in an hour")
+        await asyncio.sleep(RETENTION_EVERY_S)

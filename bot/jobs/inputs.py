@@ -24,6 +24,7 @@ import re
 import struct
 import tempfile
 import warnings
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -368,7 +369,10 @@ class InputStore:
     """Normalised inputs on disk, named by content hash: ``ab/abcdef….png`` under ``root``.
 
     The same picture uploaded twice is stored once. Files are written to a temporary name and
-    renamed, so the engine never reads half a file.
+    renamed, so the engine never reads half a file. A file's modification time says when a job
+    last stored or reused it (``write`` and ``touch`` refresh it): retention
+    (``bot.jobs.retention``) deletes only files unused since before the job rows it read, so a
+    job written meanwhile never loses its picture.
     """
 
     def __init__(self, root: Path) -> None:
@@ -390,8 +394,8 @@ class InputStore:
 
     def _write(self, ref: str, data: bytes) -> None:
         path = self.resolve(ref)
-        if path.is_file():
-            return
+        if self._touch(path):
+            return  # stored already (by another job); now marked as used again
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         try:
@@ -401,6 +405,47 @@ class InputStore:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+    async def touch(self, ref: str) -> bool:
+        """Mark a stored file as used now (a reroll reuses it); False when it is gone."""
+        return await asyncio.to_thread(self._touch, self.resolve(ref))
+
+    @staticmethod
+    def _touch(path: Path) -> bool:
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    async def remove_unused(
+        self, refs: Iterable[str] | None, *, keep: Collection[str], unused_since: float
+    ) -> list[str]:
+        """Delete ``refs`` (None: every file stored here, and leftover temporary files) except
+        those in ``keep`` and those stored or used at or after ``unused_since`` (a
+        ``time.time()``); returns the references deleted."""
+        return await asyncio.to_thread(self._remove_unused, refs, keep, unused_since)
+
+    def _remove_unused(
+        self, refs: Iterable[str] | None, keep: Collection[str], unused_since: float
+    ) -> list[str]:
+        if refs is None:
+            paths = [*self.root.glob("??/*.png"), *self.root.glob("??/*.tmp")]
+        else:
+            paths = [self.resolve(ref) for ref in refs]
+        removed = []
+        for path in paths:
+            ref = path.relative_to(self.root).as_posix()
+            if ref in keep:
+                continue
+            try:
+                if path.stat().st_mtime >= unused_since:
+                    continue  # stored or reused by a job the caller's rows may not show
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(ref)
+        return removed
 
     def resolve(self, ref: str) -> Path:
         """The file of a reference; refuses anything but a reference this store made."""

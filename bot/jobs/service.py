@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import timedelta
 
 import discord
@@ -226,6 +227,7 @@ class JobService:
                 return new_job(interaction, model, **fields), read.files if read else []
             case Reroll(job_id=job_id, seed=seed):
                 parent = await self._reroll_parent(job_id, interaction)
+                await self._reuse_inputs(parent)
                 seeds = seeds_for(seed, len(parent.seeds))
                 return derived_job(parent, interaction, seeds=seeds), []
             case Comparison(job_id=job_id, kind=kind):
@@ -233,6 +235,7 @@ class JobService:
                 if parent.comparison:
                     raise UserInputError(t(interaction, "lesson.not_twice", job_id=job_id))
                 await self.require_model_offered(parent)
+                await self._reuse_inputs(parent)
                 course = self._settings.course
                 return comparison_job(parent, kind, course, interaction), []
 
@@ -250,6 +253,18 @@ class JobService:
             parent = await self.get_visible(job_id, interaction, doing="reroll")
         await self.require_model_offered(parent)
         return parent
+
+    async def _reuse_inputs(self, parent: Job) -> None:
+        """Mark ``parent``'s picture and mask as used now, so retention keeps them for the new
+        job; refuse when they are gone (retention deleted them, or the job's owner did)."""
+        for ref in (parent.image_ref, parent.mask_ref):
+            if ref is not None and not await self._inputs.touch(ref):
+                days = self._settings.storage.retention_days
+                kept = f" (uploads are kept {days} days after their last use)" if days else ""
+                raise UserFacingError(
+                    f"Job #{parent.id}'s picture is no longer stored on the bot{kept}, so it "
+                    "cannot be made again. Use /inpaint with the picture again."
+                )
 
     async def get_visible(
         self, job_id: int, interaction: discord.Interaction, *, doing: str
@@ -300,7 +315,8 @@ class JobService:
         return f"Job #{job_id} is not in the queue any more."
 
     async def delete(self, job_id: int, user: discord.abc.User) -> Job:
-        """Remove a finished job's images and row. The caller removes the message."""
+        """Remove a finished job's images, uploads no other job uses, and row. The caller
+        removes the message."""
         job = await self.get_own(job_id, user)
         if not job.status.is_final:
             raise UserFacingError(f"Job #{job_id} is still {job.status.value}; cancel it first.")
@@ -310,7 +326,21 @@ class JobService:
             raise UserFacingError(str(error)) from None
         for image in deleted.images:
             await self._images.delete(image.path)
+        await self._remove_uploads(deleted)
         return deleted
+
+    async def _remove_uploads(self, job: Job) -> None:
+        """Delete a deleted job's picture and mask, unless another job refers to them (its
+        rerolls share them); if that fails, retention deletes them later."""
+        refs = [ref for ref in (job.image_ref, job.mask_ref) if ref]
+        if not refs:
+            return
+        checked_at = time.time()  # a job storing or reusing them from now on keeps them
+        try:
+            in_use = await self._repo.referenced_inputs(among=refs)
+            await self._inputs.remove_unused(refs, keep=in_use, unused_since=checked_at)
+        except (OSError, ValueError, SQLAlchemyError):
+            log.exception("job %s: could not delete its uploads", job.id)
 
     async def resume_after_restart(self) -> list[Job]:
         """Load the limits from the store, post what the last run finished but never showed
@@ -319,13 +349,14 @@ class JobService:
         job in is cut down to a line pointing to the new one (no Cancel button left there).
         One job that cannot be shown (its images are gone) never stops the others."""
         await self._limits.load(self._repo)
+        # First, so that a job it fails (started too often) has its failure posted below.
+        jobs = list(await self._repo.requeue_interrupted())
         ended = await self._repo.list_undelivered(utcnow() - REDELIVER_WINDOW)
         for job in ended:
             try:
                 await self._show_end_again(job)
             except Exception:
                 log.exception("job %s: its end could not be shown again", job.id)
-        jobs = list(await self._repo.requeue_interrupted())
         for job in jobs:
             note = RESUMED_NOTE.format(job_id=job.id)
             self._delivery.track(job, None, note=note, left_behind=job.status_message_id)

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, delete, func, insert, select, update
+from sqlalchemy import CursorResult, and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -46,6 +46,7 @@ T = TypeVar("T")
 
 RATE_WINDOW = timedelta(hours=1)
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+_IN_CHUNK = 500  # ids per IN (...): well under SQLite's limit on bound parameters
 
 # A job found running when the bot starts has been interrupted; it runs again unless it has been
 # started this often already (the engine's crash retry is one more start than a plain run).
@@ -439,6 +440,55 @@ class Repository:
             return job
 
         return await self._writer.run(change)
+
+    async def jobs_keeping_files(
+        self, job_ids: Collection[int], *, ended_before: datetime, redeliver_since: datetime
+    ) -> set[int]:
+        """Of ``job_ids``, the jobs whose result files must stay: those not ended (queued or
+        running), ended at or after ``ended_before``, or done but never posted since
+        ``redeliver_since`` (the next start posts them from the files). Ids with no row are
+        left out: their files belong to no job."""
+        kept: set[int] = set()
+        ids = sorted(set(job_ids))
+        async with self._sessions() as session:
+            for start in range(0, len(ids), _IN_CHUNK):
+                rows = await session.scalars(
+                    select(Job.id).where(
+                        Job.id.in_(ids[start : start + _IN_CHUNK]),
+                        or_(
+                            Job.finished_at.is_(None),
+                            Job.status.in_(ACTIVE),
+                            Job.finished_at >= ended_before,
+                            and_(
+                                Job.result_message_id.is_(None),
+                                Job.finished_at > redeliver_since,
+                            ),
+                        ),
+                    )
+                )
+                kept.update(rows.all())
+        return kept
+
+    async def referenced_inputs(
+        self, *, since: datetime | None = None, among: Collection[str] | None = None
+    ) -> set[str]:
+        """The uploads (``image_ref``, ``mask_ref``) that jobs refer to: any job, or with
+        ``since`` only jobs queued, running, or made or ended after it; ``among`` narrows the
+        answer to those references."""
+        query = select(Job.image_ref, Job.mask_ref).where(
+            or_(Job.image_ref.is_not(None), Job.mask_ref.is_not(None))
+        )
+        if since is not None:
+            query = query.where(
+                or_(Job.status.in_(ACTIVE), Job.created_at > since, Job.finished_at > since)
+            )
+        if among is not None:
+            wanted = list(among)
+            query = query.where(or_(Job.image_ref.in_(wanted), Job.mask_ref.in_(wanted)))
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        refs = {ref for row in rows for ref in row if ref is not None}
+        return refs if among is None else refs & set(among)
 
     async def active_job_owners(self) -> list[tuple[int, int]]:
         """(job id, user id) of every job queued or running: what the limits start from."""

@@ -150,8 +150,9 @@ def model_text(job: Job, *, admin: bool) -> str:
     return f"{job.model_name} ({job.model_source})"
 
 
-def details(job: Job, *, admin: bool = False) -> str:
-    """Every parameter of a job, enough to reproduce it anywhere; local paths for admins only."""
+def details(job: Job, *, admin: bool = False, files_removed_after: int | None = None) -> str:
+    """Every parameter of a job, enough to reproduce it anywhere; local paths for admins only.
+    ``files_removed_after``: the retention's days, when the bot no longer keeps its files."""
     rows = [
         ("Job", f"#{job.id} ({job.status.value})"),
         ("Kind", job.kind.replace("_", " ")),
@@ -178,6 +179,9 @@ def details(job: Job, *, admin: bool = False) -> str:
         rows.append(("Reroll of", f"#{job.parent_job_id}"))
     if job.status is JobStatus.FAILED and job.error:
         rows.append(("Error", job.error))
+    if files_removed_after is not None:
+        kept = f"removed from the bot after {plural(files_removed_after, 'day')}"
+        rows.append(("Stored images", f"{kept}; the posted result still shows them"))
     rows.append(("Asked", relative_time(job.created_at)))
     return _fit_rows(rows, job.id)
 

@@ -11,6 +11,7 @@ from datetime import datetime
 import discord
 
 from bot.features.admin._engine_ops import EngineFacts, LoadOutcome, bytes_of
+from bot.jobs.disk_usage import DiskUse
 from bot.jobs.image_store import StorageHealth
 from bot.store.models import AuditEntry, JobStatus, Model, utcnow
 from bot.ui import render
@@ -118,11 +119,14 @@ def status_page(
     engine: EngineFacts,
     loaded: tuple[LoadedModel, ...] | None,
     images_last_hour: int,
+    disk: DiskUse | None,
+    retention_days: int,
     storage: StorageHealth = STORAGE_OK,
     now: datetime | None = None,
 ) -> str:
-    """``/status``: the queue, the running batch, the engine, memory, recent images, and
-    whether images can be saved."""
+    """``/status``: the queue, the running batch, the engine, memory, recent images, whether
+    images can be saved, and the disk the images and uploads take (None: the folders could
+    not be read)."""
     now = now or utcnow()
     queue = " · ".join(f"{status.value} {counts.get(status, 0)}" for status in JobStatus)
     lines = [
@@ -133,6 +137,7 @@ def status_page(
         f"**Loaded models:** {loaded_text(loaded)}",
         f"**Images in the last hour:** {images_last_hour}",
         f"**Image storage:** {_storage(storage)}",
+        f"**Disk:** {disk_text(disk, retention_days)}",
     ]
     return fit(lines)
 
@@ -145,6 +150,22 @@ def _storage(storage: StorageHealth) -> str:
     if storage.failing:
         return f"⚠️ the last write failed {cause}"
     return f"ok again (a write failed {cause})"
+
+
+def disk_text(disk: DiskUse | None, retention_days: int) -> str:
+    """The folders' sizes, and how long their files are kept."""
+    if retention_days:
+        kept = f"kept {plural(retention_days, 'day')} after last use"
+    else:
+        kept = "kept forever"
+    kept += f" (STORAGE_RETENTION_DAYS={retention_days})"
+    if disk is None:
+        return f"could not be measured (the image folders are unreadable; see the log) · {kept}"
+    images, uploads = disk.images, disk.uploads
+    return (
+        f"images {human_bytes(images.bytes)} in {plural(images.files, 'file')} · "
+        f"uploads {human_bytes(uploads.bytes)} in {plural(uploads.files, 'file')} · {kept}"
+    )
 
 
 def _batch(running: Sequence[JobSpec]) -> str:

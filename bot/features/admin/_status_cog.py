@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import discord
@@ -14,6 +15,8 @@ from bot.features.admin._engine_ops import ModelEngine, ModelOps, engine_facts
 from bot.features.admin._replies import say
 from bot.services import Services
 from bot.store.models import utcnow
+
+log = logging.getLogger(__name__)
 
 
 class StatusCog(commands.Cog):
@@ -35,6 +38,11 @@ class StatusCog(commands.Cog):
             interaction, services.settings.discord, services.repo, "status", audit_success=False
         ):
             await interaction.response.defer(ephemeral=True, thinking=True)
+            try:
+                disk = await services.disk.measure()
+            except OSError:
+                log.exception("/status could not measure the image folders")
+                disk = None
             page = text.status_page(
                 counts=await services.repo.count_by_status(),
                 waiting_in_memory=services.queue.queue_length,
@@ -45,5 +53,7 @@ class StatusCog(commands.Cog):
                     utcnow() - timedelta(hours=1)
                 ),
                 storage=services.storage.health,
+                disk=disk,
+                retention_days=services.settings.storage.retention_days,
             )
             await say(interaction, page)

@@ -6,6 +6,7 @@ import contextlib
 
 import discord
 
+from bot.jobs.retention import files_removed
 from bot.services import Services
 from bot.ui import render
 from bot.ui.checks import is_admin, require_channel
@@ -38,8 +39,12 @@ class JobButtons:
     async def details(self, interaction: discord.Interaction, job_id: int) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         job = await self._services.jobs.get(job_id)
-        admin = is_admin(interaction.user, self._services.settings.discord)
-        await interaction.edit_original_response(content=render.details(job, admin=admin))
+        settings = self._services.settings
+        admin = is_admin(interaction.user, settings.discord)
+        days = settings.storage.retention_days
+        removed = days if files_removed(job, days) else None
+        content = render.details(job, admin=admin, files_removed_after=removed)
+        await interaction.edit_original_response(content=content)
 
     async def cancel(self, interaction: discord.Interaction, job_id: int) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)

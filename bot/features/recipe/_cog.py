@@ -44,7 +44,7 @@ class RecipeCog(commands.Cog):
         if flagged and not (owner or admin):
             raise NotAllowed(t(interaction, "recipe.flagged", job_id=stored.id))
         # Uploads are their owner's: only the owner and admins get them, and only privately.
-        inputs = await self._inputs(stored, interaction) if owner or admin else []
+        inputs = await self._inputs(stored) if owner or admin else []
         ready = getattr(self.services.engine, "last_ready", None)  # what the engine runs on
         gpu_dtype = (
             ready.dtype if ready is not None and ready.device.startswith("cuda") else "float16"
@@ -55,27 +55,36 @@ class RecipeCog(commands.Cog):
         files += [discord.File(io.BytesIO(data), filename=name) for name, data in inputs]
         lines = [t(interaction, "recipe.posted", job_id=stored.id, script=script_name(stored))]
         lines.append(render.quote_prompt(stored.prompt, 200))
+        wanted = ", ".join(f"`{name}`" for name in input_names(stored) if name)
         if inputs:
             names = ", ".join(f"`{name}`" for name, _ in inputs)
             lines.append(t(interaction, "recipe.inputs", files=names))
-        elif any(input_names(stored)):
-            names = ", ".join(f"`{name}`" for name in input_names(stored) if name)
-            lines.append(t(interaction, "recipe.inputs_withheld", files=names))
+        elif wanted and (owner or admin):
+            # Gone from the bot's disk: the script is still the recipe, for the owner's copy.
+            days = self.services.settings.storage.retention_days
+            key = "recipe.inputs_expired" if days else "recipe.inputs_gone"
+            lines.append(t(interaction, key, files=wanted, days=days))
+        elif wanted:
+            lines.append(t(interaction, "recipe.inputs_withheld", files=wanted))
         # A flagged job's recipe, and anything carrying uploads, is for the asker's eyes only.
         private = flagged or bool(inputs)
         await interaction.response.send_message("\n".join(lines), files=files, ephemeral=private)
 
-    async def _inputs(self, job: Job, interaction: discord.Interaction) -> list[tuple[str, bytes]]:
-        """An inpainting job's picture and mask, named as its script expects them."""
+    async def _inputs(self, job: Job) -> list[tuple[str, bytes]]:
+        """An inpainting job's picture and mask, named as its script expects them; none when
+        either is no longer stored (retention deletes uploads; ``bot.jobs.retention``)."""
         root = self.services.settings.storage.input_dir.resolve()
         found = []
         for ref, name in zip((job.image_ref, job.mask_ref), input_names(job), strict=True):
             if ref is None or name is None:
                 continue
             path = (root / ref).resolve()
-            if not path.is_relative_to(root) or not path.is_file():
-                raise UserInputError(t(interaction, "recipe.inputs_gone", job_id=job.id))
-            found.append((name, await asyncio.to_thread(Path.read_bytes, path)))
+            if not path.is_relative_to(root):
+                return []
+            try:
+                found.append((name, await asyncio.to_thread(Path.read_bytes, path)))
+            except FileNotFoundError:
+                return []
         return found
 
     @recipe.autocomplete("job")

@@ -97,9 +97,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh-CN": "任务 #{job_id} 不存在（可能已被删除）。",
     },
     "recipe.inputs_gone": {
-        ENGLISH: "The input image or mask of job #{job_id} is no longer stored, so its recipe "
-        "cannot be complete.",
-        "zh-CN": "任务 #{job_id} 的输入图像或蒙版已不在存储中，无法给出完整的复现脚本。",
+        ENGLISH: "The picture and mask it reads ({files}) are no longer stored on the bot: put "
+        "the original pictures under those names next to the script.",
+        "zh-CN": "脚本读取的图像和蒙版（{files}）已不在机器人的存储中：请把原始图片用这些文件名"
+        "放在脚本旁边。",
+    },
+    "recipe.inputs_expired": {
+        ENGLISH: "The picture and mask it reads ({files}) are no longer stored on the bot "
+        "(uploads are kept {days} days after their last use): put the original pictures under "
+        "those names next to the script.",
+        "zh-CN": "脚本读取的图像和蒙版（{files}）已不在机器人的存储中（上传的图片在最后一次使用后"
+        "保留 {days} 天）：请把原始图片用这些文件名放在脚本旁边。",
     },
 }
 

@@ -118,6 +118,11 @@ async def test_unload_and_disable_let_queued_jobs_finish_first(harness):
         assert f"pid {bot.engine.pid}" in status and "0 restarts" in status
         assert "**Loaded models:** tiny-sd (" in status
         assert "**Image storage:** ok" in status
+        # Nothing made yet: the folders are empty (or not there), measured off the event loop.
+        assert (
+            "**Disk:** images 0 B in 0 files · uploads 0 B in 0 files · "
+            "kept 30 days after last use (STORAGE_RETENTION_DAYS=30)"
+        ) in status
 
         unloading = await models(stub, "unload", prof, name="tiny-sd")
         await private(unloading, "Waiting for 1 queued or running job for **tiny-sd**")

@@ -8,6 +8,8 @@ The service runs on the real store; the interaction is a mock built from discord
 from __future__ import annotations
 
 import asyncio
+import os
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 from unittest.mock import AsyncMock, MagicMock
@@ -32,9 +34,12 @@ from bot.settings import (
     StorageSettings,
 )
 from bot.store.database import create_sessionmaker
-from bot.store.repository import Finished, Repository
+from bot.store.models import utcnow
+from bot.store.repository import Finished, Limits, Repository
 from bot.ui.errors import UserFacingError
 from engine.protocol import JobKind
+from tests.bot.jobs.test_retention import ref
+from tests.bot.store.test_repository import new_job
 
 NONE: dict[str, Any] = {"_env_file": None}
 
@@ -190,3 +195,60 @@ async def test_the_limits_are_the_same_after_a_restart(db_engine, tmp_path):
     await restarted.submit(Asked(1, statements).interaction, imagine())  # the fifth image fits
     with pytest.raises(UserFacingError, match="2 jobs waiting"):
         await restarted.submit(Asked(1, statements).interaction, imagine())
+
+
+async def inpainted(repo, inputs, *, image: str, mask: str, user_id: int = 1) -> int:
+    """A finished inpainting job of ``user_id`` on the default model, its uploads stored."""
+    for name in (image, mask):
+        await inputs.write(ref(name), name.encode())
+    job = await repo.create_job(
+        new_job(
+            user_id=user_id,
+            kind=JobKind.INPAINT,
+            model_name="tiny-sd",
+            model_source="/models/tiny-sd",
+            image_ref=ref(image),
+            mask_ref=ref(mask),
+        ),
+        Limits(None, None),
+    )
+    await repo.mark_running(job.id)
+    await repo.mark_done(job.id, [], None)
+    return job.id
+
+
+async def test_deleting_a_job_deletes_the_uploads_no_other_job_uses(db_engine, tmp_path):
+    service, repo, _queue = await started(db_engine, tmp_path)
+    inputs = InputStore(tmp_path / "in")
+    first = await inpainted(repo, inputs, image="fox", mask="sky")
+    # The same picture again with another mask: one stored picture, shared by both jobs.
+    second = await inpainted(repo, inputs, image="fox", mask="grass")
+    owner = SimpleNamespace(id=1)
+
+    await service.delete(first, owner)
+    assert not inputs.resolve(ref("sky")).exists()
+    assert inputs.resolve(ref("fox")).exists() and inputs.resolve(ref("grass")).exists()
+    await service.delete(second, owner)
+    assert not inputs.resolve(ref("fox")).exists() and not inputs.resolve(ref("grass")).exists()
+
+
+async def test_a_reroll_whose_picture_is_gone_is_refused_and_one_that_is_there_keeps_it(
+    db_engine, tmp_path
+):
+    service, repo, queue = await started(db_engine, tmp_path)
+    inputs = InputStore(tmp_path / "in")
+    job_id = await inpainted(repo, inputs, image="fox", mask="sky")
+    picture = inputs.resolve(ref("fox"))
+    long_ago = (utcnow() - timedelta(days=40)).timestamp()
+    os.utime(picture, (long_ago, long_ago))
+
+    statements = Statements(db_engine)
+    rerolled = await service.reroll(job_id, None, Asked(1, statements).interaction)
+    assert rerolled is not None and queue.jobs == [rerolled.id]
+    # Reused now, so retention keeps it as long as it would a new upload.
+    assert picture.stat().st_mtime > (utcnow() - timedelta(minutes=1)).timestamp()
+
+    picture.unlink()
+    with pytest.raises(UserFacingError, match=f"Job #{job_id}'s picture is no longer stored"):
+        await service.reroll(job_id, None, Asked(1, statements).interaction)
+    assert queue.jobs == [rerolled.id]

@@ -4,10 +4,10 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, update
 
 from bot.store.database import create_engine, create_sessionmaker, migrate
-from bot.store.models import JobKind, JobStatus, RateLimitUsage, utcnow
+from bot.store.models import Job, JobKind, JobStatus, RateLimitUsage, utcnow
 from bot.store.repository import (
     MAX_RUNS,
     RAN_TOO_OFTEN,
@@ -455,3 +455,61 @@ def test_the_hourly_refusal_says_what_was_made_and_what_still_fits():
     with pytest.raises(RateLimited) as full:
         check_window([(now - timedelta(minutes=10), 4)], 1, 4, now)
     assert str(full.value) == "You have made 4 images in the last hour, the most allowed."
+
+
+async def aged(repo, job_id: int, *, created=None, finished=None) -> None:
+    """Set when a job was made or ended, as if it had been then."""
+    values = {"created_at": created, "finished_at": finished}
+    values = {name: value for name, value in values.items() if value is not None}
+    await repo.writer.run(lambda s: s.execute(update(Job).where(Job.id == job_id).values(**values)))
+
+
+async def finished_job(repo, *, days_ago: float, posted: bool, **fields) -> int:
+    """A done job that ended ``days_ago``, posted to Discord or not."""
+    job = await repo.create_job(new_job(**fields), UNLIMITED)
+    await repo.mark_running(job.id)
+    await repo.mark_done(job.id, [NewImage(0, 1, False, f"job{job.id}_0.png")], None)
+    if posted:
+        await repo.set_result_message(job.id, 9000 + job.id)
+    when = utcnow() - timedelta(days=days_ago)
+    await aged(repo, job.id, created=when, finished=when)
+    return job.id
+
+
+async def test_jobs_keeping_files_are_the_unended_the_recent_and_the_unposted(repo):
+    now = utcnow()
+    queued = (await repo.create_job(new_job(), UNLIMITED)).id
+    running = (await repo.create_job(new_job(), UNLIMITED)).id
+    await repo.mark_running(running)
+    old = await finished_job(repo, days_ago=40, posted=True)
+    old_unposted = await finished_job(repo, days_ago=40, posted=False)
+    recent = await finished_job(repo, days_ago=10, posted=True)
+    unposted = await finished_job(repo, days_ago=0.5, posted=False)  # the next start posts it
+    failed = (await repo.create_job(new_job(), UNLIMITED)).id
+    await repo.mark_failed(failed, "x")
+    await aged(repo, failed, finished=now - timedelta(days=40))
+    every = {queued, running, old, old_unposted, recent, unposted, failed, 999}
+
+    kept = await repo.jobs_keeping_files(
+        every, ended_before=now - timedelta(days=30), redeliver_since=now - timedelta(days=1)
+    )
+    assert kept == {queued, running, recent, unposted}
+    # Even with every ended job past the retention, an unposted result in the window stays.
+    kept = await repo.jobs_keeping_files(
+        every, ended_before=now, redeliver_since=now - timedelta(days=1)
+    )
+    assert kept == {queued, running, unposted}
+
+
+async def test_referenced_inputs_are_those_of_live_or_young_jobs(repo):
+    now = utcnow()
+    old = await finished_job(repo, days_ago=40, posted=True, image_ref="aa/x.png", mask_ref="m")
+    await finished_job(repo, days_ago=5, posted=True, image_ref="aa/x.png", mask_ref="n")
+    waiting = await repo.create_job(new_job(image_ref="w", mask_ref=None), UNLIMITED)
+    await aged(repo, waiting.id, created=now - timedelta(days=40))  # queued all this time
+    await finished_job(repo, days_ago=40, posted=True, image_ref="gone")
+
+    assert await repo.referenced_inputs(since=now - timedelta(days=30)) == {"aa/x.png", "n", "w"}
+    assert await repo.referenced_inputs(among=["m", "gone", "other"]) == {"m", "gone"}
+    await repo.delete_job(old)
+    assert await repo.referenced_inputs(among=["aa/x.png", "m"]) == {"aa/x.png"}

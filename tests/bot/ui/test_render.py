@@ -91,3 +91,12 @@ def test_name_lists_stay_short():
     many = render.name_list([f"model-{n}" for n in range(40)])
     assert many.startswith("model-0, model-1,") and many.endswith("model-9 and 30 more")
     assert render.name_list(["x" * 2000]) == "x" * 59 + "…"
+
+
+def test_details_say_when_the_bot_no_longer_keeps_the_images():
+    job = stored_job(prompt="a fox")
+    assert "Stored images" not in render.details(job)
+    removed = render.details(job, files_removed_after=30)
+    assert (
+        "**Stored images:** removed from the bot after 30 days; the posted result still shows them"
+    ) in removed.splitlines()

@@ -16,6 +16,7 @@ from bot.features.admin._render import (
     model_list,
     status_page,
 )
+from bot.jobs.disk_usage import DiskUse, FolderUse
 from bot.jobs.engine_client import EngineUnavailable
 from bot.jobs.image_store import StorageFailure, StorageHealth
 from bot.store.models import AuditEntry, JobStatus, Model
@@ -172,6 +173,8 @@ def test_status_page_shows_queue_batch_engine_memory_and_images():
         engine=engine,
         loaded=(loaded("sd15", 2 * 1024**3), loaded("anime", 512 * MB)),
         images_last_hour=14,
+        disk=DiskUse(FolderUse(340, 3 * 1024**3 // 2), FolderUse(12, 25 * MB)),
+        retention_days=30,
         now=NOW,
     )
     assert page.splitlines() == [
@@ -185,11 +188,38 @@ def test_status_page_shows_queue_batch_engine_memory_and_images():
         "**Loaded models:** sd15 (2.0 GB), anime (512.0 MB); 2.5 GB in all.",
         "**Images in the last hour:** 14",
         "**Image storage:** ok",
+        "**Disk:** images 1.5 GB in 340 files · uploads 25.0 MB in 12 files · "
+        "kept 30 days after last use (STORAGE_RETENTION_DAYS=30)",
     ]
 
 
+QUIET = dict(
+    counts={},
+    waiting_in_memory=0,
+    running=[],
+    loaded=None,
+    images_last_hour=0,
+    disk=DiskUse(FolderUse(0, 0), FolderUse(0, 0)),
+    retention_days=30,
+)
+
+
+def test_status_page_says_when_files_are_kept_forever_or_the_disk_is_unreadable():
+    engine = EngineFacts(False, None, None, None, 0, None)
+    kept_forever = status_page(engine=engine, **{**QUIET, "retention_days": 0})
+    assert (
+        "**Disk:** images 0 B in 0 files · uploads 0 B in 0 files · "
+        "kept forever (STORAGE_RETENTION_DAYS=0)"
+    ) in kept_forever
+    unreadable = status_page(engine=engine, **{**QUIET, "disk": None, "retention_days": 1})
+    assert (
+        "**Disk:** could not be measured (the image folders are unreadable; see the log) · "
+        "kept 1 day after last use (STORAGE_RETENTION_DAYS=1)"
+    ) in unreadable
+
+
 def test_status_page_names_the_cause_of_a_failed_image_write():
-    quiet = dict(counts={}, waiting_in_memory=0, running=[], loaded=None, images_last_hour=0)
+    quiet = QUIET
     engine = EngineFacts(False, None, None, None, 0, None)
     at = NOW - timedelta(minutes=2)
     cause = "[Errno 28] No space left on device: /srv/bot/data/images/2025-03-01/job7_0.tmp"
@@ -202,7 +232,7 @@ def test_status_page_names_the_cause_of_a_failed_image_write():
 
 
 def test_status_page_for_an_engine_that_is_starting_or_down():
-    quiet = dict(counts={}, waiting_in_memory=0, running=[], loaded=None, images_last_hour=0)
+    quiet = dict(QUIET)
     starting = EngineFacts(False, None, None, None, 0, None)
     assert "**Engine:** starting · 0 restarts" in status_page(engine=starting, **quiet)
     down = EngineFacts(False, None, None, None, 5, "the image engine keeps failing; it is down")
@@ -212,7 +242,7 @@ def test_status_page_for_an_engine_that_is_starting_or_down():
 
 
 def test_status_page_for_an_engine_that_keeps_dying_says_when_it_is_tried_again():
-    quiet = dict(counts={}, waiting_in_memory=0, running=[], loaded=None, images_last_hour=0)
+    quiet = dict(QUIET)
     retry_at = datetime(2025, 1, 1, 12, 5, tzinfo=UTC)
     dying = EngineFacts(False, None, None, None, 6, None, retry_at, recent_deaths=6)
     page = status_page(engine=dying, **quiet)
