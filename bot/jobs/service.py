@@ -121,7 +121,7 @@ class JobService:
         try:
             job = await self._store(new, files, reservation)
         except UserFacingError as error:
-            await self._refuse_late(interaction, error)
+            await self._refuse_late(interaction, error, deferred=acknowledged)
             return None
         # Without an answer Discord took, the interaction cannot be edited: the job is made
         # all the same (the student asked for it) and shown in the channel, with a mention.
@@ -132,12 +132,22 @@ class JobService:
     @staticmethod
     async def _defer(interaction: discord.Interaction) -> bool:
         """Defer publicly ("thinking…"); False when Discord did not take it (the interaction
-        expired, 10062, or the connection dropped)."""
+        expired, 10062). A connection dropped under the request leaves that unknown: the
+        "thinking…" message, if Discord made it, says."""
         try:
             await interaction.response.defer(thinking=True)
             return True
-        except DISCORD_ERRORS as error:
+        except discord.HTTPException as error:
             log.warning("interaction %s could not be deferred: %s", interaction.id, error)
+            return False
+        except DISCORD_ERRORS as error:
+            log.warning(
+                "interaction %s: deferring it lost the connection: %s", interaction.id, error
+            )
+        try:
+            await interaction.original_response()
+            return True
+        except DISCORD_ERRORS:
             return False
 
     async def reroll(
@@ -202,10 +212,12 @@ class JobService:
         return job
 
     @staticmethod
-    async def _refuse_late(interaction: discord.Interaction, error: UserFacingError) -> None:
+    async def _refuse_late(
+        interaction: discord.Interaction, error: UserFacingError, *, deferred: bool = True
+    ) -> None:
         """A refusal after the public deferral: it replaces the "thinking…" message (or goes
         to the channel, with a mention, when there is no deferral to replace)."""
-        if interaction.response.is_done():
+        if deferred:
             await interaction.edit_original_response(content=f"{interaction.user.mention} {error}")
         else:
             await reply(interaction, str(error), ephemeral=False)

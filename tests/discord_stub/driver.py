@@ -537,11 +537,21 @@ class DiscordStub(ClientHost):
             if method in ("*", r.method) and pattern.fullmatch(r.path) is not None
         ]
 
-    def chaos(self, rate: float, *, statuses: tuple[int, ...] = (429, 500), seed: int = 0) -> Chaos:
-        """Fail a fraction ``rate`` of REST calls at random (seeded) with ``statuses``, besides
-        any :meth:`fail_next` rules; ``rate=0`` stops it. Returns the rule, which counts hits."""
-        self.faults.chaos = Chaos(rate, statuses, random.Random(seed)) if rate else None
-        return self.faults.chaos  # type: ignore[return-value]
+    def chaos(
+        self,
+        rate: float,
+        *,
+        statuses: tuple[int, ...] = (429, 500),
+        seed: int = 0,
+        drop_rate: float = 0.0,
+    ) -> Chaos:
+        """Fail a fraction ``rate`` of REST calls at random (seeded) with ``statuses``, and
+        drop the connection under a fraction ``drop_rate`` of the calls that show a job,
+        besides any :meth:`fail_next` rules; ``rate=0`` stops it. Returns the rule, which
+        counts hits and drops."""
+        chaos = Chaos(rate, statuses, random.Random(seed), drop_rate=drop_rate)
+        self.faults.chaos = chaos if rate or drop_rate else None
+        return chaos
 
     def fail_next(
         self,

@@ -105,13 +105,27 @@ class Chaos:
     statuses: tuple[int, ...]
     random: random.Random
     hits: int = 0
+    # Also close the connection on this fraction of the requests that show a job (message
+    # sends and edits, interaction answers), half before and half after they take effect.
+    drop_rate: float = 0.0
+    drops: int = 0
 
     def roll(self, method: str, path: str) -> Fault | None:
-        if path.startswith("/gateway") or self.random.random() >= self.rate:
+        if path.startswith("/gateway"):
+            return None
+        pattern = re.compile(re.escape(path))
+        if self.drop_rate and _SHOWS_A_JOB.match(path) and self.random.random() < self.drop_rate:
+            self.drops += 1
+            return Fault(method.upper(), pattern, 0, 0, drop=self.random.choice(_DROPS))
+        if self.random.random() >= self.rate:
             return None
         self.hits += 1
         status = self.random.choice(self.statuses)
-        return Fault(method.upper(), re.compile(re.escape(path)), status, 0)
+        return Fault(method.upper(), pattern, status, 0)
+
+
+_SHOWS_A_JOB = re.compile(r"/(channels/\d+/messages|webhooks/|interactions/)")
+_DROPS = ("before", "after")
 
 
 class FaultInjector:

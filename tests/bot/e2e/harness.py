@@ -32,7 +32,7 @@ CHANNEL = "diffusion-models-class"
 ADMIN_ROLE = "Course Admin"
 
 
-def make_settings(tmp_path: Path, stub: DiscordStub, tiny: TinyModels, **limits: int) -> Settings:
+def make_settings(tmp_path: Path, stub: DiscordStub, tiny: TinyModels, **limits: float) -> Settings:
     none = {"_env_file": None}  # never the developer's .env
     return Settings(
         discord=DiscordSettings(

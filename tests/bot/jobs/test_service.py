@@ -64,10 +64,22 @@ class Queue:
     async def submit(self, job) -> None:
         self.jobs.append(job.id)
 
-    def track(self, job, interaction, *, note: str = "") -> None:
+    def track(self, job, interaction, *, note: str = "", left_behind: int | None = None) -> None:
         pass
 
+    async def shown_before(self, job) -> int | None:
+        return None  # nothing in Discord here
+
     async def finished(self, job, result) -> None:
+        pass
+
+    async def failed(self, job) -> None:
+        pass
+
+    async def cancelled(self, job) -> None:
+        pass
+
+    async def images_lost(self, job) -> None:
         pass
 
 
