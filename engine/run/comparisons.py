@@ -137,9 +137,7 @@ class _JobState:
         return len(self.images) == (len(self.job.variants) or len(self.job.decode_steps))
 
 
-def _groups(
-    panels: list[_Panel], max_images: int, prompts: PromptReader
-) -> list[list[_Panel]]:
+def _groups(panels: list[_Panel], max_images: int, prompts: PromptReader) -> list[list[_Panel]]:
     """Panels with equal settings together, first seen first, at most ``max_images`` a call.
 
     Panels whose prompts take different numbers of the text encoder's windows (or go as text)

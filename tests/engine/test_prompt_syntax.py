@@ -25,7 +25,10 @@ def weights(prompt: str) -> list[tuple[str, float]]:
         ("[[cat]]", [("cat", round(DOWN * DOWN, 4))]),
         ("(a (b:1.2) c:1.5)", [("a ", 1.5), ("b", 1.8), (" c", 1.5)]),
         ("((cat:1.2))", [("cat", 1.32)]),
-        ("(masterpiece, best quality:1.2), cat", [("masterpiece, best quality", 1.2), (", cat", 1)]),
+        (
+            "(masterpiece, best quality:1.2), cat",
+            [("masterpiece, best quality", 1.2), (", cat", 1)],
+        ),
         ("(cat : 1.2 )", [("cat ", 1.2)]),
         ("(cat:.5)", [("cat", 0.5)]),
         ("(cat:0)", [("cat", 0.0)]),
