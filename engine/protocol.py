@@ -1,7 +1,7 @@
 """What crosses the boundary between the bot and the engine process.
 
-Plain frozen dataclasses only: no torch, no discord, no PIL. The bot imports this module (and
-only this module of the engine package), so it must stay import-light.
+Plain frozen dataclasses only: no torch, no discord, no PIL. The bot imports this module (and,
+of the rest of the engine package, only ``engine.prompt_syntax``), so it must stay import-light.
 
 Wire format: each message is one frame, a 4-byte big-endian length followed by that many bytes
 of UTF-8 JSON. The JSON object has a ``type`` field naming the class; ``bytes`` fields travel as
