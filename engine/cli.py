@@ -124,8 +124,11 @@ def _run_one(args: argparse.Namespace) -> int:
     outcome: list[Result | JobError] = []
 
     def on_event(event: Event) -> None:
-        if isinstance(event, Accepted) and event.prompt_cut:
-            print(f"note: the model does not see the end of the prompt: {event.prompt_cut!r}")
+        if isinstance(event, Accepted) and event.prompt_chunks:
+            chunks = len(event.prompt_chunks)
+            print(f"note: the prompt is read in {chunks} windows of the text encoder:")
+            for number, chunk in enumerate(event.prompt_chunks, 1):
+                print(f"  {number}. {chunk}")
         elif isinstance(event, Progress):
             bar.total = event.total_steps
             bar.update(event.step - bar.n)

@@ -1,7 +1,7 @@
 """What crosses the boundary between the bot and the engine process.
 
-Plain frozen dataclasses only: no torch, no discord, no PIL. The bot imports this module (and
-only this module of the engine package), so it must stay import-light.
+Plain frozen dataclasses only: no torch, no discord, no PIL. The bot imports this module (and,
+of the rest of the engine package, only ``engine.prompt_syntax``), so it must stay import-light.
 
 Wire format: each message is one frame, a 4-byte big-endian length followed by that many bytes
 of UTF-8 JSON. The JSON object has a ``type`` field naming the class; ``bytes`` fields travel as
@@ -143,6 +143,9 @@ class Bounds:
     count: BoundWithDefault[int] = BoundWithDefault(1, 4, default=1)  # images (seeds) per job
     seed: Bound[int] = Bound(0, 2**32 - 1)
     prompt_chars: Bound[int] = Bound(1, 1000)  # the prompt, and the negative prompt
+    # A weight written in a prompt, ``(word:1.3)`` (engine.prompt_syntax). Past about 1.6 SD 1.x
+    # draws garbage; 0 removes the word's pull altogether.
+    prompt_weight: Bound[float] = Bound(0.0, 2.0)
     mask_prompt_chars: Bound[int] = Bound(1, 200)  # a few words; CLIPSeg reads 77 tokens at most
     # Inpainting: how much of the area changes; 1 repaints it from scratch, as inpainting
     # checkpoints expect.
@@ -369,13 +372,14 @@ class Ready:
 class Accepted:
     """The job passed the engine's checks and is about to run.
 
-    ``prompt_cut`` is the part of the prompt beyond the text encoder's token limit (77 for
-    CLIP), which the model never sees; empty when nothing was cut.
+    ``prompt_chunks`` is how a prompt longer than the text encoder's window (77 tokens for
+    CLIP, 75 of them words) was split: the words of each window, encoded one by one and joined
+    (``engine.tasks.prompt_embeddings``). Empty when the prompt fits one window.
     """
 
     job_id: int
-    prompt_cut: str = ""
-    negative_prompt_cut: str = ""
+    prompt_chunks: tuple[str, ...] = ()
+    negative_prompt_chunks: tuple[str, ...] = ()
     type: ClassVar[str] = "accepted"
 
 

@@ -35,7 +35,7 @@ def settings_line(job: Job, seconds: float) -> str:
     return " · ".join(parts)
 
 
-def caption(job: Job, result: Result, locale: str | None, prompt_cut: str = "") -> str:
+def caption(job: Job, result: Result, locale: str | None, chunks_note: str = "") -> str:
     """The message under the grid, in the asker's language where there is a translation."""
     kind = job.comparison
     lines = [
@@ -50,8 +50,8 @@ def caption(job: Job, result: Result, locale: str | None, prompt_cut: str = "") 
         " · ".join(panel_labels(job, locale)) + " — " + settings_line(job, result.seconds),
         t(locale, "lesson.notice", notice=t(locale, f"lesson.{kind}.notice")),
     ]
-    if prompt_cut:
-        lines.append(render.prompt_cut_note(prompt_cut))
+    if chunks_note:
+        lines.append(chunks_note)
     if (original := original_panel(job, locale)) is not None:
         lines.append(t(locale, "lesson.original", label=original))
     flagged = sum(1 for image in result.images if image.nsfw)
@@ -61,7 +61,7 @@ def caption(job: Job, result: Result, locale: str | None, prompt_cut: str = "") 
 
 
 async def comparison_message(
-    job: Job, result: Result, locale: str | None, prompt_cut: str = ""
+    job: Job, result: Result, locale: str | None, chunks_note: str = ""
 ) -> tuple[str, list[UploadFile], discord.ui.View] | None:
     """Content, the grid file and the buttons of a finished comparison.
 
@@ -85,5 +85,5 @@ async def comparison_message(
         return None
     spoiler = any(image.nsfw for image in result.images)
     files = [UploadFile(f"job{job.id}_{job.comparison}.png", grid, spoiler)]
-    content = caption(job, result, locale, prompt_cut)
+    content = caption(job, result, locale, chunks_note)
     return content, files, job_view(job.id, "details", "delete")

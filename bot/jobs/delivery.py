@@ -81,7 +81,7 @@ class Ticket:
     left_behind: int | None = None
     status_recorded: bool = False  # the job's first message id is in the store
     note: str = ""  # said before every screen posted in the channel ("resumed after a restart")
-    prompt_cut: str = ""
+    chunks_note: str = ""  # how long prompts were split into windows (render.prompt_chunks_note)
     screen: Screen | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     urgent: asyncio.Event = field(default_factory=asyncio.Event)  # a screen that is no place
@@ -166,7 +166,9 @@ class Delivery:
 
     async def started(self, job_id: int, accepted: Accepted) -> None:
         if ticket := self._tickets.get(job_id):
-            ticket.prompt_cut = accepted.prompt_cut
+            ticket.chunks_note = render.prompt_chunks_note(
+                accepted.prompt_chunks, accepted.negative_prompt_chunks
+            )
             self._show(ticket, self._running_screen(ticket, 0, ticket.steps, None))
 
     async def progress(self, job_id: int, progress: Progress) -> None:
@@ -193,7 +195,7 @@ class Delivery:
         # A course comparison is one captioned grid (bot.course), in the asker's language.
         locale = ticket.interaction.locale.value if ticket.interaction else None
         if job.comparison and (
-            lesson := await comparison_message(job, result, locale, ticket.prompt_cut)
+            lesson := await comparison_message(job, result, locale, ticket.chunks_note)
         ):
             self._show(ticket, Screen(*lesson, final=True))
             return
@@ -201,7 +203,7 @@ class Delivery:
             UploadFile(f"job{job.id}_{image.seed}.png", image.png, image.nsfw)
             for image in result.images
         ]
-        caption = render.result_caption(job, result.seconds, ticket.prompt_cut)
+        caption = render.result_caption(job, result.seconds, ticket.chunks_note)
         if outline := outline_upload(result):  # inpainting: what was repainted
             files.append(outline)
             caption += "\n" + outline_note(job, result)
@@ -252,8 +254,8 @@ class Delivery:
         self, ticket: Ticket, step: int, total: int, preview: bytes | None
     ) -> Screen:
         line = render.running_line(ticket.job_id, ticket.prompt, step, total)
-        if ticket.prompt_cut:
-            line += "\n" + render.prompt_cut_note(ticket.prompt_cut)
+        if ticket.chunks_note:
+            line += "\n" + ticket.chunks_note
         files = [UploadFile("preview.png", preview)] if preview else []
         return Screen(line, files, self._controls(ticket))
 

@@ -133,15 +133,18 @@ class StrengthOption(_RangeOption):
 
 
 class PromptOption(_RangeOption):
-    """The prompt: required, control characters dropped, whitespace collapsed."""
+    """The prompt: required, control characters dropped, whitespace collapsed, its weights
+    (the web UI's ``(word:1.3)``) readable."""
 
     option_type, bound_name = AppCommandOptionType.string, "prompt_chars"
     what, required = "prompt", True
+    weighted = True  # the text encoder's prompts take weights; CLIPSeg's words do not
 
     def check(self, value: str) -> str:
-        return validation.clean_prompt(
+        text = validation.clean_prompt(
             value, what=self.what, max_chars=int(self.bound.max), required=self.required
         )
+        return validation.check_prompt_syntax(text, what=self.what) if self.weighted else text
 
 
 class NegativePromptOption(PromptOption):
@@ -162,6 +165,7 @@ class MaskPromptOption(PromptOption):
     """Words naming the area to repaint; left out, the command gets ""."""
 
     bound_name, what, required = "mask_prompt_chars", "mask prompt", False
+    weighted = False
 
     @property
     def default(self) -> str:

@@ -86,11 +86,35 @@ def running_line(job_id: int, prompt: str, step: int, total: int) -> str:
     )
 
 
-def prompt_cut_note(cut: str) -> str:
-    return (
-        "✂️ Your prompt is longer than the text encoder's 77 tokens; the model never saw: "
-        f"{quote_prompt(cut, 300)}"
-    )
+CHUNK_ENDS_WORDS = 4  # words shown at each end of a window of a long prompt
+CHUNKS_SHOWN = 4  # windows listed; a prompt of odd characters can take 14 (1000 tokens)
+
+
+def _chunk_ends(chunk: str) -> str:
+    """A window's words as “first words … last words”: enough to see where it was split."""
+    words = chunk.split()
+    if len(words) > 2 * CHUNK_ENDS_WORDS + 1:
+        words = [*words[:CHUNK_ENDS_WORDS], "…", *words[-CHUNK_ENDS_WORDS:]]
+    return quote_prompt(" ".join(words), 80)
+
+
+def prompt_chunks_note(prompt_chunks: Sequence[str], negative_chunks: Sequence[str] = ()) -> str:
+    """How prompts longer than CLIP's window were read (``Accepted``); "" when none was."""
+    lines = []
+    for what, chunks in (("prompt", prompt_chunks), ("negative prompt", negative_chunks)):
+        if chunks:
+            shown = chunks if len(chunks) <= CHUNKS_SHOWN else chunks[: CHUNKS_SHOWN - 1]
+            windows = " · ".join(
+                f"{number}. {_chunk_ends(chunk)}" for number, chunk in enumerate(shown, 1)
+            )
+            if len(shown) < len(chunks):
+                windows += f" · … {len(chunks) - len(shown)} more"
+            lines.append(
+                f"🧩 Your {what} is longer than CLIP's 77-token window, so it was read in "
+                f"{len(chunks)} windows of up to 75 tokens, each encoded alone and then joined: "
+                f"{windows}"
+            )
+    return "\n".join(lines)
 
 
 def settings_line(job: Job) -> str:
@@ -108,15 +132,15 @@ def settings_line(job: Job) -> str:
     return " · ".join(parts)
 
 
-def result_caption(job: Job, seconds: float, prompt_cut: str = "") -> str:
+def result_caption(job: Job, seconds: float, chunks_note: str = "") -> str:
     lines = [
         f"{quote_prompt(job.prompt, 300)} by <@{job.user_id}>",
         f"{settings_line(job)} · {seconds:.1f} s · job #{job.id}",
     ]
     if job.negative_prompt:
         lines.insert(1, f"Negative: {quote_prompt(job.negative_prompt, 200)}")
-    if prompt_cut:
-        lines.append(prompt_cut_note(prompt_cut))
+    if chunks_note:
+        lines.append(chunks_note)
     flagged = sum(1 for image in job.images if image.nsfw)
     if flagged:
         lines.append(

@@ -14,6 +14,7 @@ import re
 import unicodedata
 
 from bot.ui.errors import UserInputError
+from engine.prompt_syntax import PromptSyntaxError, parse
 from engine.protocol import BOUNDS, SCHEDULERS, SIZES, Bound, Bounds, Size, number_text
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -56,8 +57,18 @@ def clean_prompt(text: str | None, *, what: str, max_chars: int, required: bool)
     if len(text) > max_chars:
         raise UserInputError(
             f"The {what} is {len(text)} characters long; the most is {max_chars}. "
-            "Only the first 77 tokens (roughly 50–60 words) reach the model anyway."
+            "A few well-chosen words steer the picture more than many."
         )
+    return text
+
+
+def check_prompt_syntax(text: str, *, what: str) -> str:
+    """``text`` when its weights and brackets read (``engine.prompt_syntax``): the web UI's
+    ``(word:1.3)``; a mistake is refused naming the place, before a job exists."""
+    try:
+        parse(text)
+    except PromptSyntaxError as error:
+        raise UserInputError(f"The {what} {error.reason}") from None
     return text
 
 

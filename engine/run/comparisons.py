@@ -39,6 +39,7 @@ from engine.settings import EngineSettings
 from engine.tasks import inpainting
 from engine.tasks.checks import BadInput
 from engine.tasks.inpainting import Pictures
+from engine.tasks.prompt_embeddings import PromptReader
 
 log = logging.getLogger(__name__)
 
@@ -136,13 +137,18 @@ class _JobState:
         return len(self.images) == (len(self.job.variants) or len(self.job.decode_steps))
 
 
-def _groups(panels: list[_Panel], max_images: int) -> list[list[_Panel]]:
-    """Panels with equal settings together, first seen first, at most ``max_images`` a call."""
+def _groups(panels: list[_Panel], max_images: int, prompts: PromptReader) -> list[list[_Panel]]:
+    """Panels with equal settings together, first seen first, at most ``max_images`` a call.
+
+    Panels whose prompts take different numbers of the text encoder's windows (or go as text)
+    stay apart, as plain jobs do (``engine.tasks.prompt_embeddings``).
+    """
     chunks: dict[tuple[Any, ...], list[list[_Panel]]] = {}
     order: list[list[_Panel]] = []
     for panel in panels:
         # A strip's run captures its steps, so it batches only with strips of the same steps.
-        own = chunks.setdefault((panel.run.batch_key, panel.job.decode_steps), [])
+        key = (panel.run.batch_key, panel.job.decode_steps, prompts.windows(panel.run))
+        own = chunks.setdefault(key, [])
         size = len(panel.run.seeds)
         if not own or sum(len(p.run.seeds) for p in own[-1]) + size > max_images:
             own.append([])
@@ -191,6 +197,7 @@ class Comparisons:
         entry, pipeline = loaded
         states: list[_JobState] = []
         pictures: dict[int, Pictures] = {}
+        prompts = PromptReader(pipeline)
         for job in jobs:
             state = _JobState(job)
             for index in range(len(job.variants) or 1):
@@ -213,10 +220,10 @@ class Comparisons:
                     self._fail(job, kind, str(error))
                     continue
             states.append(state)
-            self._context.accept(job, pipeline.tokenizer)
+            self._context.accept(job, prompts)
         started = time.monotonic()
         panels = [panel for state in states for panel in state.panels]
-        for group in _groups(panels, self._settings.max_batch_images):
+        for group in _groups(panels, self._settings.max_batch_images, prompts):
             running = [panel for panel in group if not self._cancelled(panel.state)]
             if running:
                 self._call(entry, pipeline, running, pictures)

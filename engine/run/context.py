@@ -16,9 +16,9 @@ import torch
 from engine.images.safety import SafetyChecker
 from engine.models.registry import LoadedPipelines, ModelRegistry, ModelUnavailable, WrongModelKind
 from engine.protocol import Accepted, ErrorKind, JobError, JobSpec
-from engine.run.batching import prompt_cut
 from engine.run.finishing import Emit, MakeEvents, finish_now, internal_message
 from engine.settings import EngineSettings
+from engine.tasks.prompt_embeddings import PromptReader
 from engine.tasks.text_mask import TextMasker
 
 __all__ = ["CANCELLED_MESSAGE", "Emit", "HandOff", "RunContext", "internal_message", "job_ids"]
@@ -61,13 +61,13 @@ class RunContext:
         """End ``job`` with an error the user reads."""
         self.emit(JobError(job_id=job.job_id, kind=kind, message=message))
 
-    def accept(self, job: JobSpec, tokenizer: Any) -> None:
-        """Report that ``job`` is about to run, with what of its prompts the model cannot see."""
+    def accept(self, job: JobSpec, prompts: PromptReader) -> None:
+        """Report that ``job`` is about to run, with how its long prompts were split."""
         self.emit(
             Accepted(
                 job_id=job.job_id,
-                prompt_cut=prompt_cut(tokenizer, job.prompt),
-                negative_prompt_cut=prompt_cut(tokenizer, job.negative_prompt),
+                prompt_chunks=prompts.chunks(job.prompt),
+                negative_prompt_chunks=prompts.chunks(job.negative_prompt),
             )
         )
 

@@ -28,6 +28,7 @@ from engine.run.pipeline_call import Checked, Made, check, one_call, task_images
 from engine.tasks import inpainting
 from engine.tasks.checks import BadInput
 from engine.tasks.inpainting import Pictures
+from engine.tasks.prompt_embeddings import PromptReader
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +79,13 @@ class _PlainRunner:
                 except ModelUnavailable as error:  # the text-mask model
                     context.fail(job, ErrorKind.MODEL_UNAVAILABLE, str(error))
                     jobs.remove(job)
+        prompts = PromptReader(pipeline)
         for job in jobs:
-            context.accept(job, pipeline.tokenizer)
-        if jobs:
-            self._call(entry, pipeline, jobs, pictures)
+            context.accept(job, prompts)
+        # Prompts read as text and as embeddings of each length run apart (they would change
+        # each other's pictures: engine.tasks.prompt_embeddings).
+        for same in group_compatible(jobs, context.settings.max_batch_images, prompts.windows):
+            self._call(entry, pipeline, same, pictures)
 
     def _call(
         self,

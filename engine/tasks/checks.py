@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from engine.prompt_syntax import PromptSyntaxError, parse
 from engine.protocol import BOUNDS, SCHEDULERS, Bound, JobKind, JobSpec, number_text
 from engine.settings import EngineSettings
 
@@ -46,12 +47,22 @@ def _check_length(what: str, text: str, bound: Bound[int]) -> None:
         raise BadInput(f"{what} longer than {bound.max} characters")
 
 
+def _check_syntax(what: str, text: str) -> None:
+    """The web UI's weights and brackets must read (``engine.prompt_syntax``)."""
+    try:
+        parse(text)
+    except PromptSyntaxError as error:
+        raise BadInput(f"{what} {error.reason}") from None
+
+
 def check_job(spec: JobSpec, settings: EngineSettings) -> None:
     """Raise ``BadInput`` with a precise reason when ``spec`` cannot run here."""
     if not spec.model.source.strip():
         raise BadInput("no model was given")
     _check_length("the prompt is", spec.prompt, BOUNDS.prompt_chars)
     _check_length("the negative prompt is", spec.negative_prompt, BOUNDS.prompt_chars)
+    _check_syntax("the prompt", spec.prompt)
+    _check_syntax("the negative prompt", spec.negative_prompt)
     if not spec.seeds:
         raise BadInput("a job needs at least one seed")
     if len(spec.seeds) > BOUNDS.count.max:

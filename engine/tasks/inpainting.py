@@ -56,7 +56,7 @@ def inpaint(
     ``pictures`` holds each job's (image, mask), already at the job's size.
     """
     output = pipeline(  # type: ignore[operator]  # diffusers' pipelines are untyped
-        **call_arguments(jobs, on_step, output_type),
+        **call_arguments(pipeline, jobs, on_step, output_type),
         image=per_image(jobs, [image for image, _ in pictures]),
         mask_image=per_image(jobs, [mask for _, mask in pictures]),
         strength=jobs[0].strength,

@@ -19,6 +19,7 @@ import torch
 from engine.protocol import JobSpec
 from engine.settings import EngineSettings
 from engine.tasks.checks import check_job
+from engine.tasks.prompt_embeddings import PromptReader
 
 StepCallback = Callable[[Any, int, Any, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
@@ -38,13 +39,16 @@ def per_image(jobs: Sequence[JobSpec], values: Sequence[Any]) -> list[Any]:
 
 
 def call_arguments(
-    jobs: Sequence[JobSpec], on_step: StepCallback, output_type: str = "pil"
+    pipeline: object, jobs: Sequence[JobSpec], on_step: StepCallback, output_type: str = "pil"
 ) -> dict[str, Any]:
-    """The pipeline call's keyword arguments, per image where they can vary."""
+    """The pipeline call's keyword arguments, per image where they can vary.
+
+    The prompts go as text, or as embeddings when a job has weights or a long prompt
+    (``engine.tasks.prompt_embeddings``); the runners keep jobs of different kinds apart.
+    """
     first = jobs[0]
     return {
-        "prompt": per_image(jobs, [job.prompt for job in jobs]),
-        "negative_prompt": per_image(jobs, [job.negative_prompt for job in jobs]),
+        **PromptReader(pipeline).call_arguments(jobs),
         "generator": [torch.Generator().manual_seed(seed) for job in jobs for seed in job.seeds],
         "num_inference_steps": first.steps,
         "guidance_scale": first.guidance,
@@ -63,5 +67,5 @@ def text_to_image(
 
     The caller has set the pipeline's scheduler and checked the jobs; they share a batch key.
     """
-    output = pipeline(**call_arguments(jobs, on_step, output_type))  # type: ignore[operator]  # diffusers' pipelines are untyped
+    output = pipeline(**call_arguments(pipeline, jobs, on_step, output_type))  # type: ignore[operator]  # diffusers' pipelines are untyped
     return list(output.images)

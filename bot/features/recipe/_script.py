@@ -21,6 +21,7 @@ from pathlib import PurePosixPath
 
 from bot.jobs.lessons import decode_steps, denoising_steps, variants
 from bot.store.models import Job
+from engine.prompt_syntax import PromptSyntaxError, parse
 from engine.protocol import SCHEDULERS, JobKind, is_folder_source
 
 
@@ -115,7 +116,7 @@ def _slug(label: str) -> str:
 
 
 def _header(job: Job, outputs: str, hardware: str) -> list[str]:
-    needs = "torch diffusers transformers accelerate"
+    needs = "torch diffusers transformers accelerate compel==2.5.1"
     if "lms" in _scheduler_names(job):
         needs += " scipy"
     about = (
@@ -150,6 +151,10 @@ def _imports(job: Job) -> list[str]:
     names = ", ".join(classes)
     lines = ["import functools", ""] if decode_steps(job) else []
     lines.append("import torch")
+    lines += [
+        "from compel import Compel",
+        "from compel.prompt_parser import Conjunction, FlattenedPrompt, Fragment",
+    ]
     if len(names) + len("from diffusers import ") <= WIDTH:
         lines.append(f"from diffusers import {names}")
     else:
@@ -186,10 +191,14 @@ def _settings(job: Job, show_folder: bool) -> list[str]:
         f"REVISION = {_literal(revision)}  # None: the latest",
         "",
         _rule("What to draw"),
-        "# Only the first 77 tokens of a prompt reach the model: CLIP's text encoder stops there.",
+        "# As typed, with the AUTOMATIC1111 web UI's weights: (word:1.3) makes a word 1.3 times",
+        "# as strong, (word) 1.1 times, [word] 1/1.1 times; \\( is a bracket itself.",
         f"PROMPT = {_literal(job.prompt)}",
         "# Classifier-free guidance pushes away from this text instead of from an empty prompt.",
         f"NEGATIVE_PROMPT = {_literal(job.negative_prompt)}",
+        "# The same prompts read into (text, weight) pieces, the way the bot read them.",
+        f"PROMPT_PIECES = {_pieces(job.prompt)}",
+        f"NEGATIVE_PIECES = {_pieces(job.negative_prompt)}",
         "",
         _rule("The settings"),
         "# Denoising steps: each one removes a little noise; past 25-50 little changes.",
@@ -234,6 +243,55 @@ def _settings(job: Job, show_folder: bool) -> list[str]:
                 f"MASK_BLEND = {job.mask_blend!r}",
             ]
     return [*lines, ""]
+
+
+def _pieces(prompt: str) -> str:
+    """A prompt's (text, weight) pieces as a Python literal (``engine.prompt_syntax``)."""
+    try:
+        pieces = [(p.text, p.weight) for p in parse(prompt)]
+    except PromptSyntaxError:
+        # A job stored before prompts had weights (an unclosed bracket was text then): the
+        # engine ran the text as it is.
+        pieces = [(prompt, 1.0)]
+    return "[" + ", ".join(f"({_literal(text)}, {weight!r})" for text, weight in pieces) + "]"
+
+
+_PROMPT_ARGUMENTS = '''
+# CLIP's text encoder reads 77 tokens at a time (75 of them words). compel scales each token's
+# embedding by its weight and reads a longer prompt in windows of 75 tokens, joined.
+compel = Compel(
+    tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, truncate_long_prompts=False
+)
+
+
+def embeddings(pieces):
+    """The prompt's embeddings, each piece's tokens weighted, in as many windows as needed."""
+    fragments = [Fragment(text, weight) for text, weight in pieces]
+    conjunction = Conjunction([FlattenedPrompt(fragments)])
+    return compel.build_conditioning_tensor_for_conjunction(conjunction)[0]
+
+
+def fits_as_text(pieces):
+    """No weights and one window: the pipeline encodes the text itself, as it always did."""
+    text = "".join(text for text, _ in pieces)
+    tokens = len(pipe.tokenizer(text).input_ids)
+    return all(weight == 1 for _, weight in pieces) and tokens <= pipe.tokenizer.model_max_length
+
+
+def prompt_arguments(pieces, negative_pieces):
+    """The pipeline's prompt arguments: the text, or compel's embeddings."""
+    if fits_as_text(pieces) and fits_as_text(negative_pieces):
+        return {
+            "prompt": "".join(text for text, _ in pieces),
+            "negative_prompt": "".join(text for text, _ in negative_pieces),
+        }
+    with torch.no_grad():
+        # Both the same length: the shorter is padded with windows of the empty prompt.
+        positive, negative = compel.pad_conditioning_tensors_to_same_length(
+            [embeddings(pieces), embeddings(negative_pieces)]
+        )
+    return {"prompt_embeds": positive, "negative_prompt_embeds": negative}
+'''
 
 
 def _scheduler_factory(job: Job) -> list[str]:
@@ -297,6 +355,8 @@ def _load(job: Job, gpu_dtype: str) -> list[str]:
         "pipe.set_progress_bar_config(disable=True)",
         "# Kept before any change: building from a changed config would carry its options along.",
         "BASE_SCHEDULER_CONFIG = pipe.scheduler.config",
+        *_PROMPT_ARGUMENTS.rstrip("\n").splitlines(),
+        "",
         "",
     ]
     if job.kind == JobKind.INPAINT:
@@ -324,7 +384,6 @@ def _generate(
     steps: str,
     guidance: str,
     extra: str = "",
-    prompts: tuple[str, str] = ("PROMPT", "NEGATIVE_PROMPT"),
 ) -> list[str]:
     """The pipeline call for one seed, as lines indented for a loop body."""
     inpaint = (
@@ -333,8 +392,7 @@ def _generate(
         else []
     )
     arguments = [
-        f"prompt={prompts[0]},",
-        f"negative_prompt={prompts[1]},",
+        "**prompt_args,",
         f"num_inference_steps={steps},",
         f"guidance_scale={guidance},",
         "width=WIDTH,",
@@ -360,6 +418,7 @@ def _generate(
 def _plain(job: Job) -> list[str]:
     return [
         f"pipe.scheduler = make_scheduler({_literal(job.scheduler)}, BASE_SCHEDULER_CONFIG)",
+        "prompt_args = prompt_arguments(PROMPT_PIECES, NEGATIVE_PIECES)",
         "for seed in SEEDS:",
         *_generate(job, "STEPS", "GUIDANCE"),
         f'    picture.save(f"job{job.id}_{{seed}}.png")',
@@ -382,17 +441,15 @@ def _panels(job: Job) -> list[str]:
         "]",
         "for label, guidance, steps, scheduler, part in PANELS:",
         "    pipe.scheduler = make_scheduler(scheduler, BASE_SCHEDULER_CONFIG)",
-        "    prompt, negative_prompt = PROMPT, NEGATIVE_PROMPT",
+        "    prompt_args = prompt_arguments(PROMPT_PIECES, NEGATIVE_PIECES)",
         "    if guidance == 0:",
         "        # CFG 0 is the unconditional prediction alone (uncond + 0 * (text - uncond)).",
         "        # diffusers guides only above 1, so run the unconditional text, the negative",
         "        # prompt, without guidance: the same prediction.",
-        '        prompt, negative_prompt, guidance = NEGATIVE_PROMPT, "", 1.0',
+        '        prompt_args = prompt_arguments(NEGATIVE_PIECES, [("", 1.0)])',
+        "        guidance = 1.0",
         "    for seed in SEEDS:",
-        *(
-            "    " + line
-            for line in _generate(job, "steps", "guidance", prompts=("prompt", "negative_prompt"))
-        ),
+        *("    " + line for line in _generate(job, "steps", "guidance")),
         f'        picture.save(f"job{job.id}_{{part}}_{{seed}}.png")',
         f'        print(f"wrote job{job.id}_{{part}}_{{seed}}.png ({{label}})")',
     ]
@@ -456,6 +513,7 @@ def _strip(job: Job) -> list[str]:
         "",
         "",
         "pipe.scheduler.step = step_and_predict",
+        "prompt_args = prompt_arguments(PROMPT_PIECES, NEGATIVE_PIECES)",
         "for seed in SEEDS:",
         "    kept.clear()",
         *_generate(job, "STEPS", "GUIDANCE", "callback_on_step_end=keep,"),

@@ -226,6 +226,11 @@ async def test_out_of_range_values_get_a_clear_message_and_change_nothing(harnes
             ({"count": 9}, "count must be between 1 and 4"),
             ({"seed": -1}, "seed must be between 0 and 4294967295"),
             ({"prompt": "   \x07  "}, "The prompt is empty"),
+            (
+                {"prompt": "a (cat:abc)"},
+                "The prompt has a weight that is not a number at character 8 (“a (cat:abc)”)",
+            ),
+            ({"negative_prompt": "blurry)"}, "The negative prompt has a “)” at character 7"),
             ({"model": "nope"}, "no text-to-image model called “nope”. You can use: tiny-sd"),
         ]:
             handle = await stub.invoke_slash(
@@ -250,14 +255,26 @@ async def test_unexpected_errors_show_an_id_that_is_in_the_log(harness, caplog):
         assert any(error_id in record.getMessage() for record in caplog.records)
 
 
-async def test_long_prompt_is_accepted_and_the_cut_is_shown(harness):
+async def test_long_prompt_is_read_in_windows_and_the_split_is_shown(harness):
     async with harness.bot():
-        words = " ".join(f"word{n}" for n in range(120))
+        words = " ".join(f"word{n}" for n in range(120))  # ~700 tokens of the tiny vocabulary
         handle = await imagine(harness.stub, harness.stub.add_user("kim"), prompt=words)
         result = await handle.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
-        note = result.content.split("the model never saw: `")[1].rstrip("`…")
-        assert "77 tokens" in result.content
-        assert note and note in words and not words.startswith(note)
+        note = next(line for line in result.content.splitlines() if line.startswith("🧩"))
+        windows = int(re.search(r"read in (\d+) windows of up to 75 tokens", note).group(1))
+        assert windows > 4  # only the first three are listed, then how many more
+        # Each listed window by its first and last words (as CLIP's tokenizer spells them back).
+        assert re.search(r": 1\. `word ?0 .* … .*` · 2\. `.*` · 3\. `.*` · … (\d+) more$", note)
+        assert note.endswith(f"… {windows - 3} more")
+
+
+async def test_weighted_prompt_runs_and_its_png_keeps_it_as_typed(harness):
+    async with harness.bot():
+        typed = r"a (watercolor:1.3) fox, [blurry], \(signed\)"
+        handle = await imagine(harness.stub, harness.stub.add_user("lee"), prompt=typed)
+        result = await handle.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
+        assert png_parameters(result.attachments[0].data).splitlines()[0] == typed
+        assert "🧩" not in result.content  # short: one window, nothing to say
 
 
 async def test_model_autocomplete_offers_enabled_models(harness):

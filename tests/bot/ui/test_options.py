@@ -102,3 +102,19 @@ async def test_zh_cn_descriptions_quote_the_narrowed_range(bot: commands.Bot) ->
     texts = [o["description"] for o in shown.values()]
     texts += [t for o in shown.values() for t in o.get("description_localizations", {}).values()]
     assert not [text for text in texts if "{" in text]
+
+
+async def test_prompts_with_unreadable_weights_are_refused_but_mask_words_are_not(
+    bot: commands.Bot,
+) -> None:
+    imagine = bot.tree.get_command("imagine")
+    inpaint = bot.tree.get_command("inpaint")
+    assert isinstance(imagine, app_commands.Command) and isinstance(inpaint, app_commands.Command)
+    with pytest.raises(UserInputError, match=r"^The prompt has a “\(” at character 3 "):
+        await imagine._params["prompt"].transform(None, "a (cat")  # type: ignore[arg-type]
+    with pytest.raises(UserInputError, match=r"^The negative prompt has the weight 9 at"):
+        await imagine._params["negative_prompt"].transform(None, "(x:9)")  # type: ignore[arg-type]
+    typed = r"a (cat:1.3) \(x\)"
+    assert await imagine._params["prompt"].transform(None, typed) == typed  # type: ignore[arg-type]
+    # CLIPSeg reads the mask words as they are: brackets there are no weights.
+    assert await inpaint._params["mask_prompt"].transform(None, "the (dog") == "the (dog"  # type: ignore[arg-type]

@@ -53,7 +53,7 @@ def test_bidi_controls_of_stored_rows_never_reach_a_message():
         render.quote_prompt(job.prompt),
         render.queued_line(job.id, job.prompt, 1),
         render.running_line(job.id, job.prompt, 3, 20),
-        render.result_caption(job, 1.5, prompt_cut="\u2066more"),
+        render.result_caption(job, 1.5, render.prompt_chunks_note(["a", "\u2066more"])),
         render.failed_line(job),
         render.cancelled_line(job),
         render.details(job),
@@ -100,3 +100,15 @@ def test_details_say_when_the_bot_no_longer_keeps_the_images():
     assert (
         "**Stored images:** removed from the bot after 30 days; the posted result still shows them"
     ) in removed.splitlines()
+
+
+def test_the_windows_of_a_long_prompt_are_shown_by_their_ends():
+    assert render.prompt_chunks_note([], []) == ""
+    words = " ".join(f"w{n}" for n in range(20))
+    note = render.prompt_chunks_note([words, "the end"], ["a", "b", "c", "d", "e", "f"])
+    prompt_line, negative_line = note.splitlines()
+    assert prompt_line.startswith("🧩 Your prompt is longer than CLIP's 77-token window")
+    assert "read in 2 windows" in prompt_line
+    assert prompt_line.endswith("1. `w0 w1 w2 w3 … w16 w17 w18 w19` · 2. `the end`")
+    assert "Your negative prompt" in negative_line and "read in 6 windows" in negative_line
+    assert negative_line.endswith("1. `a` · 2. `b` · 3. `c` · … 3 more")

@@ -146,6 +146,20 @@ def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyM
             strength=0.75,
             steps=4,
         ),
+        # Weights (compel's embeddings), a prompt past CLIP's window (two windows), and weights
+        # in a comparison whose CFG 0 panel runs the negative prompt alone.
+        make_job(
+            8, source, prompt=r"a (watercolor:1.4) [fox] \(sketch\)", negative_prompt="(dark:0.5)"
+        ),
+        make_job(9, source, prompt=" ".join(["cat"] * 70) + ", purple elephants", seeds=[4]),
+        make_job(
+            10,
+            source,
+            prompt="a (fox:1.3)",
+            negative_prompt="[dark]",
+            comparison="guidance",
+            comparison_values=[0.0, 7.5],
+        ),
         # Made before results were composited: its script must not composite either.
         make_job(
             7,
@@ -193,6 +207,10 @@ def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyM
         return rgb((work / name).read_bytes())
 
     images = {job.id: recorder.result(job.id).images for job in jobs}
+    np.testing.assert_array_equal(made("job8_42.png"), rgb(images[8][0].png))
+    np.testing.assert_array_equal(made("job9_4.png"), rgb(images[9][0].png))
+    for part, image in zip(("cfg_0", "cfg_7.5"), images[10], strict=True):
+        np.testing.assert_array_equal(made(f"job10_{part}_42.png"), rgb(image.png), part)
     for seed, image in zip((7, 8), images[1], strict=True):
         np.testing.assert_array_equal(made(f"job1_{seed}.png"), rgb(image.png))
     for part, image in zip(("cfg_0", "cfg_1", "cfg_7.5"), images[2], strict=True):

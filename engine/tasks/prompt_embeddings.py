@@ -1,0 +1,133 @@
+"""Prompts for the text encoder: weighted pieces and prompts past its window, through compel.
+
+A prompt is read into (text, weight) pieces by ``engine.prompt_syntax`` (the web UI's
+``(word:1.3)``). A job whose prompts are plain (no weights) and fit CLIP's window (77 tokens
+with the start and end markers) goes to the pipeline as text: diffusers encodes it itself,
+so its pictures are exactly what they were before weights existed. Any other job is encoded
+by compel, which scales each token's embedding by its weight and, for a long prompt, encodes
+windows of at most 75 tokens (split at a sentence, else a phrase, else a word) and joins them.
+
+Jobs whose embeddings span different numbers of windows never share a call
+(``windows`` is part of the runners' grouping): padding a one-window prompt to three windows
+would add tokens the UNet attends to and change its picture, and an image must not depend on
+what it was batched with. Inside one job, the positive and negative prompts are padded to the
+same length with empty windows, as compel does it (a ``/recipe`` script does the same).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from compel import Compel, ReturnedEmbeddingsType
+from compel.prompt_parser import Conjunction, FlattenedPrompt, Fragment
+
+from engine.prompt_syntax import is_plain, parse, plain_text
+from engine.protocol import JobSpec
+
+__all__ = ["PromptReader"]
+
+_SPACED_PUNCTUATION = re.compile(r" ([,.;:!?])")
+
+
+def _per_image(jobs: Sequence[JobSpec], values: Sequence[Any]) -> list[Any]:
+    return [value for job, value in zip(jobs, values, strict=True) for _ in job.seeds]
+
+
+class PromptReader:
+    """compel over one pipeline's tokenizer and text encoder.
+
+    Stable Diffusion 1.x and 2.x have one CLIP text encoder, whose last hidden states (already
+    layer-normalised) are the prompt embeddings. SDXL's two encoders would be a second
+    ``Compel`` (``PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED`` for both, ``requires_pooled`` on
+    the second) whose embeddings are concatenated, plus the pooled ones: see ``_compel_for``.
+    """
+
+    def __init__(self, pipeline: Any) -> None:
+        self._pipeline = pipeline
+        self._compel = _compel_for(pipeline)
+        self._tokenizer = pipeline.tokenizer
+        self._window = int(self._tokenizer.model_max_length)
+        self._chunks: dict[str, tuple[str, ...]] = {}
+
+    def chunks(self, prompt: str) -> tuple[str, ...]:
+        """The text of each window a long prompt is split into; ``()`` when it fits one."""
+        if prompt not in self._chunks:
+            pieces = parse(prompt)
+            provider = self._compel.conditioning_provider
+            ids, _, _ = provider.get_token_ids_and_expand_weights(
+                [p.text for p in pieces], [p.weight for p in pieces], device="cpu"
+            )
+            windows = ids.reshape(-1, self._window).tolist()
+            self._chunks[prompt] = (
+                tuple(self._window_text(window) for window in windows) if len(windows) > 1 else ()
+            )
+        return self._chunks[prompt]
+
+    def windows(self, job: JobSpec) -> int:
+        """How many windows ``job``'s embeddings span; 0 when it goes to the pipeline as text.
+
+        Jobs with different answers run in different calls.
+        """
+        if all(self._as_text(prompt) for prompt in (job.prompt, job.negative_prompt)):
+            return 0
+        return max(1, *(len(self.chunks(prompt)) for prompt in (job.prompt, job.negative_prompt)))
+
+    def call_arguments(self, jobs: Sequence[JobSpec]) -> dict[str, Any]:
+        """The prompts of the call, per image: as text, or as compel's embeddings."""
+        if not any(self.windows(job) for job in jobs):
+            return {
+                "prompt": _per_image(jobs, [plain_text(parse(job.prompt)) for job in jobs]),
+                "negative_prompt": _per_image(
+                    jobs, [plain_text(parse(job.negative_prompt)) for job in jobs]
+                ),
+            }
+        positives, negatives = [], []
+        for job in jobs:
+            pair = [self._embeddings(job.prompt), self._embeddings(job.negative_prompt)]
+            positive, negative = self._compel.pad_conditioning_tensors_to_same_length(pair)
+            positives += [positive] * len(job.seeds)
+            negatives += [negative] * len(job.seeds)
+        # The runners group jobs by ``windows``, so this padding changes nothing; it keeps a
+        # call whose jobs differ from failing on mismatched shapes.
+        padded = self._compel.pad_conditioning_tensors_to_same_length([*positives, *negatives])
+        return {
+            "prompt_embeds": torch.cat(padded[: len(positives)]),
+            "negative_prompt_embeds": torch.cat(padded[len(positives) :]),
+        }
+
+    def _as_text(self, prompt: str) -> bool:
+        return is_plain(parse(prompt)) and not self.chunks(prompt)
+
+    def _embeddings(self, prompt: str) -> torch.Tensor:
+        """``(1, tokens, dim)``: the prompt's pieces, weighted, in as many windows as needed."""
+        # compel's own structures, not its prompt syntax: the pieces' text goes to the
+        # tokenizer as it is.
+        fragments = [Fragment(piece.text, piece.weight) for piece in parse(prompt)]
+        conjunction = Conjunction([FlattenedPrompt(fragments)])
+        embeddings, _ = self._compel.build_conditioning_tensor_for_conjunction(conjunction)
+        return embeddings
+
+    def _window_text(self, ids: list[int]) -> str:
+        """A window's words: its tokens between the start marker and the first end marker."""
+        start = 1 if ids and ids[0] == self._tokenizer.bos_token_id else 0
+        end = ids.index(self._tokenizer.eos_token_id, start)
+        # CLIP's decoder puts a space before punctuation ("snow , golden"); people do not.
+        return _SPACED_PUNCTUATION.sub(r"\1", str(self._tokenizer.decode(ids[start:end])).strip())
+
+
+def _compel_for(pipeline: Any) -> Compel:
+    """compel for the pipeline's text encoder, never truncating (long prompts get windows)."""
+    if getattr(pipeline, "text_encoder_2", None) is not None:
+        # SDXL: its own issue. Two Compel objects over (tokenizer, text_encoder) and
+        # (tokenizer_2, text_encoder_2), both PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED, the
+        # second with requires_pooled=True; prompt embeddings concatenated on the last axis.
+        raise NotImplementedError("weighted prompts for two text encoders (SDXL)")
+    return Compel(
+        tokenizer=pipeline.tokenizer,
+        text_encoder=pipeline.text_encoder,
+        returned_embeddings_type=ReturnedEmbeddingsType.LAST_HIDDEN_STATES_NORMALIZED,
+        truncate_long_prompts=False,
+    )

@@ -1,0 +1,128 @@
+"""Weighted and long prompts in the engine: compel's embeddings, windows, and batching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from compel import Compel
+from compel.prompt_parser import Conjunction, FlattenedPrompt, Fragment
+from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+from engine.prompt_syntax import parse
+from engine.protocol import Accepted, ErrorKind, ModelRef
+from engine.tasks.prompt_embeddings import PromptReader
+from engine.worker import Worker
+from tests.engine.helpers import Recorder, job, pixels, run
+from tests.engine.test_worker_images import same_cpu_kernels
+from tests.fixtures.tiny_models import TinyModels
+
+# "cat" is one token of the tiny vocabulary (other words are spelled letter by letter); 75
+# tokens fit CLIP's window after BOS and EOS.
+CATS = " ".join(["cat"] * 70)
+
+
+@pytest.fixture(scope="module")
+def plain_t2i(tiny_models: TinyModels) -> StableDiffusionPipeline:
+    pipe = StableDiffusionPipeline.from_pretrained(
+        tiny_models.text_to_image, safety_checker=None, requires_safety_checker=False
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _image(worker: Worker, recorder: Recorder, model: ModelRef, **fields: object) -> np.ndarray:
+    recorder.events.clear()
+    run(worker, job(model, 1, seeds=(5,), **fields))
+    return pixels(recorder.result(1).images[0].png)
+
+
+def test_a_plain_prompt_has_the_pipelines_own_embeddings(
+    plain_t2i: StableDiffusionPipeline,
+) -> None:
+    # Why plain prompts may go as text: compel's reading of them is diffusers' own, bit for bit.
+    reader = PromptReader(plain_t2i)
+    with torch.inference_mode():
+        ours = reader._embeddings("a dog and the cat, sci-fi.")
+        theirs, _ = plain_t2i.encode_prompt("a dog and the cat, sci-fi.", "cpu", 1, False)
+    assert torch.equal(ours, theirs)
+
+
+def test_a_weighted_prompt_equals_compel_in_plain_diffusers(
+    plain_t2i: StableDiffusionPipeline, worker: Worker, recorder: Recorder, t2i_model: ModelRef
+) -> None:
+    engine = _image(worker, recorder, t2i_model, prompt="a (cat:1.5) on a [hill]", guidance=6.0)
+    # What a diffusers user writes with compel (and what /recipe's script does).
+    compel = Compel(plain_t2i.tokenizer, plain_t2i.text_encoder, truncate_long_prompts=False)
+
+    def embeddings(text: str) -> torch.Tensor:
+        fragments = [Fragment(piece.text, piece.weight) for piece in parse(text)]
+        return compel.build_conditioning_tensor_for_conjunction(
+            Conjunction([FlattenedPrompt(fragments)])
+        )[0]
+
+    plain_t2i.scheduler = EulerDiscreteScheduler.from_pretrained(
+        t2i_model.source, subfolder="scheduler"
+    )  # the engine's default
+    with torch.inference_mode(), same_cpu_kernels():
+        positive, negative = compel.pad_conditioning_tensors_to_same_length(
+            [embeddings("a (cat:1.5) on a [hill]"), embeddings("")]
+        )
+        plain = plain_t2i(
+            prompt_embeds=positive,
+            negative_prompt_embeds=negative,
+            num_inference_steps=3,
+            guidance_scale=6.0,
+            width=64,
+            height=64,
+            generator=torch.Generator().manual_seed(5),
+        ).images[0]
+    np.testing.assert_array_equal(engine, np.asarray(plain))
+    assert not np.array_equal(engine, _image(worker, recorder, t2i_model, prompt="a cat on a hill"))
+
+
+def test_the_words_past_the_window_now_reach_the_model(
+    worker: Worker, recorder: Recorder, t2i_model: ModelRef
+) -> None:
+    elephants = _image(worker, recorder, t2i_model, prompt=f"{CATS}, purple elephants")
+    (accepted,) = recorder.of(Accepted, 1)
+    assert accepted.prompt_chunks == (f"{CATS},", "purple elephants")
+    assert accepted.negative_prompt_chunks == ()
+    turtles = _image(worker, recorder, t2i_model, prompt=f"{CATS}, green turtles")
+    assert not np.array_equal(elephants, turtles)  # once cut at 77 tokens, they were equal
+
+
+def test_a_short_prompt_has_no_chunks(
+    worker: Worker, recorder: Recorder, t2i_model: ModelRef
+) -> None:
+    _image(worker, recorder, t2i_model, prompt="a (cat:1.2)", negative_prompt=CATS)
+    (accepted,) = recorder.of(Accepted, 1)
+    assert accepted.prompt_chunks == () and accepted.negative_prompt_chunks == ()
+
+
+def test_batching_with_other_kinds_of_prompt_changes_no_image(
+    worker: Worker, recorder: Recorder, t2i_model: ModelRef
+) -> None:
+    kinds = {
+        "plain": {"prompt": "a cat on a hill"},
+        "weighted": {"prompt": "a (cat:1.3) on a hill"},
+        "long": {"prompt": f"{CATS}, purple elephants"},
+        "long negative": {"prompt": "a [dog]", "negative_prompt": f"{CATS}. blurry, dark"},
+    }
+    alone = {name: _image(worker, recorder, t2i_model, **fields) for name, fields in kinds.items()}
+    recorder.events.clear()
+    run(
+        worker,
+        *(job(t2i_model, i, seeds=(5,), **fields) for i, fields in enumerate(kinds.values(), 1)),
+    )
+    for i, name in enumerate(kinds, 1):
+        np.testing.assert_array_equal(pixels(recorder.result(i).images[0].png), alone[name])
+
+
+def test_a_malformed_prompt_is_refused_by_the_engine_too(
+    worker: Worker, recorder: Recorder, t2i_model: ModelRef
+) -> None:
+    run(worker, job(t2i_model, negative_prompt="(blurry:abc)"))
+    error = recorder.error(1)
+    assert error.kind is ErrorKind.BAD_INPUT
+    assert error.message.startswith("the negative prompt has a weight that is not a number")
