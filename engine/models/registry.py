@@ -2,10 +2,11 @@
 
 Every model loads through ``from_pretrained`` from a Hugging Face id or a local folder. A
 text-to-image checkpoint also inpaints and starts from a picture (image-to-image): those
-pipelines are built from the same components (``from_pipe``), so they cost no extra memory. A dedicated inpainting checkpoint (a UNet with 9
-input channels) only inpaints. Pipelines are loaded without their own safety checker; the
-engine's safety gate checks every image the same way. Only safetensors weights are downloaded
-or loaded (``SAFETENSORS_ONLY``); a model that has none is refused with a reason that says so.
+pipelines are built from the same components (``from_pipe``), so they cost no extra memory. A
+dedicated inpainting checkpoint (a UNet with 9 input channels) only inpaints. Pipelines are
+loaded without their own safety checker; the engine's safety gate checks every image the same
+way. Only safetensors weights are downloaded or loaded (``SAFETENSORS_ONLY``); a model that has
+none is refused with a reason that says so.
 """
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ class LoadedPipelines:
         """The pipeline for a task; raises ``WrongModelKind`` when this model cannot do it."""
         if kind is not JobKind.INPAINT and self.kind is JobKind.INPAINT:
             what = "from text alone" if kind is JobKind.TEXT_TO_IMAGE else "from a whole picture"
-            raise WrongModelKind(f"{self.ref.name} is an inpainting model; it cannot make images {what}")
+            raise WrongModelKind(
+                f"{self.ref.name} is an inpainting model; it cannot make images {what}"
+            )
         if kind is JobKind.TEXT_TO_IMAGE:
             return self.base
         if kind is JobKind.IMAGE_TO_IMAGE:
