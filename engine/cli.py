@@ -45,7 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the engine process for the bot (framed stdin/stdout)")
-    for name, kind in (("generate", JobKind.TEXT_TO_IMAGE), ("inpaint", JobKind.INPAINT)):
+    for name, kind in (
+        ("generate", JobKind.TEXT_TO_IMAGE),
+        ("img2img", JobKind.IMAGE_TO_IMAGE),
+        ("inpaint", JobKind.INPAINT),
+    ):
         sub = commands.add_parser(name, help=f"make one {kind.value.replace('_', '-')} image")
         sub.set_defaults(kind=kind)
         sub.add_argument("--model", required=True, help="Hugging Face id or local folder")
@@ -76,6 +80,14 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--strength", type=float, default=BOUNDS.strength.default, help=_range("strength")
             )
+        if kind is JobKind.IMAGE_TO_IMAGE:
+            sub.add_argument(
+                "--image", type=Path, required=True, help="the picture to start from (resized)"
+            )
+            strength = BOUNDS.image_strength
+            sub.add_argument(
+                "--strength", type=float, default=strength.default, help=_range("image_strength")
+            )
     return parser
 
 
@@ -83,6 +95,7 @@ def _spec(args: argparse.Namespace, seed: int) -> JobSpec:
     source = str(args.model)
     name = Path(source).name if Path(source).is_dir() else source
     inpainting = args.kind is JobKind.INPAINT
+    from_picture = args.kind.takes_picture
     return JobSpec(
         job_id=1,
         kind=args.kind,
@@ -95,8 +108,8 @@ def _spec(args: argparse.Namespace, seed: int) -> JobSpec:
         width=args.width,
         height=args.height,
         scheduler=args.scheduler,
-        strength=args.strength if inpainting else BOUNDS.strength.default,
-        image_path=str(args.image) if inpainting else None,
+        strength=args.strength if from_picture else BOUNDS.strength.default,
+        image_path=str(args.image) if from_picture else None,
         mask_path=str(args.mask) if inpainting else None,
         preview=False,
     )

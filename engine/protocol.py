@@ -150,12 +150,19 @@ class Bounds:
     # Inpainting: how much of the area changes; 1 repaints it from scratch, as inpainting
     # checkpoints expect.
     strength: BoundWithDefault[float] = BoundWithDefault(0.01, 1.0, default=1.0)
+    # Image-to-image: how far from the starting picture; 1 keeps only its colours' faint trace,
+    # low values change little. The Vary button's two strengths lie inside it.
+    image_strength: BoundWithDefault[float] = BoundWithDefault(0.05, 1.0, default=0.6)
+    vary_subtle: float = 0.35
+    vary_strong: float = 0.7
     side: Bound[int] = Bound(64, 1024)  # pixels, each side of a picture
     side_multiple: int = 8  # sides are multiples of the VAE's downscale factor
     size: str = "square"  # the default, a key of SIZES
     scheduler: str = "euler"  # the default, a key of SCHEDULERS
 
     def __post_init__(self) -> None:
+        if not all(s in self.image_strength for s in (self.vary_subtle, self.vary_strong)):
+            raise ValueError("the Vary strengths must lie inside image_strength")
         if self.size not in SIZES or self.scheduler not in SCHEDULERS:
             raise ValueError(f"no size {self.size!r} or no scheduler {self.scheduler!r}")
         for name, size in SIZES.items():
@@ -177,8 +184,23 @@ MAX_SEED = BOUNDS.seed.max
 
 
 class JobKind(enum.StrEnum):
+    """What a job does, and (for models) what a checkpoint is for."""
+
     TEXT_TO_IMAGE = "text_to_image"
     INPAINT = "inpaint"
+    # A picture as the starting point (``strength`` says how far from it). Runs on a
+    # text-to-image checkpoint; never a model's own kind.
+    IMAGE_TO_IMAGE = "image_to_image"
+
+    @property
+    def model_kind(self) -> JobKind:
+        """The kind of model that runs jobs of this kind."""
+        return JobKind.TEXT_TO_IMAGE if self is JobKind.IMAGE_TO_IMAGE else self
+
+    @property
+    def takes_picture(self) -> bool:
+        """Whether a job of this kind starts from an uploaded picture (``image_path``)."""
+        return self is not JobKind.TEXT_TO_IMAGE
 
 
 class ErrorKind(enum.StrEnum):
@@ -246,7 +268,8 @@ class GenerationParams:
     width: int = SIZES[BOUNDS.size].width
     height: int = SIZES[BOUNDS.size].height
     scheduler: str = BOUNDS.scheduler
-    # Inpainting only: 1.0 repaints the masked area from pure noise.
+    # Inpainting: 1.0 repaints the masked area from pure noise. Image-to-image: how far from
+    # the starting picture (its own bound, ``BOUNDS.image_strength``).
     strength: float = BOUNDS.strength.default
     # Inpainting only, instead of a mask picture: words naming the area to repaint ("the dog");
     # the engine makes the mask from them (CLIPSeg).
@@ -277,7 +300,7 @@ class JobSpec(GenerationParams):
     job_id: int
     kind: JobKind
     model: ModelRef
-    image_path: str | None = None  # inpainting only: the picture to repaint
+    image_path: str | None = None  # inpainting and image-to-image: the picture to start from
     mask_path: str | None = None  # inpainting only: white = repaint
     preview: bool = True  # send small previews with progress events
     # Course comparisons (engine.comparisons), at most one of the two. ``variants``: one image

@@ -41,18 +41,25 @@ WAIT_S = 10.0  # how long a request waits for a free worker before it is refused
 
 @dataclass(frozen=True)
 class DecodedUploads:
-    """An /inpaint request's pictures, checked and fitted: the job's size, and the files to
-    store (the image, then the mask if one was given), named by content."""
+    """An /inpaint or image-to-image request's pictures, checked and fitted: the job's size, and
+    the files to store (the image, then the mask if one was given), named by content."""
 
     size: tuple[int, int]
     files: list[tuple[str, bytes]]
 
 
 def decode_uploads(
-    image_data: bytes, mask_data: bytes | None, mask_prompt: str | None
+    image_data: bytes, mask_data: bytes | None, mask_prompt: str | None, whole: bool = False
 ) -> DecodedUploads:
-    """Check, fit and encode the pictures (blocking; ``UserInputError`` when refused)."""
-    fitted = inputs.prepare_inputs(image_data, mask_data, mask_prompt)
+    """Check, fit and encode the pictures (blocking; ``UserInputError`` when refused).
+
+    ``whole``: an image-to-image picture, which needs no mask (the whole of it changes).
+    """
+    fitted = (
+        inputs.prepare_start_picture(image_data)
+        if whole
+        else inputs.prepare_inputs(image_data, mask_data, mask_prompt)
+    )
     files = [inputs.named_png(fitted.image)]
     if fitted.mask is not None:
         files.append(inputs.named_png(fitted.mask))
@@ -68,7 +75,11 @@ def _start_worker() -> None:
 
 
 def _decode_within(
-    cpu_limit_s: float, image_data: bytes, mask_data: bytes | None, mask_prompt: str | None
+    cpu_limit_s: float,
+    image_data: bytes,
+    mask_data: bytes | None,
+    mask_prompt: str | None,
+    whole: bool,
 ) -> DecodedUploads:
     """``decode_uploads`` in a worker, which the kernel ends (SIGXCPU) past ``cpu_limit_s`` of
     CPU for this decode. RLIMIT_CPU counts the process's whole life, so the limit is set from
@@ -79,7 +90,7 @@ def _decode_within(
     _, hard = resource.getrlimit(resource.RLIMIT_CPU)
     resource.setrlimit(resource.RLIMIT_CPU, (math.ceil(spent + cpu_limit_s), hard))
     try:
-        return decode_uploads(image_data, mask_data, mask_prompt)
+        return decode_uploads(image_data, mask_data, mask_prompt, whole)
     finally:
         resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))
 
@@ -112,7 +123,12 @@ class PictureDecoder:
             self._free.put_nowait(slot)
 
     async def decode(
-        self, image_data: bytes, mask_data: bytes | None, mask_prompt: str | None
+        self,
+        image_data: bytes,
+        mask_data: bytes | None,
+        mask_prompt: str | None,
+        *,
+        whole: bool = False,
     ) -> DecodedUploads:
         """``decode_uploads`` in a worker; ``UserFacingError`` when every worker stays busy,
         ``UserInputError`` when the pictures are refused or take too long to read."""
@@ -126,7 +142,7 @@ class PictureDecoder:
                 max_workers=1, mp_context=_context(), initializer=_start_worker
             )
         work = functools.partial(
-            _decode_within, self._cpu_limit_s, image_data, mask_data, mask_prompt
+            _decode_within, self._cpu_limit_s, image_data, mask_data, mask_prompt, whole
         )
         running = asyncio.get_running_loop().run_in_executor(pool, work)
         # The worker is free again only when its decode has ended, even if the request that

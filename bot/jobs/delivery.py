@@ -22,6 +22,7 @@ import aiohttp
 import discord
 
 from bot.jobs.comparison_results import comparison_message
+from bot.jobs.lessons import denoising_steps
 from bot.jobs.mask_outline import outline_note, outline_upload
 from bot.jobs.upload_fit import DEFAULT_LIMIT, UploadFile, fit
 from bot.store.models import Job
@@ -124,7 +125,8 @@ class Delivery:
             owner_id=job.user_id,
             channel_id=job.channel_id,
             prompt=job.prompt,
-            steps=job.steps,
+            # What the engine will count: steps × strength when starting from a picture.
+            steps=denoising_steps(job),
             interaction=interaction,
             deadline=time.monotonic() + TOKEN_LIFETIME if interaction else 0.0,
             note=note,

@@ -1,4 +1,5 @@
-"""The pictures users attach to /inpaint: checked, normalised and stored before a job exists.
+"""The pictures users attach to /inpaint and /imagine: checked, normalised and stored before a
+job exists.
 
 Every check runs before anything is queued or written, with a message in the user's terms:
 the type by its first bytes (not by the name or the declared type), the byte count, and the
@@ -349,6 +350,21 @@ def prepare_inputs(
             f"{size[0]}×{size[1]}; make it a little larger."
         )
     return InpaintInputs(image, fitted_area)
+
+
+def prepare_start_picture(image_data: bytes) -> InpaintInputs:
+    """Check and normalise an image-to-image picture (the whole of it is the starting point,
+    so no mask); ``UserInputError`` when refused. Blocking, like ``prepare_inputs``."""
+    picture = open_picture(image_data, "image")
+    size = fitted_size(*picture.size)
+    return InpaintInputs(_flatten(picture, FILL).resize(size, Image.Resampling.LANCZOS), None)
+
+
+def start_picture_from_result(png: bytes) -> tuple[str, bytes]:
+    """A result of the bot's own (already at a job's size) as an input: its pixels as RGB
+    without the metadata, named by content (``named_png``). Blocking."""
+    with Image.open(io.BytesIO(png)) as picture:
+        return named_png(picture.convert("RGB"))
 
 
 def png_bytes(picture: Image.Image) -> bytes:

@@ -17,16 +17,20 @@ from engine.protocol import JobKind
 
 @dataclass(frozen=True)
 class Uploads:
-    """An inpainting job's attachments, read only once the job is allowed to exist."""
+    """A job's attachments, read only once the job is allowed to exist."""
 
     image: discord.Attachment
     mask: discord.Attachment | None = None
     mask_prompt: str | None = None  # words CLIPSeg turns into the mask, instead of a picture
+    # Inpainting: the picture says (or the mask or words say) which area to repaint. False for
+    # image-to-image, where the whole picture is the starting point.
+    repaint_area: bool = True
 
 
 @dataclass(frozen=True)
 class NewImages:
-    """A new job from a command: its kind, the model typed (None: the default) and settings."""
+    """A new job from a command: its kind, the model typed (None: the default, for the kind's
+    ``model_kind``) and settings."""
 
     kind: JobKind
     model: str | None
@@ -50,4 +54,12 @@ class Comparison:
     kind: str
 
 
-JobRequest = NewImages | Reroll | Comparison
+@dataclass(frozen=True)
+class Variation:
+    """A new image from job ``job_id``'s first image (image-to-image at ``strength``)."""
+
+    job_id: int
+    strength: float
+
+
+JobRequest = NewImages | Reroll | Comparison | Variation

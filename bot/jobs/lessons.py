@@ -37,8 +37,8 @@ Value = float | str  # a guidance scale, a step count or a scheduler name
 
 
 def denoising_steps(job: Job) -> int:
-    """The denoising steps one run of the job takes: ``steps × strength`` when inpainting."""
-    if job.kind == JobKind.INPAINT:
+    """The denoising steps one run of the job takes: ``steps × strength`` from a picture."""
+    if JobKind(job.kind).takes_picture:
         return max(1, int(job.steps * job.strength))
     return job.steps
 

@@ -12,6 +12,7 @@ import discord
 
 from bot.store.models import Job, Model
 from bot.store.repository import NewJob
+from engine.protocol import JobKind
 
 
 def _asked_by(interaction: discord.Interaction) -> dict[str, Any]:
@@ -25,11 +26,14 @@ def _asked_by(interaction: discord.Interaction) -> dict[str, Any]:
     )
 
 
-def new_job(interaction: discord.Interaction, model: Model, **settings: Any) -> NewJob:
-    """A job the asker described, on ``model`` as the models table offers it now."""
+def new_job(
+    interaction: discord.Interaction, model: Model, kind: JobKind | None = None, **settings: Any
+) -> NewJob:
+    """A job the asker described, on ``model`` as the models table offers it now; its kind is
+    the model's unless ``kind`` says otherwise (image-to-image on a text-to-image model)."""
     return NewJob(
         **_asked_by(interaction),
-        kind=model.kind,
+        kind=kind or model.kind,
         model_name=model.name,
         model_source=model.source,
         model_revision=model.revision,

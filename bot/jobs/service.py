@@ -13,8 +13,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.jobs.decoding import PictureDecoder
 from bot.jobs.delivery import DISCORD_ERRORS, Delivery
 from bot.jobs.image_store import ImageStore
-from bot.jobs.inputs import InputStore
-from bot.jobs.job_request import Comparison, JobRequest, NewImages, Reroll
+from bot.jobs.inputs import InputStore, start_picture_from_result
+from bot.jobs.job_request import Comparison, JobRequest, NewImages, Reroll, Variation
 from bot.jobs.lessons import values_for
 from bot.jobs.limits import Reservation, UsageLimits
 from bot.jobs.requests import derived_job, new_job
@@ -35,8 +35,8 @@ from bot.ui.errors import NotAllowed, UserFacingError, UserInputError
 from bot.ui.i18n import t
 from bot.ui.interactions import reply
 from bot.ui.model_options import resolve_model
-from bot.ui.validation import seeds_for
-from engine.protocol import GeneratedImage, Result
+from bot.ui.validation import seeds_for, steps_with_one_left
+from engine.protocol import DEFAULT_MASK_BLEND, GeneratedImage, JobKind, Result
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ class JobService:
         """The job row ``request`` asks for, and the input files to store once it is written."""
         match request:
             case NewImages(kind=kind, model=name, settings=settings, uploads=uploads):
-                model = await resolve_model(self._repo, name, kind)
+                model = await resolve_model(self._repo, name, kind.model_kind)
                 read = None
                 if uploads:
                     # Decoding costs CPU the user chooses: a caller over their limits is refused
@@ -236,7 +236,7 @@ class JobService:
                     self._limits.release(self._reserve(interaction.user, len(settings["seeds"])))
                     read = await read_uploads(uploads, self._decoder)
                 fields = {**settings, **(read.fields if read else {})}
-                return new_job(interaction, model, **fields), read.files if read else []
+                return new_job(interaction, model, kind, **fields), read.files if read else []
             case Reroll(job_id=job_id, seed=seed):
                 parent = await self._reroll_parent(job_id, interaction)
                 await self._reuse_inputs(parent)
@@ -250,6 +250,55 @@ class JobService:
                 await self._reuse_inputs(parent)
                 course = self._settings.course
                 return comparison_job(parent, kind, course, interaction), []
+            case Variation(job_id=job_id, strength=strength):
+                parent = await self.get_visible(job_id, interaction, doing="vary")
+                return await self._variation(parent, strength, interaction)
+
+    async def _variation(
+        self, parent: Job, strength: float, interaction: discord.Interaction
+    ) -> tuple[NewJob, list[tuple[str, bytes]]]:
+        """Image-to-image from ``parent``'s first image: its prompt and settings, a new seed,
+        on its own model when that makes images from text (else the default one). The image
+        is copied into the input store, so the new job (and its rerolls) keep it."""
+        if parent.comparison:
+            raise UserInputError(
+                f"Job #{parent.id} is a comparison grid; use Vary under an ordinary result."
+            )
+        if not parent.images:
+            raise UserFacingError(f"Job #{parent.id} has no image to vary.")
+        try:
+            png = await self._images.read(parent.images[0].path)
+        except (OSError, ValueError):  # ValueError: a path outside the folder
+            raise UserFacingError(
+                f"Job #{parent.id}'s image is no longer stored on the bot, so it cannot be "
+                "varied. Attach it to /imagine as `image` instead."
+            ) from None
+        ref, data = await asyncio.to_thread(start_picture_from_result, png)
+        model = await self._repo.get_model(parent.model_name)
+        if model is not None and model.enabled and model.kind == JobKind.TEXT_TO_IMAGE:
+            on_model: dict[str, object] = {}  # the parent's, pinned to the revision it ran
+        else:
+            # An inpainting checkpoint cannot start from a whole picture.
+            default = await resolve_model(self._repo, None, JobKind.TEXT_TO_IMAGE)
+            on_model = dict(
+                model_name=default.name,
+                model_source=default.source,
+                model_revision=default.revision,
+            )
+        new = derived_job(
+            parent,
+            interaction,
+            kind=JobKind.IMAGE_TO_IMAGE,
+            seeds=seeds_for(None, 1),
+            steps=steps_with_one_left(parent.steps, strength),
+            strength=strength,
+            image_ref=ref,
+            mask_ref=None,
+            mask_prompt=None,
+            mask_blend=DEFAULT_MASK_BLEND,
+            **on_model,
+        )
+        return new, [(ref, data)]
 
     async def _reroll_parent(self, job_id: int | None, interaction: discord.Interaction) -> Job:
         """The job to reroll: one visible here (made in this channel, or the caller's own;
@@ -266,16 +315,24 @@ class JobService:
         await self.require_model_offered(parent)
         return parent
 
+    async def vary(
+        self, job_id: int, strength: float, interaction: discord.Interaction
+    ) -> Job | None:
+        """A new image from job ``job_id``'s first image, image-to-image at ``strength``, with
+        a new seed; counted against the caller's limits."""
+        return await self.submit(interaction, Variation(job_id, strength))
+
     async def _reuse_inputs(self, parent: Job) -> None:
         """Mark ``parent``'s picture and mask as used now, so retention keeps them for the new
         job; refuse when they are gone (retention deleted them, or the job's owner did)."""
+        again = "/inpaint" if parent.kind == JobKind.INPAINT else "/imagine (as `image`)"
         for ref in (parent.image_ref, parent.mask_ref):
             if ref is not None and not await self._inputs.touch(ref):
                 days = self._settings.storage.retention_days
                 kept = f" (uploads are kept {days} days after their last use)" if days else ""
                 raise UserFacingError(
                     f"Job #{parent.id}'s picture is no longer stored on the bot{kept}, so it "
-                    "cannot be made again. Use /inpaint with the picture again."
+                    f"cannot be made again. Use {again} with the picture again."
                 )
 
     async def get_visible(

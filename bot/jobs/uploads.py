@@ -1,4 +1,5 @@
-"""An inpainting job's attachments: downloaded, checked, fitted and named by content.
+"""An inpainting or image-to-image job's attachments: downloaded, checked, fitted and named by
+content.
 
 Nothing is written here: the files are stored only once the job row (and its limits) passed,
 so a refused job leaves nothing on disk. Decoding runs in the decoder's worker processes,
@@ -39,7 +40,9 @@ async def read_uploads(uploads: Uploads, decoder: PictureDecoder) -> ReadUploads
     """Download the picture and mask, then check, fit and name them in ``decoder``'s workers."""
     image_data = await download(uploads.image, "image")
     mask_data = await download(uploads.mask, "mask") if uploads.mask is not None else None
-    decoded = await decoder.decode(image_data, mask_data, uploads.mask_prompt)
+    decoded = await decoder.decode(
+        image_data, mask_data, uploads.mask_prompt, whole=not uploads.repaint_area
+    )
     files = decoded.files
     width, height = decoded.size
     fields = {

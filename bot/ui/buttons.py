@@ -14,6 +14,7 @@ from typing import Protocol, cast
 import discord
 
 from bot.ui.errors import report
+from engine.protocol import BOUNDS
 
 ButtonHandler = Callable[[discord.Interaction, int], Awaitable[None]]
 
@@ -22,6 +23,10 @@ ACTIONS = {
     "details": ("Details", "🔎", discord.ButtonStyle.secondary),
     "delete": ("Delete", "🗑️", discord.ButtonStyle.danger),
     "cancel": ("Cancel", "✖️", discord.ButtonStyle.secondary),
+    # A new image from the result's first (image-to-image, a new seed), at the two strengths
+    # ``VARY_STRENGTHS`` gives.
+    "vary": ("Vary (subtle)", "🌱", discord.ButtonStyle.secondary),
+    "varymore": ("Vary (strong)", "🌪️", discord.ButtonStyle.secondary),
     # Course mode (bot.course): each makes one comparison grid from the result's seed.
     "cfg": ("Compare CFG", "🎚️", discord.ButtonStyle.secondary),
     "steps": ("Compare steps", "🔢", discord.ButtonStyle.secondary),
@@ -29,6 +34,7 @@ ACTIONS = {
     "denoise": ("Denoising strip", "🌫️", discord.ButtonStyle.secondary),
 }
 LESSON_ACTIONS = ("cfg", "steps", "sched", "denoise")  # a row of their own (Discord: 5 a row)
+VARY_STRENGTHS = {"vary": BOUNDS.vary_subtle, "varymore": BOUNDS.vary_strong}
 
 
 class JobButton(
@@ -106,4 +112,5 @@ def running_view(job_id: int) -> discord.ui.View:
 
 
 def result_view(job_id: int) -> discord.ui.View:
-    return job_view(job_id, "reroll", "details", "delete", *LESSON_ACTIONS)
+    """Under a result: five on the first row (Discord's most), the lessons on the second."""
+    return job_view(job_id, "reroll", "details", "delete", *VARY_STRENGTHS, *LESSON_ACTIONS)

@@ -132,6 +132,20 @@ class StrengthOption(_RangeOption):
         return validation.check_strength(value, self.bounds)
 
 
+class ImageStrengthOption(_RangeOption):
+    """How far image-to-image goes from the picture; left out, the command gets None (the
+    command says what that means: the default with a picture, nothing without one)."""
+
+    option_type, bound_name = AppCommandOptionType.number, "image_strength"
+
+    @property
+    def default(self) -> None:
+        return None
+
+    def check(self, value: float) -> float:
+        return validation.check_image_strength(value, self.bounds)
+
+
 class PromptOption(_RangeOption):
     """The prompt: required, control characters dropped, whitespace collapsed, its weights
     (the web UI's ``(word:1.3)``) readable."""
@@ -208,6 +222,7 @@ Guidance = app_commands.Transform[float, GuidanceOption]
 Count = app_commands.Transform[int, CountOption]
 Seed = app_commands.Transform[int, SeedOption]
 Strength = app_commands.Transform[float, StrengthOption]
+ImageStrength = app_commands.Transform[float, ImageStrengthOption]
 Prompt = app_commands.Transform[str, PromptOption]
 NegativePrompt = app_commands.Transform[str, NegativePromptOption]
 MaskPrompt = app_commands.Transform[str, MaskPromptOption]

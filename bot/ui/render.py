@@ -11,7 +11,7 @@ from datetime import datetime
 
 from bot.store.models import Job, JobStatus
 from bot.ui.validation import without_bidi_controls
-from engine.protocol import SCHEDULERS, is_folder_source
+from engine.protocol import SCHEDULERS, JobKind, is_folder_source
 
 BAR_WIDTH = 12
 PROMPT_PREVIEW_CHARS = 120
@@ -127,7 +127,7 @@ def settings_line(job: Job) -> str:
         f"{job.width}×{job.height}",
         f"model {job.model_name}",
     ]
-    if job.kind == "inpaint":
+    if JobKind(job.kind).takes_picture:
         parts.append(f"strength {job.strength:g}")
     return " · ".join(parts)
 
@@ -190,7 +190,7 @@ def details(job: Job, *, admin: bool = False, files_removed_after: int | None = 
         ("Model", model_text(job, admin=admin)),
         ("Revision", job.model_revision_used or job.model_revision or "latest"),
     ]
-    if job.kind == "inpaint":
+    if JobKind(job.kind).takes_picture:
         rows.append(("Strength", f"{job.strength:g}"))
         if job.mask_prompt:
             rows.append(("Mask from words", job.mask_prompt))
@@ -199,6 +199,9 @@ def details(job: Job, *, admin: bool = False, files_removed_after: int | None = 
             f"{v:g}" if isinstance(v, float) else str(v) for v in job.comparison_values or []
         )
         rows.append(("Comparison", f"{job.comparison} of #{job.parent_job_id}: {values}"))
+    elif job.parent_job_id and job.kind == JobKind.IMAGE_TO_IMAGE:
+        # A reroll of an image-to-image job, or a Vary of any result: both start from a picture.
+        rows.append(("Made from", f"#{job.parent_job_id} (a reroll, or Vary of its image)"))
     elif job.parent_job_id:
         rows.append(("Reroll of", f"#{job.parent_job_id}"))
     if job.status is JobStatus.FAILED and job.error:

@@ -128,14 +128,38 @@ def check_strength(strength: float | None, bounds: Bounds = BOUNDS) -> float:
     return float(strength)
 
 
+def check_image_strength(strength: float | None, bounds: Bounds = BOUNDS) -> float:
+    """Image-to-image strength within the bounds; the default when none is given."""
+    if strength is None:
+        return bounds.image_strength.default
+    _within(
+        "strength",
+        strength,
+        bounds.image_strength,
+        "; low values keep the picture close, 1 keeps only a trace of it",
+    )
+    return float(strength)
+
+
 def check_denoising_left(steps: int, strength: float) -> None:
-    """Inpainting runs ``int(steps × strength)`` steps; refuse settings that leave none."""
+    """Inpainting and image-to-image run ``int(steps × strength)`` steps; refuse settings
+    that leave none."""
     if int(steps * strength) < 1:
         raise UserInputError(
             f"With strength {number_text(strength)} and {steps} step{'s' if steps != 1 else ''}, "
             "no denoising step is left (steps × strength must be at least 1); raise steps or "
             "strength."
         )
+
+
+def steps_with_one_left(steps: int, strength: float) -> int:
+    """``steps``, or the fewest more that leave one denoising step at ``strength`` (a Vary of
+    a one-step result): the same loop as the engine's ``int(steps × strength)``."""
+    if strength <= 0:
+        raise ValueError("a strength of 0 leaves no step at any step count")
+    while int(steps * strength) < 1:
+        steps += 1  # at most 1 / strength rounds
+    return steps
 
 
 def check_size(size: str | None, bounds: Bounds = BOUNDS) -> Size:

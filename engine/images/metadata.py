@@ -13,7 +13,7 @@ import re
 
 from PIL import Image, PngImagePlugin
 
-from engine.protocol import SCHEDULERS, JobKind, JobSpec
+from engine.protocol import SCHEDULERS, JobSpec
 
 PARAMETERS_KEY = "parameters"
 _NEGATIVE = "Negative prompt:"
@@ -40,7 +40,7 @@ def parameters_text(spec: JobSpec, seed: int, model_revision: str | None = None)
     }
     if model_revision:
         pairs["Model revision"] = model_revision
-    if spec.kind is JobKind.INPAINT:
+    if spec.kind.takes_picture:
         pairs["Denoising strength"] = float(spec.strength)
     settings = ", ".join(f"{key}: {_quote(value)}" for key, value in pairs.items())
     negative = f"\n{_NEGATIVE} {spec.negative_prompt}" if spec.negative_prompt else ""

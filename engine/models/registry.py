@@ -1,11 +1,12 @@
 """Loaded pipelines by model, under a memory budget, least recently used unloaded first.
 
 Every model loads through ``from_pretrained`` from a Hugging Face id or a local folder. A
-text-to-image checkpoint also inpaints: its inpainting pipeline is built from the same components
-(``from_pipe``), so it costs no extra memory. A dedicated inpainting checkpoint (a UNet with 9
-input channels) only inpaints. Pipelines are loaded without their own safety checker; the
-engine's safety gate checks every image the same way. Only safetensors weights are downloaded
-or loaded (``SAFETENSORS_ONLY``); a model that has none is refused with a reason that says so.
+text-to-image checkpoint also inpaints and starts from a picture (image-to-image): those
+pipelines are built from the same components (``from_pipe``), so they cost no extra memory. A
+dedicated inpainting checkpoint (a UNet with 9 input channels) only inpaints. Pipelines are
+loaded without their own safety checker; the engine's safety gate checks every image the same
+way. Only safetensors weights are downloaded or loaded (``SAFETENSORS_ONLY``); a model that has
+none is refused with a reason that says so.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoPipelineForInpainting, AutoPipelineForText2Image, DiffusionPipeline
+from diffusers import (
+    AutoPipelineForImage2Image,
+    AutoPipelineForInpainting,
+    AutoPipelineForText2Image,
+    DiffusionPipeline,
+)
 
 from engine.models.fast_path import FastPathReport, FastPathSettings, apply_fast_path
 from engine.models.invariance import PerImageLinear, make_batch_invariant
@@ -81,15 +87,23 @@ class LoadedPipelines:
     invariance: list[PerImageLinear]
     fast_path: FastPathReport | None = field(default=None, repr=False)
     _inpaint: DiffusionPipeline | None = field(default=None, repr=False)
+    _image_to_image: DiffusionPipeline | None = field(default=None, repr=False)
 
     def pipeline_for(self, kind: JobKind) -> DiffusionPipeline:
         """The pipeline for a task; raises ``WrongModelKind`` when this model cannot do it."""
+        if kind is not JobKind.INPAINT and self.kind is JobKind.INPAINT:
+            what = "from text alone" if kind is JobKind.TEXT_TO_IMAGE else "from a whole picture"
+            raise WrongModelKind(
+                f"{self.ref.name} is an inpainting model; it cannot make images {what}"
+            )
         if kind is JobKind.TEXT_TO_IMAGE:
-            if self.kind is JobKind.INPAINT:
-                raise WrongModelKind(
-                    f"{self.ref.name} is an inpainting model; it cannot make images from text alone"
-                )
             return self.base
+        if kind is JobKind.IMAGE_TO_IMAGE:
+            if self._image_to_image is None:
+                # The same modules as ``base`` (and so its fast path and batch invariance).
+                self._image_to_image = AutoPipelineForImage2Image.from_pipe(self.base)
+                self._image_to_image.set_progress_bar_config(disable=True)
+            return self._image_to_image
         if self._inpaint is None:
             self._inpaint = AutoPipelineForInpainting.from_pipe(self.base)
             self._inpaint.set_progress_bar_config(disable=True)

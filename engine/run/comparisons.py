@@ -32,11 +32,17 @@ import torch
 
 from engine.images.clean_images import CleanImageCapture, decode_latents
 from engine.models.registry import LoadedPipelines, ModelUnavailable, free_device_memory
-from engine.protocol import ErrorKind, Event, JobKind, JobSpec, Progress, Result
+from engine.protocol import ErrorKind, Event, JobSpec, Progress, Result
 from engine.run.context import CANCELLED_MESSAGE, RunContext, internal_message
-from engine.run.pipeline_call import Made, check, check_inputs, one_call, task_images
+from engine.run.pipeline_call import (
+    Made,
+    check,
+    check_inputs,
+    load_inputs,
+    one_call,
+    task_images,
+)
 from engine.settings import EngineSettings
-from engine.tasks import inpainting
 from engine.tasks.checks import BadInput
 from engine.tasks.inpainting import Pictures
 from engine.tasks.prompt_embeddings import PromptReader
@@ -80,8 +86,8 @@ def run_spec(panel: JobSpec) -> JobSpec:
 
 
 def denoising_steps(spec: JobSpec) -> int:
-    """Denoising steps a run really takes: ``steps × strength`` when inpainting."""
-    if spec.kind is JobKind.INPAINT:
+    """Denoising steps a run really takes: ``steps × strength`` from a picture."""
+    if spec.kind.takes_picture:
         return max(1, int(spec.steps * spec.strength))
     return spec.steps
 
@@ -206,9 +212,9 @@ class Comparisons:
             state.total = sum(panel.iterations for panel in state.panels)
             if self._cancelled(state):
                 continue
-            if job.kind is JobKind.INPAINT:
+            if job.kind.takes_picture:
                 try:
-                    pictures[job.job_id] = inpainting.load_inputs(
+                    pictures[job.job_id] = load_inputs(
                         job, self._settings, self._context.text_masks
                     )
                 except (BadInput, ModelUnavailable) as error:

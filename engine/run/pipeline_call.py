@@ -28,8 +28,9 @@ from engine.models.registry import LoadedPipelines
 from engine.models.schedulers import make_scheduler
 from engine.protocol import GeneratedImage, JobKind, JobSpec
 from engine.settings import EngineSettings
-from engine.tasks import inpainting, text_to_image
+from engine.tasks import image_to_image, inpainting, text_to_image
 from engine.tasks.inpainting import Pictures
+from engine.tasks.text_mask import TextMasker
 from engine.tasks.text_to_image import StepCallback
 
 # A picture to deliver: the job its metadata describes, its seed, and its pixels (uint8,
@@ -41,8 +42,18 @@ def check_inputs(spec: JobSpec, settings: EngineSettings) -> None:
     """The checks of the task that runs ``spec``; ``BadInput`` with a user-safe reason."""
     if spec.kind is JobKind.INPAINT:
         inpainting.check_inputs(spec, settings)
+    elif spec.kind is JobKind.IMAGE_TO_IMAGE:
+        image_to_image.check_inputs(spec, settings)
     else:
         text_to_image.check_inputs(spec, settings)
+
+
+def load_inputs(spec: JobSpec, settings: EngineSettings, text_masks: TextMasker) -> Pictures:
+    """The (picture, mask) a job that takes a picture runs on, at its size (``BadInput``, or
+    ``ModelUnavailable`` when the text-mask model is needed and cannot be loaded)."""
+    if spec.kind is JobKind.IMAGE_TO_IMAGE:
+        return image_to_image.load_inputs(spec, settings)
+    return inpainting.load_inputs(spec, settings, text_masks)
 
 
 def uses_guidance(pipeline: Any, guidance: float) -> bool:
@@ -72,9 +83,12 @@ def task_images(
     """Pixels for ``jobs`` (job by job, seed by seed) from the task's one pipeline call: uint8
     ``(images, 3, height, width)`` on the pipeline's device.
 
-    ``pictures`` holds each inpainting job's (image, mask), in the order of ``jobs``; it is
-    empty for text-to-image. Call it inside ``one_call``.
+    ``pictures`` holds each inpainting or image-to-image job's (image, mask), in the order of
+    ``jobs``; it is empty for text-to-image. Call it inside ``one_call``.
     """
+    if jobs[0].kind is JobKind.IMAGE_TO_IMAGE:
+        decoded = image_to_image.image_to_image(pipeline, jobs, pictures, on_step, "pt")
+        return to_pixels(torch.stack(list(decoded)))
     if jobs[0].kind is JobKind.INPAINT:
         decoded = inpainting.inpaint(pipeline, jobs, pictures, on_step, output_type="pt")
         # Outside the mask: the user's own pixels, not a VAE round trip of them.

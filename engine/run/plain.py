@@ -24,8 +24,7 @@ from engine.models.registry import LoadedPipelines, ModelUnavailable, free_devic
 from engine.protocol import ErrorKind, Event, JobKind, JobSpec, MaskOverlay, Progress, Result
 from engine.run.batching import group_compatible
 from engine.run.context import CANCELLED_MESSAGE, RunContext, internal_message, job_ids
-from engine.run.pipeline_call import Checked, Made, check, one_call, task_images
-from engine.tasks import inpainting
+from engine.run.pipeline_call import Checked, Made, check, load_inputs, one_call, task_images
 from engine.tasks.checks import BadInput
 from engine.tasks.inpainting import Pictures
 from engine.tasks.prompt_embeddings import PromptReader
@@ -67,12 +66,10 @@ class _PlainRunner:
                 context.fail(job, ErrorKind.CANCELLED, CANCELLED_MESSAGE)
                 jobs.remove(job)
         pictures: dict[int, Pictures] = {}
-        if jobs and jobs[0].kind is JobKind.INPAINT:
+        if jobs and jobs[0].kind.takes_picture:
             for job in list(jobs):
                 try:
-                    pictures[job.job_id] = inpainting.load_inputs(
-                        job, context.settings, context.text_masks
-                    )
+                    pictures[job.job_id] = load_inputs(job, context.settings, context.text_masks)
                 except BadInput as error:
                     context.fail(job, ErrorKind.BAD_INPUT, str(error))
                     jobs.remove(job)
@@ -157,7 +154,9 @@ class _PlainRunner:
         # An inpainting job also shows its input with the mask outlined: the user's upload,
         # posted by the bot, so it passes the same gate.
         overlays = {
-            job.job_id: outline_mask(*inputs[job.job_id]) for job, _ in own if job.job_id in inputs
+            job.job_id: outline_mask(*inputs[job.job_id])
+            for job, _ in own
+            if job.kind is JobKind.INPAINT and job.job_id in inputs
         }
         made: list[Made] = [
             (job, seed, pixels)
@@ -200,7 +199,8 @@ class _StepReporter:
 
     A cancelled job is reported at once and its pictures are dropped later; the pipeline is
     interrupted only when every job in the call is cancelled. ``total_steps`` counts the
-    denoising iterations the pipeline really runs: steps × strength when inpainting, and one
+    denoising iterations the pipeline really runs: steps × strength when starting from a
+    picture (inpainting, image-to-image), and one
     more than ``steps`` for PNDM.
     """
 

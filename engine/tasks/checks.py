@@ -89,13 +89,25 @@ def check_job(spec: JobSpec, settings: EngineSettings) -> None:
         if spec.mask_path and words:
             raise BadInput("give the area to repaint as a mask file or as mask words, not both")
         _check_length("the mask words are", words, BOUNDS.mask_prompt_chars)
-        strength = spec.strength
-        if strength not in BOUNDS.strength:
-            raise BadInput(f"strength must be {_range(BOUNDS.strength)} (got {strength})")
-        if int(spec.steps * strength) < 1:
-            raise BadInput("steps × strength must give at least one denoising step")
+        _check_strength(spec, BOUNDS.strength)
+    elif spec.kind is JobKind.IMAGE_TO_IMAGE:
+        if not spec.image_path:
+            raise BadInput("image-to-image needs a picture to start from")
+        if spec.mask_path or spec.mask_prompt:
+            raise BadInput("a mask is only used for inpainting")
+        _check_strength(spec, BOUNDS.image_strength)
     elif spec.image_path or spec.mask_path or spec.mask_prompt:
-        raise BadInput("an image or mask is only used for inpainting")
+        raise BadInput("an image or mask is only used for inpainting and image-to-image")
+
+
+def _check_strength(spec: JobSpec, bound: Bound[float]) -> None:
+    """A strength within ``bound`` that leaves at least one of the job's steps to run (both
+    pipelines run ``int(steps × strength)`` of them)."""
+    strength = spec.strength
+    if strength not in bound:
+        raise BadInput(f"strength must be {_range(bound)} (got {strength})")
+    if int(spec.steps * strength) < 1:
+        raise BadInput("steps × strength must give at least one denoising step")
 
 
 def _open_image(path: str, what: str, settings: EngineSettings) -> Image.Image:
@@ -118,6 +130,16 @@ def _open_image(path: str, what: str, settings: EngineSettings) -> Image.Image:
         raise BadInput(f"the {what} could not be read as an image") from error
 
 
+def load_picture(spec: JobSpec, settings: EngineSettings) -> Image.Image:
+    """The job's picture (RGB) at the job's size."""
+    assert spec.image_path  # check_job ran first
+    image = _open_image(spec.image_path, "image", settings).convert("RGB")
+    size = (spec.width, spec.height)
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    return image
+
+
 def load_inpaint_inputs(
     spec: JobSpec, settings: EngineSettings
 ) -> tuple[Image.Image, Image.Image | None]:
@@ -126,11 +148,8 @@ def load_inpaint_inputs(
     The mask is None when the job names the area in words (``mask_prompt``): the worker makes
     it from the resized picture.
     """
-    assert spec.image_path  # check_job ran first
-    image = _open_image(spec.image_path, "image", settings).convert("RGB")
-    size = (spec.width, spec.height)
-    if image.size != size:
-        image = image.resize(size, Image.Resampling.LANCZOS)
+    image = load_picture(spec, settings)
+    size = image.size
     if not spec.mask_path:
         return image, None
     mask = _open_image(spec.mask_path, "mask", settings).convert("L")

@@ -51,6 +51,16 @@ def test_inpaint(tiny_models: TinyModels, tmp_path: Path) -> None:
     assert parse_parameters(read_parameters(out.read_bytes()) or "")["Denoising strength"] == "0.5"
 
 
+def test_img2img(tiny_models: TinyModels, tmp_path: Path) -> None:
+    Image.new("RGB", (128, 128), (0, 90, 200)).save(tmp_path / "in.png")
+    out = tmp_path / "c.png"
+    arguments = ["img2img", "--model", str(tiny_models.text_to_image), *common(tiny_models, out)]
+    assert main([*arguments, "--image", str(tmp_path / "in.png"), "--strength", "0.5"]) == 0
+    with Image.open(out) as image:
+        assert image.size == (64, 64)
+    assert parse_parameters(read_parameters(out.read_bytes()) or "")["Denoising strength"] == "0.5"
+
+
 def test_errors_are_reported_with_an_exit_status(
     tiny_models: TinyModels, tmp_path: Path, capsys
 ) -> None:

@@ -15,7 +15,7 @@ from bot.jobs.disk_usage import DiskUse
 from bot.jobs.image_store import StorageHealth
 from bot.store.models import AuditEntry, JobStatus, Model, utcnow
 from bot.ui import render
-from bot.ui.model_options import KIND_LABEL
+from bot.ui.model_options import JOB_KIND_LABEL, KIND_LABEL
 from bot.ui.render import fit, plural
 from engine.protocol import JobKind, JobSpec, LoadedModel, is_folder_source
 
@@ -176,7 +176,7 @@ def _batch(running: Sequence[JobSpec]) -> str:
     images = sum(len(spec.seeds) for spec in running)
     return (
         f"{plural(len(running), 'job')} ({jobs}), {plural(images, 'image')} · "
-        f"{first.model.name} · {KIND_LABEL[first.kind]} · {first.width}×{first.height} · "
+        f"{first.model.name} · {JOB_KIND_LABEL[first.kind]} · {first.width}×{first.height} · "
         f"{first.steps} steps"
     )
 

@@ -32,13 +32,19 @@ def job_link(job: Job) -> str:
     return f" · [result]({url})"
 
 
+KIND_NOTE = {JobKind.INPAINT: " · inpaint", JobKind.IMAGE_TO_IMAGE: " · image-to-image"}
+
+
 def what_it_was(job: Job) -> str:
-    """A reroll, a lesson comparison or an inpainting, so alike prompts can be told apart."""
+    """A reroll, a lesson comparison, a variation, an inpainting or an image-to-image, so alike
+    prompts can be told apart."""
     if job.comparison:
         return f" · {job.comparison} comparison of #{job.parent_job_id}"
+    if job.parent_job_id and job.kind == JobKind.IMAGE_TO_IMAGE:
+        return f" · from #{job.parent_job_id}"  # a reroll, or a Vary of its image
     if job.parent_job_id:
         return f" · reroll of #{job.parent_job_id}"
-    return " · inpaint" if job.kind == JobKind.INPAINT else ""
+    return KIND_NOTE.get(job.kind, "")
 
 
 def history_entry(job: Job) -> str:

@@ -1,4 +1,9 @@
-"""The /imagine command: validate, write the job, queue it; delivery does the rest."""
+"""The /imagine command: validate, write the job, queue it; delivery does the rest.
+
+With an ``image`` attached it is image-to-image: the picture (checked and fitted like
+/inpaint's, in ``JobService.submit``) is the starting point, and ``strength`` says how far
+from it to go. The picture's own shape then decides the size.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,28 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.jobs.job_request import NewImages
+from bot.jobs import inputs
+from bot.jobs.job_request import NewImages, Uploads
 from bot.services import Services
 from bot.ui import options, validation
 from bot.ui.checks import require_channel
+from bot.ui.errors import UserInputError
 from bot.ui.model_options import ModelName, autocomplete_models
-from engine.protocol import BOUNDS, SCHEDULERS, SIZES, JobKind
+from engine.protocol import BOUNDS, SCHEDULERS, SIZES, JobKind, number_text
+
+NO_IMAGE_FOR_STRENGTH = (
+    "strength says how far to go from a picture: attach one as `image`, or leave strength out."
+)
 
 
 class ImagineCog(commands.Cog):
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    @app_commands.command(name="imagine", description="Make an image from a text prompt")
+    @app_commands.command(
+        name="imagine",
+        description="Make an image from a text prompt, or from a picture and a prompt",
+    )
     @app_commands.guild_only()
     @app_commands.describe(
         prompt="What to draw, e.g. “a watercolor fox in the snow”",
@@ -33,6 +47,9 @@ class ImagineCog(commands.Cog):
         f"(default {SCHEDULERS[BOUNDS.scheduler]})",
         model="Which model to use (default: the server's default)",
         count="How many images, {min}-{max}, with consecutive seeds",
+        image=f"A picture to start from ({inputs.ALLOWED}); its shape decides the size",
+        strength="With an image: how far from it to go, {min}-{max} "
+        f"(default {number_text(BOUNDS.image_strength.default)}); low keeps it close",
     )
     async def imagine(
         self,
@@ -46,10 +63,18 @@ class ImagineCog(commands.Cog):
         scheduler: options.Scheduler = BOUNDS.scheduler,
         model: ModelName | None = None,
         count: options.Count = BOUNDS.count.default,
+        image: discord.Attachment | None = None,
+        strength: options.ImageStrength | None = None,
     ) -> None:
         settings = self.services.settings
         require_channel(interaction, settings.discord)
         seeds = validation.seeds_for(seed, count)
+        if image is None and strength is not None:
+            raise UserInputError(NO_IMAGE_FOR_STRENGTH)
+        if image is not None:
+            inputs.check_declared_size(image.size, "image")
+            strength = validation.check_image_strength(strength)
+            validation.check_denoising_left(steps, strength)
 
         params = dict(
             prompt=prompt,
@@ -61,7 +86,12 @@ class ImagineCog(commands.Cog):
             height=size.height,
             scheduler=scheduler,
         )
-        request = NewImages(JobKind.TEXT_TO_IMAGE, model, params)
+        if image is None:
+            request = NewImages(JobKind.TEXT_TO_IMAGE, model, params)
+        else:
+            params["strength"] = strength
+            uploads = Uploads(image, repaint_area=False)
+            request = NewImages(JobKind.IMAGE_TO_IMAGE, model, params, uploads)
         await self.services.jobs.submit(interaction, request)
 
     @imagine.autocomplete("model")

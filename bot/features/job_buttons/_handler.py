@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import discord
 
 from bot.jobs.retention import files_removed
 from bot.services import Services
 from bot.ui import render
+from bot.ui.buttons import VARY_STRENGTHS
 from bot.ui.checks import is_admin, require_channel
 
 
 class JobButtons:
-    """Reroll, Details, Cancel and Delete: the same rules as the commands, in the job service.
+    """Reroll, Vary, Details, Cancel and Delete: the same rules as the commands, in the job
+    service.
 
     Details, Cancel and Delete answer privately, so they defer privately before they read or
     change anything: the answer (or the refusal) then replaces the private "thinking…".
@@ -28,11 +31,18 @@ class JobButtons:
         buttons.register("details", self.details)
         buttons.register("cancel", self.cancel)
         buttons.register("delete", self.delete)
+        for action, strength in VARY_STRENGTHS.items():
+            buttons.register(action, functools.partial(self.vary, strength=strength))
 
     async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
         require_channel(interaction, self._services.settings.discord)
         # A new message of its own: the result under it stays as it was.
         await self._services.jobs.reroll(job_id, None, interaction)
+
+    async def vary(self, interaction: discord.Interaction, job_id: int, *, strength: float) -> None:
+        require_channel(interaction, self._services.settings.discord)
+        # Like a reroll: a new message of its own, the result stays as it was.
+        await self._services.jobs.vary(job_id, strength, interaction)
 
     # Each answer replaces its own private "thinking…": a followup would do so only by a
     # behaviour Discord has deprecated (bot.ui.interactions.reply says the same).

@@ -65,6 +65,13 @@ SCHEDULER_RECIPES: dict[str, SchedulerRecipe] = {
     ),
 }
 assert SCHEDULER_RECIPES.keys() == SCHEDULERS.keys(), "every scheduler needs a recipe"
+# The diffusers class a script loads for each kind of job; the engine builds the same pipeline
+# from a loaded one (``from_pipe``), with the same components and so the same pixels.
+PIPELINE_CLASSES = {
+    JobKind.TEXT_TO_IMAGE: "AutoPipelineForText2Image",
+    JobKind.INPAINT: "AutoPipelineForInpainting",
+    JobKind.IMAGE_TO_IMAGE: "AutoPipelineForImage2Image",
+}
 WIDTH = 92  # the script's longest line
 
 
@@ -73,7 +80,8 @@ def script_name(job: Job) -> str:
 
 
 def input_names(job: Job) -> tuple[str | None, str | None]:
-    """File names the bot attaches next to an inpainting job's script: picture, mask."""
+    """File names the bot attaches next to a script whose job starts from a picture: picture,
+    mask (inpainting)."""
 
     def name(ref: str | None, what: str) -> str | None:
         # Stored by content hash; the suffix says the format the user uploaded.
@@ -144,9 +152,7 @@ def _scheduler_names(job: Job) -> list[str]:
 
 
 def _imports(job: Job) -> list[str]:
-    pipeline = (
-        "AutoPipelineForInpainting" if job.kind == JobKind.INPAINT else "AutoPipelineForText2Image"
-    )
+    pipeline = PIPELINE_CLASSES[job.kind]
     classes = sorted({pipeline, *(SCHEDULER_RECIPES[n].cls for n in _scheduler_names(job))})
     names = ", ".join(classes)
     lines = ["import functools", ""] if decode_steps(job) else []
@@ -161,6 +167,8 @@ def _imports(job: Job) -> list[str]:
         lines += ["from diffusers import (", *(f"    {c}," for c in classes), ")"]
     if job.kind == JobKind.INPAINT:
         lines.append("from PIL import Image, ImageFilter")
+    elif job.kind == JobKind.IMAGE_TO_IMAGE:
+        lines.append("from PIL import Image")
     return [*lines, ""]
 
 
@@ -242,6 +250,18 @@ def _settings(job: Job, show_folder: bool) -> list[str]:
                 "# shift it a little), blended into the new part over this many pixels.",
                 f"MASK_BLEND = {job.mask_blend!r}",
             ]
+    if job.kind == JobKind.IMAGE_TO_IMAGE:
+        image, _ = input_names(job)
+        lines += [
+            "",
+            _rule("Image-to-image"),
+            "# The picture to start from. The bot attached it next to this script.",
+            f"IMAGE_FILE = {_literal(image)}",
+            "# How far from the picture to go: its latents get the noise of the schedule at",
+            "# step STEPS × (1 - STRENGTH), and only the last int(STEPS × STRENGTH) steps run.",
+            "# Low keeps the picture close; 1.0 keeps only a faint trace of it.",
+            f"STRENGTH = {job.strength!r}",
+        ]
     return [*lines, ""]
 
 
@@ -338,9 +358,7 @@ _HARDWARE = [
 
 
 def _load(job: Job, gpu_dtype: str) -> list[str]:
-    pipeline = (
-        "AutoPipelineForInpainting" if job.kind == JobKind.INPAINT else "AutoPipelineForText2Image"
-    )
+    pipeline = PIPELINE_CLASSES[job.kind]
     lines = [
         "# Half precision on a GPU, as the bot's engine runs there; full precision on a CPU.",
         f'DTYPE = torch.{gpu_dtype} if DEVICE == "cuda" else torch.float32',
@@ -376,6 +394,14 @@ def _load(job: Job, gpu_dtype: str) -> list[str]:
                 "soft_mask = mask.filter(ImageFilter.BoxBlur(MASK_BLEND)) if MASK_BLEND else mask",
             ]
         lines.append("")
+    if job.kind == JobKind.IMAGE_TO_IMAGE:
+        lines += [
+            "# The picture at the job's size, brought there the way the bot does it.",
+            'image = Image.open(IMAGE_FILE).convert("RGB")',
+            "if image.size != (WIDTH, HEIGHT):",
+            "    image = image.resize((WIDTH, HEIGHT), Image.Resampling.LANCZOS)",
+            "",
+        ]
     return lines
 
 
@@ -386,18 +412,19 @@ def _generate(
     extra: str = "",
 ) -> list[str]:
     """The pipeline call for one seed, as lines indented for a loop body."""
-    inpaint = (
-        ["image=image,", "mask_image=mask,", "strength=STRENGTH,"]
-        if job.kind == JobKind.INPAINT
-        else []
-    )
+    size = ["width=WIDTH,", "height=HEIGHT,"]
+    pictures = []
+    if job.kind == JobKind.INPAINT:
+        pictures = ["image=image,", "mask_image=mask,", "strength=STRENGTH,"]
+    elif job.kind == JobKind.IMAGE_TO_IMAGE:
+        size = []  # the picture's own size
+        pictures = ["image=image,", "strength=STRENGTH,"]
     arguments = [
         "**prompt_args,",
         f"num_inference_steps={steps},",
         f"guidance_scale={guidance},",
-        "width=WIDTH,",
-        "height=HEIGHT,",
-        *inpaint,
+        *size,
+        *pictures,
         "generator=generator,",
         *([extra] if extra else []),
     ]

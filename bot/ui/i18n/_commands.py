@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from engine.protocol import BOUNDS, SCHEDULERS, SIZES, size_label
+from engine.protocol import BOUNDS, SCHEDULERS, SIZES, number_text, size_label
 
 _MODEL_NAME = ("名称", "模型在机器人中的名称（见 /models-list）")
 # What each size is called; its pixels come from SIZES.
@@ -48,7 +48,7 @@ class CommandText:
 ZH_CN: dict[str, CommandText] = {
     "imagine": CommandText(
         "生成图像",
-        "根据文字提示生成图像",
+        "根据文字提示生成图像，或以一张图片为起点",
         options={
             "prompt": ("提示词", "要画什么，例如“雪中的水彩狐狸”"),
             "negative_prompt": ("反向提示词", "想避开什么，例如“模糊、文字”"),
@@ -62,6 +62,12 @@ ZH_CN: dict[str, CommandText] = {
             "scheduler": ("调度器", f"执行去噪步骤的采样器（默认 {_DEFAULT_SCHEDULER}）"),
             "model": ("模型", "使用哪个模型（默认：服务器的默认模型）"),
             "count": ("数量", "生成几张，{min}-{max}，种子依次加一"),
+            "image": ("图像", "作为起点的图片（PNG、JPEG 或 WebP）；它的形状决定尺寸"),
+            "strength": (
+                "强度",
+                "有图像时：离它多远，{min}-{max}"
+                f"（默认 {number_text(BOUNDS.image_strength.default)}）；越低越接近原图",
+            ),
         },
         choices={
             **_SIZE_CHOICES,

@@ -78,7 +78,7 @@ async def test_each_lesson_button_posts_a_labelled_grid_from_the_same_seed(harne
         # The lessons sit in a second row under the usual buttons.
         rows = [[c["custom_id"] for c in row["components"]] for row in original.components]
         assert rows == [
-            ["job:reroll:1", "job:details:1", "job:delete:1"],
+            ["job:reroll:1", "job:details:1", "job:delete:1", "job:vary:1", "job:varymore:1"],
             ["job:cfg:1", "job:steps:1", "job:sched:1", "job:denoise:1"],
         ]
         original_pixels = rgb(original.png_attachments[0].data)

@@ -45,7 +45,9 @@ def tracked(delivery: Delivery, job_id: int = 7) -> Edits:
     edits = Edits()
     interaction = MagicMock(spec_set=discord.Interaction)
     interaction.edit_original_response = AsyncMock(side_effect=edits.__call__)
-    job = SimpleNamespace(id=job_id, user_id=1, channel_id=2, prompt="a fox", steps=4)
+    job = SimpleNamespace(
+        id=job_id, user_id=1, channel_id=2, prompt="a fox", steps=4, kind="text_to_image"
+    )
     delivery.track(job, interaction)  # type: ignore[arg-type]  # only these fields are read
     return edits
 

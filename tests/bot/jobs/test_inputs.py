@@ -298,3 +298,22 @@ def test_png_bytes_are_reproducible():
     assert inputs.png_bytes(picture) == inputs.png_bytes(picture.copy())
     with Image.open(io.BytesIO(inputs.png_bytes(picture))) as decoded:
         assert decoded.info.get("parameters") is None
+
+
+def test_a_start_picture_needs_no_mask_and_is_fitted_like_an_inpainting_one():
+    holed = encode(with_hole(scene(), (0, 0, 47, 63)))  # transparency is no mask here
+    start = inputs.prepare_start_picture(holed)
+    assert start.mask is None and start.size == (768, 512)
+    assert np.array_equal(
+        np.asarray(start.image), np.asarray(inputs.prepare_inputs(holed, None, None).image)
+    )
+    with pytest.raises(UserInputError, match="must be a PNG, JPEG or WebP picture"):
+        inputs.prepare_start_picture(b"plain text")
+
+
+def test_a_result_becomes_an_input_without_its_metadata():
+    from engine.images.metadata import png_with_parameters
+
+    picture = scene()
+    ref, data = inputs.start_picture_from_result(png_with_parameters(picture, "a fox\nSteps: 3"))
+    assert (ref, data) == inputs.named_png(picture)  # the pixels only, named by content

@@ -65,7 +65,9 @@ async def test_the_translator_fills_the_payload_for_zh_cn_only(tree):
     translator = CourseTranslator()
     imagine = await tree.get_command("imagine").get_translated_payload(tree, translator)
     assert imagine["name_localizations"] == {"zh-CN": "生成图像"}
-    assert imagine["description_localizations"] == {"zh-CN": "根据文字提示生成图像"}
+    assert imagine["description_localizations"] == {
+        "zh-CN": "根据文字提示生成图像，或以一张图片为起点"
+    }
     prompt, size = imagine["options"]
     assert prompt["name"] == "prompt"  # English stays the name
     assert prompt["name_localizations"] == {"zh-CN": "提示词"}

@@ -145,3 +145,27 @@ def test_cleaned_prompts_hold_no_bidi_control(text):
     cleaned = validation.clean_prompt(text, what="p", max_chars=200, required=False)
     assert not any(c in BIDI for c in cleaned)
     assert validation.clean_prompt(cleaned, what="p", max_chars=200, required=False) == cleaned
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_image_strength_has_its_own_bound(strength):
+    if math.isfinite(strength) and 0.05 <= strength <= 1:
+        assert validation.check_image_strength(strength) == strength
+    else:
+        with pytest.raises(UserInputError, match=r"strength must be a number between 0\.05 and 1"):
+            validation.check_image_strength(strength)
+
+
+def test_image_strength_default_and_the_vary_strengths_lie_in_its_bound():
+    assert validation.check_image_strength(None) == BOUNDS.image_strength.default == 0.6
+    assert (
+        BOUNDS.vary_subtle in BOUNDS.image_strength and BOUNDS.vary_strong in BOUNDS.image_strength
+    )
+    assert BOUNDS.vary_subtle < BOUNDS.vary_strong
+
+
+def test_a_vary_keeps_the_steps_unless_none_would_be_left():
+    assert validation.steps_with_one_left(30, 0.35) == 30
+    assert validation.steps_with_one_left(1, 0.35) == 3  # int(3 × 0.35) = 1
+    assert validation.steps_with_one_left(1, 0.7) == 2
+    assert validation.steps_with_one_left(1, BOUNDS.image_strength.min) == 20

@@ -193,6 +193,21 @@ def test_status_page_shows_queue_batch_engine_memory_and_images():
     ]
 
 
+def test_a_running_image_to_image_batch_is_named_on_the_status_page():
+    spec = JobSpec(
+        job_id=9,
+        kind=JobKind.IMAGE_TO_IMAGE,
+        model=ModelRef("sd15", "/m"),
+        prompt="p",
+        seeds=(1,),
+        image_path="/in/ab.png",
+        strength=0.35,
+    )
+    engine = EngineFacts(False, None, None, None, 0, None)
+    page = status_page(engine=engine, **{**QUIET, "running": [spec]})  # type: ignore[arg-type]
+    assert "**Running batch:** 1 job (#9), 1 image · sd15 · image-to-image · 512×512" in page
+
+
 QUIET = dict(
     counts={},
     waiting_in_memory=0,

@@ -87,6 +87,7 @@ def test_scripts_are_valid_python_for_every_kind_of_job(tmp_path: Path):
         make_job(4, tmp_path, kind="inpaint", image_ref="ab.png", mask_ref="cd.webp"),
         make_job(5, tmp_path, kind="inpaint", image_ref="ab.png", mask_prompt="the fox"),
         make_job(6, tmp_path, prompt="雪中的水彩狐狸"),
+        make_job(7, tmp_path, kind="image_to_image", image_ref="ab.png", strength=0.35),
     ]
     for job in jobs:
         script = render_script(job)
@@ -95,6 +96,10 @@ def test_scripts_are_valid_python_for_every_kind_of_job(tmp_path: Path):
     assert input_names(jobs[3]) == ("job4_image.png", "job4_mask.webp")
     assert 'MASK_FILE = "mask.png"' in render_script(jobs[4])  # words-made masks are not kept
     assert "scipy" in render_script(jobs[1])  # LMS needs it
+    image_to_image = render_script(jobs[6])
+    assert input_names(jobs[6]) == ("job7_image.png", None)
+    assert "AutoPipelineForImage2Image.from_pretrained(" in image_to_image
+    assert "STRENGTH = 0.35" in image_to_image and "width=WIDTH" not in image_to_image
 
 
 def test_a_model_folder_is_in_admins_scripts_only(tmp_path: Path):
@@ -170,6 +175,27 @@ def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyM
             steps=2,
             mask_blend=None,
         ),
+        # Image-to-image on the text-to-image model, alone and across a lesson's panels.
+        make_job(
+            8,
+            source,
+            kind="image_to_image",
+            image_ref="in.png",
+            strength=0.6,
+            steps=5,
+            seeds=[3, 4],
+            scheduler="dpmpp_2m_karras",
+        ),
+        make_job(
+            9,
+            source,
+            kind="image_to_image",
+            image_ref="in.png",
+            strength=0.7,
+            steps=4,
+            comparison="guidance",
+            comparison_values=[0.0, 7.5],
+        ),
     ]
     recorder = Recorder()
     from engine.worker import Worker
@@ -219,5 +245,9 @@ def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyM
         for step, image in zip(steps, images[job_id], strict=True):
             np.testing.assert_array_equal(made(f"job{job_id}_step{step}_42.png"), rgb(image.png))
     np.testing.assert_array_equal(made("job5_42.png"), rgb(images[5][0].png))
+    for seed, image in zip((3, 4), images[8], strict=True):
+        np.testing.assert_array_equal(made(f"job8_{seed}.png"), rgb(image.png))
+    for part, image in zip(("cfg_0", "cfg_7.5"), images[9], strict=True):
+        np.testing.assert_array_equal(made(f"job9_{part}_42.png"), rgb(image.png), part)
     # The labels the bot draws name the same panels.
     assert panel_labels(jobs[1]) == ["CFG 0", "CFG 1", "CFG 7.5"]
