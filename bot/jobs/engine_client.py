@@ -149,6 +149,11 @@ class EngineClient:
         return self._ready
 
     @property
+    def slots(self) -> int:
+        """One process, one batch at a time."""
+        return 1
+
+    @property
     def failed(self) -> str | None:
         """Why the engine cannot be started at all (it exits by itself before it is ever ready:
         a setting or a package is wrong); None otherwise, since after deaths it is always
