@@ -283,7 +283,7 @@ class RayEngine:
     def _deploy(self) -> list[Any]:
         from ray import serve
         from ray.serve.api import RunTarget
-        from ray.serve.config import HTTPOptions
+        from ray.serve.config import ProxyLocation
 
         from engine.serve.replica import EngineReplica
 
@@ -292,7 +292,7 @@ class RayEngine:
         options["num_cpus"] = 0 if self._gpus else self._cpus_per_replica
         if not self._local_testing:
             # No HTTP proxy: the bot is the only client, through handles.
-            serve.start(http_options=HTTPOptions(location="NoServer"))
+            serve.start(proxy_location=ProxyLocation.Disabled)
             options["runtime_env"] = {"env_vars": env}
         deployment = serve.deployment(
             EngineReplica,
@@ -310,7 +310,10 @@ class RayEngine:
         return list(serve.run_many(targets, _local_testing_mode=self._local_testing))
 
     async def stop(self) -> None:
-        """Let running batches finish (bounded), end what waits, remove the replicas."""
+        """Let running batches finish (bounded), end what waits, remove the replicas (and
+        the cluster, when it was started here). Stopping twice does nothing more."""
+        if self._stopping:
+            return
         self._stopping = True
         self._fail(self._not_sent(), STOPPED_MESSAGE)
         self._waiting.clear()
