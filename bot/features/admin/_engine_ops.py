@@ -67,6 +67,9 @@ class EngineFacts:
     failure: str | None  # why the engine cannot be started at all
     retry_at: datetime | None = None  # the next start, while it keeps dying
     recent_deaths: int = 0
+    # Ray backend: one line per replica (pid, device, what it runs and holds); () for the
+    # local process, whose pid and device are above.
+    replicas: tuple[str, ...] = ()
 
 
 def model_ref(model: Model) -> ModelRef:
@@ -90,6 +93,7 @@ def engine_facts(engine: Any) -> EngineFacts:
         failure=getattr(engine, "failed", None),
         retry_at=getattr(engine, "retry_at", None),
         recent_deaths=int(getattr(engine, "recent_deaths", 0)),
+        replicas=tuple(getattr(engine, "replica_lines", ())),
     )
 
 
