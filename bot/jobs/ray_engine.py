@@ -230,6 +230,8 @@ class RayEngine:
     def _init_ray(self) -> None:
         import ray
 
+        if ray.is_initialized():
+            return  # this process joined a cluster already (a bench, a host program)
         try:
             if self._address:
                 ray.init(address=self._address, logging_level=logging.WARNING)
