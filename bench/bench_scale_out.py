@@ -1,8 +1,9 @@
 """Scale-out: the same queue through the local engine process and through 1 and 2 Ray replicas.
 
 Each backend runs the same queue (``--jobs`` jobs from four users) through the real scheduler,
-store and image folder, from the first submit until the last job is stored; the first job's
-model load is done before the clock starts. Every engine process (the local child, each Ray
+store and image folder, from the first submit until the last job is stored; the model loads
+are done before the clock starts. The backends take turns, ``--rounds`` times, and the
+figures are medians. Every engine process (the local child, each Ray
 replica) uses one CPU thread, so on a 2-core machine two replicas can at most double the
 throughput of one.
 
@@ -146,34 +147,40 @@ async def overhead_pairs(
 
 
 async def bench(source: str, env: dict[str, str], scratch: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """Every backend deployed at once, then the queue through each in turns, ``--rounds``
+    times: a change in the machine's load (other processes on shared cores) then touches
+    every backend alike, and the figures are the medians."""
     import ray
 
+    # One cluster on loopback. Three replicas at half a logical CPU each fit its two; each
+    # still runs one torch thread (OMP_NUM_THREADS in ``env``), and an idle one uses none.
+    ray.init(
+        address="local",
+        _node_ip_address="127.0.0.1",
+        include_dashboard=False,
+        num_cpus=2,
+        logging_level="WARNING",
+        log_to_driver=False,
+    )
     local = EngineClient(env=env)
-    await local.start()
-    timings: dict[tuple[str, int], float] = {}
+    one = RayEngine(replicas=1, env=env, cpus_per_replica=0.5, app_prefix="scale-out-1")
+    two = RayEngine(replicas=2, env=env, cpus_per_replica=0.5, app_prefix="scale-out-2")
+    engines: dict[tuple[str, int], EngineLike] = {
+        ("local process", 1): local,
+        ("ray", 1): one,
+        ("ray", 2): two,
+    }
+    timings: dict[tuple[str, int], list[float]] = {key: [] for key in engines}
     try:
-        timings["local process", 1] = await run_queue(local, source, scratch, args)
-        # One cluster on loopback for both Ray runs; each run deploys its replicas anew.
-        ray.init(
-            address="local",
-            _node_ip_address="127.0.0.1",
-            include_dashboard=False,
-            num_cpus=2,
-            logging_level="WARNING",
-            log_to_driver=False,
-        )
-        overhead: list[float] = []
-        for replicas in (1, 2):
-            engine = RayEngine(replicas=replicas, env=env, cpus_per_replica=1)
+        for engine in (local, one, two):
             await engine.start()
-            try:
-                timings["ray", replicas] = await run_queue(engine, source, scratch, args)
-                if replicas == 1:
-                    overhead = await overhead_pairs(local, engine, source, args.pairs)
-            finally:
-                await engine.stop()
+        for _ in range(args.rounds):
+            for key, engine in engines.items():
+                timings[key].append(await run_queue(engine, source, scratch, args))
+        overhead = await overhead_pairs(local, one, source, args.pairs)
     finally:
-        await local.stop()
+        for engine in (local, one, two):
+            await engine.stop()
         ray.shutdown()
     return timings, overhead
 
@@ -185,6 +192,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--max-batch", type=int, default=4, help="images per batch")
     parser.add_argument("--pairs", type=int, default=15, help="pairs for the overhead")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of the queue per backend")
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -210,14 +218,19 @@ def main() -> None:
         f"batches of up to {args.max_batch} images, one CPU thread per engine process, "
         f"{os.cpu_count()} cores"
     )
-    print(f"{'backend':<16}{'replicas':>9}{'seconds':>10}{'jobs/s':>9}{'vs local':>10}")
-    base = timings["local process", 1]
-    for (backend, replicas), seconds in timings.items():
+    print(
+        f"{'backend':<16}{'replicas':>9}{'median s':>10}{'jobs/s':>9}{'vs local':>10}"
+        f"   (seconds of each of the {args.rounds} rounds)"
+    )
+    medians = {key: statistics.median(runs) for key, runs in timings.items()}
+    base = medians["local process", 1]
+    for (backend, replicas), seconds in medians.items():
+        runs = ", ".join(f"{t:.2f}" for t in timings[backend, replicas])
         print(
             f"{backend:<16}{replicas:>9}{seconds:>10.2f}{args.jobs / seconds:>9.2f}"
-            f"{base / seconds:>9.2f}x"
+            f"{base / seconds:>9.2f}x   ({runs})"
         )
-    print(f"2 Ray replicas against 1: {timings['ray', 1] / timings['ray', 2]:.2f}x the throughput")
+    print(f"2 Ray replicas against 1: {medians['ray', 1] / medians['ray', 2]:.2f}x the throughput")
     median_ms = statistics.median(overhead) * 1000
     print(
         f"per-batch overhead of Ray over the local pipe: median {median_ms:.1f} ms "

@@ -125,6 +125,7 @@ class RayEngine:
         address: str = "",
         env: Mapping[str, str] | None = None,
         cpus_per_replica: float = 1.0,
+        app_prefix: str = APP_PREFIX,
         local_testing: bool = False,
         request_timeout: float = 60.0,
         load_timeout: float = 900.0,
@@ -134,12 +135,14 @@ class RayEngine:
         """``replicas``: how many (None: one per GPU the cluster has, at least one).
         ``address``: ``RAY_ADDRESS`` (empty: a new cluster on this machine, on loopback).
         ``env``: variables for the replicas (``ENGINE_*`` settings and the like), on top of the
-        bot's own ``ENGINE_*``. ``local_testing``: Serve's in-process mode, for tests."""
+        bot's own ``ENGINE_*``. ``app_prefix``: the Serve applications' names (replica *i* is
+        ``<prefix>-<i>``). ``local_testing``: Serve's in-process mode, for tests."""
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self._wanted = replicas
         self._address = address
         self._env = dict(env or {})
         self._cpus_per_replica = cpus_per_replica
+        self._app_prefix = app_prefix
         self._local_testing = local_testing
         self._request_timeout = request_timeout
         self._load_timeout = load_timeout
@@ -273,7 +276,9 @@ class RayEngine:
             self._waiting.clear()
             raise EngineUnavailable(self._failure) from error
         self._replicas = [Replica(i, handle) for i, handle in enumerate(handles)]
-        readies = await asyncio.gather(*(r.handle.ready.remote() for r in self._replicas))
+        readies: list[Ready] = await asyncio.gather(
+            *(r.handle.ready.remote() for r in self._replicas)
+        )
         now = datetime.now(UTC)
         for replica, ready in zip(self._replicas, readies, strict=True):
             replica.ready, replica.started_at = ready, now
@@ -306,7 +311,7 @@ class RayEngine:
         )
         settings = {k: v for k, v in env.items() if k.startswith("ENGINE_")}
         targets = [
-            RunTarget(deployment.bind(settings), name=f"{APP_PREFIX}-{i}", route_prefix=None)
+            RunTarget(deployment.bind(settings), name=f"{self._app_prefix}-{i}", route_prefix=None)
             for i in range(self._count)
         ]
         return list(serve.run_many(targets, _local_testing_mode=self._local_testing))
@@ -342,7 +347,7 @@ class RayEngine:
                 serve.shutdown()
             else:
                 for replica in self._replicas:
-                    serve.delete(f"{APP_PREFIX}-{replica.index}")
+                    serve.delete(f"{self._app_prefix}-{replica.index}")
         except Exception:
             log.exception("could not remove the engine replicas")
         if self._own_cluster:

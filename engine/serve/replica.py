@@ -77,7 +77,11 @@ class EngineReplica:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Event | None] = asyncio.Queue()
         async with self._busy:
-            self._sink = lambda event: loop.call_soon_threadsafe(events.put_nowait, event)
+
+            def hand_over(event: Event) -> None:
+                loop.call_soon_threadsafe(events.put_nowait, event)
+
+            self._sink = hand_over
             running = asyncio.ensure_future(
                 asyncio.to_thread(self._worker.handle, RunBatch(jobs=tuple(jobs)))
             )
