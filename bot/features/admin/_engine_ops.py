@@ -31,7 +31,12 @@ class ModelEngine(Protocol):
     @property
     def ready(self) -> bool: ...
 
-    async def load_model(self, model: ModelRef, kind: JobKind) -> ModelsReply: ...
+    async def load_model(
+        self, model: ModelRef, kind: JobKind, *, replicas: int | None = None
+    ) -> ModelsReply:
+        """``replicas``: on how many of the engine's replicas (None: all; the local engine
+        is one)."""
+        ...
 
     async def unload_model(self, model: ModelRef) -> ModelsReply: ...
 
@@ -123,12 +128,16 @@ class ModelOps:
             return None
         return reply.loaded
 
-    async def load(self, model: Model) -> LoadOutcome:
-        """Load ``model``; raises ``EngineUnavailable`` or ``TimeoutError`` like the client."""
+    async def load(self, model: Model, replicas: int | None = None) -> LoadOutcome:
+        """Load ``model`` (on ``replicas`` of the engine's replicas; None: all); raises
+        ``EngineUnavailable`` or ``TimeoutError`` like the client."""
         ref = model_ref(model)
         before = await self.loaded() or ()
         started = time.monotonic()
-        reply = await self._engine.load_model(ref, model.kind)
+        if replicas is None:  # every replica: the engine's default, and the local engine's
+            reply = await self._engine.load_model(ref, model.kind)
+        else:
+            reply = await self._engine.load_model(ref, model.kind, replicas=replicas)
         return LoadOutcome(
             ok=reply.ok,
             message=reply.message,
