@@ -7,6 +7,10 @@ figures are medians. Every engine process (the local child, each Ray
 replica) uses one CPU thread, so on a 2-core machine two replicas can at most double the
 throughput of one.
 
+The machine's own ceiling is printed beside it, measured in every round: the same torch loop
+in one process, then in two at once (one thread each). On a machine whose cores other work
+shares, two processes get less than twice one, and two replicas cannot do better than that.
+
 Then the per-batch overhead Ray adds over the local pipe: one-job batches (one 1-step 64x64
 image) sent in turns to the local engine and to one replica, from ``run_batch`` to the
 ``Result``; the figure is the median of the differences of the pairs, so a change in the
@@ -146,6 +150,34 @@ async def overhead_pairs(
     return differences
 
 
+_SPIN = """
+import time, torch
+torch.set_num_threads(1)
+a = torch.randn(256, 256)
+started = time.perf_counter()
+for _ in range(2000):
+    a @ a
+print(time.perf_counter() - started)
+"""
+
+
+def two_process_ceiling() -> float:
+    """How much more two one-thread processes compute than one, on this machine now."""
+    import subprocess
+
+    def spin(count: int) -> list[float]:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        runs = [
+            subprocess.Popen([sys.executable, "-c", _SPIN], stdout=subprocess.PIPE, env=env)
+            for _ in range(count)
+        ]
+        return [float(run.communicate()[0]) for run in runs]
+
+    alone = statistics.median(spin(1) + spin(1))
+    together = max(spin(2))
+    return 2 * alone / together
+
+
 async def bench(source: str, env: dict[str, str], scratch: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """Every backend deployed at once, then the queue through each in turns, ``--rounds``
     times: a change in the machine's load (other processes on shared cores) then touches
@@ -174,15 +206,17 @@ async def bench(source: str, env: dict[str, str], scratch: Path, args: argparse.
     try:
         for engine in (local, one, two):
             await engine.start()
+        ceilings = []
         for _ in range(args.rounds):
             for key, engine in engines.items():
                 timings[key].append(await run_queue(engine, source, scratch, args))
+            ceilings.append(await asyncio.to_thread(two_process_ceiling))
         overhead = await overhead_pairs(local, one, source, args.pairs)
     finally:
         for engine in (local, one, two):
             await engine.stop()
         ray.shutdown()
-    return timings, overhead
+    return timings, overhead, ceilings
 
 
 def main() -> None:
@@ -211,7 +245,8 @@ def main() -> None:
             "OMP_NUM_THREADS": "1",  # one torch thread in every engine process
             "TOKENIZERS_PARALLELISM": "false",
         }
-        timings, overhead = asyncio.run(bench(source, env, scratch, args))
+        timings, overhead, ceilings = asyncio.run(bench(source, env, scratch, args))
+        ceiling = statistics.median(ceilings)
 
     print(
         f"{args.jobs} jobs from {USERS} users, {args.size}x{args.size}, {args.steps} steps, "
@@ -230,7 +265,10 @@ def main() -> None:
             f"{backend:<16}{replicas:>9}{seconds:>10.2f}{args.jobs / seconds:>9.2f}"
             f"{base / seconds:>9.2f}x   ({runs})"
         )
-    print(f"2 Ray replicas against 1: {medians['ray', 1] / medians['ray', 2]:.2f}x the throughput")
+    print(
+        f"2 Ray replicas against 1: {medians['ray', 1] / medians['ray', 2]:.2f}x the throughput "
+        f"(this machine meanwhile: two one-thread processes computed {ceiling:.2f}x one)"
+    )
     median_ms = statistics.median(overhead) * 1000
     print(
         f"per-batch overhead of Ray over the local pipe: median {median_ms:.1f} ms "
