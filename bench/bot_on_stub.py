@@ -87,6 +87,7 @@ class InstantEngine:
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self._png = noise_png()
         self.ready = True
+        self.slots = 1
         self.in_flight: frozenset[int] = frozenset()  # every job ends as it is given
 
     def kill(self) -> None:

@@ -22,11 +22,12 @@ from bot.jobs.disk_usage import DiskUsage
 from bot.jobs.engine_client import EngineClient
 from bot.jobs.image_store import ImageStore
 from bot.jobs.inputs import InputStore
+from bot.jobs.ray_engine import ClusterUnreachable, RayEngine
 from bot.jobs.retention import Retention
 from bot.jobs.scheduler import EngineLike, Scheduler
 from bot.jobs.service import JobService
 from bot.services import Services
-from bot.settings import Settings, StartupError
+from bot.settings import EngineBackendSettings, Settings, StartupError
 from bot.store.database import create_sessionmaker
 from bot.store.repository import Repository
 from bot.ui.buttons import ButtonActions
@@ -67,7 +68,7 @@ class DiffusionBot(commands.Bot):
         self.repo = Repository(create_sessionmaker(database))
         self.images = ImageStore(settings.storage.output_dir)
         self.delivery = Delivery(self, self.repo, min_edit_interval=min_edit_interval)
-        self.engine = engine or EngineClient()
+        self.engine = engine or make_engine(settings.engine)
         self.scheduler = Scheduler(
             self.repo,
             self.engine,
@@ -112,6 +113,17 @@ class DiffusionBot(commands.Bot):
         task = asyncio.create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def connect_engine(self) -> None:
+        """Reach the engine's cluster, for a backend that has one (Ray), before Discord: a
+        wrong address ends the start at once, in one line."""
+        connect = getattr(self.engine, "connect", None)
+        if connect is None:
+            return
+        try:
+            await connect()
+        except ClusterUnreachable as error:
+            raise StartupError(str(error)) from None
 
     async def _start_engine(self) -> None:
         # In the background: importing torch and starting takes seconds, and Discord should
@@ -189,6 +201,13 @@ class DiffusionBot(commands.Bot):
         await super().close()
 
 
+def make_engine(settings: EngineBackendSettings) -> EngineLike:
+    """The engine backend ``ENGINE_BACKEND`` names: the local process, or replicas on Ray."""
+    if settings.backend == "ray":
+        return RayEngine(replicas=settings.replicas, address=settings.ray_address)
+    return EngineClient()
+
+
 async def run_bot(settings: Settings, database: AsyncEngine) -> None:
     """Connect to Discord and serve until stopped (SIGINT/SIGTERM stop it gracefully)."""
     token = settings.discord.token.get_secret_value().strip()
@@ -197,6 +216,7 @@ async def run_bot(settings: Settings, database: AsyncEngine) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+    await bot.connect_engine()
     with use_endpoints(settings.discord.api_base_url, settings.discord.gateway_url):
         try:
             async with bot:

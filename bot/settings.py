@@ -9,7 +9,7 @@ and the engine's process is started without them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from pydantic import (
     BaseModel,
@@ -156,6 +156,24 @@ class SchedulerSettings(BaseSettings):
         return sorted(set(sizes))
 
 
+class EngineBackendSettings(BaseSettings):
+    """Where the engine runs: ``local``, one child process on this machine's GPU, or ``ray``,
+    replicas of a Ray Serve deployment, one per GPU (README, "Scale out").
+
+    Read by the bot only. Its ``ENGINE_`` prefix is the engine's section's, whose settings the
+    engine ignores these two of; ``RAY_ADDRESS`` is Ray's own name for the cluster's address.
+    """
+
+    model_config = _config("ENGINE_")
+
+    backend: Literal["local", "ray"] = "local"
+    # Ray: how many replicas; empty: one per GPU the cluster has, at least one.
+    replicas: int | None = Field(None, ge=1, le=256)
+    # Ray: a running cluster's head (host:port, as `ray start --head` prints it); empty: start
+    # one on this machine, on 127.0.0.1.
+    ray_address: str = Field("", validation_alias="RAY_ADDRESS")
+
+
 class CourseSettings(BaseSettings):
     """Course mode: what the lesson buttons under each result compare.
 
@@ -218,6 +236,9 @@ class Settings(BaseModel):
     scheduler: SchedulerSettings
     # Defaulted so that code building Settings by hand (tests, tools) needs no course section.
     course: CourseSettings = Field(default_factory=lambda: CourseSettings(_env_file=None))
+    engine: EngineBackendSettings = Field(
+        default_factory=lambda: EngineBackendSettings(_env_file=None)
+    )
 
     @model_validator(mode="after")
     def _lessons_within_the_limits(self) -> Settings:
@@ -267,8 +288,14 @@ def load_settings(env_file: str | Path | None = ENV_FILE) -> Settings:
 
 
 def bot_env_prefixes() -> tuple[str, ...]:
-    """The environment prefixes of the bot's sections (``DISCORD_``, ``DATABASE_``, …)."""
-    return tuple(cls.model_config["env_prefix"] for cls in _sections().values())
+    """The environment prefixes of the bot's sections (``DISCORD_``, ``DATABASE_``, …): what
+    the engine's processes are started without. ``ENGINE_`` is the engine's own, though the
+    bot reads two settings of it (``EngineBackendSettings``)."""
+    return tuple(
+        prefix
+        for cls in _sections().values()
+        if (prefix := cls.model_config["env_prefix"]) != "ENGINE_"
+    )
 
 
 def _section(cls: type[_S], env_file: str | Path | None) -> _S:

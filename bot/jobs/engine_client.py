@@ -149,6 +149,11 @@ class EngineClient:
         return self._ready
 
     @property
+    def slots(self) -> int:
+        """One process, one batch at a time."""
+        return 1
+
+    @property
     def failed(self) -> str | None:
         """Why the engine cannot be started at all (it exits by itself before it is ever ready:
         a setting or a package is wrong); None otherwise, since after deaths it is always
@@ -250,8 +255,11 @@ class EngineClient:
         elif generation is not None and self._ready:
             await self._send(Cancel(job_id=job_id), quiet=True)
 
-    async def load_model(self, model: ModelRef, kind: JobKind) -> ModelsReply:
+    async def load_model(
+        self, model: ModelRef, kind: JobKind, *, replicas: int | None = None
+    ) -> ModelsReply:
         """Load a model (a no-op when loaded); the reply says whether it worked and why not.
+        ``replicas`` is for engines of several replicas: this one process is all of them.
 
         Raises ``TimeoutError`` after ``load_timeout`` seconds, ``EngineUnavailable`` when the
         engine is down or died meanwhile; so do the other model requests.

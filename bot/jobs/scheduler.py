@@ -68,6 +68,12 @@ class EngineLike(Protocol):
         """Whether an engine process is up (batches given meanwhile wait for it)."""
         ...
 
+    @property
+    def slots(self) -> int:
+        """How many batches the engine runs at once: 1 for the local process, one per
+        replica on Ray. The scheduler keeps that many at work, plus one sent ahead."""
+        ...
+
     async def start(self) -> object: ...
 
     async def stop(self) -> None: ...
@@ -161,9 +167,11 @@ class SentBatch:
 
 
 class Scheduler:
-    """At most two batches at the engine: the one it runs and the next, sent once the engine
-    has begun the first, so the engine never waits for the bot between batches. Each batch is
-    chosen fairly from the queue when it is sent."""
+    """At most ``engine.slots`` batches at work and one more sent ahead, once the engine has
+    begun all of them, so it never waits for the bot between batches. With the local engine
+    (one slot) that is the batch it runs and the next; with N replicas, one batch each and
+    the next for whichever frees up first. Each batch is chosen fairly from the queue when it
+    is sent, so the fair order is never further than one batch ahead of the engine."""
 
     def __init__(
         self,
@@ -188,7 +196,7 @@ class Scheduler:
         self._queue: FairQueue[QueuedJob] = FairQueue()
         self._in_flight: dict[int, QueuedJob] = {}
         self._turns: dict[int, Turn] = {}  # the turn each job at the engine was sent with
-        self._sent: deque[SentBatch] = deque()  # oldest first; at most two
+        self._sent: deque[SentBatch] = deque()  # oldest first; at most engine.slots + 1
         self._batch_of: dict[int, SentBatch] = {}
         self._positions: dict[int, int] = {}  # every queued job's place, as last worked out
         self._shown: dict[int, int] = {}  # the place each queued job's owner was last told
@@ -251,11 +259,11 @@ class Scheduler:
         return len(self._queue)
 
     async def pause(self) -> None:
-        """Stop sending batches (shutdown); the one running may finish. A batch sent ahead,
+        """Stop sending batches (shutdown); the ones running may finish. A batch sent ahead,
         which the engine has not begun, is taken back: its jobs stay queued."""
         async with self._lock:
             self._paused = True
-            for batch in list(self._sent)[1:]:
+            for batch in list(self._sent)[self._engine.slots :]:
                 if not batch.begun:
                     batch.withdrawn |= batch.jobs
                     for job_id in batch.jobs:
@@ -510,10 +518,14 @@ class Scheduler:
     # --- choosing what runs ------------------------------------------------------------
 
     def _may_send(self) -> bool:
-        """Whether a batch may go to the engine now: none is there, or one that it has begun."""
+        """Whether a batch may go to the engine now: it has a free slot, or every slot is busy
+        with a batch it has begun and none is sent ahead yet."""
         if self._paused:
             return False
-        return not self._sent or (len(self._sent) == 1 and self._sent[0].begun)
+        slots = self._engine.slots
+        if len(self._sent) < slots:
+            return True
+        return len(self._sent) == slots and all(batch.begun for batch in self._sent)
 
     async def _dispatch(self) -> None:
         """Send the next batch if the engine has room, then tell queued jobs their places.

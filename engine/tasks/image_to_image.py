@@ -53,7 +53,7 @@ def image_to_image(
     ``pictures`` holds each job's (picture, mask), already at the job's size; the size comes
     from the pictures (the pipeline takes no width or height).
     """
-    arguments = call_arguments(jobs, on_step, output_type)
+    arguments = call_arguments(pipeline, jobs, on_step, output_type)
     del arguments["width"], arguments["height"]
     output = pipeline(  # type: ignore[operator]  # diffusers' pipelines are untyped
         **arguments,

@@ -44,13 +44,20 @@ SCRIPTS = {
     ),
     "bench_engine_overhead.py": (["--steps", "1", "--repeats", "1"], ["engine overhead"]),
     "bench_png_encode.py": (["--size", "64", "--repeats", "1"], ["faster than level 6"]),
+    "bench_scale_out.py": (
+        ["--jobs", "4", "--steps", "1", "--size", "64", "--pairs", "2", "--rounds", "1"],
+        ["2 Ray replicas against 1", "per-batch overhead of Ray over the local pipe"],
+    ),
 }
+NEEDS_RAY = {"bench_scale_out.py"}  # skipped where the [ray] extra is not installed
 
 
 @pytest.mark.timeout(LIMIT_S + 30)
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_bench_script_runs_and_prints_its_figures(script: str) -> None:
     arguments, expected = SCRIPTS[script]
+    if script in NEEDS_RAY:
+        pytest.importorskip("ray")
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), *arguments],
         cwd=ROOT,

@@ -92,8 +92,12 @@ class ScriptedModels:
             await asyncio.sleep(60)
         return self._reply()
 
-    async def load_model(self, model: ModelRef, kind: JobKind) -> ModelsReply:
-        self.requests.append(("load", model.name))
+    async def load_model(
+        self, model: ModelRef, kind: JobKind, *, replicas: int | None = None
+    ) -> ModelsReply:
+        self.requests.append(
+            ("load", model.name if replicas is None else f"{model.name}@{replicas}")
+        )
         if model.source == "broken":
             return self._reply(False, f"could not load the model {model.name}")
         self.loaded[model] = LoadedModel(model, kind, 3 * MB)

@@ -23,6 +23,7 @@ class IdleEngine:
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.in_flight: frozenset[int] = frozenset()
         self.ready = True
+        self.slots = 1
 
     async def start(self) -> Ready:
         return Ready(device="none", dtype="none", pid=0)

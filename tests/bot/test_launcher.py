@@ -60,3 +60,23 @@ def test_with_a_token_the_database_is_migrated_before_connecting(tmp_path):
     with sqlite3.connect(tmp_path / "data" / "bot.db") as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
     assert {"jobs", "users", "models", "alembic_version"} <= tables
+
+
+def test_an_unreachable_ray_cluster_is_one_line_naming_ray_address_and_exit_2(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on: no cluster there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = run_bot(
+        tmp_path,
+        "DISCORD_TOKEN=not-a-real-token\n"
+        "ENGINE_BACKEND=ray\n"
+        f"RAY_ADDRESS=127.0.0.1:{port}\n"
+        f"DATABASE_URL=sqlite+aiosqlite:///{tmp_path / 'bot.db'}\n",
+    )
+    assert result.returncode == 2, result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"Could not reach the Ray cluster at RAY_ADDRESS=127.0.0.1:{port}")
+    assert "ray start --head" in last_line
+    assert "Traceback" not in result.stderr

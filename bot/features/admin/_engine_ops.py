@@ -31,7 +31,12 @@ class ModelEngine(Protocol):
     @property
     def ready(self) -> bool: ...
 
-    async def load_model(self, model: ModelRef, kind: JobKind) -> ModelsReply: ...
+    async def load_model(
+        self, model: ModelRef, kind: JobKind, *, replicas: int | None = None
+    ) -> ModelsReply:
+        """``replicas``: on how many of the engine's replicas (None: all; the local engine
+        is one)."""
+        ...
 
     async def unload_model(self, model: ModelRef) -> ModelsReply: ...
 
@@ -67,6 +72,9 @@ class EngineFacts:
     failure: str | None  # why the engine cannot be started at all
     retry_at: datetime | None = None  # the next start, while it keeps dying
     recent_deaths: int = 0
+    # Ray backend: one line per replica (pid, device, what it runs and holds); () for the
+    # local process, whose pid and device are above.
+    replicas: tuple[str, ...] = ()
 
 
 def model_ref(model: Model) -> ModelRef:
@@ -90,6 +98,7 @@ def engine_facts(engine: Any) -> EngineFacts:
         failure=getattr(engine, "failed", None),
         retry_at=getattr(engine, "retry_at", None),
         recent_deaths=int(getattr(engine, "recent_deaths", 0)),
+        replicas=tuple(getattr(engine, "replica_lines", ())),
     )
 
 
@@ -119,12 +128,16 @@ class ModelOps:
             return None
         return reply.loaded
 
-    async def load(self, model: Model) -> LoadOutcome:
-        """Load ``model``; raises ``EngineUnavailable`` or ``TimeoutError`` like the client."""
+    async def load(self, model: Model, replicas: int | None = None) -> LoadOutcome:
+        """Load ``model`` (on ``replicas`` of the engine's replicas; None: all); raises
+        ``EngineUnavailable`` or ``TimeoutError`` like the client."""
         ref = model_ref(model)
         before = await self.loaded() or ()
         started = time.monotonic()
-        reply = await self._engine.load_model(ref, model.kind)
+        if replicas is None:  # every replica: the engine's default, and the local engine's
+            reply = await self._engine.load_model(ref, model.kind)
+        else:
+            reply = await self._engine.load_model(ref, model.kind, replicas=replicas)
         return LoadOutcome(
             ok=reply.ok,
             message=reply.message,

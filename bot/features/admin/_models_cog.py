@@ -233,8 +233,15 @@ class ModelsCog(commands.Cog):
     # --- admins: the engine ------------------------------------------------------------
 
     @models.command(name="load", description="Admins: load a model into the engine now")
-    @app_commands.describe(name=NAME_HELP)
-    async def load(self, interaction: discord.Interaction, name: ModelName) -> None:
+    @app_commands.describe(
+        name=NAME_HELP, replicas="With engine replicas (Ray): on how many (default: all)"
+    )
+    async def load(
+        self,
+        interaction: discord.Interaction,
+        name: ModelName,
+        replicas: app_commands.Range[int, 1, 256] | None = None,
+    ) -> None:
         async with self._audited(interaction, "load", name) as action:
             await interaction.response.defer(ephemeral=True, thinking=True)
             model = await self._model(name)
@@ -247,7 +254,7 @@ class ModelsCog(commands.Cog):
                     self.progress_every_s,
                     lambda s: f"⏳ Loading **{name}**… {text.human_duration(s)}",
                 ):
-                    outcome = await self.ops.load(model)
+                    outcome = await self.ops.load(model, replicas)
             except (EngineUnavailable, TimeoutError) as error:
                 # Said in the same message, so "Loading…" does not stay on screen.
                 problem = text.engine_problem(name, error)

@@ -134,6 +134,7 @@ def status_page(
         f"**Jobs:** {queue} (all time; {waiting_in_memory} waiting in the scheduler now)",
         f"**Running batch:** {_batch(running)}",
         f"**Engine:** {_engine(engine, now)}",
+        *([f"**Replicas:** {'; '.join(engine.replicas)}"] if engine.replicas else []),
         f"**Loaded models:** {loaded_text(loaded)}",
         f"**Images in the last hour:** {images_last_hour}",
         f"**Image storage:** {_storage(storage)}",

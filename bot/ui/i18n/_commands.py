@@ -141,7 +141,14 @@ ZH_CN: dict[str, CommandText] = {
     "models remove": CommandText(
         "移除", "管理员：删除一个模型（排队中的任务会完成）", {"name": _MODEL_NAME}
     ),
-    "models load": CommandText("加载", "管理员：现在就把模型加载到引擎中", {"name": _MODEL_NAME}),
+    "models load": CommandText(
+        "加载",
+        "管理员：现在就把模型加载到引擎中",
+        {
+            "name": _MODEL_NAME,
+            "replicas": ("副本数", "引擎有多个副本（Ray）时：加载到几个（默认全部）"),
+        },
+    ),
     "models unload": CommandText(
         "卸载", "管理员：释放模型占用的内存（在它的任务完成后）", {"name": _MODEL_NAME}
     ),

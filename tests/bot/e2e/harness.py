@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from bot.app import DiffusionBot
 from bot.jobs.engine_client import EngineClient
+from bot.jobs.scheduler import EngineLike
 from bot.settings import (
     DatabaseSettings,
     DiscordSettings,
@@ -82,13 +83,18 @@ class Harness:
 
     @contextlib.asynccontextmanager
     async def bot(
-        self, *, min_edit_interval: float = 0.05, engine_backoff_s: float = 0.1
+        self,
+        *,
+        min_edit_interval: float = 0.05,
+        engine_backoff_s: float = 0.1,
+        engine: EngineLike | None = None,
     ) -> AsyncIterator[DiffusionBot]:
         """Start the bot (and its engine), connected to the stub; stop both on exit.
-        ``engine_backoff_s``: the pause before the engine is started again after a death."""
+        ``engine_backoff_s``: the pause before the engine is started again after a death.
+        ``engine``: another backend than the local process (Ray replicas)."""
         database = create_engine(self.settings.database.url)
         await migrate(database)
-        engine = EngineClient(
+        engine = engine or EngineClient(
             env=engine_env(self.tiny, flag_everything=self.flag_everything),
             cwd=self.tmp_path,
             backoff_s=engine_backoff_s,

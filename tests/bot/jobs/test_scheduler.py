@@ -41,8 +41,9 @@ class ScriptedEngine:
     does not declare, or with arguments it would refuse, fails the test.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, slots: int = 1) -> None:
         self.double = create_autospec(EngineLike, instance=True, spec_set=True)
+        self.double.slots = slots  # batches it runs at once: one, as the local process
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.double, name)
@@ -100,8 +101,8 @@ def result(job_id, seeds=(1,)) -> Result:
     return Result(job_id, images, "rev1", 0.5)
 
 
-async def make(repo, tmp_path, max_batch=4, **options):
-    engine, observer = ScriptedEngine(), Recorder()
+async def make(repo, tmp_path, max_batch=4, slots=1, **options):
+    engine, observer = ScriptedEngine(slots), Recorder()
     scheduler = Scheduler(
         repo, engine, ImageStore(tmp_path / "img"), observer, max_batch_images=max_batch, **options
     )
@@ -358,6 +359,43 @@ async def test_a_cancel_during_a_pause_still_cancels(repo, tmp_path):
     await scheduler.cancel(second.id)  # the user's cancel wins over the withdrawal
     await scheduler.handle_event(JobError(second.id, ErrorKind.CANCELLED, "Cancelled."))
     assert (await repo.get_job(second.id)).status is JobStatus.CANCELLED
+
+
+async def test_an_engine_with_two_slots_gets_one_batch_each_then_one_sent_ahead(repo, tmp_path):
+    """Two replicas: both get a batch at once; the next goes ahead only once the engine has
+    begun both, and no fourth until one ends. Each is the fair queue's next when sent."""
+    scheduler, engine, _ = await make(repo, tmp_path, max_batch=1, slots=2)
+    jobs = [await repo.create_job(new_job(user), UNLIMITED) for user in (1, 2, 3, 4, 5)]
+    for job in jobs:
+        await scheduler.submit(job)
+    assert engine.batches == [[jobs[0].id], [jobs[1].id]]
+    await scheduler.handle_event(Accepted(jobs[0].id))
+    assert len(engine.batches) == 2  # the second replica has not begun its batch
+    await scheduler.handle_event(Accepted(jobs[1].id))
+    assert engine.batches[2:] == [[jobs[2].id]]
+    assert scheduler.position(jobs[3].id) == 1
+    await scheduler.handle_event(Progress(jobs[0].id, 1, 20))
+    assert len(engine.batches) == 3  # never more than one ahead
+    await scheduler.handle_event(result(jobs[0].id))  # a replica took the one sent ahead...
+    assert len(engine.batches) == 3
+    await scheduler.handle_event(Accepted(jobs[2].id))  # ...and began it: the next goes ahead
+    assert engine.batches[3:] == [[jobs[3].id]]
+    await scheduler.handle_event(result(jobs[1].id))
+    assert len(engine.batches) == 4  # the one ahead is not begun yet
+    await scheduler.handle_event(Accepted(jobs[3].id))
+    assert engine.batches[4:] == [[jobs[4].id]]
+
+
+async def test_pause_with_two_slots_keeps_both_running_batches(repo, tmp_path):
+    scheduler, engine, _ = await make(repo, tmp_path, max_batch=1, slots=2)
+    jobs = [await repo.create_job(new_job(user), UNLIMITED) for user in (1, 2, 3)]
+    for job in jobs:
+        await scheduler.submit(job)
+    for job in jobs[:2]:
+        await scheduler.handle_event(Accepted(job.id))
+    assert engine.batches == [[job.id] for job in jobs]
+    await scheduler.pause()
+    assert engine.cancelled == [jobs[2].id]  # only the batch sent ahead is taken back
 
 
 # --- batching --------------------------------------------------------------------------------

@@ -52,6 +52,14 @@ async def test_load_reports_time_size_and_whether_it_was_there_already(repo):
     )
 
 
+async def test_load_on_some_replicas_asks_the_engine_for_that_many(repo):
+    engine = ScriptedModels()
+    ops = ModelOps(repo, engine)
+    await ops.load(stored(), replicas=2)
+    await ops.load(stored())
+    assert engine.requests == [("load", "sd@2"), ("load", "sd")]  # None: on every replica
+
+
 async def test_unload_frees_what_the_model_took_and_says_when_it_was_not_loaded(repo):
     engine = ScriptedModels()
     ops = ModelOps(repo, engine)

@@ -208,6 +208,20 @@ def test_a_running_image_to_image_batch_is_named_on_the_status_page():
     assert "**Running batch:** 1 job (#9), 1 image · sd15 · image-to-image · 512×512" in page
 
 
+def test_status_page_lists_each_engine_replica():
+    replicas = (
+        "replica 0: pid 11 on cuda · 1 job(s) running · sd15",
+        "replica 1: starting",
+    )
+    engine = EngineFacts(True, None, "cuda, float16", NOW, 1, None, replicas=replicas)
+    page = status_page(engine=engine, **QUIET, now=NOW)
+    assert (
+        "**Replicas:** replica 0: pid 11 on cuda · 1 job(s) running · sd15; replica 1: starting"
+    ) in page.splitlines()
+    alone = status_page(engine=EngineFacts(True, 9, None, NOW, 0, None), **QUIET, now=NOW)
+    assert "Replicas" not in alone
+
+
 QUIET = dict(
     counts={},
     waiting_in_memory=0,
