@@ -177,7 +177,7 @@ def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyM
         ),
         # Image-to-image on the text-to-image model, alone and across a lesson's panels.
         make_job(
-            8,
+            11,
             source,
             kind="image_to_image",
             image_ref="in.png",
@@ -187,7 +187,7 @@ def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyM
             scheduler="dpmpp_2m_karras",
         ),
         make_job(
-            9,
+            12,
             source,
             kind="image_to_image",
             image_ref="in.png",
@@ -245,9 +245,9 @@ def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyM
         for step, image in zip(steps, images[job_id], strict=True):
             np.testing.assert_array_equal(made(f"job{job_id}_step{step}_42.png"), rgb(image.png))
     np.testing.assert_array_equal(made("job5_42.png"), rgb(images[5][0].png))
-    for seed, image in zip((3, 4), images[8], strict=True):
-        np.testing.assert_array_equal(made(f"job8_{seed}.png"), rgb(image.png))
-    for part, image in zip(("cfg_0", "cfg_7.5"), images[9], strict=True):
-        np.testing.assert_array_equal(made(f"job9_{part}_42.png"), rgb(image.png), part)
+    for seed, image in zip((3, 4), images[11], strict=True):
+        np.testing.assert_array_equal(made(f"job11_{seed}.png"), rgb(image.png))
+    for part, image in zip(("cfg_0", "cfg_7.5"), images[12], strict=True):
+        np.testing.assert_array_equal(made(f"job12_{part}_42.png"), rgb(image.png), part)
     # The labels the bot draws name the same panels.
     assert panel_labels(jobs[1]) == ["CFG 0", "CFG 1", "CFG 7.5"]
