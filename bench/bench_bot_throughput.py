@@ -103,7 +103,9 @@ async def measure(args: argparse.Namespace, root: Path) -> Figures:
         # this measures throughput; bench_ack_latency.py measures the deferral.
         callback_deadline=LATE_DEFERRAL_ACCEPTED_S,
     )
-    async with running as (stub, _bot):
+    async with running as (stub, bot):
+        if args.max_uploads:
+            bot.delivery.limit_uploads(args.max_uploads)
         with counting_sql() as sql:
             cpu = time.process_time()
             report = await burst(stub, args.jobs, args.users)
@@ -151,6 +153,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--batch", type=int, default=8, help="SCHEDULER_MAX_BATCH_IMAGES")
     parser.add_argument("--quick", action="store_true", help="40 jobs, 10 users")
+    parser.add_argument(
+        "--max-uploads",
+        type=int,
+        default=0,
+        help="messages with files uploading at once (default: the bot's MAX_UPLOADS)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.jobs, args.users = 40, 10
