@@ -33,7 +33,7 @@ from bot.ui import render
 from bot.ui.checks import is_admin
 from bot.ui.errors import NotAllowed, UserFacingError, UserInputError
 from bot.ui.i18n import t
-from bot.ui.interactions import reply
+from bot.ui.interactions import ALREADY_ACKNOWLEDGED, reply
 from bot.ui.model_options import resolve_model
 from bot.ui.validation import seeds_for, steps_with_one_left
 from engine.protocol import DEFAULT_MASK_BLEND, GeneratedImage, JobKind, Result
@@ -138,6 +138,9 @@ class JobService:
             await interaction.response.defer(thinking=True)
             return True
         except discord.HTTPException as error:
+            # Already acknowledged: an earlier deferral took, though its answer was lost.
+            if error.code == ALREADY_ACKNOWLEDGED:
+                return True
             log.warning("interaction %s could not be deferred: %s", interaction.id, error)
             return False
         except DISCORD_ERRORS as error:

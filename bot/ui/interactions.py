@@ -15,15 +15,20 @@ log = logging.getLogger(__name__)
 
 # Discord's codes for "this interaction token can no longer be used".
 EXPIRED_CODES = {10015, 10062, 50027}
+# "Interaction has already been acknowledged": Discord took an answer whose reply the bot never
+# got (the connection dropped under it), so discord.py does not know the interaction is answered.
+ALREADY_ACKNOWLEDGED = 40060
 
 
 def is_expired_token(error: discord.HTTPException) -> bool:
     return error.code in EXPIRED_CODES or error.status == 401
 
 
-async def still_thinking(interaction: discord.Interaction) -> bool:
-    """Whether the answer is a deferral still showing "thinking…" (nothing replaced it yet)."""
-    if interaction.response.type is not discord.InteractionResponseType.deferred_channel_message:
+async def still_thinking(interaction: discord.Interaction, *, answered: bool = False) -> bool:
+    """Whether the answer is a deferral still showing "thinking…" (nothing replaced it yet).
+    ``answered``: Discord has an answer discord.py did not record (``ALREADY_ACKNOWLEDGED``)."""
+    deferred = interaction.response.type is discord.InteractionResponseType.deferred_channel_message
+    if not (deferred or answered):
         return False
     try:
         original = await interaction.original_response()
@@ -37,10 +42,16 @@ async def reply(
 ) -> discord.Message | None:
     """Send ``content`` as the answer to ``interaction``; never raises for a dead token."""
     try:
+        answered = False
         if not interaction.response.is_done():
-            await interaction.response.send_message(content, ephemeral=ephemeral)
-            return None
-        if await still_thinking(interaction):
+            try:
+                await interaction.response.send_message(content, ephemeral=ephemeral)
+                return None
+            except discord.HTTPException as error:
+                if error.code != ALREADY_ACKNOWLEDGED:
+                    raise
+                answered = True
+        if await still_thinking(interaction, answered=answered):
             # The "thinking…" of a deferral is replaced by editing it; a followup does so only
             # by a behaviour Discord has deprecated.
             return await interaction.edit_original_response(content=content)
