@@ -35,7 +35,7 @@ from bot.ui.errors import NotAllowed, UserFacingError, UserInputError
 from bot.ui.i18n import t
 from bot.ui.interactions import ALREADY_ACKNOWLEDGED, reply
 from bot.ui.model_options import resolve_model
-from bot.ui.validation import seeds_for, steps_with_one_left
+from bot.ui.validation import check_prompt_syntax, seeds_for, steps_with_one_left
 from engine.protocol import DEFAULT_MASK_BLEND, GeneratedImage, JobKind, Result
 
 log = logging.getLogger(__name__)
@@ -226,6 +226,26 @@ class JobService:
             await reply(interaction, str(error), ephemeral=False)
 
     async def _describe(
+        self, interaction: discord.Interaction, request: JobRequest
+    ) -> tuple[NewJob, list[tuple[str, bytes]]]:
+        """The job row ``request`` asks for, and the input files to store once it is written.
+
+        A job made from an earlier one (reroll, lesson, Vary) takes its prompts as stored, and a
+        job stored before weights were read may hold brackets that do not read now: refused
+        here, naming the place, rather than failing once queued."""
+        new, files = await self._describe_request(interaction, request)
+        if new.parent_job_id is not None:
+            try:
+                check_prompt_syntax(new.prompt, what="prompt")
+                check_prompt_syntax(new.negative_prompt, what="negative prompt")
+            except UserInputError as error:
+                raise UserInputError(
+                    f"Job #{new.parent_job_id} cannot be made again as it is: {error} "
+                    "Use /imagine with the prompt corrected."
+                ) from None
+        return new, files
+
+    async def _describe_request(
         self, interaction: discord.Interaction, request: JobRequest
     ) -> tuple[NewJob, list[tuple[str, bytes]]]:
         """The job row ``request`` asks for, and the input files to store once it is written."""

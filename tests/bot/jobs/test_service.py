@@ -264,3 +264,22 @@ async def test_a_reroll_whose_picture_is_gone_is_refused_and_one_that_is_there_k
     with pytest.raises(UserFacingError, match=f"Job #{job_id}'s picture is no longer stored"):
         await service.reroll(job_id, None, Asked(1, statements).interaction)
     assert queue.jobs == [rerolled.id]
+
+
+async def test_a_reroll_of_a_job_whose_old_prompt_does_not_read_is_refused_up_front(
+    db_engine, tmp_path
+):
+    """A job stored before weights were read may hold brackets that do not read now: its
+    reroll is refused naming the place, and nothing is queued (it used to fail at the engine)."""
+    service, repo, queue = await started(db_engine, tmp_path)
+    old = await repo.create_job(
+        new_job(model_name="tiny-sd", model_source="/models/tiny-sd", prompt="a (fox:abc)"),
+        Limits(None, None),
+    )
+    await repo.mark_running(old.id)
+    await repo.mark_done(old.id, [], None)
+    statements = Statements(db_engine)
+    with pytest.raises(UserFacingError, match=rf"Job #{old.id} cannot be made again as it is"):
+        await service.reroll(old.id, None, Asked(1, statements).interaction)
+    assert queue.jobs == []
+    assert await repo.count_jobs(1) == 1
