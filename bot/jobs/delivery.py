@@ -246,9 +246,10 @@ class Delivery:
             channel = self._client.get_channel(job.channel_id) or await self._client.fetch_channel(
                 job.channel_id
             )
-            assert isinstance(channel, discord.abc.Messageable)
+            if not isinstance(channel, discord.abc.Messageable):
+                return None
             message = await channel.fetch_message(job.status_message_id)
-        except (*DISCORD_ERRORS, AssertionError) as error:
+        except DISCORD_ERRORS as error:
             log.info("job %s: its message could not be read (%s)", job.id, error)
             return None
         if any(a.filename.startswith(f"job{job.id}_") for a in message.attachments):
