@@ -191,6 +191,10 @@ class JobKind(enum.StrEnum):
     # A picture as the starting point (``strength`` says how far from it). Runs on a
     # text-to-image checkpoint; never a model's own kind.
     IMAGE_TO_IMAGE = "image_to_image"
+    # A picture as the starting point, its estimated depth as extra conditioning (SD 2 depth:
+    # a UNet with a fifth input channel and a DPT depth estimator). Both a job's and a
+    # model's kind: only a depth checkpoint runs it, and it runs nothing else.
+    DEPTH_TO_IMAGE = "depth_to_image"
 
     @property
     def model_kind(self) -> JobKind:
@@ -300,7 +304,8 @@ class JobSpec(GenerationParams):
     job_id: int
     kind: JobKind
     model: ModelRef
-    image_path: str | None = None  # inpainting and image-to-image: the picture to start from
+    # inpainting, image-to-image and depth-to-image: the picture to start from
+    image_path: str | None = None
     mask_path: str | None = None  # inpainting only: white = repaint
     preview: bool = True  # send small previews with progress events
     # Course comparisons (engine.comparisons), at most one of the two. ``variants``: one image
@@ -434,12 +439,25 @@ class MaskOverlay:
 
 
 @dataclass(frozen=True)
+class DepthMap:
+    """A depth-to-image job's estimated depth, as grey 0-255 (near is light) at the picture's
+    size: what conditioned its images.
+
+    It is drawn from the user's own upload, so it passes the safety gate like every output.
+    """
+
+    png: bytes  # already blurred when nsfw is True
+    nsfw: bool
+
+
+@dataclass(frozen=True)
 class Result:
     job_id: int
     images: tuple[GeneratedImage, ...]
     model_revision: str | None  # the commit actually loaded, for reproduction
     seconds: float
     mask_overlay: MaskOverlay | None = None  # inpainting only: what was repainted
+    depth_map: DepthMap | None = None  # depth-to-image only: what conditioned the images
     type: ClassVar[str] = "result"
 
 
@@ -606,6 +624,7 @@ __all__ = [
     "BoundWithDefault",
     "Bounds",
     "Cancel",
+    "DepthMap",
     "ErrorKind",
     "Event",
     "GeneratedImage",

@@ -3,7 +3,9 @@
 Every model loads through ``from_pretrained`` from a Hugging Face id or a local folder. A
 text-to-image checkpoint also inpaints and starts from a picture (image-to-image): those
 pipelines are built from the same components (``from_pipe``), so they cost no extra memory. A
-dedicated inpainting checkpoint (a UNet with 9 input channels) only inpaints. Pipelines are
+dedicated inpainting checkpoint (a UNet with 9 input channels) only inpaints, and a depth
+checkpoint (SD 2 depth: a 5-channel UNet beside a depth estimator) only runs depth-to-image
+(``StableDiffusionDepth2ImgPipeline``, its own class in its ``model_index.json``). Pipelines are
 loaded without their own safety checker; the engine's safety gate checks every image the same
 way. Only safetensors weights are downloaded or loaded (``SAFETENSORS_ONLY``); a model that has
 none is refused with a reason that says so.
@@ -12,6 +14,7 @@ none is refused with a reason that says so.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -25,6 +28,7 @@ from diffusers import (
     AutoPipelineForInpainting,
     AutoPipelineForText2Image,
     DiffusionPipeline,
+    StableDiffusionDepth2ImgPipeline,
 )
 
 from engine.models.fast_path import FastPathReport, FastPathSettings, apply_fast_path
@@ -79,7 +83,9 @@ class LoadedPipelines:
     """One model's pipelines and what the engine needs to run them."""
 
     ref: ModelRef
-    kind: JobKind  # TEXT_TO_IMAGE (can also inpaint) or INPAINT (a dedicated checkpoint)
+    # TEXT_TO_IMAGE (can also inpaint and start from a picture), INPAINT (a dedicated
+    # checkpoint) or DEPTH_TO_IMAGE (only that)
+    kind: JobKind
     base: DiffusionPipeline
     scheduler_config: Any  # the checkpoint's own, kept to build per-job schedulers from
     revision: str | None  # the commit actually loaded; None for local folders
@@ -91,6 +97,15 @@ class LoadedPipelines:
 
     def pipeline_for(self, kind: JobKind) -> DiffusionPipeline:
         """The pipeline for a task; raises ``WrongModelKind`` when this model cannot do it."""
+        if self.kind is JobKind.DEPTH_TO_IMAGE or kind is JobKind.DEPTH_TO_IMAGE:
+            if kind is not self.kind:
+                what = (
+                    "is a depth-to-image model; it only runs /depth"
+                    if self.kind is JobKind.DEPTH_TO_IMAGE
+                    else "is not a depth-to-image model (it has no depth estimator)"
+                )
+                raise WrongModelKind(f"{self.ref.name} {what}")
+            return self.base
         if kind is not JobKind.INPAINT and self.kind is JobKind.INPAINT:
             what = "from text alone" if kind is JobKind.TEXT_TO_IMAGE else "from a whole picture"
             raise WrongModelKind(
@@ -229,7 +244,9 @@ class ModelRegistry:
             # Transformer-based models (SD3, Flux) need other step and batching code.
             raise ModelUnavailable(f"{ref.name} is not a UNet diffusion model this engine runs")
         kind = JobKind.TEXT_TO_IMAGE
-        if unet.config.in_channels == 9:
+        if isinstance(pipeline, StableDiffusionDepth2ImgPipeline):
+            kind = JobKind.DEPTH_TO_IMAGE
+        elif unet.config.in_channels == 9:
             kind = JobKind.INPAINT
             pipeline = AutoPipelineForInpainting.from_pipe(pipeline)
         size = module_bytes(pipeline)
@@ -264,9 +281,9 @@ class ModelRegistry:
         return entry
 
     def _from_pretrained(self, ref: ModelRef) -> tuple[DiffusionPipeline, str | None]:
-        # None for the safety checker and its feature extractor skips downloading and loading
-        # them; the engine's own gate runs instead.
-        skip_safety: dict[str, Any] = {"safety_checker": None, "feature_extractor": None}
+        # None for the safety checker skips downloading and loading it; the engine's own gate
+        # runs instead. Its feature extractor (a small JSON file) is downloaded, since in a depth
+        # checkpoint the component of that name prepares pictures for the depth estimator.
         folder = Path(ref.source)
         revision = ref.revision
         if not folder.is_dir():
@@ -275,16 +292,31 @@ class ModelRegistry:
                     ref.source,
                     variant=self._settings.variant,
                     **self._settings.hub_options(ref.revision),
-                    **skip_safety,
+                    safety_checker=None,
                 )
             )
             revision = _snapshot_commit(folder) or ref.revision
-        pipeline = AutoPipelineForText2Image.from_pretrained(
-            folder,
-            dtype=self._dtype,
-            variant=self._settings.variant,
-            requires_safety_checker=False,
-            **SAFETENSORS_ONLY,
-            **skip_safety,
-        )
+        common: dict[str, Any] = {"dtype": self._dtype, "variant": self._settings.variant}
+        if _is_depth_checkpoint(folder):
+            pipeline = StableDiffusionDepth2ImgPipeline.from_pretrained(
+                folder, **common, **SAFETENSORS_ONLY
+            )
+        else:
+            pipeline = AutoPipelineForText2Image.from_pretrained(
+                folder,
+                **common,
+                requires_safety_checker=False,
+                safety_checker=None,
+                feature_extractor=None,
+                **SAFETENSORS_ONLY,
+            )
         return pipeline, revision
+
+
+def _is_depth_checkpoint(folder: Path) -> bool:
+    """Whether the checkpoint in ``folder`` is a depth-to-image one (its pipeline class says)."""
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # from_pretrained then says what is wrong with the folder
+    return bool(index.get("_class_name") == StableDiffusionDepth2ImgPipeline.__name__)

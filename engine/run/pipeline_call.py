@@ -11,7 +11,7 @@ flags leaves the engine unobscured.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +28,7 @@ from engine.models.registry import LoadedPipelines
 from engine.models.schedulers import make_scheduler
 from engine.protocol import GeneratedImage, JobKind, JobSpec
 from engine.settings import EngineSettings
-from engine.tasks import image_to_image, inpainting, text_to_image
+from engine.tasks import depth_to_image, image_to_image, inpainting, text_to_image
 from engine.tasks.inpainting import Pictures
 from engine.tasks.text_mask import TextMasker
 from engine.tasks.text_to_image import StepCallback
@@ -44,6 +44,8 @@ def check_inputs(spec: JobSpec, settings: EngineSettings) -> None:
         inpainting.check_inputs(spec, settings)
     elif spec.kind is JobKind.IMAGE_TO_IMAGE:
         image_to_image.check_inputs(spec, settings)
+    elif spec.kind is JobKind.DEPTH_TO_IMAGE:
+        depth_to_image.check_inputs(spec, settings)
     else:
         text_to_image.check_inputs(spec, settings)
 
@@ -53,7 +55,33 @@ def load_inputs(spec: JobSpec, settings: EngineSettings, text_masks: TextMasker)
     ``ModelUnavailable`` when the text-mask model is needed and cannot be loaded)."""
     if spec.kind is JobKind.IMAGE_TO_IMAGE:
         return image_to_image.load_inputs(spec, settings)
+    if spec.kind is JobKind.DEPTH_TO_IMAGE:
+        return depth_to_image.load_inputs(spec, settings)
     return inpainting.load_inputs(spec, settings, text_masks)
+
+
+def estimate_depths(
+    pipeline: Any, jobs: Sequence[JobSpec], pictures: Sequence[Pictures]
+) -> dict[int, torch.Tensor]:
+    """Each depth-to-image job's estimated depth by job id (none for other kinds), for
+    ``task_images`` and ``depth_pictures``."""
+    if not jobs or jobs[0].kind is not JobKind.DEPTH_TO_IMAGE:
+        return {}
+    return {
+        job.job_id: depth_to_image.estimate_depth(pipeline, picture)
+        for job, (picture, _) in zip(jobs, pictures, strict=True)
+    }
+
+
+def depth_pictures(
+    jobs: Sequence[JobSpec], depths: Mapping[int, torch.Tensor]
+) -> dict[int, Image.Image]:
+    """The depth maps to show beside the jobs' images, grey at each job's size, by job id."""
+    return {
+        job.job_id: depth_to_image.depth_picture(depths[job.job_id], (job.width, job.height))
+        for job in jobs
+        if job.job_id in depths
+    }
 
 
 def uses_guidance(pipeline: Any, guidance: float) -> bool:
@@ -79,13 +107,26 @@ def task_images(
     jobs: Sequence[JobSpec],
     pictures: Sequence[Pictures],
     on_step: StepCallback,
+    depths: Mapping[int, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Pixels for ``jobs`` (job by job, seed by seed) from the task's one pipeline call: uint8
     ``(images, 3, height, width)`` on the pipeline's device.
 
-    ``pictures`` holds each inpainting or image-to-image job's (image, mask), in the order of
-    ``jobs``; it is empty for text-to-image. Call it inside ``one_call``.
+    ``pictures`` holds each inpainting, image-to-image or depth-to-image job's (image, mask),
+    in the order of ``jobs``; it is empty for text-to-image. ``depths``: each depth-to-image
+    job's ``estimate_depths`` by job id, when the caller estimated them (to show them); else
+    the task estimates them. Call it inside ``one_call``.
     """
+    if jobs[0].kind is JobKind.DEPTH_TO_IMAGE:
+        decoded = depth_to_image.depth_to_image(
+            pipeline,
+            jobs,
+            pictures,
+            on_step,
+            "pt",
+            [depths[job.job_id] for job in jobs] if depths else (),
+        )
+        return to_pixels(torch.stack(list(decoded)))
     if jobs[0].kind is JobKind.IMAGE_TO_IMAGE:
         decoded = image_to_image.image_to_image(pipeline, jobs, pictures, on_step, "pt")
         return to_pixels(torch.stack(list(decoded)))

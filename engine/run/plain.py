@@ -21,10 +21,28 @@ import torch
 from engine.images import preview
 from engine.images.overlay import outline_mask
 from engine.models.registry import LoadedPipelines, ModelUnavailable, free_device_memory
-from engine.protocol import ErrorKind, Event, JobKind, JobSpec, MaskOverlay, Progress, Result
+from engine.protocol import (
+    DepthMap,
+    ErrorKind,
+    Event,
+    JobKind,
+    JobSpec,
+    MaskOverlay,
+    Progress,
+    Result,
+)
 from engine.run.batching import group_compatible
 from engine.run.context import CANCELLED_MESSAGE, RunContext, internal_message, job_ids
-from engine.run.pipeline_call import Checked, Made, check, load_inputs, one_call, task_images
+from engine.run.pipeline_call import (
+    Checked,
+    Made,
+    check,
+    depth_pictures,
+    estimate_depths,
+    load_inputs,
+    one_call,
+    task_images,
+)
 from engine.tasks.checks import BadInput
 from engine.tasks.inpainting import Pictures
 from engine.tasks.prompt_embeddings import PromptReader
@@ -95,9 +113,12 @@ class _PlainRunner:
         started = time.monotonic()
         inputs = [pictures[job.job_id] for job in jobs if job.job_id in pictures]
         images: torch.Tensor | None
+        depths: dict[int, torch.Tensor] = {}
         try:
             with one_call(self._context.device, entry, pipeline, jobs[0]):
-                images = task_images(pipeline, jobs, inputs, steps)
+                # Depth-to-image: estimated here, so the result can show what conditioned it.
+                depths = estimate_depths(pipeline, jobs, inputs)
+                images = task_images(pipeline, jobs, inputs, steps, depths)
         except torch.OutOfMemoryError:
             images = None  # handled below, once the error (and the tensors it holds) is gone
         except Exception:
@@ -109,7 +130,8 @@ class _PlainRunner:
         if images is None:
             self._after_out_of_memory(entry, pipeline, pictures, steps)
             return
-        self._deliver(entry, jobs, images, steps, time.monotonic() - started, pictures)
+        seconds = time.monotonic() - started
+        self._deliver(entry, jobs, images, steps, seconds, pictures, depths)
 
     def _after_out_of_memory(
         self,
@@ -139,6 +161,7 @@ class _PlainRunner:
         steps: _StepReporter,
         seconds: float,
         inputs: dict[int, Pictures],
+        depths: dict[int, torch.Tensor],
     ) -> None:
         if len(images) != sum(len(job.seeds) for job in jobs):
             raise RuntimeError("the pipeline returned the wrong number of images")
@@ -158,14 +181,18 @@ class _PlainRunner:
             for job, _ in own
             if job.kind is JobKind.INPAINT and job.job_id in inputs
         }
+        # A depth-to-image job also shows its depth map, drawn from the user's upload: the
+        # same gate.
+        depth_maps = depth_pictures([job for job, _ in own], depths)
         made: list[Made] = [
             (job, seed, pixels)
             for job, pictures in own
             for seed, pixels in zip(job.seeds, pictures, strict=True)
         ]
-        checked = check(self._context.safety, made, list(overlays.values()))
+        checked = check(self._context.safety, made, [*overlays.values(), *depth_maps.values()])
         level = self._context.settings.png_compress_level
         overlay_index = {job_id: index for index, job_id in enumerate(overlays)}
+        depth_index = {job_id: len(overlays) + i for i, job_id in enumerate(depth_maps)}
 
         def results() -> list[Event]:
             generated = checked.encode(entry.revision, level)
@@ -175,6 +202,8 @@ class _PlainRunner:
                 count = len(job.seeds)
                 index = overlay_index.get(job.job_id)
                 overlay = None if index is None else _mask_overlay(checked, index, level)
+                index = depth_index.get(job.job_id)
+                depth_map = None if index is None else _depth_map(checked, index, level)
                 events.append(
                     Result(
                         job_id=job.job_id,
@@ -182,6 +211,7 @@ class _PlainRunner:
                         model_revision=entry.revision,
                         seconds=round(seconds, 3),
                         mask_overlay=overlay,
+                        depth_map=depth_map,
                     )
                 )
                 position += count
@@ -192,6 +222,10 @@ class _PlainRunner:
 
 def _mask_overlay(checked: Checked, index: int, level: int) -> MaskOverlay:
     return MaskOverlay(png=checked.encode_also(index, level), nsfw=checked.also_flags[index])
+
+
+def _depth_map(checked: Checked, index: int, level: int) -> DepthMap:
+    return DepthMap(png=checked.encode_also(index, level), nsfw=checked.also_flags[index])
 
 
 class _StepReporter:

@@ -90,14 +90,16 @@ def check_job(spec: JobSpec, settings: EngineSettings) -> None:
             raise BadInput("give the area to repaint as a mask file or as mask words, not both")
         _check_length("the mask words are", words, BOUNDS.mask_prompt_chars)
         _check_strength(spec, BOUNDS.strength)
-    elif spec.kind is JobKind.IMAGE_TO_IMAGE:
+    elif spec.kind in (JobKind.IMAGE_TO_IMAGE, JobKind.DEPTH_TO_IMAGE):
         if not spec.image_path:
-            raise BadInput("image-to-image needs a picture to start from")
+            what = spec.kind.value.replace("_", "-")
+            raise BadInput(f"{what} needs a picture to start from")
         if spec.mask_path or spec.mask_prompt:
             raise BadInput("a mask is only used for inpainting")
+        # Depth-to-image noises the picture the same way image-to-image does.
         _check_strength(spec, BOUNDS.image_strength)
     elif spec.image_path or spec.mask_path or spec.mask_prompt:
-        raise BadInput("an image or mask is only used for inpainting and image-to-image")
+        raise BadInput("an image or mask is only used for jobs that start from a picture")
 
 
 def _check_strength(spec: JobSpec, bound: Bound[float]) -> None:
