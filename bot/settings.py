@@ -89,6 +89,12 @@ class ModelDefaults(BaseSettings):
 
     default_text_to_image: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     default_inpainting: str = "stable-diffusion-v1-5/stable-diffusion-inpainting"
+    # /depth. Stability AI's own SD 2.x repositories left the Hub in November 2025; the
+    # sd2-community copies hold the same weights. Pinned to a commit, so a change upstream
+    # changes nobody's pictures. Empty: no depth model is offered.
+    default_depth: str = "sd2-community/stable-diffusion-2-depth"
+    # The commit of ``default_depth`` to run (empty: its latest).
+    default_depth_revision: str = "6cb92dd9430a7f6da8d9e99d7b60acdebcc348b7"
     # Inpainting keeps the user's own pixels outside the mask, blended over this many pixels.
     inpaint_mask_blend: int = Field(DEFAULT_MASK_BLEND, ge=0, le=64)
 

@@ -10,6 +10,7 @@ from types import ModuleType
 from bot.features import (
     admin,
     course,
+    depth,
     history,
     imagine,
     inpaint,
@@ -22,6 +23,7 @@ ALL: tuple[ModuleType, ...] = (
     imagine,
     history,
     inpaint,
+    depth,
     reroll,
     admin,
     recipe,

@@ -22,6 +22,7 @@ import aiohttp
 import discord
 
 from bot.jobs.comparison_results import comparison_message
+from bot.jobs.depth_map import depth_map_note, depth_map_upload
 from bot.jobs.lessons import denoising_steps
 from bot.jobs.mask_outline import outline_note, outline_upload
 from bot.jobs.upload_fit import DEFAULT_LIMIT, UploadFile, fit
@@ -30,7 +31,7 @@ from bot.store.repository import Repository
 from bot.ui import render
 from bot.ui.buttons import result_view, running_view
 from bot.ui.interactions import is_expired_token
-from engine.protocol import Accepted, Progress, Result
+from engine.protocol import Accepted, JobKind, Progress, Result
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,11 @@ class Delivery:
         if outline := outline_upload(result):  # inpainting: what was repainted
             files.append(outline)
             caption += "\n" + outline_note(job, result)
-        self._show(ticket, Screen(caption, files, result_view(job.id), final=True))
+        if depth := depth_map_upload(result):  # depth-to-image: what conditioned the images
+            files.append(depth)
+            caption += "\n" + depth_map_note(result)
+        view = result_view(job.id, JobKind(job.kind))
+        self._show(ticket, Screen(caption, files, view, final=True))
 
     async def failed(self, job: Job) -> None:
         if ticket := self._tickets.get(job.id):

@@ -348,7 +348,9 @@ class JobService:
     async def _reuse_inputs(self, parent: Job) -> None:
         """Mark ``parent``'s picture and mask as used now, so retention keeps them for the new
         job; refuse when they are gone (retention deleted them, or the job's owner did)."""
-        again = "/inpaint" if parent.kind == JobKind.INPAINT else "/imagine (as `image`)"
+        again = {JobKind.INPAINT: "/inpaint", JobKind.DEPTH_TO_IMAGE: "/depth"}.get(
+            parent.kind, "/imagine (as `image`)"
+        )
         for ref in (parent.image_ref, parent.mask_ref):
             if ref is not None and not await self._inputs.touch(ref):
                 days = self._settings.storage.retention_days

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -634,12 +634,20 @@ class Repository:
 
         return await self._change_models(change)
 
-    async def ensure_default_models(self, defaults: dict[JobKind, str]) -> None:
-        """On first start, offer the configured models, named after their last path part."""
+    async def ensure_default_models(
+        self,
+        defaults: Mapping[JobKind, str],
+        revisions: Mapping[JobKind, str | None] | None = None,
+    ) -> None:
+        """Offer the configured models (pinned to ``revisions`` where given), named after their
+        last path part, for each kind that has no default yet: on first start, and when a new
+        kind appears. An empty source offers none of its kind."""
         for kind, source in defaults.items():
+            if not source.strip():
+                continue
             name = source.rstrip("/").rsplit("/", 1)[-1]
             if await self.default_model(kind) is None and await self.get_model(name) is None:
-                await self.add_model(name, source, kind)
+                await self.add_model(name, source, kind, (revisions or {}).get(kind))
 
     # --- audit log ---------------------------------------------------------------------
 

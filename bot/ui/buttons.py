@@ -14,7 +14,7 @@ from typing import Protocol, cast
 import discord
 
 from bot.ui.errors import report
-from engine.protocol import BOUNDS
+from engine.protocol import BOUNDS, JobKind
 
 ButtonHandler = Callable[[discord.Interaction, int], Awaitable[None]]
 
@@ -111,6 +111,13 @@ def running_view(job_id: int) -> discord.ui.View:
     return job_view(job_id, "cancel")
 
 
-def result_view(job_id: int) -> discord.ui.View:
-    """Under a result: five on the first row (Discord's most), the lessons on the second."""
+def result_view(job_id: int, kind: JobKind = JobKind.TEXT_TO_IMAGE) -> discord.ui.View:
+    """Under a result: five on the first row (Discord's most), the lessons on the second.
+
+    A depth-to-image result has neither Vary (it would run image-to-image on another model,
+    losing the depth that made the result) nor the lessons (their comparisons are not tried
+    on depth models yet).
+    """
+    if kind is JobKind.DEPTH_TO_IMAGE:
+        return job_view(job_id, "reroll", "details", "delete")
     return job_view(job_id, "reroll", "details", "delete", *VARY_STRENGTHS, *LESSON_ACTIONS)

@@ -30,6 +30,13 @@ class NotAllowed(UserFacingError, app_commands.CheckFailure):
     """The user may not do this here (wrong channel, not an admin, not their job)."""
 
 
+SIGNATURE_MISMATCH = (
+    "A required option is missing (for /depth and /inpaint: the `image`), or Discord still "
+    "shows this command's older form. Fill in every required option and try again; nothing "
+    "was changed."
+)
+
+
 def unexpected_error_message(error_id: str) -> str:
     return (
         f"Something went wrong on our side (error id `{error_id}`). "
@@ -45,6 +52,11 @@ async def report(interaction: discord.Interaction, error: BaseException) -> None
         return
     if isinstance(error, app_commands.TransformerError | app_commands.CheckFailure):
         await reply(interaction, str(error) or "You can't do that here.", ephemeral=True)
+        return
+    if isinstance(error, app_commands.CommandSignatureMismatch):
+        # A required option (such as /depth's picture) did not arrive: a client that skips
+        # Discord's checks, or a command Discord still shows in an older shape.
+        await reply(interaction, SIGNATURE_MISMATCH, ephemeral=True)
         return
     if isinstance(error, app_commands.CommandOnCooldown):
         await reply(interaction, f"Slow down: try again in {error.retry_after:.0f} s.")

@@ -53,11 +53,11 @@ def check_name(name: str) -> str:
 
 def parse_kind(value: str) -> JobKind:
     """The kind an option named, with a plain refusal for anything else."""
-    try:
-        return JobKind(value)
-    except ValueError:
-        labels = " or ".join(KIND_LABEL.values())
-        raise UserInputError(f"The kind is {labels}.") from None
+    kind = next((kind for kind in KIND_LABEL if kind.value == value), None)
+    if kind is None:
+        *others, last = KIND_LABEL.values()
+        raise UserInputError(f"The kind is {', '.join(others)} or {last}.")
+    return kind
 
 
 def check_hub_id(source: str) -> str:
@@ -123,10 +123,20 @@ def inspect_folder(source: str, kind: JobKind) -> CheckedSource:
     if unet is None:
         raise UserInputError(f"`{folder}` looks incomplete: `unet/config.json` is missing.")
     found = (
-        JobKind.INPAINT
+        # A depth checkpoint's pipeline holds a depth estimator beside its 5-channel UNet.
+        JobKind.DEPTH_TO_IMAGE
+        if index.get("depth_estimator")
+        else JobKind.INPAINT
         if unet.get("in_channels") == _INPAINT_IN_CHANNELS
         else JobKind.TEXT_TO_IMAGE
     )
+    if (found is JobKind.DEPTH_TO_IMAGE) != (kind is JobKind.DEPTH_TO_IMAGE):
+        raise UserInputError(
+            f"`{folder}` is a depth-to-image checkpoint (it has a depth estimator): add it with "
+            "kind depth-to-image."
+            if found is JobKind.DEPTH_TO_IMAGE
+            else f"`{folder}` is not a depth-to-image checkpoint: it has no depth estimator."
+        )
     if found is JobKind.INPAINT and kind is JobKind.TEXT_TO_IMAGE:
         raise UserInputError(
             f"`{folder}` is an inpainting checkpoint (its UNet takes 9 input channels), so it "

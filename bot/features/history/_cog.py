@@ -32,12 +32,16 @@ def job_link(job: Job) -> str:
     return f" · [result]({url})"
 
 
-KIND_NOTE = {JobKind.INPAINT: " · inpaint", JobKind.IMAGE_TO_IMAGE: " · image-to-image"}
+KIND_NOTE = {
+    JobKind.INPAINT: " · inpaint",
+    JobKind.IMAGE_TO_IMAGE: " · image-to-image",
+    JobKind.DEPTH_TO_IMAGE: " · depth",
+}
 
 
 def what_it_was(job: Job) -> str:
-    """A reroll, a lesson comparison, a variation, an inpainting or an image-to-image, so alike
-    prompts can be told apart."""
+    """A reroll, a lesson comparison, a variation, an inpainting, an image-to-image or a
+    depth-to-image, so alike prompts can be told apart."""
     if job.comparison:
         return f" · {job.comparison} comparison of #{job.parent_job_id}"
     if job.parent_job_id and job.kind == JobKind.IMAGE_TO_IMAGE:

@@ -33,6 +33,10 @@ _SIZE_SHAPES = {
 _SIZE_CHOICES = {key: size_label(SIZES[key], shape, "，") for key, shape in _SIZE_SHAPES.items()}
 _STEPS = "去噪步数，{min}-{max}（默认 {default}）"
 _DEFAULT_SCHEDULER = SCHEDULERS[BOUNDS.scheduler]
+# Options several image commands share.
+_NEGATIVE_PROMPT = ("反向提示词", "想避开什么，例如“模糊、文字”")
+_SEED = ("种子", "相同种子 + 相同设置 = 相同图像（留空则随机）")
+_GUIDANCE = ("引导系数", "无分类器引导：多大程度上遵循提示词（默认 {default}）")
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,8 @@ ZH_CN: dict[str, CommandText] = {
         "根据文字提示生成图像，或以一张图片为起点",
         options={
             "prompt": ("提示词", "要画什么，例如“雪中的水彩狐狸”"),
-            "negative_prompt": ("反向提示词", "想避开什么，例如“模糊、文字”"),
-            "seed": ("种子", "相同种子 + 相同设置 = 相同图像（留空则随机）"),
+            "negative_prompt": _NEGATIVE_PROMPT,
+            "seed": _SEED,
             "steps": ("步数", _STEPS + "；越多越慢，但不一定越好"),
             "guidance": (
                 "引导系数",
@@ -88,12 +92,30 @@ ZH_CN: dict[str, CommandText] = {
             "prompt": ("提示词", "要在该区域画什么，例如“一把红伞”"),
             "mask": ("蒙版", "同样形状的黑白图片：白色 = 重绘，黑色 = 保留"),
             "mask_prompt": ("蒙版描述", "或者用文字指明区域，例如“背景”“那只狗”"),
-            "negative_prompt": ("反向提示词", "想避开什么，例如“模糊、文字”"),
-            "seed": ("种子", "相同种子 + 相同设置 = 相同图像（留空则随机）"),
+            "negative_prompt": _NEGATIVE_PROMPT,
+            "seed": _SEED,
             "steps": ("步数", _STEPS),
-            "guidance": ("引导系数", "无分类器引导：多大程度上遵循提示词（默认 {default}）"),
+            "guidance": _GUIDANCE,
             "strength": ("强度", "该区域改变多少，最大为 {max}（默认 {default}：从头重绘）"),
             "model": ("模型", "使用哪个局部重绘模型（默认：服务器的默认模型）"),
+        },
+    ),
+    "depth": CommandText(
+        "深度生图",
+        "按一张图片的形状（它的深度）生成新图像",
+        options={
+            "image": ("图像", "要保留其深度的图片（PNG、JPEG 或 WebP）；它的形状决定尺寸"),
+            "prompt": ("提示词", "要把它变成什么，例如“博物馆里的大理石雕像”"),
+            "negative_prompt": _NEGATIVE_PROMPT,
+            "strength": (
+                "强度",
+                "离图片的颜色多远，{min}-{max}"
+                f"（默认 {number_text(BOUNDS.image_strength.default)}）；深度始终保留",
+            ),
+            "seed": _SEED,
+            "steps": ("步数", _STEPS),
+            "guidance": _GUIDANCE,
+            "model": ("模型", "使用哪个深度模型（默认：服务器的默认模型）"),
         },
     ),
     "reroll": CommandText(
@@ -124,10 +146,10 @@ ZH_CN: dict[str, CommandText] = {
                 "来源",
                 "Hugging Face 上的 id（组织/名称）或本地 diffusers 文件夹的完整路径",
             ),
-            "kind": ("类型", "它做什么：文生图或局部重绘"),
+            "kind": ("类型", "它做什么：文生图、局部重绘或深度生图"),
             "revision": ("版本", "仅限 Hugging Face：分支、标签或提交（默认：main）"),
         },
-        choices={"text_to_image": "文生图", "inpaint": "局部重绘"},
+        choices={"text_to_image": "文生图", "inpaint": "局部重绘", "depth_to_image": "深度生图"},
     ),
     "models default": CommandText(
         "默认",

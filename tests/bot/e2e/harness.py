@@ -33,7 +33,14 @@ CHANNEL = "diffusion-models-class"
 ADMIN_ROLE = "Course Admin"
 
 
-def make_settings(tmp_path: Path, stub: DiscordStub, tiny: TinyModels, **limits: float) -> Settings:
+def make_settings(
+    tmp_path: Path,
+    stub: DiscordStub,
+    tiny: TinyModels,
+    depth: Path | None = None,
+    **limits: float,
+) -> Settings:
+    """The course server's settings; ``depth``: the depth model offered (else none)."""
     none = {"_env_file": None}  # never the developer's .env
     return Settings(
         discord=DiscordSettings(
@@ -52,6 +59,8 @@ def make_settings(tmp_path: Path, stub: DiscordStub, tiny: TinyModels, **limits:
         models=ModelDefaults(
             default_text_to_image=str(tiny.text_to_image),
             default_inpainting=str(tiny.inpainting),
+            default_depth=str(depth or ""),
+            default_depth_revision="",
             **none,
         ),
         limits=LimitSettings(**{"images_per_hour": 100, "max_queued_jobs": 5, **limits}, **none),

@@ -300,6 +300,19 @@ async def test_ensure_default_models_runs_once(repo):
     ]
 
 
+async def test_a_new_kinds_default_is_offered_pinned_and_an_empty_one_is_not(repo):
+    await repo.ensure_default_models({JobKind.TEXT_TO_IMAGE: "org/sd-a"})
+    # A later start that knows depth models: offered then, at the pinned commit.
+    await repo.ensure_default_models(
+        {JobKind.TEXT_TO_IMAGE: "org/sd-a", JobKind.DEPTH_TO_IMAGE: "org/sd-depth"},
+        revisions={JobKind.DEPTH_TO_IMAGE: "abc123"},
+    )
+    depth = await repo.default_model(JobKind.DEPTH_TO_IMAGE)
+    assert (depth.name, depth.source, depth.revision) == ("sd-depth", "org/sd-depth", "abc123")
+    await repo.ensure_default_models({JobKind.INPAINT: " "})
+    assert await repo.default_model(JobKind.INPAINT) is None
+
+
 async def test_audit_log_newest_first(repo):
     await repo.audit(1, "ada", "models.add", "tiny", True, "added")
     await repo.audit(2, "bob", "models.load", "tiny", False, "no such folder")

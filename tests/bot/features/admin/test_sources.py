@@ -16,10 +16,12 @@ from bot.ui.errors import UserInputError
 from engine.protocol import JobKind, is_folder_source
 
 
-def pipeline_folder(root, *, in_channels=4, unet=True):
+def pipeline_folder(root, *, in_channels=4, unet=True, depth=False):
     """A folder shaped like a saved diffusers pipeline (configs only, no weights)."""
     root.mkdir(parents=True)
     index = {"_class_name": "StableDiffusionPipeline", "vae": ["diffusers", "AutoencoderKL"]}
+    if depth:
+        index["depth_estimator"] = ["transformers", "DPTForDepthEstimation"]
     if unet:
         index["unet"] = ["diffusers", "UNet2DConditionModel"]
         (root / "unet").mkdir()
@@ -41,8 +43,11 @@ def test_bad_names_are_refused_with_the_rule(name):
 
 def test_kind_from_an_option_value():
     assert parse_kind("inpaint") is JobKind.INPAINT
-    with pytest.raises(UserInputError, match="text-to-image or inpainting"):
-        parse_kind("video")
+    assert parse_kind("depth_to_image") is JobKind.DEPTH_TO_IMAGE
+    # Image-to-image is a kind of job, never of a model.
+    for value in ("video", "image_to_image"):
+        with pytest.raises(UserInputError, match="text-to-image, inpainting or depth-to-image"):
+            parse_kind(value)
 
 
 @pytest.mark.parametrize(
@@ -110,6 +115,16 @@ def test_the_unet_decides_whether_the_kind_fits(tmp_path):
     # A text-to-image checkpoint can inpaint (the engine reuses its weights), with a word why
     # a dedicated one is better.
     assert "dedicated inpainting checkpoint" in inspect_folder(text_to_image, JobKind.INPAINT).note
+
+
+def test_a_depth_checkpoint_is_only_a_depth_model(tmp_path):
+    depth = str(pipeline_folder(tmp_path / "depth", in_channels=5, depth=True))
+    text_to_image = str(pipeline_folder(tmp_path / "t2i", in_channels=4))
+    assert inspect_folder(depth, JobKind.DEPTH_TO_IMAGE).note == ""
+    with pytest.raises(UserInputError, match="add it with kind depth-to-image"):
+        inspect_folder(depth, JobKind.TEXT_TO_IMAGE)
+    with pytest.raises(UserInputError, match="is not a depth-to-image checkpoint"):
+        inspect_folder(text_to_image, JobKind.DEPTH_TO_IMAGE)
 
 
 async def test_check_source_reads_folders_and_passes_hub_ids(tmp_path):
