@@ -71,8 +71,11 @@ PIPELINE_CLASSES = {
     JobKind.TEXT_TO_IMAGE: "AutoPipelineForText2Image",
     JobKind.INPAINT: "AutoPipelineForInpainting",
     JobKind.IMAGE_TO_IMAGE: "AutoPipelineForImage2Image",
+    JobKind.DEPTH_TO_IMAGE: "StableDiffusionDepth2ImgPipeline",
 }
 WIDTH = 92  # the script's longest line
+# Jobs whose whole picture is the starting point (no mask), noised to STRENGTH.
+FROM_A_PICTURE = (JobKind.IMAGE_TO_IMAGE, JobKind.DEPTH_TO_IMAGE)
 
 
 def script_name(job: Job) -> str:
@@ -167,7 +170,7 @@ def _imports(job: Job) -> list[str]:
         lines += ["from diffusers import (", *(f"    {c}," for c in classes), ")"]
     if job.kind == JobKind.INPAINT:
         lines.append("from PIL import Image, ImageFilter")
-    elif job.kind == JobKind.IMAGE_TO_IMAGE:
+    elif job.kind in FROM_A_PICTURE:
         lines.append("from PIL import Image")
     return [*lines, ""]
 
@@ -250,16 +253,25 @@ def _settings(job: Job, show_folder: bool) -> list[str]:
                 "# shift it a little), blended into the new part over this many pixels.",
                 f"MASK_BLEND = {job.mask_blend!r}",
             ]
-    if job.kind == JobKind.IMAGE_TO_IMAGE:
+    if job.kind in FROM_A_PICTURE:
         image, _ = input_names(job)
+        depth = job.kind == JobKind.DEPTH_TO_IMAGE
         lines += [
             "",
-            _rule("Image-to-image"),
+            _rule("Depth-to-image" if depth else "Image-to-image"),
             "# The picture to start from. The bot attached it next to this script.",
             f"IMAGE_FILE = {_literal(image)}",
             "# How far from the picture to go: its latents get the noise of the schedule at",
             "# step STEPS × (1 - STRENGTH), and only the last int(STEPS × STRENGTH) steps run.",
             "# Low keeps the picture close; 1.0 keeps only a faint trace of it.",
+            *(
+                [
+                    "# Its depth (the pipeline's own estimator, DPT) conditions every step",
+                    "# whatever the strength: the shapes stay where they are.",
+                ]
+                if depth
+                else []
+            ),
             f"STRENGTH = {job.strength!r}",
         ]
     return [*lines, ""]
@@ -359,12 +371,22 @@ _HARDWARE = [
 
 def _load(job: Job, gpu_dtype: str) -> list[str]:
     pipeline = PIPELINE_CLASSES[job.kind]
+    parts = (
+        [
+            "# The pipeline: text encoder (CLIP), UNet, VAE, tokenizer and depth estimator (DPT),",
+            "# from one folder. It has no safety checker (the bot runs its own).",
+        ]
+        if job.kind == JobKind.DEPTH_TO_IMAGE
+        else [
+            "# The pipeline: text encoder (CLIP), UNet, VAE and tokenizer, from one folder. Its",
+            "# safety checker stays on and blacks out what it flags (the bot blurs those instead).",
+        ]
+    )
     lines = [
         "# Half precision on a GPU, as the bot's engine runs there; full precision on a CPU.",
         f'DTYPE = torch.{gpu_dtype} if DEVICE == "cuda" else torch.float32',
         "",
-        "# The pipeline: text encoder (CLIP), UNet, VAE and tokenizer, from one folder. Its",
-        "# safety checker stays on and blacks out what it flags (the bot blurs those instead).",
+        *parts,
         "# safetensors only: a pickled .bin file can run code when it is loaded.",
         f"pipe = {pipeline}.from_pretrained(",
         "    MODEL, revision=REVISION, dtype=DTYPE, use_safetensors=True",
@@ -394,7 +416,7 @@ def _load(job: Job, gpu_dtype: str) -> list[str]:
                 "soft_mask = mask.filter(ImageFilter.BoxBlur(MASK_BLEND)) if MASK_BLEND else mask",
             ]
         lines.append("")
-    if job.kind == JobKind.IMAGE_TO_IMAGE:
+    if job.kind in FROM_A_PICTURE:
         lines += [
             "# The picture at the job's size, brought there the way the bot does it.",
             'image = Image.open(IMAGE_FILE).convert("RGB")',
@@ -416,7 +438,7 @@ def _generate(
     pictures = []
     if job.kind == JobKind.INPAINT:
         pictures = ["image=image,", "mask_image=mask,", "strength=STRENGTH,"]
-    elif job.kind == JobKind.IMAGE_TO_IMAGE:
+    elif job.kind in FROM_A_PICTURE:
         size = []  # the picture's own size
         pictures = ["image=image,", "strength=STRENGTH,"]
     arguments = [

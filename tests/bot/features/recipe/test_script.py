@@ -88,6 +88,7 @@ def test_scripts_are_valid_python_for_every_kind_of_job(tmp_path: Path):
         make_job(5, tmp_path, kind="inpaint", image_ref="ab.png", mask_prompt="the fox"),
         make_job(6, tmp_path, prompt="雪中的水彩狐狸"),
         make_job(7, tmp_path, kind="image_to_image", image_ref="ab.png", strength=0.35),
+        make_job(8, tmp_path, kind="depth_to_image", image_ref="ab.png", strength=0.8),
     ]
     for job in jobs:
         script = render_script(job)
@@ -100,6 +101,10 @@ def test_scripts_are_valid_python_for_every_kind_of_job(tmp_path: Path):
     assert input_names(jobs[6]) == ("job7_image.png", None)
     assert "AutoPipelineForImage2Image.from_pretrained(" in image_to_image
     assert "STRENGTH = 0.35" in image_to_image and "width=WIDTH" not in image_to_image
+    depth = render_script(jobs[7])
+    assert input_names(jobs[7]) == ("job8_image.png", None)
+    assert "StableDiffusionDepth2ImgPipeline.from_pretrained(" in depth
+    assert "STRENGTH = 0.8" in depth and "width=WIDTH" not in depth
 
 
 def test_a_model_folder_is_in_admins_scripts_only(tmp_path: Path):
@@ -119,7 +124,9 @@ def _png(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyModels):
+def test_scripts_reproduce_the_engines_pixels(
+    tmp_path: Path, tiny_models: TinyModels, tiny_depth: Path
+):
     source = tiny_models.text_to_image
     inputs = tmp_path / "inputs"
     inputs.mkdir()
@@ -196,6 +203,17 @@ def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyM
             comparison="guidance",
             comparison_values=[0.0, 7.5],
         ),
+        # Depth-to-image on its own model, whose estimator reads the picture in the script too.
+        make_job(
+            13,
+            tiny_depth,
+            kind="depth_to_image",
+            model_name="tiny-sd-depth",
+            image_ref="in.png",
+            strength=0.75,
+            steps=4,
+            seeds=[5, 6],
+        ),
     ]
     recorder = Recorder()
     from engine.worker import Worker
@@ -249,5 +267,7 @@ def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyM
         np.testing.assert_array_equal(made(f"job11_{seed}.png"), rgb(image.png))
     for part, image in zip(("cfg_0", "cfg_7.5"), images[12], strict=True):
         np.testing.assert_array_equal(made(f"job12_{part}_42.png"), rgb(image.png), part)
+    for seed, image in zip((5, 6), images[13], strict=True):
+        np.testing.assert_array_equal(made(f"job13_{seed}.png"), rgb(image.png))
     # The labels the bot draws name the same panels.
     assert panel_labels(jobs[1]) == ["CFG 0", "CFG 1", "CFG 7.5"]
