@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         ("generate", JobKind.TEXT_TO_IMAGE),
         ("img2img", JobKind.IMAGE_TO_IMAGE),
         ("inpaint", JobKind.INPAINT),
+        ("depth", JobKind.DEPTH_TO_IMAGE),
     ):
         sub = commands.add_parser(name, help=f"make one {kind.value.replace('_', '-')} image")
         sub.set_defaults(kind=kind)
@@ -80,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--strength", type=float, default=BOUNDS.strength.default, help=_range("strength")
             )
-        if kind is JobKind.IMAGE_TO_IMAGE:
+        if kind in (JobKind.IMAGE_TO_IMAGE, JobKind.DEPTH_TO_IMAGE):
             sub.add_argument(
                 "--image", type=Path, required=True, help="the picture to start from (resized)"
             )
@@ -162,6 +163,10 @@ def _run_one(args: argparse.Namespace) -> int:
     args.out.write_bytes(image.png)
     note = " (flagged by the safety checker, so it is blurred)" if image.nsfw else ""
     print(f"wrote {args.out} with seed {seed} in {result.seconds:.1f}s{note}")
+    if result.depth_map is not None:  # what conditioned a depth-to-image picture
+        depth_file = args.out.with_name(f"{args.out.stem}_depth_map.png")
+        depth_file.write_bytes(result.depth_map.png)
+        print(f"wrote {depth_file}, the estimated depth (light is near)")
     return 0
 
 

@@ -61,6 +61,15 @@ def test_img2img(tiny_models: TinyModels, tmp_path: Path) -> None:
     assert parse_parameters(read_parameters(out.read_bytes()) or "")["Denoising strength"] == "0.5"
 
 
+def test_depth(tiny_models: TinyModels, tiny_depth: Path, tmp_path: Path) -> None:
+    Image.new("RGB", (128, 128), (0, 90, 200)).save(tmp_path / "in.png")
+    out = tmp_path / "d.png"
+    arguments = ["depth", "--model", str(tiny_depth), *common(tiny_models, out)]
+    assert main([*arguments, "--image", str(tmp_path / "in.png"), "--strength", "1"]) == 0
+    with Image.open(out) as image, Image.open(tmp_path / "d_depth_map.png") as depth:
+        assert image.size == depth.size == (64, 64) and depth.mode == "L"
+
+
 def test_errors_are_reported_with_an_exit_status(
     tiny_models: TinyModels, tmp_path: Path, capsys
 ) -> None:
