@@ -35,12 +35,46 @@ async def depth(stub, user, files, *, validate=True, **options):
     )
 
 
-async def test_depth_posts_the_image_with_its_depth_map(depth_harness: Harness) -> None:
+BAD_REQUESTS = [
+    # (attachments, options, what the refusal says)
+    ({}, {}, "A required option is missing (for /depth and /inpaint: the `image`)"),
+    (
+        {"image": attached("a.gif", encode(scene(), "GIF"), "image/gif")},
+        {},
+        "The image must be a PNG, JPEG or WebP picture",
+    ),
+    ({"image": attached("a.png", encode(scene()))}, {"strength": 0.01}, "between 0.05 and 1"),
+    ({"image": attached("a.png", encode(scene()))}, {"strength": 1.5}, "between 0.05 and 1"),
+    (
+        {"image": attached("a.png", encode(scene()))},
+        {"steps": 1, "strength": 0.5},
+        "no denoising step is left",
+    ),
+    (
+        {"image": attached("a.png", encode(scene()))},
+        {"model": "tiny-sd"},
+        "no depth-to-image model called “tiny-sd”",
+    ),
+]
+
+
+async def test_depth_refuses_bad_input_then_posts_the_image_with_its_depth_map(
+    depth_harness: Harness,
+) -> None:
     harness = depth_harness
     files = {"image": attached("room.png", encode(scene()))}
     async with harness.bot() as bot:
         stub = harness.stub
         student = stub.add_user("ada")
+        for bad_files, options, expected in BAD_REQUESTS:
+            # As a client that skips Discord's own checks would send them.
+            refused = await depth(stub, student, bad_files, validate=False, **options)
+            # Privately; or, when reading the picture outlasts the head start before the bot
+            # defers (a busy machine), in place of the "thinking…" (JobService.submit).
+            await refused.wait_for_message(lambda m, e=expected: e in m.content, timeout=30)
+        assert await bot.repo.count_jobs(student.id) == 0
+        assert stored_files(harness.settings.storage.input_dir) == []
+
         handle = await depth(stub, student, files, seed=7, steps=4, strength=0.5)
         response = await handle.wait_for_response()
         assert response.response_type is CallbackType.DEFERRED_CHANNEL_MESSAGE
@@ -72,6 +106,12 @@ async def test_depth_posts_the_image_with_its_depth_map(depth_harness: Harness) 
         assert "**Strength:** 0.5" in await ephemeral_text(details)
         history = await stub.invoke_slash("history", user=student, channel=CHANNEL)
         assert "· depth" in await ephemeral_text(history)
+        # The recipe, with the picture the engine started from (the owner's, so privately).
+        asked = await stub.invoke_slash("recipe", {"job": 1}, user=student, channel=CHANNEL)
+        recipe = await asked.wait_for_message(lambda m: bool(m.attachments))
+        script, start = recipe.attachments
+        assert (script.filename, start.filename) == ("recipe_job1.py", "job1_image.png")
+        assert b"StableDiffusionDepth2ImgPipeline.from_pretrained(" in script.data
 
         # /reroll with the job's own seed: the same picture and depth, the same pixels.
         again = await stub.invoke_slash("reroll", {"seed": 7}, user=student, channel=CHANNEL)
@@ -81,33 +121,3 @@ async def test_depth_posts_the_image_with_its_depth_map(depth_harness: Harness) 
         made_again, depth_again = rerolled.png_attachments
         np.testing.assert_array_equal(pixels_of(made_again.data), pixels_of(made.data))
         assert depth_again.data == depth_map.data
-
-
-async def test_bad_depth_requests_are_refused_and_nothing_is_queued(
-    depth_harness: Harness,
-) -> None:
-    harness = depth_harness
-    picture = {"image": attached("a.png", encode(scene()))}
-    cases = [
-        ({}, {}, "A required option is missing (for /depth and /inpaint: the `image`)"),
-        (
-            {"image": attached("a.gif", encode(scene(), "GIF"), "image/gif")},
-            {},
-            "The image must be a PNG, JPEG or WebP picture",
-        ),
-        (picture, {"strength": 0.01}, "strength must be a number between 0.05 and 1"),
-        (picture, {"strength": 1.5}, "strength must be a number between 0.05 and 1"),
-        (picture, {"steps": 1, "strength": 0.5}, "no denoising step is left"),
-        (picture, {"model": "tiny-sd"}, "no depth-to-image model called “tiny-sd”"),
-    ]
-    async with harness.bot() as bot:
-        stub = harness.stub
-        student = stub.add_user("bo")
-        for files, options, expected in cases:
-            # As a client that skips Discord's own checks would send them.
-            handle = await depth(stub, student, files, validate=False, **options)
-            # Privately; or, when reading the picture outlasts the head start before the bot
-            # defers (a busy machine), in place of the "thinking…" (JobService.submit).
-            await handle.wait_for_message(lambda m, e=expected: e in m.content, timeout=30)
-        assert await bot.repo.count_jobs(student.id) == 0
-    assert stored_files(harness.settings.storage.input_dir) == []
