@@ -436,7 +436,14 @@ def _warm_up_call(pipeline: Any, bucket: Bucket) -> dict[str, Any]:
         "generator": [torch.Generator().manual_seed(i) for i in range(images)],
         "output_type": "np",
     }
-    if "mask_image" in inspect.signature(pipeline.__call__).parameters:
+    parameters = inspect.signature(pipeline.__call__).parameters
+    if "depth_map" in parameters:
+        # Depth-to-image takes its size from the picture, and runs every step at strength 1.
+        # A gradient, since the estimated depth of a flat picture normalises to NaN.
+        del call["width"], call["height"]
+        gradient = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+        call.update(image=[gradient] * images, strength=1.0)
+    elif "mask_image" in parameters:
         call["image"] = Image.new("RGB", (width, height), "gray")
         call["mask_image"] = Image.new("L", (width, height), 255)
     return call

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -474,3 +475,12 @@ def test_the_cuda_defaults_serve_at_once_then_compiled_with_cuda_graphs(
         ):
             difference = pixels(got.png).astype(int) - pixels(want.png).astype(int)
             assert np.abs(difference).mean() < 2.0
+
+
+def test_the_warm_up_call_runs_a_depth_pipeline_at_the_buckets_shape(tiny_depth: Path) -> None:
+    from diffusers import StableDiffusionDepth2ImgPipeline
+
+    pipeline = StableDiffusionDepth2ImgPipeline.from_pretrained(tiny_depth)
+    pipeline.set_progress_bar_config(disable=True)
+    images = pipeline(**fast_path._warm_up_call(pipeline, (64, 48, 2))).images
+    assert images.shape == (2, 48, 64, 3) and np.isfinite(images).all()
