@@ -11,6 +11,7 @@ from PIL import Image
 
 from bot.store.models import JobKind, JobStatus
 from tests.bot.e2e.harness import CHANNEL, Harness, make_settings, png_parameters
+from tests.bot.e2e.test_admin import ADMIN_ROLE, models, private
 from tests.bot.e2e.test_imagine import RESULT_TIMEOUT, ephemeral_text, has_png
 from tests.bot.e2e.test_inpaint import attached, pixels_of, stored_files
 from tests.bot.pictures import encode, scene
@@ -121,3 +122,13 @@ async def test_depth_refuses_bad_input_then_posts_the_image_with_its_depth_map(
         made_again, depth_again = rerolled.png_attachments
         np.testing.assert_array_equal(pixels_of(made_again.data), pixels_of(made.data))
         assert depth_again.data == depth_map.data
+
+        # Admins offer depth models as their own kind; a folder of another kind is refused.
+        prof = stub.add_user("prof", roles=[ADMIN_ROLE])
+        folder = str(harness.settings.models.default_depth)
+        refused = await models(stub, "add", prof, name="d2", source=folder, kind="text_to_image")
+        await private(refused, "add it with kind depth-to-image")
+        added = await models(stub, "add", prof, name="d2", source=folder, kind="depth_to_image")
+        await private(added, "Added **d2**")
+        depth_models = await bot.repo.list_models(kind=JobKind.DEPTH_TO_IMAGE)
+        assert sorted(m.name for m in depth_models) == ["d2", "tiny-sd-depth"]
