@@ -1,11 +1,13 @@
 """Plain batches: each group of compatible jobs as one pipeline call.
 
-For a group the runner loads the model, drops jobs cancelled meanwhile, loads inpainting
-inputs, reports ``Accepted``, makes the one call (``engine.run.pipeline_call``) with per-image
-prompts and generators (reporting ``Progress`` with obscured previews and honouring cancels
-between steps), checks the pictures, and hands the encoding of each job's ``Result`` to a
-finishing thread (``engine.run.finishing``), so the next group's call can start at once. A call
-that runs out of GPU memory is retried job by job before a job is failed for it.
+For a group the runner loads the model, drops jobs cancelled meanwhile, loads the pictures
+jobs start from, reports ``Accepted``, makes the one call (``engine.run.pipeline_call``, which
+for depth-to-image first estimates each job's depth) with per-image prompts and generators
+(reporting ``Progress`` with obscured previews and honouring cancels between steps), checks
+the pictures (with an inpainting job's outline, a depth job's depth map), and hands the
+encoding of each job's ``Result`` to a finishing thread (``engine.run.finishing``), so the next
+group's call can start at once. A call that runs out of GPU memory is retried job by job
+before a job is failed for it.
 """
 
 from __future__ import annotations
