@@ -24,6 +24,7 @@ from PIL import Image, ImageFilter
 
 from engine.images.clip_input import ClipInput
 from engine.images.pixels import Picture, as_image, as_pixels
+from engine.images.second_opinion import SecondOpinion
 from engine.settings import EngineSettings
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,14 @@ def obscure(image: Image.Image, blocks: int = _OBSCURED_SIDE) -> Image.Image:
 
 
 class SafetyChecker:
-    """Flags images; loads its model on first use (or at ``load``) and fails closed."""
+    """Flags images; loads its model on first use (or at ``load``) and fails closed.
 
-    def __init__(self, settings: EngineSettings) -> None:
+    ``second_opinion`` judges again what this one flags (``engine.images.second_opinion``).
+    """
+
+    def __init__(self, settings: EngineSettings, second_opinion: SecondOpinion | None = None):
         self._settings = settings
+        self.second_opinion = second_opinion or SecondOpinion(settings)
         self._device = settings.torch_device()
         self._dtype = settings.torch_dtype()
         self._model: torch.nn.Module | None = None

@@ -23,10 +23,11 @@ from engine.images.metadata import parameters_text, png_with_parameters
 from engine.images.pixels import Picture, to_pixels
 from engine.images.preview import png_bytes
 from engine.images.safety import SafetyChecker, obscure
+from engine.images.second_opinion import blurred
 from engine.models.invariance import batch_invariant_kernels
 from engine.models.registry import LoadedPipelines
 from engine.models.schedulers import make_scheduler
-from engine.protocol import GeneratedImage, JobKind, JobSpec
+from engine.protocol import GeneratedImage, JobKind, JobSpec, SafetyVerdict
 from engine.settings import EngineSettings
 from engine.tasks import image_to_image, inpainting, text_to_image
 from engine.tasks.inpainting import Pictures
@@ -99,33 +100,38 @@ def task_images(
 
 @dataclass(frozen=True)
 class Checked:
-    """Pictures the safety checker has judged, in host memory: all that encoding needs.
+    """Pictures the safety gate has judged, in host memory: all that encoding needs.
 
-    ``pixels`` are ``(height, width, 3)`` uint8 arrays, one per made picture; ``also`` are the
-    other pictures checked beside them, with ``also_flags``.
+    ``pixels`` are ``(height, width, 3)`` uint8 arrays, one per made picture, with each one's
+    ``verdicts`` and ``flags`` (obscure it: the verdicts under the second opinion's policy);
+    ``also`` are the other pictures checked beside them, with ``also_flags``.
     """
 
     made: list[tuple[JobSpec, int]]
     pixels: list[torch.Tensor]
+    verdicts: list[SafetyVerdict]
     flags: list[bool]
     also: list[Image.Image]
     also_flags: list[bool]
 
     def encode(self, revision: str | None, level: int) -> list[GeneratedImage]:
         """The made pictures as PNGs at zlib ``level``, carrying their parameters, each obscured
-        when the checker flagged it."""
+        when the gate flagged it; a flagged one also as it was, for the moderators."""
         generated = []
-        for (spec, seed), pixels, flagged in zip(self.made, self.pixels, self.flags, strict=True):
+        for (spec, seed), pixels, verdict, flagged in zip(
+            self.made, self.pixels, self.verdicts, self.flags, strict=True
+        ):
             image = Image.fromarray(pixels.numpy())
+            parameters = parameters_text(spec, seed, revision)
             generated.append(
                 GeneratedImage(
                     seed=seed,
                     png=png_with_parameters(
-                        obscure(image) if flagged else image,
-                        parameters_text(spec, seed, revision),
-                        level,
+                        obscure(image) if flagged else image, parameters, level
                     ),
                     nsfw=flagged,
+                    verdict=verdict,
+                    original_png=png_with_parameters(image, parameters, level) if flagged else None,
                 )
             )
         return generated
@@ -139,21 +145,27 @@ class Checked:
 def check(
     safety: SafetyChecker, made: Sequence[Made], also_checked: Sequence[Image.Image] = ()
 ) -> Checked:
-    """Judge ``made`` with the safety checker and copy their pixels to host memory.
+    """Judge ``made`` with the safety gate and copy their pixels to host memory.
 
-    ``also_checked`` are other pictures the bot will post beside them (an inpainting job's
-    outlined input); they go through the same checker call.
+    The first checker judges every picture where it is; the second opinion then judges the
+    flagged ones from host memory. ``also_checked`` are other pictures the bot will post beside
+    them (an inpainting job's outlined input); they go through the same gate.
     """
     pictures: list[Picture] = [pixels for _, _, pixels in made]
     flags = list(safety.flags([*pictures, *also_checked]))
     if len(flags) != len(made) + len(also_checked):
         raise RuntimeError("the safety checker returned the wrong number of flags")
+    host = _to_host(pictures)
+    second = safety.second_opinion
+    verdicts = second.verdicts(flags[: len(made)], lambda i: host[i].numpy())
+    also_verdicts = second.verdicts(flags[len(made) :], lambda i: also_checked[i])
     return Checked(
         made=[(spec, seed) for spec, seed, _ in made],
-        pixels=_to_host([pixels for _, _, pixels in made]),
-        flags=flags[: len(made)],
+        pixels=host,
+        verdicts=verdicts,
+        flags=[blurred(second.policy, verdict) for verdict in verdicts],
         also=list(also_checked),
-        also_flags=flags[len(made) :],
+        also_flags=[blurred(second.policy, verdict) for verdict in also_verdicts],
     )
 
 
