@@ -14,6 +14,7 @@ from bot.features import (
     imagine,
     inpaint,
     job_buttons,
+    moderation,
     recipe,
     reroll,
 )
@@ -27,4 +28,5 @@ ALL: tuple[ModuleType, ...] = (
     recipe,
     job_buttons,
     course,
+    moderation,
 )

@@ -17,6 +17,7 @@ from bot.jobs.inputs import InputStore, start_picture_from_result
 from bot.jobs.job_request import Comparison, JobRequest, NewImages, Reroll, Variation
 from bot.jobs.lessons import values_for
 from bot.jobs.limits import Reservation, UsageLimits
+from bot.jobs.prompt_screen import PromptScreen
 from bot.jobs.requests import derived_job, new_job
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.uploads import read_uploads
@@ -84,6 +85,7 @@ class JobService:
         self._inputs = inputs
         self._decoder = PictureDecoder(settings.limits.decode_cpu_s)
         self._limits = UsageLimits()
+        self._screen = PromptScreen(settings.moderation.screened_words())
         repo.on_job_ended(self._limits.job_ended)
         self.accepting = True  # false while shutting down: new work is refused, not lost
 
@@ -233,7 +235,11 @@ class JobService:
         A job made from an earlier one (reroll, lesson, Vary) takes its prompts as stored, and a
         job stored before weights were read may hold brackets that do not read now: refused
         here, naming the place, rather than failing once queued."""
+        if isinstance(request, NewImages):  # before any upload is read
+            self._screen.check(str(request.settings.get("prompt", "")))
         new, files = await self._describe_request(interaction, request)
+        # Also a job made from an earlier one: a word blocked since then is blocked now.
+        self._screen.check(new.prompt)
         if new.parent_job_id is not None:
             try:
                 check_prompt_syntax(new.prompt, what="prompt")

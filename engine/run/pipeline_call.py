@@ -155,7 +155,7 @@ def check(
     flags = list(safety.flags([*pictures, *also_checked]))
     if len(flags) != len(made) + len(also_checked):
         raise RuntimeError("the safety checker returned the wrong number of flags")
-    host = _to_host(pictures)
+    host = _to_host([pixels for _, _, pixels in made])
     second = safety.second_opinion
     verdicts = second.verdicts(flags[: len(made)], lambda i: host[i].numpy())
     also_verdicts = second.verdicts(flags[len(made) :], lambda i: also_checked[i])
