@@ -85,7 +85,13 @@ class DiffusionBot(commands.Bot):
         )
         inputs = InputStore(settings.storage.input_dir)
         self.jobs = JobService(
-            settings, self.repo, self.scheduler, self.delivery, self.images, inputs
+            settings,
+            self.repo,
+            self.scheduler,
+            self.delivery,
+            self.images,
+            inputs,
+            self.reviews.originals,
         )
         storage = settings.storage
         self.retention = Retention(

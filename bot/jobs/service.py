@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import timedelta
@@ -76,8 +77,10 @@ class JobService:
         delivery: Delivery,
         images: ImageStore,
         inputs: InputStore,
+        originals: ImageStore | None = None,
     ) -> None:
         self._settings = settings
+        self._originals = originals  # flagged images' originals (bot.jobs.reviews)
         self._repo = repo
         self._scheduler = scheduler
         self._delivery = delivery
@@ -418,12 +421,23 @@ class JobService:
         job = await self.get_own(job_id, user)
         if not job.status.is_final:
             raise UserFacingError(f"Job #{job_id} is still {job.status.value}; cancel it first.")
+        reviews = await self._repo.moderation.reviews_of_job(job_id)
+        if any(not review.state.decided for review in reviews):
+            # Deleting it would take the image away from the moderators' review.
+            raise UserFacingError(
+                f"Job #{job_id} has an image waiting for a moderator's review; it can be "
+                "deleted once that is decided."
+            )
         try:
             deleted = await self._repo.delete_job(job_id)
         except StoreError as error:
             raise UserFacingError(str(error)) from None
         for image in deleted.images:
             await self._images.delete(image.path)
+        for review in reviews:
+            if review.original_path and self._originals is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    await self._originals.delete(review.original_path)
         await self._remove_uploads(deleted)
         return deleted
 

@@ -83,6 +83,10 @@ async def test_flagged_images_are_reviewed_released_confirmed_and_struck(harness
         stored = list((tmp_path / "originals").rglob("*.png"))
         assert len(stored) == 4 and not list(harness.settings.storage.output_dir.rglob("*orig*"))
 
+        # The student cannot delete the job away from the review.
+        delete = await stub.click(result, "job:delete:1", user=eve)
+        assert "waiting for a moderator's review" in await ephemeral_text(delete)
+
         queue = await stub.invoke_slash("moderation queue", user=moderator, channel=CHANNEL)
         assert (await ephemeral_text(queue)).count("pending") == 4
 
