@@ -165,6 +165,8 @@ class DiffusionBot(commands.Bot):
             "stall-watchdog",
         )
         self._spawn(housekeeping.prune_rate_limits(self.repo), "prune-rate-limits")
+        if self.reviews.enabled:
+            self._spawn(self.reviews.post_missing_cards(), "review-cards")
         if self.retention.days or self.reviews.enabled:  # reviewed originals go in its pass
             self._spawn(housekeeping.remove_expired_files(self.retention), "retention")
         # The operator's narrowed bounds, then zh-CN texts, go into the synced payload.

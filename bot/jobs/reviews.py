@@ -144,6 +144,17 @@ class ReviewQueue:
                 continue
             await self._repo.moderation.set_card(review.id, message.id)
 
+    async def post_missing_cards(self) -> None:
+        """The cards a stopped bot never posted (it stopped between a result and its cards),
+        once connected."""
+        await self._client.wait_until_ready()
+        try:
+            pending = await self._repo.moderation.pending(limit=1000)
+            for job_id in sorted({r.job_id for r in pending if r.card_message_id is None}):
+                await self.post_cards(job_id)
+        except Exception:
+            log.exception("the review cards left by the last run could not be posted")
+
     async def show_decision(self, review: Review) -> None:
         """Say on the card who decided what, and disable its buttons."""
         job = await self._repo.get_job(review.job_id)

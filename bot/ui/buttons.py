@@ -71,13 +71,18 @@ class JobButton(
         return cls(match["action"], int(match["job_id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        # The client is the bot, which also carries the services; discord.py types it as a
-        # plain Client because it builds this button from a custom id alone.
-        bot = cast("_BotWithButtons", interaction.client)
-        try:
-            await bot.services.buttons.handle(interaction, self.action, self.job_id)
-        except Exception as error:
-            await report(interaction, error)
+        await _dispatch(interaction, self.action, self.job_id)
+
+
+async def _dispatch(interaction: discord.Interaction, action: str, item_id: int) -> None:
+    """Run the action a button names, on the job or review its custom id carries."""
+    # The client is the bot, which also carries the services; discord.py types it as a
+    # plain Client because it builds a button from a custom id alone.
+    bot = cast("_BotWithButtons", interaction.client)
+    try:
+        await bot.services.buttons.handle(interaction, action, item_id)
+    except Exception as error:
+        await report(interaction, error)
 
 
 class ReviewButton(
@@ -108,11 +113,7 @@ class ReviewButton(
         return cls(match["action"], int(match["review_id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        bot = cast("_BotWithButtons", interaction.client)
-        try:
-            await bot.services.buttons.handle(interaction, self.action, self.review_id)
-        except Exception as error:
-            await report(interaction, error)
+        await _dispatch(interaction, self.action, self.review_id)
 
 
 class _Services(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import discord
 
 from bot.settings import ModerationSettings
+from bot.ui.checks import has_any_role
 from bot.ui.errors import NotAllowed
 
 
@@ -14,10 +15,7 @@ def is_moderator(interaction: discord.Interaction, settings: ModerationSettings)
     user = interaction.user
     if not isinstance(user, discord.Member):
         return False
-    if interaction.permissions.manage_messages:
-        return True
-    wanted = {name.casefold() for name in settings.roles}
-    return any(role.name.casefold() in wanted for role in user.roles)
+    return interaction.permissions.manage_messages or has_any_role(user, settings.roles)
 
 
 def require_moderator(interaction: discord.Interaction, settings: ModerationSettings) -> None:

@@ -14,9 +14,16 @@ from PIL import Image
 from bot.settings import ModerationSettings
 from bot.store.models import ReviewState, utcnow
 from tests.bot.e2e.harness import ADMIN_ROLE, CHANNEL
-from tests.bot.e2e.test_imagine import RESULT_TIMEOUT, ephemeral_text, has_png, imagine
+from tests.bot.e2e.test_imagine import RESULT_TIMEOUT, has_png, imagine
 
 MODERATORS = "general"  # the stub's second channel stands in for the moderators' one
+
+
+async def ephemeral_text(handle) -> str:
+    """The private answer to an interaction; generous, since a decision edits several
+    messages and CI machines are busy."""
+    message = await handle.wait_for_message(lambda m: m.flags & 64 and bool(m.content), timeout=30)
+    return message.content
 
 
 def pixels(data: bytes) -> np.ndarray:
