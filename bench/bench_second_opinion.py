@@ -37,8 +37,8 @@ class FlagsEverything:
     def __init__(self, second_opinion: SecondOpinion) -> None:
         self.second_opinion = second_opinion
 
-    def flags(self, images: list[object]) -> list[bool]:
-        return [True] * len(images)
+    def judge(self, images: list[object]) -> tuple[list[bool], list[float | None]]:
+        return [True] * len(images), [None] * len(images)
 
 
 def finish_ms(gate: FlagsEverything, made: list, level: int) -> float:

@@ -419,13 +419,16 @@ class Progress:
 class SafetyVerdict:
     """How the safety gate judged one image (``engine.images.second_opinion``).
 
-    ``first``: the CompVis checker flagged it (or failed; it gives a verdict, no score).
+    ``first``: the CompVis checker flagged it (or failed). ``first_score``: its margin, the
+    nearest unsafe concept's similarity minus that concept's threshold (above 0 flags); None
+    when it failed or is off.
     ``second``: the second classifier's verdict, None when it was not asked (the first cleared
     the image, or the policy is ``first``); a second classifier that failed says True.
     ``second_score``: its NSFW probability, 0 to 1; None when not asked or when it failed.
     """
 
     first: bool
+    first_score: float | None = None
     second: bool | None = None
     second_score: float | None = None
 

@@ -46,6 +46,8 @@ def verdict_line(job: Job, review: Review) -> str:
     if image is None or image.first_flag is None:
         return "Safety checker: flagged."
     first = "flagged" if image.first_flag else "clear"
+    if image.first_score is not None:
+        first += f", margin {image.first_score:+.3f}"
     if image.second_flag is None:
         second = "not asked"
     elif image.second_score is None:

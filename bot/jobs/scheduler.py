@@ -435,6 +435,7 @@ class Scheduler:
                         image.nsfw,
                         path,
                         first_flag=verdict.first if verdict else None,
+                        first_score=verdict.first_score if verdict else None,
                         second_flag=verdict.second if verdict else None,
                         second_score=verdict.second_score if verdict else None,
                         original_path=original,

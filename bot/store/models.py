@@ -220,6 +220,7 @@ class Image(Base):
     # The safety gate's verdicts (engine.protocol.SafetyVerdict); NULL for images made before
     # the second opinion (migration 0004), and the second's for images it was not asked about.
     first_flag: Mapped[bool | None] = mapped_column(Boolean)
+    first_score: Mapped[float | None] = mapped_column(Float)  # margin over a concept; > 0 flags
     second_flag: Mapped[bool | None] = mapped_column(Boolean)
     second_score: Mapped[float | None] = mapped_column(Float)
 

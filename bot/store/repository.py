@@ -161,6 +161,7 @@ class NewImage:
     # The safety gate's verdicts (engine.protocol.SafetyVerdict), and where the unblurred
     # original of a blurred image waits for a moderator (a review is written for it).
     first_flag: bool | None = None
+    first_score: float | None = None
     second_flag: bool | None = None
     second_score: float | None = None
     original_path: str | None = None
@@ -856,6 +857,7 @@ async def _finish(
                 path=i.path,
                 created_at=now,
                 first_flag=i.first_flag,
+                first_score=i.first_score,
                 second_flag=i.second_flag,
                 second_score=i.second_score,
             )
@@ -894,6 +896,7 @@ _IMAGE_COLUMNS = (
     "path",
     "created_at",
     "first_flag",
+    "first_score",
     "second_flag",
     "second_score",
 )

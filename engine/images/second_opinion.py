@@ -15,6 +15,7 @@ Only pictures the first flagged are shown to the second, so a clean batch costs 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 import logging
 import threading
@@ -93,12 +94,19 @@ class SecondOpinion:
         return True
 
     def verdicts(
-        self, first: Sequence[bool], pictures: Callable[[int], Image.Image | np.ndarray]
+        self,
+        first: Sequence[bool],
+        pictures: Callable[[int], Image.Image | np.ndarray],
+        first_scores: Sequence[float | None] | None = None,
     ) -> list[SafetyVerdict]:
-        """Each picture's verdict, given the first checker's flags; ``pictures(i)`` is picture
-        ``i`` in host memory (asked only for the flagged ones)."""
+        """Each picture's verdict, given the first checker's flags (and scores);
+        ``pictures(i)`` is picture ``i`` in host memory (asked only for the flagged ones)."""
         asked = [i for i, flagged in enumerate(first) if flagged]
-        verdicts = [SafetyVerdict(first=flagged) for flagged in first]
+        scored = first_scores or [None] * len(first)
+        verdicts = [
+            SafetyVerdict(first=flagged, first_score=score)
+            for flagged, score in zip(first, scored, strict=True)
+        ]
         if not asked or self.policy == "first":
             return verdicts
         scores: Sequence[float | None] = [None] * len(asked)
@@ -114,7 +122,9 @@ class SecondOpinion:
                 scores = [None] * len(asked)
         for index, score in zip(asked, scores, strict=True):
             second = score is None or not score < self._threshold  # NaN flags too
-            verdicts[index] = SafetyVerdict(first=True, second=second, second_score=score)
+            verdicts[index] = dataclasses.replace(
+                verdicts[index], second=second, second_score=None if score is None else float(score)
+            )
         return verdicts
 
 

@@ -113,6 +113,7 @@ class Checked:
     made: list[tuple[JobSpec, int]]
     pixels: list[torch.Tensor]
     first_flags: list[bool]
+    first_scores: list[float | None]
     also: list[Image.Image]
     also_first_flags: list[bool]
     second: SecondOpinion
@@ -120,7 +121,9 @@ class Checked:
     @cached_property
     def verdicts(self) -> list[SafetyVerdict]:
         """Each made picture's verdicts, both checkers'."""
-        return self.second.verdicts(self.first_flags, lambda i: self.pixels[i].numpy())
+        return self.second.verdicts(
+            self.first_flags, lambda i: self.pixels[i].numpy(), self.first_scores
+        )
 
     @cached_property
     def flags(self) -> list[bool]:
@@ -171,13 +174,14 @@ def check(
     inpainting job's outlined input); they go through the same gate.
     """
     pictures: list[Picture] = [pixels for _, _, pixels in made]
-    flags = list(safety.flags([*pictures, *also_checked]))
+    flags, scores = safety.judge([*pictures, *also_checked])
     if len(flags) != len(made) + len(also_checked):
         raise RuntimeError("the safety checker returned the wrong number of flags")
     return Checked(
         made=[(spec, seed) for spec, seed, _ in made],
         pixels=_to_host([pixels for _, _, pixels in made]),
         first_flags=flags[: len(made)],
+        first_scores=scores[: len(made)],
         also=list(also_checked),
         also_first_flags=flags[len(made) :],
         second=safety.second_opinion,

@@ -22,6 +22,7 @@ def upgrade() -> None:
     """Images made before get NULL verdicts: only their blurred flag was kept."""
     with op.batch_alter_table("images", schema=None) as batch_op:
         batch_op.add_column(sa.Column("first_flag", sa.Boolean(), nullable=True))
+        batch_op.add_column(sa.Column("first_score", sa.Float(), nullable=True))
         batch_op.add_column(sa.Column("second_flag", sa.Boolean(), nullable=True))
         batch_op.add_column(sa.Column("second_score", sa.Float(), nullable=True))
     op.create_table(
@@ -76,4 +77,5 @@ def downgrade() -> None:
     with op.batch_alter_table("images", schema=None) as batch_op:
         batch_op.drop_column("second_score")
         batch_op.drop_column("second_flag")
+        batch_op.drop_column("first_score")
         batch_op.drop_column("first_flag")

@@ -72,10 +72,12 @@ async def test_flagged_images_are_reviewed_released_confirmed_and_struck(harness
         assert all(a.filename.startswith("SPOILER_") for a in result.png_attachments)
         job = await bot.repo.get_job(1)
         assert [(i.first_flag, i.second_flag) for i in job.images] == [(True, False)] * 4
+        assert all(i.first_score > 0 for i in job.images)  # the first checker's margin
         assert all(0 <= i.second_score < 0.5 for i in job.images)  # open_nsfw: a harmless apple
 
         first, second, third, fourth = await wait_cards(stub, 1, 4)
         assert "a red apple" in first.content and f"<@{eve.id}>" in first.content
+        assert "First checker (CompVis): flagged, margin +" in first.content
         assert "second opinion (open_nsfw): clear, NSFW score 0." in first.content
         blurred, original = first.attachments
         assert not blurred.filename.startswith("SPOILER_")
