@@ -24,8 +24,10 @@ from bot.jobs.image_store import ImageStore
 from bot.jobs.inputs import InputStore
 from bot.jobs.ray_engine import ClusterUnreachable, RayEngine
 from bot.jobs.retention import Retention
+from bot.jobs.reviews import ReviewQueue
 from bot.jobs.scheduler import EngineLike, Scheduler
 from bot.jobs.service import JobService
+from bot.jobs.strikes import Strikes
 from bot.services import Services
 from bot.settings import EngineBackendSettings, Settings, StartupError
 from bot.store.database import create_sessionmaker
@@ -69,6 +71,7 @@ class DiffusionBot(commands.Bot):
         self.images = ImageStore(settings.storage.output_dir)
         self.delivery = Delivery(self, self.repo, min_edit_interval=min_edit_interval)
         self.engine = engine or make_engine(settings.engine)
+        self.reviews = ReviewQueue(self, self.repo, self.images, settings.moderation)
         self.scheduler = Scheduler(
             self.repo,
             self.engine,
@@ -78,13 +81,22 @@ class DiffusionBot(commands.Bot):
             preferred_batch_sizes=settings.scheduler.preferred_batch_sizes,
             position_refresh_s=settings.scheduler.position_refresh_s,
             inputs_root=str(settings.storage.input_dir.resolve()),
+            flagged=self.reviews if self.reviews.enabled else None,
         )
         inputs = InputStore(settings.storage.input_dir)
         self.jobs = JobService(
-            settings, self.repo, self.scheduler, self.delivery, self.images, inputs
+            settings,
+            self.repo,
+            self.scheduler,
+            self.delivery,
+            self.images,
+            inputs,
+            self.reviews.originals,
         )
         storage = settings.storage
-        self.retention = Retention(self.repo, self.images, inputs, storage.retention_days)
+        self.retention = Retention(
+            self.repo, self.images, inputs, storage.retention_days, self.reviews.originals
+        )
         # What features get: never this object.
         self.services = Services(
             settings=settings,
@@ -96,6 +108,8 @@ class DiffusionBot(commands.Bot):
             storage=self.images,
             buttons=ButtonActions(),
             disk=DiskUsage(storage.output_dir, storage.input_dir),
+            reviews=self.reviews,
+            strikes=Strikes(self.repo, self.jobs.limits, settings.moderation),
         )
         self.tree.error(self._on_tree_error)
         self._shutdown_grace = shutdown_grace
@@ -153,7 +167,9 @@ class DiffusionBot(commands.Bot):
             "stall-watchdog",
         )
         self._spawn(housekeeping.prune_rate_limits(self.repo), "prune-rate-limits")
-        if self.retention.days:
+        if self.reviews.enabled:
+            self._spawn(self.reviews.post_missing_cards(), "review-cards")
+        if self.retention.days or self.reviews.enabled:  # reviewed originals go in its pass
             self._spawn(housekeeping.remove_expired_files(self.retention), "retention")
         # The operator's narrowed bounds, then zh-CN texts, go into the synced payload.
         apply_bounds(self.tree, self.settings.limits.bounds())

@@ -13,8 +13,10 @@ from typing import Protocol
 from bot.jobs.disk_usage import DiskUsage
 from bot.jobs.image_store import StorageHealth
 from bot.jobs.inputs import InputStore
+from bot.jobs.reviews import ReviewQueue
 from bot.jobs.scheduler import EngineLike
 from bot.jobs.service import JobService
+from bot.jobs.strikes import Strikes
 from bot.settings import Settings
 from bot.store.repository import Repository
 from bot.ui.buttons import ButtonActions
@@ -51,6 +53,8 @@ class Services:
     storage: StorageStatus
     buttons: ButtonActions
     disk: DiskUsage  # what the image and upload folders take, for /status
+    reviews: ReviewQueue  # the moderators' cards for flagged images, and their decisions
+    strikes: Strikes  # pauses users with enough strikes
 
 
 class HasServices(Protocol):

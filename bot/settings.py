@@ -180,6 +180,40 @@ class EngineBackendSettings(BaseSettings):
     ray_address: str = Field("", validation_alias="RAY_ADDRESS")
 
 
+class ModerationSettings(BaseSettings):
+    """Moderation (bot.features.moderation): the review queue for flagged images, strikes,
+    and prompt screening."""
+
+    model_config = _config("MODERATION_")
+
+    # Where a card for each flagged image goes (a channel only moderators can read); empty:
+    # no review queue, and flagged images simply stay blurred (their originals are not kept).
+    channel_id: int | None = None
+    # Who may decide a review: these roles, or the Manage Messages permission.
+    roles: Annotated[list[str], NoDecode] = ["Moderator"]
+    # Unblurred originals live here, apart from the posted images, until a decision.
+    originals_dir: Path = Path("./data/moderation")
+    # Confirm (and Strike) keep an original this long for a second look, then delete it.
+    delete_original_after_hours: float = Field(24.0, ge=0, le=24 * 365)
+    strikes_to_pause: int = Field(3, ge=1, le=100)  # strikes in the window that pause a user
+    strike_window_days: float = Field(30.0, gt=0, le=3650)
+    pause_hours: float = Field(24.0, gt=0, le=24 * 3650)
+    # Prompt screening, off while both are empty: words or phrases refused up front (whole
+    # words, any case), comma separated, and/or a file with one per line (# comments).
+    blocked_words: Annotated[list[str], NoDecode] = []
+    blocked_words_file: Path | None = None
+
+    _split = field_validator("roles", "blocked_words", mode="before")(_split_csv)
+
+    def screened_words(self) -> list[str]:
+        """The blocked words from both settings (the file is read when the bot starts)."""
+        words = list(self.blocked_words)
+        if self.blocked_words_file is not None:
+            lines = self.blocked_words_file.read_text(encoding="utf-8").splitlines()
+            words += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        return words
+
+
 class CourseSettings(BaseSettings):
     """Course mode: what the lesson buttons under each result compare.
 
@@ -244,6 +278,9 @@ class Settings(BaseModel):
     course: CourseSettings = Field(default_factory=lambda: CourseSettings(_env_file=None))
     engine: EngineBackendSettings = Field(
         default_factory=lambda: EngineBackendSettings(_env_file=None)
+    )
+    moderation: ModerationSettings = Field(
+        default_factory=lambda: ModerationSettings(_env_file=None)
     )
 
     @model_validator(mode="after")

@@ -421,10 +421,32 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class SafetyVerdict:
+    """How the safety gate judged one image (``engine.images.second_opinion``).
+
+    ``first``: the CompVis checker flagged it (or failed). ``first_score``: its margin, the
+    nearest unsafe concept's similarity minus that concept's threshold (above 0 flags); None
+    when it failed or is off.
+    ``second``: the second classifier's verdict, None when it was not asked (the first cleared
+    the image, or the policy is ``first``); a second classifier that failed says True.
+    ``second_score``: its NSFW probability, 0 to 1; None when not asked or when it failed.
+    """
+
+    first: bool
+    first_score: float | None = None
+    second: bool | None = None
+    second_score: float | None = None
+
+
+@dataclass(frozen=True)
 class GeneratedImage:
     seed: int
     png: bytes  # already blurred when nsfw is True; carries the `parameters` text chunk
     nsfw: bool
+    verdict: SafetyVerdict | None = None  # None: from an engine before the second opinion
+    # Flagged images only: the picture before blurring, for the moderators' review (the bot
+    # keeps it apart from the images it posts, and posts it only when a moderator releases it).
+    original_png: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -643,6 +665,7 @@ __all__ = [
     "Request",
     "Result",
     "RunBatch",
+    "SafetyVerdict",
     "Shutdown",
     "Size",
     "UnloadModel",

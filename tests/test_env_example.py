@@ -24,6 +24,7 @@ def _setting_keys() -> set[str]:
         bot_settings.LimitSettings,
         bot_settings.SchedulerSettings,
         bot_settings.CourseSettings,
+        bot_settings.ModerationSettings,
         bot_settings.EngineBackendSettings,
         EngineSettings,
     ]

@@ -15,6 +15,7 @@ from bot.features import (
     imagine,
     inpaint,
     job_buttons,
+    moderation,
     recipe,
     reroll,
 )
@@ -29,4 +30,5 @@ ALL: tuple[ModuleType, ...] = (
     recipe,
     job_buttons,
     course,
+    moderation,
 )

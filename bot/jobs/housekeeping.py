@@ -57,6 +57,8 @@ async def remove_expired_files(retention: Retention) -> None:
     while True:
         try:
             swept = await retention.sweep()
+            if swept.originals:
+                log.info("moderation: deleted %d reviewed original(s)", swept.originals)
             if swept.images or swept.uploads:
                 log.info(
                     "retention: deleted %d result image(s) and %d upload(s) older than %d days",

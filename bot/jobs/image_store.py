@@ -80,6 +80,10 @@ class ImageStore:
                 tmp.unlink(missing_ok=True)
             raise
 
+    async def replace(self, relative: str, png: bytes) -> None:
+        """Write ``png`` over a stored image (a moderator released its original), atomically."""
+        await asyncio.to_thread(self._write, Path(relative), png)
+
     async def read(self, relative: str) -> bytes:
         return await asyncio.to_thread(self.resolve(relative).read_bytes)
 

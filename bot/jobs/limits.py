@@ -22,7 +22,28 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.store.models import Job, utcnow
-from bot.store.repository import RATE_WINDOW, Limits, Repository, TooManyQueued, check_window
+from bot.store.repository import (
+    RATE_WINDOW,
+    Limits,
+    Repository,
+    StoreError,
+    TooManyQueued,
+    check_window,
+)
+
+
+class Paused(StoreError):
+    """A user paused by strikes (``bot.jobs.strikes``): until when, and after how many."""
+
+    def __init__(self, until: datetime, strikes: int, window_days: float) -> None:
+        stamp = int(until.timestamp())
+        days = f"{window_days:g} day{'s' if window_days != 1 else ''}"
+        super().__init__(
+            f"You are paused from making images until <t:{stamp}:f> (<t:{stamp}:R>) after "
+            f"{strikes} strike{'s' if strikes != 1 else ''} from the moderators in {days}. "
+            "Nothing was queued; ask a moderator if you think this is a mistake."
+        )
+        self.until, self.strikes, self.window_days = until, strikes, window_days
 
 
 @dataclass(frozen=True)
@@ -42,6 +63,7 @@ class UsageLimits:
         self._usage: dict[int, deque[tuple[datetime, int]]] = {}  # oldest first
         self._active: dict[int, set[int]] = {}  # job ids queued or running
         self._pending: Counter[int] = Counter()  # reservations whose row is being written
+        self._paused: dict[int, Paused] = {}  # users paused by strikes, with what they are told
         self._loading: asyncio.Future[None] | None = None
 
     @property
@@ -67,8 +89,12 @@ class UsageLimits:
 
     def reserve(self, user_id: int, images: int, limits: Limits) -> Reservation:
         """Take a place for a job of ``images`` images, or raise TooManyQueued, RateLimited or
-        StoreError (asking for more than an hour allows) and take nothing."""
+        StoreError (asking for more than an hour allows) or Paused, and take nothing."""
         now = self._clock()
+        if (paused := self._paused.get(user_id)) is not None:
+            if paused.until > now:  # a new exception each time: no traceback piles up
+                raise Paused(paused.until, paused.strikes, paused.window_days)
+            del self._paused[user_id]
         if limits.max_queued_jobs is not None and self.active(user_id) >= limits.max_queued_jobs:
             raise TooManyQueued(limits.max_queued_jobs)
         counted_at = None
@@ -79,6 +105,14 @@ class UsageLimits:
             counted_at = now
         self._pending[user_id] += 1
         return Reservation(user_id, images, counted_at)
+
+    def pause(self, user_id: int, paused: Paused) -> None:
+        """Refuse ``user_id``'s images until ``paused.until`` (strikes: ``bot.jobs.strikes``)."""
+        self._paused[user_id] = paused
+
+    def lift(self, user_id: int) -> None:
+        """End ``user_id``'s pause now (a pardon)."""
+        self._paused.pop(user_id, None)
 
     def written(self, reservation: Reservation, job_id: int) -> None:
         """The reserved job's row is stored: it counts as queued until it ends."""

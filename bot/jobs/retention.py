@@ -16,6 +16,10 @@
 - Result files are found by their day folder (``bot.jobs.image_store``): only folders of days
   wholly before the cutoff are opened, and a folder emptied is removed, so each pass opens only
   the days newly expired. Files whose job no longer exists go too.
+- A flagged image's unblurred original (``bot.jobs.reviews``) goes when its moderator's
+  decision says (Confirm and Strike: some hours later; Release: at once), or with its job's
+  result files when the retention ends, decided or not. This part runs even when
+  ``STORAGE_RETENTION_DAYS`` is 0: an original is kept only for the review.
 - Uploads are stored once per content and shared by jobs (rerolls of an inpainting reuse its
   picture and mask). One goes when no job that is queued, running, or made or ended in the last
   N days refers to it, and no job stored or reused it in that time (its modification time,
@@ -48,6 +52,7 @@ class Swept:
 
     images: int = 0
     uploads: int = 0
+    originals: int = 0  # unblurred originals of flagged images (bot.jobs.reviews)
 
 
 def retention_cutoff(days: int, now: datetime) -> datetime | None:
@@ -71,18 +76,27 @@ def files_removed(job: Job, days: int, now: datetime | None = None) -> bool:
 class Retention:
     """Deletes the result files and uploads past ``days``; see the module's docstring."""
 
-    def __init__(self, repo: Repository, images: ImageStore, inputs: InputStore, days: int) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        images: ImageStore,
+        inputs: InputStore,
+        days: int,
+        originals: ImageStore | None = None,
+    ) -> None:
         self._repo = repo
         self._images = images
         self._inputs = inputs
+        self._originals = originals
         self.days = days
 
     async def sweep(self, now: datetime | None = None) -> Swept:
-        """One pass: results of jobs ended before the cutoff, then unused uploads."""
+        """One pass: originals due, results of jobs ended before the cutoff, unused uploads."""
         now = now or utcnow()
         cutoff = retention_cutoff(self.days, now)
+        originals = await self._sweep_originals(now, cutoff)
         if cutoff is None:
-            return Swept()
+            return Swept(originals=originals)
         images = await self._sweep_results(cutoff, now)
         # Rows first, files after: an upload stored or reused after this read is newer than
         # the cutoff, and so kept (the store refreshes its time on both).
@@ -90,7 +104,19 @@ class Retention:
         uploads = await self._inputs.remove_unused(
             None, keep=in_use, unused_since=cutoff.timestamp()
         )
-        return Swept(images, len(uploads))
+        return Swept(images, len(uploads), originals)
+
+    async def _sweep_originals(self, now: datetime, cutoff: datetime | None) -> int:
+        if self._originals is None:
+            return 0
+        due = await self._repo.moderation.originals_due(now, ended_before=cutoff)
+        gone = []
+        for review_id, path in due:
+            with contextlib.suppress(FileNotFoundError, ValueError):  # gone already, or not ours
+                await self._originals.delete(path)
+            gone.append(review_id)
+        await self._repo.moderation.forget_originals(gone)
+        return len(gone)
 
     async def _sweep_results(self, cutoff: datetime, now: datetime) -> int:
         folders = await asyncio.to_thread(_expired_folders, self._images.root, cutoff)

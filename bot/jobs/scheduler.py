@@ -103,6 +103,21 @@ class JobObserver(Protocol):
     async def cancelled(self, job: Job) -> None: ...
 
 
+class FlaggedImages(Protocol):
+    """Where blurred images' originals go for the moderators' review (``bot.jobs.reviews``)."""
+
+    async def keep_original(self, job_id: int, index: int, png: bytes) -> str:
+        """Store an unblurred original apart from the posted images; its path. SaveFailed
+        when the disk refuses."""
+        ...
+
+    async def delete_original(self, path: str) -> None: ...
+
+    async def flagged(self, job: Job) -> None:
+        """``job`` is done and has reviews waiting: show them to the moderators."""
+        ...
+
+
 @dataclass(frozen=True)
 class QueuedJob:
     spec: JobSpec
@@ -185,8 +200,10 @@ class Scheduler:
         position_refresh_s: float = POSITION_REFRESH_S,
         inputs_root: str | None = None,
         rewrite_after_s: float = REWRITE_AFTER_S,
+        flagged: FlaggedImages | None = None,
     ) -> None:
         self._repo = repo
+        self._flagged = flagged  # None: no review queue, originals are dropped
         self._engine = engine
         self._images = images
         self._observer = observer
@@ -386,24 +403,53 @@ class Scheduler:
                     log.error("job %s has a result but was not running; not shown", result.job_id)
                     continue
                 await self._tell(job.id, self._observer.finished(job, result))
+                if self._flagged is not None and any(r.original_png for r in result.images):
+                    await self._tell(job.id, self._flagged.flagged(job))
 
         return write
 
     async def _save_images(self, result: Result) -> list[NewImage]:
         """Every image of ``result`` on disk, or SaveFailed and none of them (the ones already
-        written are removed: a job has all its images or none)."""
+        written are removed: a job has all its images or none). A blurred image's original
+        is kept apart for the review queue, for plain jobs (a comparison's grid is not
+        reviewed: it stays blurred)."""
         job_id = result.job_id
+        queued = self._in_flight.get(job_id)
+        reviewed = self._flagged is not None and not (
+            queued is None or queued.spec.variants or queued.spec.decode_steps
+        )
         images: list[NewImage] = []
+        originals: list[str] = []
         try:
             for index, image in enumerate(result.images):
                 path = await self._images.save(job_id, index, image.png)
-                images.append(NewImage(index, image.seed, image.nsfw, path))
+                original = None
+                if reviewed and image.original_png is not None and self._flagged is not None:
+                    original = await self._flagged.keep_original(job_id, index, image.original_png)
+                    originals.append(original)
+                verdict = image.verdict
+                images.append(
+                    NewImage(
+                        index,
+                        image.seed,
+                        image.nsfw,
+                        path,
+                        first_flag=verdict.first if verdict else None,
+                        first_score=verdict.first_score if verdict else None,
+                        second_flag=verdict.second if verdict else None,
+                        second_score=verdict.second_score if verdict else None,
+                        original_path=original,
+                    )
+                )
         except SaveFailed:
             for written in images:
                 try:
                     await self._images.delete(written.path)
                 except OSError:
                     log.warning("job %s: could not remove %s", job_id, written.path)
+            for path in originals:
+                if self._flagged is not None:
+                    await self._flagged.delete_original(path)
             raise
         return images
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import timedelta
@@ -17,6 +18,7 @@ from bot.jobs.inputs import InputStore, start_picture_from_result
 from bot.jobs.job_request import Comparison, JobRequest, NewImages, Reroll, Variation
 from bot.jobs.lessons import values_for
 from bot.jobs.limits import Reservation, UsageLimits
+from bot.jobs.prompt_screen import PromptScreen
 from bot.jobs.requests import derived_job, new_job
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.uploads import read_uploads
@@ -75,8 +77,10 @@ class JobService:
         delivery: Delivery,
         images: ImageStore,
         inputs: InputStore,
+        originals: ImageStore | None = None,
     ) -> None:
         self._settings = settings
+        self._originals = originals  # flagged images' originals (bot.jobs.reviews)
         self._repo = repo
         self._scheduler = scheduler
         self._delivery = delivery
@@ -84,6 +88,7 @@ class JobService:
         self._inputs = inputs
         self._decoder = PictureDecoder(settings.limits.decode_cpu_s)
         self._limits = UsageLimits()
+        self._screen = PromptScreen(settings.moderation.screened_words())
         repo.on_job_ended(self._limits.job_ended)
         self.accepting = True  # false while shutting down: new work is refused, not lost
 
@@ -233,7 +238,11 @@ class JobService:
         A job made from an earlier one (reroll, lesson, Vary) takes its prompts as stored, and a
         job stored before weights were read may hold brackets that do not read now: refused
         here, naming the place, rather than failing once queued."""
+        if isinstance(request, NewImages):  # before any upload is read
+            self._screen.check(str(request.settings.get("prompt", "")))
         new, files = await self._describe_request(interaction, request)
+        # Also a job made from an earlier one: a word blocked since then is blocked now.
+        self._screen.check(new.prompt)
         if new.parent_job_id is not None:
             try:
                 check_prompt_syntax(new.prompt, what="prompt")
@@ -414,12 +423,23 @@ class JobService:
         job = await self.get_own(job_id, user)
         if not job.status.is_final:
             raise UserFacingError(f"Job #{job_id} is still {job.status.value}; cancel it first.")
+        reviews = await self._repo.moderation.reviews_of_job(job_id)
+        if any(not review.state.decided for review in reviews):
+            # Deleting it would take the image away from the moderators' review.
+            raise UserFacingError(
+                f"Job #{job_id} has an image waiting for a moderator's review; it can be "
+                "deleted once that is decided."
+            )
         try:
             deleted = await self._repo.delete_job(job_id)
         except StoreError as error:
             raise UserFacingError(str(error)) from None
         for image in deleted.images:
             await self._images.delete(image.path)
+        for review in reviews:
+            if review.original_path and self._originals is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    await self._originals.delete(review.original_path)
         await self._remove_uploads(deleted)
         return deleted
 

@@ -214,11 +214,72 @@ class Image(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     index: Mapped[int] = mapped_column(Integer)  # position within the job
     seed: Mapped[int] = mapped_column(BigInteger)
-    nsfw: Mapped[bool] = mapped_column(Boolean, default=False)
+    nsfw: Mapped[bool] = mapped_column(Boolean, default=False)  # blurred (the policy's verdict)
     path: Mapped[str] = mapped_column(String(500))  # relative to the output folder
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The safety gate's verdicts (engine.protocol.SafetyVerdict); NULL for images made before
+    # the second opinion (migration 0004), and the second's for images it was not asked about.
+    first_flag: Mapped[bool | None] = mapped_column(Boolean)
+    first_score: Mapped[float | None] = mapped_column(Float)  # margin over a concept; > 0 flags
+    second_flag: Mapped[bool | None] = mapped_column(Boolean)
+    second_score: Mapped[float | None] = mapped_column(Float)
 
     job: Mapped[Job] = relationship(back_populates="images")
+
+
+class ReviewState(enum.StrEnum):
+    """Where a flagged image's review stands (bot.features.moderation)."""
+
+    PENDING = "pending"
+    RELEASED = "released"  # a false positive: the unblurred image replaced the blurred one
+    CONFIRMED = "confirmed"  # stays blurred; the original is deleted after a while
+    STRUCK = "struck"  # confirmed, and a strike for the user
+
+    @property
+    def decided(self) -> bool:
+        return self is not ReviewState.PENDING
+
+
+class Review(Base):
+    """A flagged image waiting for (or decided by) a moderator, one per image.
+
+    ``original_path`` is the unblurred picture, in the moderation folder, apart from the images
+    the bot posts; NULL once it is deleted (``delete_original_after``, or retention).
+    """
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        Index("uq_reviews_job_id_image_index", "job_id", "image_index", unique=True),
+        Index("ix_reviews_state_id", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    image_index: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[int] = mapped_column(BigInteger, index=True)  # the job's owner
+    state: Mapped[ReviewState] = mapped_column(_enum(ReviewState), default=ReviewState.PENDING)
+    original_path: Mapped[str | None] = mapped_column(String(500))
+    card_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    decided_by: Mapped[int | None] = mapped_column(BigInteger)
+    decided_by_name: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delete_original_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Strike(Base):
+    """A moderator's strike against a user; enough in the window pause them. A pardon lifts
+    every strike the user had (``pardoned_at``), so the pause ends and the count restarts."""
+
+    __tablename__ = "strikes"
+    __table_args__ = (Index("ix_strikes_user_id_at", "user_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    review_id: Mapped[int | None] = mapped_column(ForeignKey("reviews.id", ondelete="SET NULL"))
+    moderator_id: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    pardoned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class RateLimitUsage(Base):

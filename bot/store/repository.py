@@ -34,10 +34,12 @@ from bot.store.models import (
     JobStatus,
     Model,
     RateLimitUsage,
+    Review,
     User,
     parameter_columns,
     utcnow,
 )
+from bot.store.moderation import ModerationStore
 from bot.store.writer import Change, Writer
 from engine.protocol import GenerationParams, JobKind
 
@@ -156,6 +158,13 @@ class NewImage:
     seed: int
     nsfw: bool
     path: str
+    # The safety gate's verdicts (engine.protocol.SafetyVerdict), and where the unblurred
+    # original of a blurred image waits for a moderator (a review is written for it).
+    first_flag: bool | None = None
+    first_score: float | None = None
+    second_flag: bool | None = None
+    second_score: float | None = None
+    original_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +195,7 @@ class Repository:
         self._models_loading = asyncio.Lock()
         self._stored_users: dict[int, tuple[str, str | None]] = {}  # id -> (name, locale)
         self._job_ended: list[JobEndedListener] = []
+        self.moderation = ModerationStore(sessions, self._writer)
 
     @property
     def writer(self) -> Writer:
@@ -848,12 +858,33 @@ async def _finish(
             continue
         images = [
             Image(
-                job_id=job.id, index=i.index, seed=i.seed, nsfw=i.nsfw, path=i.path, created_at=now
+                job_id=job.id,
+                index=i.index,
+                seed=i.seed,
+                nsfw=i.nsfw,
+                path=i.path,
+                created_at=now,
+                first_flag=i.first_flag,
+                first_score=i.first_score,
+                second_flag=i.second_flag,
+                second_score=i.second_score,
             )
             for i in item.images
         ]
         set_committed_value(job, "images", images)  # as stored, without reading them back
         rows += [_columns(image) for image in images]
+        # A flagged image's original waits for a moderator: its review is part of the result.
+        session.add_all(
+            Review(
+                job_id=job.id,
+                image_index=i.index,
+                user_id=job.user_id,
+                original_path=i.original_path,
+                created_at=now,
+            )
+            for i in item.images
+            if i.original_path is not None
+        )
     if rows:
         # One statement for the batch's images: the ORM would insert them one by one to read
         # back each id, which nothing here needs.
@@ -865,7 +896,18 @@ def _columns(image: Image) -> dict[str, Any]:
     return {column: getattr(image, column) for column in _IMAGE_COLUMNS}
 
 
-_IMAGE_COLUMNS = ("job_id", "index", "seed", "nsfw", "path", "created_at")
+_IMAGE_COLUMNS = (
+    "job_id",
+    "index",
+    "seed",
+    "nsfw",
+    "path",
+    "created_at",
+    "first_flag",
+    "first_score",
+    "second_flag",
+    "second_score",
+)
 
 
 async def _model(session: AsyncSession, name: str) -> Model:

@@ -1,8 +1,8 @@
-"""Buttons under job messages.
+"""Buttons under job messages, and under the moderators' review cards.
 
 Each button is a ``DynamicItem`` whose custom id carries the action and the job id
-(``job:reroll:42``), so a button works on any message the bot ever posted, after restarts,
-without keeping views in memory.
+(``job:reroll:42``) or the review id of a flagged image (``review:release:7``), so a button
+works on any message the bot ever posted, after restarts, without keeping views in memory.
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ ACTIONS = {
     "steps": ("Compare steps", "🔢", discord.ButtonStyle.secondary),
     "sched": ("Compare schedulers", "🧮", discord.ButtonStyle.secondary),
     "denoise": ("Denoising strip", "🌫️", discord.ButtonStyle.secondary),
+}
+# Under a moderators' card for one flagged image (bot.features.moderation).
+REVIEW_ACTIONS = {
+    "release": ("Release", "🔓", discord.ButtonStyle.success),
+    "confirm": ("Confirm", "🔒", discord.ButtonStyle.secondary),
+    "strike": ("Strike", "⚠️", discord.ButtonStyle.danger),
 }
 LESSON_ACTIONS = ("cfg", "steps", "sched", "denoise")  # a row of their own (Discord: 5 a row)
 VARY_STRENGTHS = {"vary": BOUNDS.vary_subtle, "varymore": BOUNDS.vary_strong}
@@ -65,13 +71,49 @@ class JobButton(
         return cls(match["action"], int(match["job_id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        # The client is the bot, which also carries the services; discord.py types it as a
-        # plain Client because it builds this button from a custom id alone.
-        bot = cast("_BotWithButtons", interaction.client)
-        try:
-            await bot.services.buttons.handle(interaction, self.action, self.job_id)
-        except Exception as error:
-            await report(interaction, error)
+        await _dispatch(interaction, self.action, self.job_id)
+
+
+async def _dispatch(interaction: discord.Interaction, action: str, item_id: int) -> None:
+    """Run the action a button names, on the job or review its custom id carries."""
+    # The client is the bot, which also carries the services; discord.py types it as a
+    # plain Client because it builds a button from a custom id alone.
+    bot = cast("_BotWithButtons", interaction.client)
+    try:
+        await bot.services.buttons.handle(interaction, action, item_id)
+    except Exception as error:
+        await report(interaction, error)
+
+
+class ReviewButton(
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=r"review:(?P<action>" + "|".join(REVIEW_ACTIONS) + r"):(?P<review_id>[0-9]{1,19})",
+):
+    def __init__(self, action: str, review_id: int, *, disabled: bool = False) -> None:
+        label, emoji, style = REVIEW_ACTIONS[action]
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                emoji=emoji,
+                style=style,
+                custom_id=f"review:{action}:{review_id}",
+                disabled=disabled,
+            )
+        )
+        self.action = action
+        self.review_id = review_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Item,
+        match: re.Match[str],
+    ) -> ReviewButton:
+        return cls(match["action"], int(match["review_id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _dispatch(interaction, self.action, self.review_id)
 
 
 class _Services(Protocol):
@@ -92,12 +134,13 @@ class ButtonActions:
         self._handlers: dict[str, ButtonHandler] = {}
 
     def register(self, action: str, handler: ButtonHandler) -> None:
-        if action not in ACTIONS:
+        if action not in ACTIONS and action not in REVIEW_ACTIONS:
             raise ValueError(f"no button is labelled for action {action!r}")
         self._handlers[action] = handler
 
-    async def handle(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
-        await self._handlers[action](interaction, job_id)
+    async def handle(self, interaction: discord.Interaction, action: str, item_id: int) -> None:
+        """Run ``action`` on the job (or, for a review button, the review) ``item_id``."""
+        await self._handlers[action](interaction, item_id)
 
 
 def job_view(job_id: int, *actions: str) -> discord.ui.View:
@@ -121,3 +164,11 @@ def result_view(job_id: int, kind: JobKind = JobKind.TEXT_TO_IMAGE) -> discord.u
     if kind is JobKind.DEPTH_TO_IMAGE:
         return job_view(job_id, "reroll", "details", "delete")
     return job_view(job_id, "reroll", "details", "delete", *VARY_STRENGTHS, *LESSON_ACTIONS)
+
+
+def review_view(review_id: int, *, decided: bool = False) -> discord.ui.View:
+    """Under a moderators' card: Release, Confirm, Strike; disabled once decided."""
+    view = discord.ui.View(timeout=None)
+    for action in REVIEW_ACTIONS:
+        view.add_item(ReviewButton(action, review_id, disabled=decided))
+    return view

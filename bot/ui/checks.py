@@ -16,10 +16,13 @@ def is_admin(user: discord.abc.User, settings: DiscordSettings) -> bool:
     """A configured admin role, or the Manage Server permission."""
     if not isinstance(user, discord.Member):
         return False
-    if user.guild_permissions.manage_guild:
-        return True
-    wanted = {name.casefold() for name in settings.admin_roles}
-    return any(role.name.casefold() in wanted for role in user.roles)
+    return user.guild_permissions.manage_guild or has_any_role(user, settings.admin_roles)
+
+
+def has_any_role(member: discord.Member, names: list[str]) -> bool:
+    """Whether ``member`` has one of the roles ``names`` (any case)."""
+    wanted = {name.casefold() for name in names}
+    return any(role.name.casefold() in wanted for role in member.roles)
 
 
 def channel_allowed(channel: object, settings: DiscordSettings) -> bool:

@@ -24,6 +24,7 @@ from PIL import Image, ImageFilter
 
 from engine.images.clip_input import ClipInput
 from engine.images.pixels import Picture, as_image, as_pixels
+from engine.images.second_opinion import SecondOpinion
 from engine.settings import EngineSettings
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,14 @@ def obscure(image: Image.Image, blocks: int = _OBSCURED_SIDE) -> Image.Image:
 
 
 class SafetyChecker:
-    """Flags images; loads its model on first use (or at ``load``) and fails closed."""
+    """Flags images; loads its model on first use (or at ``load``) and fails closed.
 
-    def __init__(self, settings: EngineSettings) -> None:
+    ``second_opinion`` judges again what this one flags (``engine.images.second_opinion``).
+    """
+
+    def __init__(self, settings: EngineSettings, second_opinion: SecondOpinion | None = None):
         self._settings = settings
+        self.second_opinion = second_opinion or SecondOpinion(settings)
         self._device = settings.torch_device()
         self._dtype = settings.torch_dtype()
         self._model: torch.nn.Module | None = None
@@ -107,17 +112,23 @@ class SafetyChecker:
     def flags(self, images: Sequence[Picture]) -> list[bool]:
         """One flag per image (PIL, or uint8 pixels ``(3, h, w)`` on any device): True when it
         must be obscured, including when checking failed."""
+        return self.judge(images)[0]
+
+    def judge(self, images: Sequence[Picture]) -> tuple[list[bool], list[float | None]]:
+        """``flags``, and each image's score: the margin of its nearest concept over that
+        concept's threshold (above 0 flags it); None where no score was made."""
         if not images:
-            return []
+            return [], []
+        unscored: list[float | None] = [None] * len(images)
         if not self.enabled:
-            return [False] * len(images)
+            return [False] * len(images), unscored
         if not self.load():
-            return [True] * len(images)
+            return [True] * len(images), unscored
         try:
             return self._run(images)
         except Exception:
             log.exception("the safety checker failed; treating %d image(s) as flagged", len(images))
-            return [True] * len(images)
+            return [True] * len(images), unscored
 
     def clip_input(self, images: Sequence[Picture]) -> torch.Tensor:
         """The checker's input for ``images``, on its device in its dtype."""
@@ -129,17 +140,42 @@ class SafetyChecker:
             pixels = self._extractor(images=converted, return_tensors="pt")["pixel_values"]
         return pixels.to(self._device, self._dtype)
 
-    def _run(self, images: Sequence[Picture]) -> list[bool]:
+    def _run(self, images: Sequence[Picture]) -> tuple[list[bool], list[float | None]]:
         assert self._model is not None
         clip_input = self.clip_input(images)
         # The checker blacks out flagged entries of `images` in place; give it placeholders,
         # since we obscure the real images ourselves.
         placeholders = np.zeros((len(images), 1, 1, 3), dtype=np.float32)
-        with torch.inference_mode():
-            _, flagged = self._model(clip_input=clip_input, images=placeholders)
+        # Its image embeddings, caught on the way, give the scores it keeps to itself.
+        embeds: list[torch.Tensor] = []
+        projection = getattr(self._model, "visual_projection", None)
+        hook = (
+            projection.register_forward_hook(lambda _m, _i, out: embeds.append(out))
+            if isinstance(projection, torch.nn.Module)
+            else None
+        )
+        try:
+            with torch.inference_mode():
+                _, flagged = self._model(clip_input=clip_input, images=placeholders)
+        finally:
+            if hook is not None:
+                hook.remove()
         if len(flagged) != len(images):
             raise RuntimeError("the safety checker returned the wrong number of flags")
-        return [not _clear(flag) for flag in flagged]
+        return [not _clear(flag) for flag in flagged], self._scores(embeds, len(images))
+
+    def _scores(self, embeds: list[torch.Tensor], count: int) -> list[float | None]:
+        """Per image, the largest of (similarity to a concept - that concept's threshold), as
+        the checker computes them before its special-care adjustment; None when unknown."""
+        concepts = getattr(self._model, "concept_embeds", None)
+        thresholds = getattr(self._model, "concept_embeds_weights", None)
+        if len(embeds) != 1 or concepts is None or thresholds is None or len(embeds[0]) != count:
+            return [None] * count
+        with torch.inference_mode():
+            image = torch.nn.functional.normalize(embeds[0].float(), dim=-1)
+            concept = torch.nn.functional.normalize(concepts.float(), dim=-1)
+            margins = image @ concept.T - thresholds.float()
+            return [round(float(row.max()), 3) for row in margins.cpu()]
 
 
 def _clear(flag: object) -> bool:

@@ -3,8 +3,9 @@
 The call: the jobs' scheduler (a fresh one per call), inference mode, and the batch-invariant
 kernels around the task's own pipeline call (``engine.tasks``), whose decoded pictures stay on
 the device as 8-bit pixels. The finish, in two halves: ``check`` (on the GPU's thread) runs the
-safety gate over every picture at once where the pixels are and copies them to host memory in
-one transfer; ``Checked.encode`` (in a finishing thread, ``engine.run.finishing``) obscures the
+safety checker over every picture at once where the pixels are and copies them to host memory in
+one transfer; ``Checked.encode`` (in a finishing thread, ``engine.run.finishing``) asks the
+second opinion about the flagged ones (``engine.images.second_opinion``), obscures the
 flagged pictures and writes each picture's parameters into its PNG, so nothing the checker
 flags leaves the engine unobscured.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -23,10 +25,11 @@ from engine.images.metadata import parameters_text, png_with_parameters
 from engine.images.pixels import Picture, to_pixels
 from engine.images.preview import png_bytes
 from engine.images.safety import SafetyChecker, obscure
+from engine.images.second_opinion import SecondOpinion, blurred
 from engine.models.invariance import batch_invariant_kernels
 from engine.models.registry import LoadedPipelines
 from engine.models.schedulers import make_scheduler
-from engine.protocol import GeneratedImage, JobKind, JobSpec
+from engine.protocol import GeneratedImage, JobKind, JobSpec, SafetyVerdict
 from engine.settings import EngineSettings
 from engine.tasks import depth_to_image, image_to_image, inpainting, text_to_image
 from engine.tasks.inpainting import Pictures
@@ -140,33 +143,58 @@ def task_images(
 
 @dataclass(frozen=True)
 class Checked:
-    """Pictures the safety checker has judged, in host memory: all that encoding needs.
+    """Pictures the first safety checker has judged, in host memory: all that encoding needs.
 
-    ``pixels`` are ``(height, width, 3)`` uint8 arrays, one per made picture; ``also`` are the
-    other pictures checked beside them, with ``also_flags``.
+    ``pixels`` are ``(height, width, 3)`` uint8 arrays, one per made picture, with the first
+    checker's ``first_flags``; ``also`` are the other pictures checked beside them. The second
+    opinion judges the flagged ones when the verdicts are first read (``verdicts``, ``flags``,
+    ``also_flags``): in a finishing thread, on the CPU, while the GPU makes the next batch.
     """
 
     made: list[tuple[JobSpec, int]]
     pixels: list[torch.Tensor]
-    flags: list[bool]
+    first_flags: list[bool]
+    first_scores: list[float | None]
     also: list[Image.Image]
-    also_flags: list[bool]
+    also_first_flags: list[bool]
+    second: SecondOpinion
+
+    @cached_property
+    def verdicts(self) -> list[SafetyVerdict]:
+        """Each made picture's verdicts, both checkers'."""
+        return self.second.verdicts(
+            self.first_flags, lambda i: self.pixels[i].numpy(), self.first_scores
+        )
+
+    @cached_property
+    def flags(self) -> list[bool]:
+        """Which made pictures to obscure: the verdicts under the policy."""
+        return [blurred(self.second.policy, verdict) for verdict in self.verdicts]
+
+    @cached_property
+    def also_flags(self) -> list[bool]:
+        """Which of ``also`` to obscure."""
+        verdicts = self.second.verdicts(self.also_first_flags, lambda i: self.also[i])
+        return [blurred(self.second.policy, verdict) for verdict in verdicts]
 
     def encode(self, revision: str | None, level: int) -> list[GeneratedImage]:
         """The made pictures as PNGs at zlib ``level``, carrying their parameters, each obscured
-        when the checker flagged it."""
+        when the gate flagged it; a flagged one also as it was, for the moderators."""
         generated = []
-        for (spec, seed), pixels, flagged in zip(self.made, self.pixels, self.flags, strict=True):
+        for (spec, seed), pixels, verdict, flagged in zip(
+            self.made, self.pixels, self.verdicts, self.flags, strict=True
+        ):
             image = Image.fromarray(pixels.numpy())
+            parameters = parameters_text(spec, seed, revision)
             generated.append(
                 GeneratedImage(
                     seed=seed,
                     png=png_with_parameters(
-                        obscure(image) if flagged else image,
-                        parameters_text(spec, seed, revision),
-                        level,
+                        obscure(image) if flagged else image, parameters, level
                     ),
                     nsfw=flagged,
+                    verdict=verdict,
+                    original_png=png_with_parameters(image, parameters, level) if flagged else None,
                 )
             )
         return generated
@@ -180,21 +208,24 @@ class Checked:
 def check(
     safety: SafetyChecker, made: Sequence[Made], also_checked: Sequence[Image.Image] = ()
 ) -> Checked:
-    """Judge ``made`` with the safety checker and copy their pixels to host memory.
+    """Judge ``made`` with the first safety checker and copy their pixels to host memory.
 
-    ``also_checked`` are other pictures the bot will post beside them (an inpainting job's
-    outlined input); they go through the same checker call.
+    The checker judges every picture where it is; the second opinion comes later, from host
+    memory (``Checked``). ``also_checked`` are other pictures the bot will post beside them (an
+    inpainting job's outlined input); they go through the same gate.
     """
     pictures: list[Picture] = [pixels for _, _, pixels in made]
-    flags = list(safety.flags([*pictures, *also_checked]))
+    flags, scores = safety.judge([*pictures, *also_checked])
     if len(flags) != len(made) + len(also_checked):
         raise RuntimeError("the safety checker returned the wrong number of flags")
     return Checked(
         made=[(spec, seed) for spec, seed, _ in made],
         pixels=_to_host([pixels for _, _, pixels in made]),
-        flags=flags[: len(made)],
+        first_flags=flags[: len(made)],
+        first_scores=scores[: len(made)],
         also=list(also_checked),
-        also_flags=flags[len(made) :],
+        also_first_flags=flags[len(made) :],
+        second=safety.second_opinion,
     )
 
 

@@ -44,6 +44,10 @@ SCRIPTS = {
     ),
     "bench_engine_overhead.py": (["--steps", "1", "--repeats", "1"], ["engine overhead"]),
     "bench_png_encode.py": (["--size", "64", "--repeats", "1"], ["faster than level 6"]),
+    "bench_second_opinion.py": (
+        ["--size", "64", "--repeats", "1"],
+        ["second opinion adds per flagged image"],
+    ),
     "bench_scale_out.py": (
         ["--jobs", "4", "--steps", "1", "--size", "64", "--pairs", "2", "--rounds", "1"],
         ["2 Ray replicas against 1", "per-batch overhead of Ray over the local pipe"],

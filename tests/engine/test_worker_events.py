@@ -296,19 +296,19 @@ def test_previews_are_always_obscured_and_never_left_to_the_checker(
 
     made: list[Image.Image] = []
     checked: list[tuple[int, int]] = []
-    latents_to_images, flags = preview.latents_to_images, worker.safety.flags
+    latents_to_images, judge = preview.latents_to_images, worker.safety.judge
 
     def making(*args: Any) -> list[Image.Image]:
         images = latents_to_images(*args)
         made.extend(images)
         return images
 
-    def checking(images: list[torch.Tensor]) -> list[bool]:
+    def checking(images: list[torch.Tensor]) -> tuple[list[bool], list[float | None]]:
         checked.extend((int(image.shape[2]), int(image.shape[1])) for image in images)
-        return flags(images)
+        return judge(images)
 
     monkeypatch.setattr(preview, "latents_to_images", making)
-    monkeypatch.setattr(worker.safety, "flags", checking)
+    monkeypatch.setattr(worker.safety, "judge", checking)
     run(worker, job(t2i_model, steps=3, width=256, height=256))
     shown = [p.preview_png for p in recorder.progress(1) if p.preview_png is not None]
     assert len(shown) == len(made) == 2

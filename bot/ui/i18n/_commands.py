@@ -178,6 +178,14 @@ ZH_CN: dict[str, CommandText] = {
         "日志", "管理员：最近的管理操作", {"count": ("条数", "显示多少条（默认 10）")}
     ),
     "status": CommandText("状态", "管理员：队列、引擎、已加载的模型、最近的图像"),
+    "moderation": CommandText("审核", "审核员：被标记的图像、警告与暂停"),
+    "moderation queue": CommandText("队列", "等待审核员处理的被标记图像"),
+    "moderation user": CommandText(
+        "用户", "某位用户的警告和被标记的图像", {"user": ("用户", "要查看谁的记录")}
+    ),
+    "moderation pardon": CommandText(
+        "赦免", "管理员：撤销某位用户的警告和暂停", {"user": ("用户", "要撤销谁的警告")}
+    ),
 }
 
 

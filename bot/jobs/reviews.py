@@ -1,0 +1,215 @@
+"""The review queue: a card per flagged image in the moderators' channel, and what a decision
+does to the messages and files.
+
+The engine blurs a flagged image before any byte reaches the bot, and sends its unblurred
+original beside it. The bot keeps that original in its own folder (``MODERATION_ORIGINALS_DIR``),
+apart from the image folder it posts from, and shows it in one place only: the card in the
+moderators' channel, as a spoiler beside the blurred image the channel sees. A release puts it
+in place of the blurred image in the job's own message (and over the stored copy, which Vary
+and redelivery read); Confirm and Strike leave the image blurred and delete the original after
+``MODERATION_DELETE_ORIGINAL_AFTER_HOURS``; the retention pass deletes every original due
+(``bot.jobs.retention``). Who may decide is the feature's business (``bot.features.moderation``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+from datetime import timedelta
+
+import discord
+
+from bot.jobs.delivery import DISCORD_ERRORS
+from bot.jobs.image_store import ImageStore
+from bot.settings import ModerationSettings
+from bot.store.models import Job, Review, ReviewState, utcnow
+from bot.store.moderation import Decision
+from bot.store.repository import Repository
+from bot.ui import render
+from bot.ui.buttons import review_view
+
+log = logging.getLogger(__name__)
+
+RELEASED_NOTE = "🔓 A moderator released image {number}: the safety checker had flagged it wrongly."
+_DECIDED = {
+    ReviewState.RELEASED: "🔓 **Released**",
+    ReviewState.CONFIRMED: "🔒 **Confirmed**",
+    ReviewState.STRUCK: "⚠️ **Confirmed with a strike**",
+}
+
+
+def verdict_line(job: Job, review: Review) -> str:
+    """What both checkers said of the reviewed image."""
+    image = job.images[review.image_index] if review.image_index < len(job.images) else None
+    if image is None or image.first_flag is None:
+        return "Safety checker: flagged."
+    first = "flagged" if image.first_flag else "clear"
+    if image.first_score is not None:
+        first += f", margin {image.first_score:+.3f}"
+    if image.second_flag is None:
+        second = "not asked"
+    elif image.second_score is None:
+        second = "failed (counts as flagged)"
+    else:
+        said = "flagged" if image.second_flag else "clear"
+        second = f"{said}, NSFW score {image.second_score:.2f}"
+    return f"First checker (CompVis): {first} · second opinion (open_nsfw): {second}."
+
+
+def card_text(job: Job, review: Review) -> str:
+    """A card's text: whose image, the prompt, the verdicts, and what is attached."""
+    return (
+        f"🚩 **Flagged image** · job #{job.id}, image {review.image_index + 1} of "
+        f"{len(job.images)} · by <@{job.user_id}> · review #{review.id}\n"
+        f"{render.quote_prompt(job.prompt)}\n"
+        f"{verdict_line(job, review)}\n"
+        "The first picture is what the channel sees; the second (a spoiler) is the original, "
+        "shown only here."
+    )
+
+
+def decided_text(job: Job, review: Review) -> str:
+    """A card's text once decided: who decided what, and when."""
+    stamp = int((review.decided_at or utcnow()).timestamp())
+    what = _DECIDED.get(review.state, review.state.value)
+    line = f"{what} by <@{review.decided_by}> <t:{stamp}:R>"
+    return f"{card_text(job, review)}\n{line}"
+
+
+class ReviewQueue:
+    """Posts the moderators' cards and carries out their decisions; see the module."""
+
+    def __init__(
+        self,
+        client: discord.Client,
+        repo: Repository,
+        images: ImageStore,
+        settings: ModerationSettings,
+    ) -> None:
+        self._client = client
+        self._repo = repo
+        self._images = images
+        self.settings = settings
+        self.originals = ImageStore(settings.originals_dir)
+        self._posting: set[asyncio.Task[None]] = set()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether there is a moderators' channel to review in."""
+        return self.settings.channel_id is not None
+
+    # --- the scheduler's FlaggedImages -----------------------------------------------------
+
+    async def keep_original(self, job_id: int, index: int, png: bytes) -> str:
+        return await self.originals.save(job_id, index, png)
+
+    async def delete_original(self, path: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            await self.originals.delete(path)
+
+    async def flagged(self, job: Job) -> None:
+        """Post ``job``'s cards in the background: the scheduler does not wait on Discord."""
+        task = asyncio.create_task(self.post_cards(job.id), name=f"review-cards-{job.id}")
+        self._posting.add(task)
+        task.add_done_callback(self._posting.discard)
+
+    # --- cards -----------------------------------------------------------------------------
+
+    async def post_cards(self, job_id: int) -> None:
+        """A card for each of ``job_id``'s reviews that has none yet."""
+        job = await self._repo.get_job(job_id)
+        if job is None or self.settings.channel_id is None:
+            return
+        channel = await self._channel(self.settings.channel_id)
+        for review in await self._repo.moderation.reviews_of_job(job_id):
+            if review.card_message_id is not None or review.original_path is None:
+                continue
+            try:
+                image = job.images[review.image_index]
+                blurred = await self._images.read(image.path)
+                original = await self.originals.read(review.original_path)
+                message = await channel.send(
+                    card_text(job, review),
+                    files=[
+                        discord.File(io.BytesIO(blurred), f"job{job.id}_{image.seed}_blurred.png"),
+                        discord.File(
+                            io.BytesIO(original), f"job{job.id}_{image.seed}.png", spoiler=True
+                        ),
+                    ],
+                    view=review_view(review.id),
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
+            except (*DISCORD_ERRORS, ValueError, IndexError):
+                log.exception("review %s: its card could not be posted", review.id)
+                continue
+            await self._repo.moderation.set_card(review.id, message.id)
+
+    async def post_missing_cards(self) -> None:
+        """The cards a stopped bot never posted (it stopped between a result and its cards),
+        once connected."""
+        await self._client.wait_until_ready()
+        try:
+            pending = await self._repo.moderation.pending(limit=1000)
+            for job_id in sorted({r.job_id for r in pending if r.card_message_id is None}):
+                await self.post_cards(job_id)
+        except Exception:
+            log.exception("the review cards left by the last run could not be posted")
+
+    async def show_decision(self, review: Review) -> None:
+        """Say on the card who decided what, and disable its buttons."""
+        job = await self._repo.get_job(review.job_id)
+        if job is None or review.card_message_id is None or self.settings.channel_id is None:
+            return
+        channel = await self._channel(self.settings.channel_id)
+        card = await channel.fetch_message(review.card_message_id)
+        await card.edit(
+            content=decided_text(job, review),
+            view=review_view(review.id, decided=True),
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+
+    # --- decisions -------------------------------------------------------------------------
+
+    def decision(self, state: ReviewState, moderator: discord.abc.User) -> Decision:
+        """``state`` by ``moderator``; a kept original is deleted after the configured time."""
+        later = None
+        if state is not ReviewState.RELEASED:
+            later = utcnow() + timedelta(hours=self.settings.delete_original_after_hours)
+        return Decision(state, moderator.id, moderator.display_name, later)
+
+    async def release(self, review: Review) -> None:
+        """Put the original in place of the blurred image: in the job's message (with a note)
+        and in the image folder; then delete the kept original."""
+        job = await self._repo.get_job(review.job_id)
+        if job is None or review.original_path is None:
+            raise LookupError(f"review {review.id} has no job or original left")
+        original = await self.originals.read(review.original_path)
+        await self._images.replace(job.images[review.image_index].path, original)
+        if job.result_message_id is not None:
+            await self._edit_result(job, review.image_index)
+        await self.delete_original(review.original_path)
+        await self._repo.moderation.forget_originals([review.id])
+
+    async def _edit_result(self, job: Job, index: int) -> None:
+        """The job's result message with every image again (the released one unblurred, no
+        longer a spoiler; the others as they were) and the release note."""
+        channel = await self._channel(job.channel_id)
+        message = await channel.fetch_message(job.result_message_id or 0)
+        files = []
+        for image in job.images:  # read after the decision: the released one is not nsfw
+            data = await self._images.read(image.path)
+            name = f"job{job.id}_{image.seed}.png"
+            files.append(discord.File(io.BytesIO(data), name, spoiler=image.nsfw))
+        note = RELEASED_NOTE.format(number=index + 1)
+        content = message.content if note in message.content else f"{message.content}\n{note}"
+        await message.edit(content=content, attachments=files)
+
+    async def _channel(self, channel_id: int) -> discord.abc.Messageable:
+        channel = self._client.get_channel(channel_id) or await self._client.fetch_channel(
+            channel_id
+        )
+        if not isinstance(channel, discord.abc.Messageable):
+            raise ValueError(f"channel {channel_id} cannot hold messages")
+        return channel
