@@ -12,10 +12,11 @@ none is refused with a reason that says so.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from diffusers import (
     AutoPipelineForInpainting,
     AutoPipelineForText2Image,
     DiffusionPipeline,
+    StableDiffusionUpscalePipeline,
 )
 
 from engine.models.fast_path import FastPathReport, FastPathSettings, apply_fast_path
@@ -79,7 +81,8 @@ class LoadedPipelines:
     """One model's pipelines and what the engine needs to run them."""
 
     ref: ModelRef
-    kind: JobKind  # TEXT_TO_IMAGE (can also inpaint) or INPAINT (a dedicated checkpoint)
+    # TEXT_TO_IMAGE (can also inpaint), INPAINT (a dedicated checkpoint) or UPSCALE
+    kind: JobKind
     base: DiffusionPipeline
     scheduler_config: Any  # the checkpoint's own, kept to build per-job schedulers from
     revision: str | None  # the commit actually loaded; None for local folders
@@ -91,6 +94,12 @@ class LoadedPipelines:
 
     def pipeline_for(self, kind: JobKind) -> DiffusionPipeline:
         """The pipeline for a task; raises ``WrongModelKind`` when this model cannot do it."""
+        if (kind is JobKind.UPSCALE) != (self.kind is JobKind.UPSCALE):
+            if kind is JobKind.UPSCALE:
+                raise WrongModelKind(f"{self.ref.name} is not an upscaler; it cannot upscale")
+            raise WrongModelKind(f"{self.ref.name} is an upscaler; it can only upscale pictures")
+        if kind is JobKind.UPSCALE:
+            return self.base
         if kind is not JobKind.INPAINT and self.kind is JobKind.INPAINT:
             what = "from text alone" if kind is JobKind.TEXT_TO_IMAGE else "from a whole picture"
             raise WrongModelKind(
@@ -111,6 +120,16 @@ class LoadedPipelines:
 
     def describe(self) -> LoadedModel:
         return LoadedModel(model=self.ref, kind=self.kind, bytes=self.bytes, revision=self.revision)
+
+
+def _pipeline_class(folder: Path) -> str | None:
+    """The pipeline class a diffusers folder names in its ``model_index.json``."""
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # from_pretrained then says what is wrong
+    name = index.get("_class_name") if isinstance(index, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _snapshot_commit(folder: Path) -> str | None:
@@ -229,7 +248,9 @@ class ModelRegistry:
             # Transformer-based models (SD3, Flux) need other step and batching code.
             raise ModelUnavailable(f"{ref.name} is not a UNet diffusion model this engine runs")
         kind = JobKind.TEXT_TO_IMAGE
-        if unet.config.in_channels == 9:
+        if isinstance(pipeline, StableDiffusionUpscalePipeline):
+            kind = JobKind.UPSCALE
+        elif unet.config.in_channels == 9:
             kind = JobKind.INPAINT
             pipeline = AutoPipelineForInpainting.from_pipe(pipeline)
         size = module_bytes(pipeline)
@@ -245,6 +266,13 @@ class ModelRegistry:
         # Bit-exact batching on the CPU, speed on CUDA (engine.models.fast_path); compiled
         # buckets warm in the background by default, while jobs run uncompiled.
         fast_path = FastPathSettings.from_engine(self._settings, self._device)
+        if kind is JobKind.UPSCALE:
+            # Its VAE decodes four times the picture's sides: in tiles always, so a 512²
+            # picture becomes 2048² within the budget (a recipe does the same). Not compiled:
+            # the warm-up calls are text-to-image calls.
+            fast_path = replace(
+                fast_path, compile_unet=False, compile_vae=False, vae_tiling_min_pixels=0
+            )
         invariance = (
             make_batch_invariant(pipeline.unet, pipeline.vae) if fast_path.batch_invariance else []
         )
@@ -279,11 +307,17 @@ class ModelRegistry:
                 )
             )
             revision = _snapshot_commit(folder) or ref.revision
-        pipeline = AutoPipelineForText2Image.from_pretrained(
+        # The upscaler is no text-to-image pipeline; model_index.json names its class.
+        upscaler = _pipeline_class(folder) == StableDiffusionUpscalePipeline.__name__
+        loader = StableDiffusionUpscalePipeline if upscaler else AutoPipelineForText2Image
+        # The upscaler takes no requires_safety_checker, and its invisible watermark is none
+        # of the engine's business either.
+        options = {"watermarker": None} if upscaler else {"requires_safety_checker": False}
+        pipeline = loader.from_pretrained(
             folder,
             dtype=self._dtype,
             variant=self._settings.variant,
-            requires_safety_checker=False,
+            **options,
             **SAFETENSORS_ONLY,
             **skip_safety,
         )

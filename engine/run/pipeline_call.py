@@ -28,7 +28,7 @@ from engine.models.registry import LoadedPipelines
 from engine.models.schedulers import make_scheduler
 from engine.protocol import GeneratedImage, JobKind, JobSpec
 from engine.settings import EngineSettings
-from engine.tasks import image_to_image, inpainting, text_to_image
+from engine.tasks import image_to_image, inpainting, text_to_image, upscaling
 from engine.tasks.inpainting import Pictures
 from engine.tasks.text_mask import TextMasker
 from engine.tasks.text_to_image import StepCallback
@@ -44,6 +44,8 @@ def check_inputs(spec: JobSpec, settings: EngineSettings) -> None:
         inpainting.check_inputs(spec, settings)
     elif spec.kind is JobKind.IMAGE_TO_IMAGE:
         image_to_image.check_inputs(spec, settings)
+    elif spec.kind is JobKind.UPSCALE:
+        upscaling.check_inputs(spec, settings)
     else:
         text_to_image.check_inputs(spec, settings)
 
@@ -53,6 +55,8 @@ def load_inputs(spec: JobSpec, settings: EngineSettings, text_masks: TextMasker)
     ``ModelUnavailable`` when the text-mask model is needed and cannot be loaded)."""
     if spec.kind is JobKind.IMAGE_TO_IMAGE:
         return image_to_image.load_inputs(spec, settings)
+    if spec.kind is JobKind.UPSCALE:
+        return upscaling.load_inputs(spec, settings)
     return inpainting.load_inputs(spec, settings, text_masks)
 
 
@@ -83,9 +87,13 @@ def task_images(
     """Pixels for ``jobs`` (job by job, seed by seed) from the task's one pipeline call: uint8
     ``(images, 3, height, width)`` on the pipeline's device.
 
-    ``pictures`` holds each inpainting or image-to-image job's (image, mask), in the order of
-    ``jobs``; it is empty for text-to-image. Call it inside ``one_call``.
+    ``pictures`` holds each inpainting, image-to-image or upscale job's (image, mask), in the
+    order of ``jobs``; it is empty for text-to-image. Call it inside ``one_call``. An upscale's
+    pixels are ``kind.scale`` times the jobs' size.
     """
+    if jobs[0].kind is JobKind.UPSCALE:
+        decoded = upscaling.upscale(pipeline, jobs, pictures, on_step, "pt")
+        return to_pixels(torch.stack(list(decoded)))
     if jobs[0].kind is JobKind.IMAGE_TO_IMAGE:
         decoded = image_to_image.image_to_image(pipeline, jobs, pictures, on_step, "pt")
         return to_pixels(torch.stack(list(decoded)))
