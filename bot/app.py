@@ -139,7 +139,9 @@ class DiffusionBot(commands.Bot):
             {
                 JobKind.TEXT_TO_IMAGE: models.default_text_to_image,
                 JobKind.INPAINT: models.default_inpainting,
-            }
+                JobKind.UPSCALE: models.default_upscaler,
+            },
+            {JobKind.UPSCALE: models.default_upscaler_revision or None},
         )
         for feature in features.ALL:
             await feature.setup(self, self.services)

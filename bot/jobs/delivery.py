@@ -30,7 +30,7 @@ from bot.store.repository import Repository
 from bot.ui import render
 from bot.ui.buttons import result_view, running_view
 from bot.ui.interactions import is_expired_token
-from engine.protocol import Accepted, Progress, Result
+from engine.protocol import Accepted, JobKind, Progress, Result
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,8 @@ class Delivery:
         if outline := outline_upload(result):  # inpainting: what was repainted
             files.append(outline)
             caption += "\n" + outline_note(job, result)
-        self._show(ticket, Screen(caption, files, result_view(job.id), final=True))
+        view = result_view(job.id, JobKind(job.kind), len(result.images))
+        self._show(ticket, Screen(caption, files, view, final=True))
 
     async def failed(self, job: Job) -> None:
         if ticket := self._tickets.get(job.id):

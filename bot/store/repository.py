@@ -634,12 +634,15 @@ class Repository:
 
         return await self._change_models(change)
 
-    async def ensure_default_models(self, defaults: dict[JobKind, str]) -> None:
-        """On first start, offer the configured models, named after their last path part."""
+    async def ensure_default_models(
+        self, defaults: dict[JobKind, str], revisions: dict[JobKind, str | None] | None = None
+    ) -> None:
+        """On first start, offer the configured models, named after their last path part and
+        pinned to the revision ``revisions`` gives their kind, if any."""
         for kind, source in defaults.items():
             name = source.rstrip("/").rsplit("/", 1)[-1]
             if await self.default_model(kind) is None and await self.get_model(name) is None:
-                await self.add_model(name, source, kind)
+                await self.add_model(name, source, kind, (revisions or {}).get(kind))
 
     # --- audit log ---------------------------------------------------------------------
 

@@ -12,7 +12,11 @@ from bot.ui.errors import UserInputError
 from engine.protocol import JobKind
 
 # The kinds a model can be (what admins choose from), and every kind a job can be.
-KIND_LABEL = {JobKind.TEXT_TO_IMAGE: "text-to-image", JobKind.INPAINT: "inpainting"}
+KIND_LABEL = {
+    JobKind.TEXT_TO_IMAGE: "text-to-image",
+    JobKind.INPAINT: "inpainting",
+    JobKind.UPSCALE: "upscaler",
+}
 JOB_KIND_LABEL = {**KIND_LABEL, JobKind.IMAGE_TO_IMAGE: "image-to-image"}
 MAX_NAME_CHARS = 50  # a model's name in the bot (what `/models add` accepts)
 # The option a model is picked by: Discord's client stops at the length a name can have, so a

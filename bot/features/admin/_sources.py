@@ -29,6 +29,7 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]
 _REVISION = re.compile(r"[A-Za-z0-9._/-]{1,100}")
 _MAX_CONFIG_BYTES = 1024 * 1024  # model_index.json and unet/config.json are a few KB
 _INPAINT_IN_CHANNELS = 9  # latents + mask + masked-image latents: a dedicated inpainting UNet
+_UPSCALER_CLASS = "StableDiffusionUpscalePipeline"  # what model_index.json names the x4 upscaler
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,15 @@ def inspect_folder(source: str, kind: JobKind) -> CheckedSource:
         if unet.get("in_channels") == _INPAINT_IN_CHANNELS
         else JobKind.TEXT_TO_IMAGE
     )
+    if index.get("_class_name") == _UPSCALER_CLASS:
+        found = JobKind.UPSCALE
+    if (found is JobKind.UPSCALE) != (kind is JobKind.UPSCALE):
+        # An upscaler does nothing else, and nothing else upscales.
+        what = "is an x4 upscaler" if found is JobKind.UPSCALE else "is not an x4 upscaler"
+        raise UserInputError(
+            f"`{folder}` {what}, so it cannot be added as {KIND_LABEL[kind]}. "
+            f"Add it with kind {KIND_LABEL[found]}."
+        )
     if found is JobKind.INPAINT and kind is JobKind.TEXT_TO_IMAGE:
         raise UserInputError(
             f"`{folder}` is an inpainting checkpoint (its UNet takes 9 input channels), so it "

@@ -16,10 +16,10 @@ from bot.ui.errors import UserInputError
 from engine.protocol import JobKind, is_folder_source
 
 
-def pipeline_folder(root, *, in_channels=4, unet=True):
+def pipeline_folder(root, *, in_channels=4, unet=True, cls="StableDiffusionPipeline"):
     """A folder shaped like a saved diffusers pipeline (configs only, no weights)."""
     root.mkdir(parents=True)
-    index = {"_class_name": "StableDiffusionPipeline", "vae": ["diffusers", "AutoencoderKL"]}
+    index = {"_class_name": cls, "vae": ["diffusers", "AutoencoderKL"]}
     if unet:
         index["unet"] = ["diffusers", "UNet2DConditionModel"]
         (root / "unet").mkdir()
@@ -110,6 +110,18 @@ def test_the_unet_decides_whether_the_kind_fits(tmp_path):
     # A text-to-image checkpoint can inpaint (the engine reuses its weights), with a word why
     # a dedicated one is better.
     assert "dedicated inpainting checkpoint" in inspect_folder(text_to_image, JobKind.INPAINT).note
+
+
+def test_an_upscaler_is_added_as_an_upscaler_and_nothing_else_is(tmp_path):
+    upscaler = str(
+        pipeline_folder(tmp_path / "x4", in_channels=7, cls="StableDiffusionUpscalePipeline")
+    )
+    assert inspect_folder(upscaler, JobKind.UPSCALE).is_folder
+    with pytest.raises(UserInputError, match="is an x4 upscaler.*Add it with kind upscaler"):
+        inspect_folder(upscaler, JobKind.TEXT_TO_IMAGE)
+    text_to_image = str(pipeline_folder(tmp_path / "sd"))
+    with pytest.raises(UserInputError, match="is not an x4 upscaler.*kind text-to-image"):
+        inspect_folder(text_to_image, JobKind.UPSCALE)
 
 
 async def test_check_source_reads_folders_and_passes_hub_ids(tmp_path):

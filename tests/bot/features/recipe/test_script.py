@@ -24,7 +24,7 @@ from bot.features.recipe._script import SCHEDULER_RECIPES, input_names, render_s
 from bot.jobs.lessons import panel_labels
 from bot.jobs.scheduler import spec_for
 from bot.store.models import Job
-from engine.protocol import DEFAULT_MASK_BLEND, SCHEDULERS
+from engine.protocol import BOUNDS, DEFAULT_MASK_BLEND, SCHEDULERS
 from tests.engine.helpers import Recorder, engine_settings, run
 from tests.fixtures.tiny_models import TinyModels
 
@@ -51,6 +51,7 @@ def make_job(job_id: int, source: Path, **fields: object) -> Job:
         "mask_ref": None,
         "mask_prompt": None,
         "mask_blend": DEFAULT_MASK_BLEND,
+        "noise_level": BOUNDS.noise_level.default,
         "comparison": None,
         "comparison_values": None,
         "parent_job_id": None,
@@ -88,6 +89,7 @@ def test_scripts_are_valid_python_for_every_kind_of_job(tmp_path: Path):
         make_job(5, tmp_path, kind="inpaint", image_ref="ab.png", mask_prompt="the fox"),
         make_job(6, tmp_path, prompt="雪中的水彩狐狸"),
         make_job(7, tmp_path, kind="image_to_image", image_ref="ab.png", strength=0.35),
+        make_job(8, tmp_path, kind="upscale", image_ref="ab.png", noise_level=50),
     ]
     for job in jobs:
         script = render_script(job)
@@ -119,7 +121,9 @@ def _png(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyModels):
+def test_scripts_reproduce_the_engines_pixels(
+    tmp_path: Path, tiny_models: TinyModels, tiny_upscaler: Path
+):
     source = tiny_models.text_to_image
     inputs = tmp_path / "inputs"
     inputs.mkdir()
@@ -196,6 +200,17 @@ def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyM
             comparison="guidance",
             comparison_values=[0.0, 7.5],
         ),
+        # ×4 upscaling of the 64² picture on the upscaler, with a scheduler of the job's own.
+        make_job(
+            13,
+            tiny_upscaler,
+            kind="upscale",
+            image_ref="in.png",
+            noise_level=30,
+            steps=2,
+            seeds=[5],
+            scheduler="dpmpp_2m_karras",
+        ),
     ]
     recorder = Recorder()
     from engine.worker import Worker
@@ -249,5 +264,8 @@ def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyM
         np.testing.assert_array_equal(made(f"job11_{seed}.png"), rgb(image.png))
     for part, image in zip(("cfg_0", "cfg_7.5"), images[12], strict=True):
         np.testing.assert_array_equal(made(f"job12_{part}_42.png"), rgb(image.png), part)
+    upscaled = made("job13_5.png")
+    assert upscaled.shape == (256, 256, 3)
+    np.testing.assert_array_equal(upscaled, rgb(images[13][0].png))
     # The labels the bot draws name the same panels.
     assert panel_labels(jobs[1]) == ["CFG 0", "CFG 1", "CFG 7.5"]
