@@ -117,10 +117,10 @@ def test_an_upscaler_is_added_as_an_upscaler_and_nothing_else_is(tmp_path):
         pipeline_folder(tmp_path / "x4", in_channels=7, cls="StableDiffusionUpscalePipeline")
     )
     assert inspect_folder(upscaler, JobKind.UPSCALE).is_folder
-    with pytest.raises(UserInputError, match="is an x4 upscaler.*Add it with kind upscaler"):
+    with pytest.raises(UserInputError, match=r"is an x4 upscaler.*Add it with kind upscaler"):
         inspect_folder(upscaler, JobKind.TEXT_TO_IMAGE)
     text_to_image = str(pipeline_folder(tmp_path / "sd"))
-    with pytest.raises(UserInputError, match="is not an x4 upscaler.*kind text-to-image"):
+    with pytest.raises(UserInputError, match=r"is not an x4 upscaler.*kind text-to-image"):
         inspect_folder(text_to_image, JobKind.UPSCALE)
 
 
