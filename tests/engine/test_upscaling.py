@@ -113,3 +113,30 @@ def test_upscale_checks(
     spec = job(upscaler, kind=JobKind.UPSCALE, **fields)
     with pytest.raises(BadInput, match=message):
         check_job(spec, engine_settings(tiny_models))
+
+
+def test_a_call_whose_jobs_are_all_cancelled_stops_after_the_step(
+    tmp_path: Path, tiny_models: TinyModels, upscaler: ModelRef
+) -> None:
+    # The upscale pipeline has no interrupt flag: the step callback's request to stop ends the
+    # call at once, with blank pictures the runners drop unseen.
+    from engine.models.registry import ModelRegistry
+    from engine.tasks import upscaling
+
+    entry = ModelRegistry(engine_settings(tiny_models)).get(upscaler)
+    pipeline = entry.pipeline_for(JobKind.UPSCALE)
+    spec = job(upscaler, kind=JobKind.UPSCALE, steps=5, height=80, image_path="unused.png")
+    steps: list[int] = []
+
+    def stop(stand_in, step_index, timestep, tensors):  # type: ignore[no-untyped-def]
+        steps.append(step_index)
+        assert stand_in.num_timesteps == 5 and tensors["latents"].shape[-2:] == (80, 64)
+        stand_in._interrupt = True
+        return {}
+
+    picture = Image.new("RGB", (64, 80))
+    with torch.inference_mode():
+        images = upscaling.upscale(pipeline, [spec], [(picture, picture)], stop, "pt")
+    assert steps == [0]
+    assert [tuple(image.shape) for image in images] == [(3, 320, 256)]
+    assert not any(image.any() for image in images)
