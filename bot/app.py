@@ -154,8 +154,12 @@ class DiffusionBot(commands.Bot):
                 JobKind.TEXT_TO_IMAGE: models.default_text_to_image,
                 JobKind.INPAINT: models.default_inpainting,
                 JobKind.DEPTH_TO_IMAGE: models.default_depth,
+                JobKind.UPSCALE: models.default_upscaler,
             },
-            revisions={JobKind.DEPTH_TO_IMAGE: models.default_depth_revision or None},
+            revisions={
+                JobKind.DEPTH_TO_IMAGE: models.default_depth_revision or None,
+                JobKind.UPSCALE: models.default_upscaler_revision or None,
+            },
         )
         for feature in features.ALL:
             await feature.setup(self, self.services)

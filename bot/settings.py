@@ -97,6 +97,16 @@ class ModelDefaults(BaseSettings):
     default_depth_revision: str = "6cb92dd9430a7f6da8d9e99d7b60acdebcc348b7"
     # Inpainting keeps the user's own pixels outside the mask, blended over this many pixels.
     inpaint_mask_blend: int = Field(DEFAULT_MASK_BLEND, ge=0, le=64)
+    # The x4 upscaler behind the Upscale buttons. stabilityai's SD 2.x repositories left the
+    # Hub in November 2025; sd2-community keeps copies. The revision pins what first start
+    # offers (empty: the latest, until an operator fills in a commit they have checked).
+    default_upscaler: str = "sd2-community/stable-diffusion-x4-upscaler"
+    default_upscaler_revision: str = ""
+    # Noise added to a picture before the upscaler redraws it: more noise, more invented
+    # detail (and less of the picture's own). Every upscale job stores the level it ran.
+    upscale_noise_level: int = Field(
+        BOUNDS.noise_level.default, ge=BOUNDS.noise_level.min, le=BOUNDS.noise_level.max
+    )
 
 
 class LimitSettings(BaseSettings):

@@ -155,6 +155,13 @@ class Bounds:
     image_strength: BoundWithDefault[float] = BoundWithDefault(0.05, 1.0, default=0.6)
     vary_subtle: float = 0.35
     vary_strong: float = 0.7
+    # ×4 upscaling: how much noise the upscaler adds to the low-resolution picture before it
+    # redraws it (the x4 upscaler was trained up to 350; more noise, more invented detail). The
+    # operator picks it (``MODELS_UPSCALE_NOISE_LEVEL``), users do not.
+    noise_level: BoundWithDefault[int] = BoundWithDefault(0, 350, default=20)
+    # ×4 upscaling: the most pixels a picture to upscale may have. Every size /imagine offers
+    # fits (wide 896×512 becomes 3584×2048); the output has 16 times as many.
+    upscale_pixels: Bound[int] = Bound(1, 896 * 512)
     side: Bound[int] = Bound(64, 1024)  # pixels, each side of a picture
     side_multiple: int = 8  # sides are multiples of the VAE's downscale factor
     size: str = "square"  # the default, a key of SIZES
@@ -195,6 +202,9 @@ class JobKind(enum.StrEnum):
     # a UNet with a fifth input channel and a DPT depth estimator). Both a job's and a
     # model's kind: only a depth checkpoint runs it, and it runs nothing else.
     DEPTH_TO_IMAGE = "depth_to_image"
+    # A result made four times larger (``noise_level`` says how much the upscaler may redraw).
+    # Also a model's kind: an upscaler checkpoint does nothing else.
+    UPSCALE = "upscale"
 
     @property
     def model_kind(self) -> JobKind:
@@ -205,6 +215,17 @@ class JobKind(enum.StrEnum):
     def takes_picture(self) -> bool:
         """Whether a job of this kind starts from an uploaded picture (``image_path``)."""
         return self is not JobKind.TEXT_TO_IMAGE
+
+    @property
+    def uses_strength(self) -> bool:
+        """Whether ``strength`` decides the pixels (only ``int(steps × strength)`` steps run):
+        inpainting and image-to-image; an upscale runs all its steps."""
+        return self in (JobKind.INPAINT, JobKind.IMAGE_TO_IMAGE)
+
+    @property
+    def scale(self) -> int:
+        """How many times larger than ``width`` × ``height`` each side of the result is."""
+        return 4 if self is JobKind.UPSCALE else 1
 
 
 class ErrorKind(enum.StrEnum):
@@ -283,6 +304,9 @@ class GenerationParams:
     # change). None: the pipeline's pixels as they are (jobs made before compositing existed,
     # so their rerolls keep their pixels).
     mask_blend: int | None = field(default=DEFAULT_MASK_BLEND, metadata=_PER_IMAGE)
+    # Upscaling only: the noise added to the low-resolution picture (``BOUNDS.noise_level``).
+    # The pipeline takes one level per call, so it is in the batch key.
+    noise_level: int = BOUNDS.noise_level.default
 
 
 GENERATION_PARAMS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(GenerationParams))
@@ -304,7 +328,8 @@ class JobSpec(GenerationParams):
     job_id: int
     kind: JobKind
     model: ModelRef
-    # inpainting, image-to-image and depth-to-image: the picture to start from
+    # inpainting, image-to-image, depth-to-image and upscaling: the picture to start from;
+    # width and height are its size (an upscale's result is ``kind.scale`` times larger)
     image_path: str | None = None
     mask_path: str | None = None  # inpainting only: white = repaint
     preview: bool = True  # send small previews with progress events

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.tiny_models",
     "tests.fixtures.tiny_clipseg",
     "tests.fixtures.tiny_depth",
+    "tests.fixtures.tiny_upscaler",
 ]

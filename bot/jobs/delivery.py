@@ -224,7 +224,7 @@ class Delivery:
         if depth := depth_map_upload(result):  # depth-to-image: what conditioned the images
             files.append(depth)
             caption += "\n" + depth_map_note(result)
-        view = result_view(job.id, JobKind(job.kind))
+        view = result_view(job.id, JobKind(job.kind), len(result.images))
         self._show(ticket, Screen(caption, files, view, final=True))
 
     async def failed(self, job: Job) -> None:

@@ -62,4 +62,12 @@ class Variation:
     strength: float
 
 
-JobRequest = NewImages | Reroll | Comparison | Variation
+@dataclass(frozen=True)
+class Upscale:
+    """Job ``job_id``'s image at ``index`` (0-based, as posted) made four times larger."""
+
+    job_id: int
+    index: int
+
+
+JobRequest = NewImages | Reroll | Comparison | Variation | Upscale

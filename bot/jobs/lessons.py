@@ -38,7 +38,7 @@ Value = float | str  # a guidance scale, a step count or a scheduler name
 
 def denoising_steps(job: Job) -> int:
     """The denoising steps one run of the job takes: ``steps × strength`` from a picture."""
-    if JobKind(job.kind).takes_picture:
+    if JobKind(job.kind).uses_strength:
         return max(1, int(job.steps * job.strength))
     return job.steps
 

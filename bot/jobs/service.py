@@ -15,7 +15,7 @@ from bot.jobs.decoding import PictureDecoder
 from bot.jobs.delivery import DISCORD_ERRORS, Delivery
 from bot.jobs.image_store import ImageStore
 from bot.jobs.inputs import InputStore, start_picture_from_result
-from bot.jobs.job_request import Comparison, JobRequest, NewImages, Reroll, Variation
+from bot.jobs.job_request import Comparison, JobRequest, NewImages, Reroll, Upscale, Variation
 from bot.jobs.lessons import values_for
 from bot.jobs.limits import Reservation, UsageLimits
 from bot.jobs.prompt_screen import PromptScreen
@@ -38,7 +38,7 @@ from bot.ui.i18n import t
 from bot.ui.interactions import ALREADY_ACKNOWLEDGED, reply
 from bot.ui.model_options import resolve_model
 from bot.ui.validation import check_prompt_syntax, seeds_for, steps_with_one_left
-from engine.protocol import DEFAULT_MASK_BLEND, GeneratedImage, JobKind, Result
+from engine.protocol import BOUNDS, DEFAULT_MASK_BLEND, GeneratedImage, JobKind, Result
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +285,10 @@ class JobService:
             case Variation(job_id=job_id, strength=strength):
                 parent = await self.get_visible(job_id, interaction, doing="vary")
                 return await self._variation(parent, strength, interaction)
+            case Upscale(job_id=job_id, index=index):
+                # The same rule as Vary: a result posted here is anyone's to build on.
+                parent = await self.get_visible(job_id, interaction, doing="upscale")
+                return await self._upscale(parent, index, interaction)
 
     async def _variation(
         self, parent: Job, strength: float, interaction: discord.Interaction
@@ -331,6 +335,71 @@ class JobService:
             **on_model,
         )
         return new, [(ref, data)]
+
+    async def _upscale(
+        self, parent: Job, index: int, interaction: discord.Interaction
+    ) -> tuple[NewJob, list[tuple[str, bytes]]]:
+        """The upscaler on ``parent``'s image ``index``: its prompt, negative prompt, steps,
+        guidance and scheduler, the image's own seed, the operator's noise level, on the
+        default upscaler. The stored result (never an upload) is copied into the input store,
+        so the new job and its recipe keep it.
+
+        Refused: an upscale (no Upscale of an upscale), a comparison grid, an image the safety
+        checker flagged (it is stored blurred), one no longer stored, one too large."""
+        if parent.kind == JobKind.UPSCALE:
+            raise UserInputError(
+                f"Job #{parent.id} is already an upscale; it is not upscaled again."
+            )
+        if parent.comparison:
+            raise UserInputError(f"Job #{parent.id} is a comparison grid; it is not upscaled.")
+        images = sorted(parent.images, key=lambda image: image.index)
+        if index >= len(images):
+            raise UserFacingError(f"Job #{parent.id} has no image {index + 1} to upscale.")
+        image = images[index]
+        if image.nsfw:
+            raise UserFacingError(
+                f"Image {index + 1} of job #{parent.id} was flagged by the safety checker and "
+                "is kept only blurred, so it is not upscaled."
+            )
+        pixels = parent.width * parent.height
+        if pixels > BOUNDS.upscale_pixels.max:
+            raise UserInputError(
+                f"Job #{parent.id}'s images are {parent.width}×{parent.height}; the upscaler "
+                f"takes at most {BOUNDS.upscale_pixels.max:,} pixels (896×512), so they are "
+                "not upscaled."
+            )
+        try:
+            png = await self._images.read(image.path)
+        except (OSError, ValueError):  # ValueError: a path outside the folder
+            raise UserFacingError(
+                f"Job #{parent.id}'s image is no longer stored on the bot, so it cannot be "
+                "upscaled."
+            ) from None
+        ref, data = await asyncio.to_thread(start_picture_from_result, png)
+        upscaler = await resolve_model(self._repo, None, JobKind.UPSCALE)
+        new = derived_job(
+            parent,
+            interaction,
+            kind=JobKind.UPSCALE,
+            seeds=(image.seed,),
+            strength=BOUNDS.strength.default,  # unused: an upscale runs all its steps
+            noise_level=self._settings.models.upscale_noise_level,
+            image_ref=ref,
+            mask_ref=None,
+            mask_prompt=None,
+            mask_blend=DEFAULT_MASK_BLEND,
+            model_name=upscaler.name,
+            model_source=upscaler.source,
+            model_revision=upscaler.revision,
+        )
+        return new, [(ref, data)]
+
+    async def upscale(
+        self, job_id: int, index: int, interaction: discord.Interaction
+    ) -> Job | None:
+        """Job ``job_id``'s image ``index`` four times larger; one image against the caller's
+        limits."""
+        return await self.submit(interaction, Upscale(job_id, index))
 
     async def _reroll_parent(self, job_id: int | None, interaction: discord.Interaction) -> Job:
         """The job to reroll: one visible here (made in this channel, or the caller's own;

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from engine.protocol import DEFAULT_MASK_BLEND, GENERATION_PARAMS, GenerationParams, JobKind
+from engine.protocol import BOUNDS, DEFAULT_MASK_BLEND, GENERATION_PARAMS, GenerationParams, JobKind
 
 # Named constraints, so batch migrations on SQLite (which rebuild tables) can find them.
 NAMING_CONVENTION = {
@@ -158,6 +158,10 @@ class Job(Base):
     mask_prompt: Mapped[str | None] = mapped_column(Text)
     # NULL for jobs made before results were composited (migration 0003): kept as they were.
     mask_blend: Mapped[int | None] = mapped_column(Integer, default=DEFAULT_MASK_BLEND)
+    # Upscales only: the noise added to the picture before redrawing it (migration upscale).
+    noise_level: Mapped[int] = mapped_column(
+        Integer, default=BOUNDS.noise_level.default, server_default="20"
+    )
     parent_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
     # A course comparison ("guidance", "steps", "schedulers", "denoising"; see bot.course) and
     # the values its panels show, fixed when asked so the job means the same after a restart.

@@ -32,6 +32,11 @@ ACTIONS = {
     "steps": ("Compare steps", "🔢", discord.ButtonStyle.secondary),
     "sched": ("Compare schedulers", "🧮", discord.ButtonStyle.secondary),
     "denoise": ("Denoising strip", "🌫️", discord.ButtonStyle.secondary),
+    # The x4 upscaler on one image of the result, by its position ("up2": the second).
+    **{
+        f"up{n}": (f"Upscale {n}", "🔍", discord.ButtonStyle.secondary)
+        for n in range(1, BOUNDS.count.max + 1)
+    },
 }
 # Under a moderators' card for one flagged image (bot.features.moderation).
 REVIEW_ACTIONS = {
@@ -41,21 +46,25 @@ REVIEW_ACTIONS = {
 }
 LESSON_ACTIONS = ("cfg", "steps", "sched", "denoise")  # a row of their own (Discord: 5 a row)
 VARY_STRENGTHS = {"vary": BOUNDS.vary_subtle, "varymore": BOUNDS.vary_strong}
+# One per image a job can have (at most 4), on a row of their own below the lessons.
+UPSCALE_ACTIONS = {f"up{n}": n - 1 for n in range(1, BOUNDS.count.max + 1)}
+UPSCALE_ONE = "Upscale ×4"  # the label when the result has a single image
+_ROWS = {**dict.fromkeys(LESSON_ACTIONS, 1), **dict.fromkeys(UPSCALE_ACTIONS, 2)}
 
 
 class JobButton(
     discord.ui.DynamicItem[discord.ui.Button],
     template=r"job:(?P<action>" + "|".join(ACTIONS) + r"):(?P<job_id>[0-9]{1,19})",
 ):
-    def __init__(self, action: str, job_id: int) -> None:
-        label, emoji, style = ACTIONS[action]
+    def __init__(self, action: str, job_id: int, label: str | None = None) -> None:
+        default_label, emoji, style = ACTIONS[action]
         super().__init__(
             discord.ui.Button(
-                label=label,
+                label=label or default_label,
                 emoji=emoji,
                 style=style,
                 custom_id=f"job:{action}:{job_id}",
-                row=1 if action in LESSON_ACTIONS else None,
+                row=_ROWS.get(action),
             )
         )
         self.action = action
@@ -154,16 +163,27 @@ def running_view(job_id: int) -> discord.ui.View:
     return job_view(job_id, "cancel")
 
 
-def result_view(job_id: int, kind: JobKind = JobKind.TEXT_TO_IMAGE) -> discord.ui.View:
-    """Under a result: five on the first row (Discord's most), the lessons on the second.
+def result_view(
+    job_id: int, kind: JobKind = JobKind.TEXT_TO_IMAGE, images: int = 1
+) -> discord.ui.View:
+    """Under a result: five on the first row (Discord's most), the lessons on the second, an
+    Upscale per image on the third.
 
-    A depth-to-image result has neither Vary (it would run image-to-image on another model,
+    An upscale gets Details and Delete only: nothing builds on a picture that large. A
+    depth-to-image result has neither Vary (it would run image-to-image on another model,
     losing the depth that made the result) nor the lessons (their comparisons are not tried
     on depth models yet).
     """
+    if kind is JobKind.UPSCALE:
+        return job_view(job_id, "details", "delete")
     if kind is JobKind.DEPTH_TO_IMAGE:
-        return job_view(job_id, "reroll", "details", "delete")
-    return job_view(job_id, "reroll", "details", "delete", *VARY_STRENGTHS, *LESSON_ACTIONS)
+        view = job_view(job_id, "reroll", "details", "delete")
+    else:
+        view = job_view(job_id, "reroll", "details", "delete", *VARY_STRENGTHS, *LESSON_ACTIONS)
+    upscales = list(UPSCALE_ACTIONS)[:images]
+    for action in upscales:
+        view.add_item(JobButton(action, job_id, UPSCALE_ONE if len(upscales) == 1 else None))
+    return view
 
 
 def review_view(review_id: int, *, decided: bool = False) -> discord.ui.View:

@@ -16,6 +16,7 @@ KIND_LABEL = {
     JobKind.TEXT_TO_IMAGE: "text-to-image",
     JobKind.INPAINT: "inpainting",
     JobKind.DEPTH_TO_IMAGE: "depth-to-image",
+    JobKind.UPSCALE: "upscaler",
 }
 JOB_KIND_LABEL = {**KIND_LABEL, JobKind.IMAGE_TO_IMAGE: "image-to-image"}
 MAX_NAME_CHARS = 50  # a model's name in the bot (what `/models add` accepts)

@@ -117,6 +117,12 @@ def prompt_chunks_note(prompt_chunks: Sequence[str], negative_chunks: Sequence[s
     return "\n".join(lines)
 
 
+def upscaled_size(job: Job) -> str:
+    """An upscale's size: what it made, from what it was given."""
+    scale = JobKind.UPSCALE.scale
+    return f"{job.width * scale}×{job.height * scale} from {job.width}×{job.height}"
+
+
 def settings_line(job: Job) -> str:
     seeds = ", ".join(str(s) for s in job.seeds)
     parts = [
@@ -127,8 +133,11 @@ def settings_line(job: Job) -> str:
         f"{job.width}×{job.height}",
         f"model {job.model_name}",
     ]
-    if JobKind(job.kind).takes_picture:
+    if JobKind(job.kind).uses_strength:
         parts.append(f"strength {job.strength:g}")
+    if job.kind == JobKind.UPSCALE:
+        parts[4] = upscaled_size(job)
+        parts.append(f"noise level {job.noise_level}")
     return " · ".join(parts)
 
 
@@ -186,11 +195,14 @@ def details(job: Job, *, admin: bool = False, files_removed_after: int | None = 
         ("Steps", str(job.steps)),
         ("Guidance (CFG)", f"{job.guidance:g}"),
         ("Scheduler", SCHEDULERS.get(job.scheduler, job.scheduler)),
-        ("Size", f"{job.width}×{job.height}"),
+        (
+            "Size",
+            upscaled_size(job) if job.kind == JobKind.UPSCALE else f"{job.width}×{job.height}",
+        ),
         ("Model", model_text(job, admin=admin)),
         ("Revision", job.model_revision_used or job.model_revision or "latest"),
     ]
-    if JobKind(job.kind).takes_picture:
+    if JobKind(job.kind).uses_strength:
         rows.append(("Strength", f"{job.strength:g}"))
         if job.mask_prompt:
             rows.append(("Mask from words", job.mask_prompt))
@@ -199,6 +211,9 @@ def details(job: Job, *, admin: bool = False, files_removed_after: int | None = 
             f"{v:g}" if isinstance(v, float) else str(v) for v in job.comparison_values or []
         )
         rows.append(("Comparison", f"{job.comparison} of #{job.parent_job_id}: {values}"))
+    elif job.parent_job_id and job.kind == JobKind.UPSCALE:
+        rows.append(("Upscaled from", f"#{job.parent_job_id}, seed {job.seeds[0]}"))
+        rows.append(("Noise level", str(job.noise_level)))
     elif job.parent_job_id and job.kind == JobKind.IMAGE_TO_IMAGE:
         # A reroll of an image-to-image job, or a Vary of any result: both start from a picture.
         rows.append(("Made from", f"#{job.parent_job_id} (a reroll, or Vary of its image)"))

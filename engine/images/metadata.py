@@ -13,7 +13,7 @@ import re
 
 from PIL import Image, PngImagePlugin
 
-from engine.protocol import SCHEDULERS, JobSpec
+from engine.protocol import SCHEDULERS, JobKind, JobSpec
 
 PARAMETERS_KEY = "parameters"
 _NEGATIVE = "Negative prompt:"
@@ -35,13 +35,19 @@ def parameters_text(spec: JobSpec, seed: int, model_revision: str | None = None)
         "Sampler": SCHEDULERS.get(spec.scheduler, spec.scheduler),
         "CFG scale": float(spec.guidance),
         "Seed": seed,
-        "Size": f"{spec.width}x{spec.height}",
+        # What the picture is: an upscale's is ``scale`` times its input.
+        "Size": f"{spec.width * spec.kind.scale}x{spec.height * spec.kind.scale}",
         "Model": spec.model.name,
     }
     if model_revision:
         pairs["Model revision"] = model_revision
-    if spec.kind.takes_picture:
+    if spec.kind.uses_strength:
         pairs["Denoising strength"] = float(spec.strength)
+    if spec.kind is JobKind.UPSCALE:
+        # The web UI's key for an upscale of a finished picture, and the level the x4
+        # upscaler was told (no web UI key: named the way diffusers names it).
+        pairs["Postprocess upscale by"] = spec.kind.scale
+        pairs["Noise level"] = spec.noise_level
     settings = ", ".join(f"{key}: {_quote(value)}" for key, value in pairs.items())
     negative = f"\n{_NEGATIVE} {spec.negative_prompt}" if spec.negative_prompt else ""
     return f"{spec.prompt}{negative}\n{settings}"

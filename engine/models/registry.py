@@ -18,7 +18,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from diffusers import (
     AutoPipelineForText2Image,
     DiffusionPipeline,
     StableDiffusionDepth2ImgPipeline,
+    StableDiffusionUpscalePipeline,
 )
 
 from engine.models.fast_path import FastPathReport, FastPathSettings, apply_fast_path
@@ -84,7 +85,7 @@ class LoadedPipelines:
 
     ref: ModelRef
     # TEXT_TO_IMAGE (can also inpaint and start from a picture), INPAINT (a dedicated
-    # checkpoint) or DEPTH_TO_IMAGE (only that)
+    # checkpoint), DEPTH_TO_IMAGE or UPSCALE (each only that)
     kind: JobKind
     base: DiffusionPipeline
     scheduler_config: Any  # the checkpoint's own, kept to build per-job schedulers from
@@ -97,14 +98,19 @@ class LoadedPipelines:
 
     def pipeline_for(self, kind: JobKind) -> DiffusionPipeline:
         """The pipeline for a task; raises ``WrongModelKind`` when this model cannot do it."""
-        if self.kind is JobKind.DEPTH_TO_IMAGE or kind is JobKind.DEPTH_TO_IMAGE:
-            if kind is not self.kind:
-                what = (
-                    "is a depth-to-image model; it only runs /depth"
-                    if self.kind is JobKind.DEPTH_TO_IMAGE
-                    else "is not a depth-to-image model (it has no depth estimator)"
-                )
-                raise WrongModelKind(f"{self.ref.name} {what}")
+        if (kind is JobKind.UPSCALE) != (self.kind is JobKind.UPSCALE):
+            if kind is JobKind.UPSCALE:
+                raise WrongModelKind(f"{self.ref.name} is not an upscaler; it cannot upscale")
+            raise WrongModelKind(f"{self.ref.name} is an upscaler; it can only upscale pictures")
+        depth = JobKind.DEPTH_TO_IMAGE
+        if (self.kind is depth or kind is depth) and kind is not self.kind:
+            what = (
+                "is a depth-to-image model; it only runs /depth"
+                if self.kind is depth
+                else "is not a depth-to-image model (it has no depth estimator)"
+            )
+            raise WrongModelKind(f"{self.ref.name} {what}")
+        if kind in (JobKind.UPSCALE, JobKind.DEPTH_TO_IMAGE):
             return self.base
         if kind is not JobKind.INPAINT and self.kind is JobKind.INPAINT:
             what = "from text alone" if kind is JobKind.TEXT_TO_IMAGE else "from a whole picture"
@@ -126,6 +132,16 @@ class LoadedPipelines:
 
     def describe(self) -> LoadedModel:
         return LoadedModel(model=self.ref, kind=self.kind, bytes=self.bytes, revision=self.revision)
+
+
+def _pipeline_class(folder: Path) -> str | None:
+    """The pipeline class a diffusers folder names in its ``model_index.json``."""
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # from_pretrained then says what is wrong
+    name = index.get("_class_name") if isinstance(index, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _snapshot_commit(folder: Path) -> str | None:
@@ -246,6 +262,8 @@ class ModelRegistry:
         kind = JobKind.TEXT_TO_IMAGE
         if isinstance(pipeline, StableDiffusionDepth2ImgPipeline):
             kind = JobKind.DEPTH_TO_IMAGE
+        elif isinstance(pipeline, StableDiffusionUpscalePipeline):
+            kind = JobKind.UPSCALE
         elif unet.config.in_channels == 9:
             kind = JobKind.INPAINT
             pipeline = AutoPipelineForInpainting.from_pipe(pipeline)
@@ -262,6 +280,13 @@ class ModelRegistry:
         # Bit-exact batching on the CPU, speed on CUDA (engine.models.fast_path); compiled
         # buckets warm in the background by default, while jobs run uncompiled.
         fast_path = FastPathSettings.from_engine(self._settings, self._device)
+        if kind is JobKind.UPSCALE:
+            # Its VAE decodes four times the picture's sides: in tiles always, so a 512²
+            # picture becomes 2048² within the budget (a recipe does the same). Not compiled:
+            # the warm-up calls are text-to-image calls.
+            fast_path = replace(
+                fast_path, compile_unet=False, compile_vae=False, vae_tiling_min_pixels=0
+            )
         invariance = (
             make_batch_invariant(pipeline.unet, pipeline.vae) if fast_path.batch_invariance else []
         )
@@ -297,9 +322,23 @@ class ModelRegistry:
             )
             revision = _snapshot_commit(folder) or ref.revision
         common: dict[str, Any] = {"dtype": self._dtype, "variant": self._settings.variant}
-        if _is_depth_checkpoint(folder):
+        # Depth checkpoints and the upscaler are no text-to-image pipelines; model_index.json
+        # names their class.
+        pipeline_class = _pipeline_class(folder)
+        if pipeline_class == StableDiffusionDepth2ImgPipeline.__name__:
             pipeline = StableDiffusionDepth2ImgPipeline.from_pretrained(
                 folder, **common, **SAFETENSORS_ONLY
+            )
+        elif pipeline_class == StableDiffusionUpscalePipeline.__name__:
+            # It takes no requires_safety_checker, and its invisible watermark is none of the
+            # engine's business either.
+            pipeline = StableDiffusionUpscalePipeline.from_pretrained(
+                folder,
+                **common,
+                watermarker=None,
+                safety_checker=None,
+                feature_extractor=None,
+                **SAFETENSORS_ONLY,
             )
         else:
             pipeline = AutoPipelineForText2Image.from_pretrained(
@@ -311,12 +350,3 @@ class ModelRegistry:
                 **SAFETENSORS_ONLY,
             )
         return pipeline, revision
-
-
-def _is_depth_checkpoint(folder: Path) -> bool:
-    """Whether the checkpoint in ``folder`` is a depth-to-image one (its pipeline class says)."""
-    try:
-        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False  # from_pretrained then says what is wrong with the folder
-    return bool(index.get("_class_name") == StableDiffusionDepth2ImgPipeline.__name__)

@@ -87,7 +87,7 @@ def run_spec(panel: JobSpec) -> JobSpec:
 
 def denoising_steps(spec: JobSpec) -> int:
     """Denoising steps a run really takes: ``steps × strength`` from a picture."""
-    if spec.kind.takes_picture:
+    if spec.kind.uses_strength:
         return max(1, int(spec.steps * spec.strength))
     return spec.steps
 

@@ -31,7 +31,7 @@ from engine.models.registry import LoadedPipelines
 from engine.models.schedulers import make_scheduler
 from engine.protocol import GeneratedImage, JobKind, JobSpec, SafetyVerdict
 from engine.settings import EngineSettings
-from engine.tasks import depth_to_image, image_to_image, inpainting, text_to_image
+from engine.tasks import depth_to_image, image_to_image, inpainting, text_to_image, upscaling
 from engine.tasks.inpainting import Pictures
 from engine.tasks.text_mask import TextMasker
 from engine.tasks.text_to_image import StepCallback
@@ -49,6 +49,8 @@ def check_inputs(spec: JobSpec, settings: EngineSettings) -> None:
         image_to_image.check_inputs(spec, settings)
     elif spec.kind is JobKind.DEPTH_TO_IMAGE:
         depth_to_image.check_inputs(spec, settings)
+    elif spec.kind is JobKind.UPSCALE:
+        upscaling.check_inputs(spec, settings)
     else:
         text_to_image.check_inputs(spec, settings)
 
@@ -60,6 +62,8 @@ def load_inputs(spec: JobSpec, settings: EngineSettings, text_masks: TextMasker)
         return image_to_image.load_inputs(spec, settings)
     if spec.kind is JobKind.DEPTH_TO_IMAGE:
         return depth_to_image.load_inputs(spec, settings)
+    if spec.kind is JobKind.UPSCALE:
+        return upscaling.load_inputs(spec, settings)
     return inpainting.load_inputs(spec, settings, text_masks)
 
 
@@ -115,11 +119,15 @@ def task_images(
     """Pixels for ``jobs`` (job by job, seed by seed) from the task's one pipeline call: uint8
     ``(images, 3, height, width)`` on the pipeline's device.
 
-    ``pictures`` holds each inpainting, image-to-image or depth-to-image job's (image, mask),
-    in the order of ``jobs``; it is empty for text-to-image. ``depths``: each depth-to-image
-    job's ``estimate_depths`` by job id, when the caller estimated them (to show them); else
-    the task estimates them. Call it inside ``one_call``.
+    ``pictures`` holds each inpainting, image-to-image, depth-to-image or upscale job's (image,
+    mask), in the order of ``jobs``; it is empty for text-to-image. ``depths``: each
+    depth-to-image job's ``estimate_depths`` by job id, when the caller estimated them (to show
+    them); else the task estimates them. An upscale's pixels are ``kind.scale`` times the
+    jobs' size. Call it inside ``one_call``.
     """
+    if jobs[0].kind is JobKind.UPSCALE:
+        decoded = upscaling.upscale(pipeline, jobs, pictures, on_step, "pt")
+        return to_pixels(torch.stack(list(decoded)))
     if jobs[0].kind is JobKind.DEPTH_TO_IMAGE:
         decoded = depth_to_image.depth_to_image(
             pipeline,

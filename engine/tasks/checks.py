@@ -98,8 +98,28 @@ def check_job(spec: JobSpec, settings: EngineSettings) -> None:
             raise BadInput("a mask is only used for inpainting")
         # Depth-to-image noises the picture the same way image-to-image does.
         _check_strength(spec, BOUNDS.image_strength)
+    elif spec.kind is JobKind.UPSCALE:
+        _check_upscale(spec)
     elif spec.image_path or spec.mask_path or spec.mask_prompt:
         raise BadInput("an image or mask is only used for jobs that start from a picture")
+
+
+def _check_upscale(spec: JobSpec) -> None:
+    """A picture and no mask, small enough that four times its sides fit the memory budget,
+    and a noise level the upscaler was trained for."""
+    if not spec.image_path:
+        raise BadInput("upscaling needs a picture to upscale")
+    if spec.mask_path or spec.mask_prompt:
+        raise BadInput("a mask is only used for inpainting")
+    pixels = spec.width * spec.height
+    if pixels > BOUNDS.upscale_pixels.max:
+        raise BadInput(
+            f"the picture to upscale is {spec.width}×{spec.height}; at most "
+            f"{BOUNDS.upscale_pixels.max:,} pixels (896×512) can be upscaled"
+        )
+    level = spec.noise_level
+    if not _is_int(level) or level not in BOUNDS.noise_level:
+        raise BadInput(f"noise_level must be {_range(BOUNDS.noise_level)} (got {level})")
 
 
 def _check_strength(spec: JobSpec, bound: Bound[float]) -> None:

@@ -107,7 +107,7 @@ class ModelsCog(commands.Cog):
     @app_commands.describe(
         name=f"A short name people pick it by (letters, digits, . _ -; up to {MAX_NAME_CHARS})",
         source="A Hugging Face id (org/name) or the full path of a local diffusers folder",
-        kind="What it does: text-to-image, inpainting or depth-to-image",
+        kind="What it does: text-to-image, inpainting, depth-to-image or upscaler (x4)",
         revision="Hugging Face only: a branch, tag or commit (default: main)",
     )
     @app_commands.choices(kind=KIND_CHOICES)

@@ -29,6 +29,7 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]
 _REVISION = re.compile(r"[A-Za-z0-9._/-]{1,100}")
 _MAX_CONFIG_BYTES = 1024 * 1024  # model_index.json and unet/config.json are a few KB
 _INPAINT_IN_CHANNELS = 9  # latents + mask + masked-image latents: a dedicated inpainting UNet
+_UPSCALER_CLASS = "StableDiffusionUpscalePipeline"  # what model_index.json names the x4 upscaler
 
 
 @dataclass(frozen=True)
@@ -130,12 +131,25 @@ def inspect_folder(source: str, kind: JobKind) -> CheckedSource:
         if unet.get("in_channels") == _INPAINT_IN_CHANNELS
         else JobKind.TEXT_TO_IMAGE
     )
-    if (found is JobKind.DEPTH_TO_IMAGE) != (kind is JobKind.DEPTH_TO_IMAGE):
+    if index.get("_class_name") == _UPSCALER_CLASS:
+        found = JobKind.UPSCALE
+    # A depth checkpoint or an upscaler does nothing else, and nothing else does their work.
+    single_purpose = (JobKind.DEPTH_TO_IMAGE, JobKind.UPSCALE)
+    if found is not kind and (found in single_purpose or kind in single_purpose):
+        what = (
+            {
+                JobKind.DEPTH_TO_IMAGE: "is a depth-to-image checkpoint (it has a depth estimator)",
+                JobKind.UPSCALE: "is an x4 upscaler",
+            }[found]
+            if found in single_purpose
+            else {
+                JobKind.DEPTH_TO_IMAGE: "is not a depth-to-image checkpoint (no depth estimator)",
+                JobKind.UPSCALE: "is not an x4 upscaler",
+            }[kind]
+        )
         raise UserInputError(
-            f"`{folder}` is a depth-to-image checkpoint (it has a depth estimator): add it with "
-            "kind depth-to-image."
-            if found is JobKind.DEPTH_TO_IMAGE
-            else f"`{folder}` is not a depth-to-image checkpoint: it has no depth estimator."
+            f"`{folder}` {what}, so it cannot be added as {KIND_LABEL[kind]}. "
+            f"Add it with kind {KIND_LABEL[found]}."
         )
     if found is JobKind.INPAINT and kind is JobKind.TEXT_TO_IMAGE:
         raise UserInputError(

@@ -40,10 +40,12 @@ KIND_NOTE = {
 
 
 def what_it_was(job: Job) -> str:
-    """A reroll, a lesson comparison, a variation, an inpainting, an image-to-image or a
-    depth-to-image, so alike prompts can be told apart."""
+    """A reroll, a lesson comparison, a variation, an upscale, an inpainting, an
+    image-to-image or a depth-to-image, so alike prompts can be told apart."""
     if job.comparison:
         return f" · {job.comparison} comparison of #{job.parent_job_id}"
+    if job.parent_job_id and job.kind == JobKind.UPSCALE:
+        return f" · ×4 upscale of #{job.parent_job_id}"
     if job.parent_job_id and job.kind == JobKind.IMAGE_TO_IMAGE:
         return f" · from #{job.parent_job_id}"  # a reroll, or a Vary of its image
     if job.parent_job_id:

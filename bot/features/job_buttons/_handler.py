@@ -10,12 +10,12 @@ import discord
 from bot.jobs.retention import files_removed
 from bot.services import Services
 from bot.ui import render
-from bot.ui.buttons import VARY_STRENGTHS
+from bot.ui.buttons import UPSCALE_ACTIONS, VARY_STRENGTHS
 from bot.ui.checks import is_admin, require_channel
 
 
 class JobButtons:
-    """Reroll, Vary, Details, Cancel and Delete: the same rules as the commands, in the job
+    """Reroll, Vary, Upscale, Details, Cancel and Delete: the same rules as the commands, in the job
     service.
 
     Details, Cancel and Delete answer privately, so they defer privately before they read or
@@ -33,6 +33,8 @@ class JobButtons:
         buttons.register("delete", self.delete)
         for action, strength in VARY_STRENGTHS.items():
             buttons.register(action, functools.partial(self.vary, strength=strength))
+        for action, index in UPSCALE_ACTIONS.items():
+            buttons.register(action, functools.partial(self.upscale, index=index))
 
     async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
         require_channel(interaction, self._services.settings.discord)
@@ -43,6 +45,11 @@ class JobButtons:
         require_channel(interaction, self._services.settings.discord)
         # Like a reroll: a new message of its own, the result stays as it was.
         await self._services.jobs.vary(job_id, strength, interaction)
+
+    async def upscale(self, interaction: discord.Interaction, job_id: int, *, index: int) -> None:
+        require_channel(interaction, self._services.settings.discord)
+        # Like Vary: a new message of its own, the result stays as it was.
+        await self._services.jobs.upscale(job_id, index, interaction)
 
     # Each answer replaces its own private "thinking…": a followup would do so only by a
     # behaviour Discord has deprecated (bot.ui.interactions.reply says the same).

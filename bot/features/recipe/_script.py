@@ -72,6 +72,7 @@ PIPELINE_CLASSES = {
     JobKind.INPAINT: "AutoPipelineForInpainting",
     JobKind.IMAGE_TO_IMAGE: "AutoPipelineForImage2Image",
     JobKind.DEPTH_TO_IMAGE: "StableDiffusionDepth2ImgPipeline",
+    JobKind.UPSCALE: "StableDiffusionUpscalePipeline",
 }
 WIDTH = 92  # the script's longest line
 # Jobs whose whole picture is the starting point (no mask), noised to STRENGTH.
@@ -170,7 +171,7 @@ def _imports(job: Job) -> list[str]:
         lines += ["from diffusers import (", *(f"    {c}," for c in classes), ")"]
     if job.kind == JobKind.INPAINT:
         lines.append("from PIL import Image, ImageFilter")
-    elif job.kind in FROM_A_PICTURE:
+    elif job.kind in (*FROM_A_PICTURE, JobKind.UPSCALE):
         lines.append("from PIL import Image")
     return [*lines, ""]
 
@@ -273,6 +274,18 @@ def _settings(job: Job, show_folder: bool) -> list[str]:
                 else []
             ),
             f"STRENGTH = {job.strength!r}",
+        ]
+    if job.kind == JobKind.UPSCALE:
+        image, _ = input_names(job)
+        lines += [
+            "",
+            _rule("Upscale ×4"),
+            "# The picture to upscale (WIDTH × HEIGHT; the result is four times its sides). The",
+            "# bot attached it next to this script.",
+            f"IMAGE_FILE = {_literal(image)}",
+            "# Noise added to the picture before the upscaler redraws it (0 to 350): more noise,",
+            "# more invented detail.",
+            f"NOISE_LEVEL = {job.noise_level!r}",
         ]
     return [*lines, ""]
 
@@ -416,7 +429,14 @@ def _load(job: Job, gpu_dtype: str) -> list[str]:
                 "soft_mask = mask.filter(ImageFilter.BoxBlur(MASK_BLEND)) if MASK_BLEND else mask",
             ]
         lines.append("")
-    if job.kind in FROM_A_PICTURE:
+    if job.kind == JobKind.UPSCALE:
+        lines += [
+            "# The VAE decodes four times the picture's sides in overlapping tiles, as the bot's",
+            "# engine does: a 2048² decode in one piece needs far more memory (and the tiles'",
+            "# blending is part of the pixels).",
+            "pipe.vae.enable_tiling()",
+        ]
+    if job.kind in (*FROM_A_PICTURE, JobKind.UPSCALE):
         lines += [
             "# The picture at the job's size, brought there the way the bot does it.",
             'image = Image.open(IMAGE_FILE).convert("RGB")',
@@ -441,6 +461,9 @@ def _generate(
     elif job.kind in FROM_A_PICTURE:
         size = []  # the picture's own size
         pictures = ["image=image,", "strength=STRENGTH,"]
+    elif job.kind == JobKind.UPSCALE:
+        size = []  # four times the picture's
+        pictures = ["image=image,", "noise_level=NOISE_LEVEL,"]
     arguments = [
         "**prompt_args,",
         f"num_inference_steps={steps},",

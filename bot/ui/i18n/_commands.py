@@ -146,10 +146,15 @@ ZH_CN: dict[str, CommandText] = {
                 "来源",
                 "Hugging Face 上的 id（组织/名称）或本地 diffusers 文件夹的完整路径",
             ),
-            "kind": ("类型", "它做什么：文生图、局部重绘或深度生图"),
+            "kind": ("类型", "它做什么：文生图、局部重绘、深度生图或放大（×4）"),
             "revision": ("版本", "仅限 Hugging Face：分支、标签或提交（默认：main）"),
         },
-        choices={"text_to_image": "文生图", "inpaint": "局部重绘", "depth_to_image": "深度生图"},
+        choices={
+            "text_to_image": "文生图",
+            "inpaint": "局部重绘",
+            "depth_to_image": "深度生图",
+            "upscale": "放大器",
+        },
     ),
     "models default": CommandText(
         "默认",

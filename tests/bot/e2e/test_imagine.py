@@ -56,6 +56,7 @@ async def test_imagine_defers_shows_progress_and_posts_png_with_buttons(harness)
         assert set(result.custom_ids) == {
             *("job:reroll:1", "job:details:1", "job:delete:1", "job:vary:1", "job:varymore:1"),
             *("job:cfg:1", "job:steps:1", "job:sched:1", "job:denoise:1"),  # course mode
+            *("job:up1:1", "job:up2:1"),  # one Upscale per image
         }
 
 

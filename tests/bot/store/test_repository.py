@@ -290,13 +290,19 @@ async def test_models_add_default_enable_remove(repo):
 
 
 async def test_ensure_default_models_runs_once(repo):
-    defaults = {JobKind.TEXT_TO_IMAGE: "org/sd-a", JobKind.INPAINT: "/models/sd-b/"}
-    await repo.ensure_default_models(defaults)
-    await repo.ensure_default_models(defaults)
+    defaults = {
+        JobKind.TEXT_TO_IMAGE: "org/sd-a",
+        JobKind.INPAINT: "/models/sd-b/",
+        JobKind.UPSCALE: "org/x4",
+    }
+    revisions = {JobKind.UPSCALE: "abc123"}
+    await repo.ensure_default_models(defaults, revisions)
+    await repo.ensure_default_models(defaults, revisions)
     models = await repo.list_models()
-    assert sorted((m.name, m.source, m.kind, m.is_default) for m in models) == [
-        ("sd-a", "org/sd-a", JobKind.TEXT_TO_IMAGE, True),
-        ("sd-b", "/models/sd-b/", JobKind.INPAINT, True),
+    assert sorted((m.name, m.source, m.kind, m.is_default, m.revision) for m in models) == [
+        ("sd-a", "org/sd-a", JobKind.TEXT_TO_IMAGE, True, None),
+        ("sd-b", "/models/sd-b/", JobKind.INPAINT, True, None),
+        ("x4", "org/x4", JobKind.UPSCALE, True, "abc123"),  # pinned
     ]
 
 

@@ -90,6 +90,8 @@ def test_model_list_for_students_hides_sources_and_for_admins_shows_them():
         "• **inpaint** · default",
         "__Depth-to-image__",
         "• none yet",
+        "__Upscaler__",
+        "• none yet",
         "Loaded now: sd15 (2.0 GB); 2.0 GB in all.",
     ]
     admin = model_list(models, None, admin=True)

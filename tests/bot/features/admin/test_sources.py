@@ -16,10 +16,10 @@ from bot.ui.errors import UserInputError
 from engine.protocol import JobKind, is_folder_source
 
 
-def pipeline_folder(root, *, in_channels=4, unet=True, depth=False):
+def pipeline_folder(root, *, in_channels=4, unet=True, depth=False, cls="StableDiffusionPipeline"):
     """A folder shaped like a saved diffusers pipeline (configs only, no weights)."""
     root.mkdir(parents=True)
-    index = {"_class_name": "StableDiffusionPipeline", "vae": ["diffusers", "AutoencoderKL"]}
+    index = {"_class_name": cls, "vae": ["diffusers", "AutoencoderKL"]}
     if depth:
         index["depth_estimator"] = ["transformers", "DPTForDepthEstimation"]
     if unet:
@@ -46,7 +46,8 @@ def test_kind_from_an_option_value():
     assert parse_kind("depth_to_image") is JobKind.DEPTH_TO_IMAGE
     # Image-to-image is a kind of job, never of a model.
     for value in ("video", "image_to_image"):
-        with pytest.raises(UserInputError, match="text-to-image, inpainting or depth-to-image"):
+        kinds = "text-to-image, inpainting, depth-to-image or upscaler"
+        with pytest.raises(UserInputError, match=kinds):
             parse_kind(value)
 
 
@@ -121,10 +122,22 @@ def test_a_depth_checkpoint_is_only_a_depth_model(tmp_path):
     depth = str(pipeline_folder(tmp_path / "depth", in_channels=5, depth=True))
     text_to_image = str(pipeline_folder(tmp_path / "t2i", in_channels=4))
     assert inspect_folder(depth, JobKind.DEPTH_TO_IMAGE).note == ""
-    with pytest.raises(UserInputError, match="add it with kind depth-to-image"):
+    with pytest.raises(UserInputError, match="Add it with kind depth-to-image"):
         inspect_folder(depth, JobKind.TEXT_TO_IMAGE)
     with pytest.raises(UserInputError, match="is not a depth-to-image checkpoint"):
         inspect_folder(text_to_image, JobKind.DEPTH_TO_IMAGE)
+
+
+def test_an_upscaler_is_added_as_an_upscaler_and_nothing_else_is(tmp_path):
+    upscaler = str(
+        pipeline_folder(tmp_path / "x4", in_channels=7, cls="StableDiffusionUpscalePipeline")
+    )
+    assert inspect_folder(upscaler, JobKind.UPSCALE).is_folder
+    with pytest.raises(UserInputError, match=r"is an x4 upscaler.*Add it with kind upscaler"):
+        inspect_folder(upscaler, JobKind.TEXT_TO_IMAGE)
+    text_to_image = str(pipeline_folder(tmp_path / "sd"))
+    with pytest.raises(UserInputError, match=r"is not an x4 upscaler.*kind text-to-image"):
+        inspect_folder(text_to_image, JobKind.UPSCALE)
 
 
 async def test_check_source_reads_folders_and_passes_hub_ids(tmp_path):

@@ -34,5 +34,7 @@ def test_entries_name_rerolls_comparisons_and_inpaintings():
         job(parent_job_id=1, comparison="guidance")
     )
     assert "**#5** · inpaint `a fox`" in history_entry(job(kind=JobKind.INPAINT))
+    upscale = job(kind=JobKind.UPSCALE, parent_job_id=1)
+    assert "**#5** · ×4 upscale of #1 `a fox`" in history_entry(upscale)
     failed = history_entry(job(status=JobStatus.FAILED, error="ran out of GPU memory"))
     assert failed.startswith("❌") and "↳ ran out of GPU memory" in failed

@@ -24,7 +24,7 @@ from bot.features.recipe._script import SCHEDULER_RECIPES, input_names, render_s
 from bot.jobs.lessons import panel_labels
 from bot.jobs.scheduler import spec_for
 from bot.store.models import Job
-from engine.protocol import DEFAULT_MASK_BLEND, SCHEDULERS
+from engine.protocol import BOUNDS, DEFAULT_MASK_BLEND, SCHEDULERS
 from tests.engine.helpers import Recorder, engine_settings, run
 from tests.fixtures.tiny_models import TinyModels
 
@@ -51,6 +51,7 @@ def make_job(job_id: int, source: Path, **fields: object) -> Job:
         "mask_ref": None,
         "mask_prompt": None,
         "mask_blend": DEFAULT_MASK_BLEND,
+        "noise_level": BOUNDS.noise_level.default,
         "comparison": None,
         "comparison_values": None,
         "parent_job_id": None,
@@ -89,6 +90,7 @@ def test_scripts_are_valid_python_for_every_kind_of_job(tmp_path: Path):
         make_job(6, tmp_path, prompt="雪中的水彩狐狸"),
         make_job(7, tmp_path, kind="image_to_image", image_ref="ab.png", strength=0.35),
         make_job(8, tmp_path, kind="depth_to_image", image_ref="ab.png", strength=0.8),
+        make_job(9, tmp_path, kind="upscale", image_ref="ab.png", noise_level=50),
     ]
     for job in jobs:
         script = render_script(job)
@@ -125,7 +127,7 @@ def _png(image: Image.Image) -> bytes:
 
 
 def test_scripts_reproduce_the_engines_pixels(
-    tmp_path: Path, tiny_models: TinyModels, tiny_depth: Path
+    tmp_path: Path, tiny_models: TinyModels, tiny_depth: Path, tiny_upscaler: Path
 ):
     source = tiny_models.text_to_image
     inputs = tmp_path / "inputs"
@@ -214,6 +216,17 @@ def test_scripts_reproduce_the_engines_pixels(
             steps=4,
             seeds=[5, 6],
         ),
+        # ×4 upscaling of the 64² picture on the upscaler, with a scheduler of the job's own.
+        make_job(
+            14,
+            tiny_upscaler,
+            kind="upscale",
+            image_ref="in.png",
+            noise_level=30,
+            steps=2,
+            seeds=[5],
+            scheduler="dpmpp_2m_karras",
+        ),
     ]
     recorder = Recorder()
     from engine.worker import Worker
@@ -269,5 +282,8 @@ def test_scripts_reproduce_the_engines_pixels(
         np.testing.assert_array_equal(made(f"job12_{part}_42.png"), rgb(image.png), part)
     for seed, image in zip((5, 6), images[13], strict=True):
         np.testing.assert_array_equal(made(f"job13_{seed}.png"), rgb(image.png))
+    upscaled = made("job14_5.png")
+    assert upscaled.shape == (256, 256, 3)
+    np.testing.assert_array_equal(upscaled, rgb(images[14][0].png))
     # The labels the bot draws name the same panels.
     assert panel_labels(jobs[1]) == ["CFG 0", "CFG 1", "CFG 7.5"]
