@@ -111,18 +111,24 @@ class Checked:
     also: list[Image.Image]
     also_flags: list[bool]
 
-    def encode(self, revision: str | None, level: int) -> list[GeneratedImage]:
+    def encode(
+        self, revision: str | None, level: int, revisions: Sequence[str | None] | None = None
+    ) -> list[GeneratedImage]:
         """The made pictures as PNGs at zlib ``level``, carrying their parameters, each obscured
-        when the checker flagged it."""
+        when the checker flagged it. ``revisions``: each picture's model commit, where they
+        differ (a comparison across models); else ``revision`` for all."""
+        each = list(revisions) if revisions is not None else [revision] * len(self.made)
         generated = []
-        for (spec, seed), pixels, flagged in zip(self.made, self.pixels, self.flags, strict=True):
+        for (spec, seed), pixels, flagged, commit in zip(
+            self.made, self.pixels, self.flags, each, strict=True
+        ):
             image = Image.fromarray(pixels.numpy())
             generated.append(
                 GeneratedImage(
                     seed=seed,
                     png=png_with_parameters(
                         obscure(image) if flagged else image,
-                        parameters_text(spec, seed, revision),
+                        parameters_text(spec, seed, commit),
                         level,
                     ),
                     nsfw=flagged,
