@@ -9,6 +9,7 @@ from types import ModuleType
 
 from bot.features import (
     admin,
+    compare,
     course,
     history,
     imagine,
@@ -20,6 +21,7 @@ from bot.features import (
 
 ALL: tuple[ModuleType, ...] = (
     imagine,
+    compare,
     history,
     inpaint,
     reroll,

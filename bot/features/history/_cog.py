@@ -38,6 +38,9 @@ KIND_NOTE = {JobKind.INPAINT: " · inpaint", JobKind.IMAGE_TO_IMAGE: " · image-
 def what_it_was(job: Job) -> str:
     """A reroll, a lesson comparison, a variation, an inpainting or an image-to-image, so alike
     prompts can be told apart."""
+    if job.comparison == "xy":  # a /compare grid, or its reroll
+        again = f", reroll of #{job.parent_job_id}" if job.parent_job_id else ""
+        return f" · X/Y grid: {render.grid_axes(job)}{again}"
     if job.comparison:
         return f" · {job.comparison} comparison of #{job.parent_job_id}"
     if job.parent_job_id and job.kind == JobKind.IMAGE_TO_IMAGE:
