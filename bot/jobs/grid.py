@@ -182,14 +182,24 @@ def compose_grid(
     draw = ImageDraw.Draw(grid)
     for row, text in enumerate(row_labels or ()):
         top = GAP + row * (band + height + GAP) + band
-        font, text = _fit(text, int(band * 0.6), margin - GAP)
-        draw.text(
-            (GAP + (margin - GAP) / 2, top + height / 2),
-            text,
-            fill=LABEL_COLOUR,
-            font=font,
-            anchor="mm",
-        )
+        size = int(band * 0.6)
+        # "Sampler: DPM++ 2M Karras" is long for the band: the axis name over its value, each
+        # line fitted, rather than one line shrunk to a size nobody reads.
+        whole, shown = _fit(text, size, margin - GAP)
+        fits = shown == text and getattr(whole, "size", size) >= size * 0.8
+        lines = [text] if fits else text.split(": ", 1)
+        for number, line in enumerate(lines):
+            font, line = _fit(line, size, margin - GAP)
+            draw.text(
+                (
+                    GAP + (margin - GAP) / 2,
+                    top + height / 2 + (number - (len(lines) - 1) / 2) * band,
+                ),
+                line,
+                fill=LABEL_COLOUR,
+                font=font,
+                anchor="mm",
+            )
     for index, panel in enumerate(panels):
         row, column = divmod(index, columns)
         left = margin + GAP + column * (width + GAP)
