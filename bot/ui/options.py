@@ -233,7 +233,7 @@ class OptionalGuidanceOption(_LeftOutIsNone, GuidanceOption):
     pass
 
 
-class OptionalSchedulerOption(_LeftOutIsNone, SchedulerOption):
+class OptionalSchedulerOption(_LeftOutIsNone, SchedulerOption):  # type: ignore[misc]  # None wins
     pass
 
 
