@@ -31,10 +31,31 @@ async def compare(stub, user, **options):
     )
 
 
+REFUSALS = [
+    ({"x": "guidance", "x_values": "5, abc"}, "x_values: “abc” is not a number"),
+    (
+        {"x": "steps", "x_values": "1,2,3", "y": "seed", "y_values": "1,2,3,4,5,6"},
+        "3 × 6 = 18 panels; the most is 16",
+    ),
+    (
+        {"x": "model", "x_values": "nope, other"},
+        "There is no text-to-image model called “nope”",
+    ),
+    ({"x": "strength", "x_values": "0.3, 0.6"}, "attach one as `image`"),
+    ({"x": "seed", "x_values": "1, 2", "seed": 5}, "seed is an axis of the grid"),
+]
+
+
 async def test_a_two_axis_grid_is_labelled_and_its_default_panel_is_the_plain_picture(harness):
     async with harness.bot() as bot:
         stub = harness.stub
         student = stub.add_user("ada")
+        # Bad axes: a clear private refusal naming the value, and nothing queued.
+        for options, expected in REFUSALS:
+            refused = await compare(stub, student, **options)
+            assert expected in await ephemeral_text(refused), options
+        assert await bot.repo.count_jobs(student.id) == 0
+
         handle = await compare(
             stub,
             student,
@@ -96,26 +117,3 @@ async def test_a_two_axis_grid_is_labelled_and_its_default_panel_is_the_plain_pi
 
 async def _status(bot, job_id: int, status: JobStatus) -> bool:
     return (await bot.repo.get_job(job_id)).status is status
-
-
-async def test_bad_axes_are_refused_naming_the_value_and_nothing_is_queued(harness):
-    cases = [
-        ({"x": "guidance", "x_values": "5, abc"}, "x_values: “abc” is not a number"),
-        (
-            {"x": "steps", "x_values": "1,2,3", "y": "seed", "y_values": "1,2,3,4,5,6"},
-            "3 × 6 = 18 panels; the most is 16",
-        ),
-        (
-            {"x": "model", "x_values": "nope, other"},
-            "There is no text-to-image model called “nope”",
-        ),
-        ({"x": "strength", "x_values": "0.3, 0.6"}, "attach one as `image`"),
-        ({"x": "seed", "x_values": "1, 2", "seed": 5}, "seed is an axis of the grid"),
-    ]
-    async with harness.bot() as bot:
-        stub = harness.stub
-        student = stub.add_user("dee")
-        for options, expected in cases:
-            handle = await compare(stub, student, **options)
-            assert expected in await ephemeral_text(handle), options
-        assert await bot.repo.count_jobs(student.id) == 0
