@@ -93,7 +93,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh-CN": "每一行或每一列有自己的种子：同样的设置，不同的起始噪声。",
     },
     "xy.default": {
-        ENGLISH: "The {label} panel has the plain /imagine settings: it is that very picture.",
+        ENGLISH: "The “{label}” panel has /imagine's own settings: it is that very picture.",
         "zh-CN": "“{label}”那一格用的是 /imagine 的默认设置：就是同一张图。",
     },
     # --- /recipe (bot.recipe) ------------------------------------------------------------

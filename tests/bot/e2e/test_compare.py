@@ -79,7 +79,7 @@ async def test_a_two_axis_grid_is_labelled_and_its_default_panel_is_the_plain_pi
         assert json.loads(texts[ROWS_KEY]) == ["Sampler: Euler", "Sampler: DDIM"]
         assert "Across: CFG · Down: Sampler" in posted.content
         assert (
-            "seed 42" in posted.content and "The CFG: 7.5, Sampler: Euler panel" in posted.content
+            "seed 42" in posted.content and "The “CFG: 7.5, Sampler: Euler” panel" in posted.content
         )
         assert {"job:reroll:1", "job:details:1", "job:delete:1"} <= set(posted.custom_ids)
         job = await bot.repo.get_job(1)
