@@ -166,6 +166,9 @@ class Bounds:
     side_multiple: int = 8  # sides are multiples of the VAE's downscale factor
     size: str = "square"  # the default, a key of SIZES
     scheduler: str = "euler"  # the default, a key of SCHEDULERS
+    # /compare's X/Y grid: panels in all (x values times y values). Past 16 a grid's panels are
+    # too small to read in Discord's preview; the course lessons ask for at most 8.
+    compare_panels: Bound[int] = Bound(2, 16)
 
     def __post_init__(self) -> None:
         if not all(s in self.image_strength for s in (self.vary_subtle, self.vary_strong)):
@@ -260,12 +263,19 @@ class ModelRef:
 
 @dataclass(frozen=True)
 class Variant:
-    """One panel of a course comparison: the settings it varies, from the job's own seed."""
+    """One panel of a comparison: the settings it varies, from the job's own seed.
+
+    The course lessons vary guidance, steps or the scheduler; /compare's X/Y grids may also
+    vary the seed, the image-to-image strength or the model (None: the job's own).
+    """
 
     label: str  # what the panel shows, e.g. "CFG 7.5" (for logs and metadata)
     guidance: float
     steps: int
     scheduler: str
+    seed: int | None = None
+    strength: float | None = None
+    model: ModelRef | None = None
 
 
 # Marks a parameter that may differ between the images of one pipeline call (the pipeline takes

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.jobs.xy_values import Axis, check_grid
 from bot.ui import validation
 from bot.ui.errors import UserInputError
 from engine.protocol import BOUNDS, SIZES, Bound, BoundWithDefault, number_text
@@ -70,6 +71,13 @@ def test_readme_bad_input_table_quotes_the_declared_bounds() -> None:
         f"image-to-image strength below {number_text(BOUNDS.image_strength.min)} or over "
         f"{number_text(BOUNDS.image_strength.max)}": _refusal(
             lambda: validation.check_image_strength(0.01)
+        ),
+        # /compare: three columns and just enough rows to pass the most panels.
+        f"a `/compare` grid of more than {BOUNDS.compare_panels.max} panels": _refusal(
+            lambda: check_grid(
+                Axis("steps", (1, 2, 3)),
+                Axis("seed", tuple(range(BOUNDS.compare_panels.max // 3 + 1))),
+            )
         ),
     }
     for typed, message in quoted.items():

@@ -9,6 +9,7 @@ from types import ModuleType
 
 from bot.features import (
     admin,
+    compare,
     course,
     depth,
     history,
@@ -22,6 +23,7 @@ from bot.features import (
 
 ALL: tuple[ModuleType, ...] = (
     imagine,
+    compare,
     history,
     inpaint,
     depth,

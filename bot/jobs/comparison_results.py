@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from typing import Any
 
 import discord
 
+from bot.jobs import xy_plot
 from bot.jobs.grid import grid_png
 from bot.jobs.lessons import original_panel, panel_labels
 from bot.jobs.upload_fit import UploadFile
@@ -35,8 +38,63 @@ def settings_line(job: Job, seconds: float) -> str:
     return " · ".join(parts)
 
 
+def grid_caption(job: Job, result: Result, locale: str | None, chunks_note: str = "") -> str:
+    """The message under a /compare grid: its axes, the settings the panels share, and which
+    panel is the plain /imagine's picture."""
+    found = xy_plot.axes(job)
+    names = [t(locale, f"xy.axis.{axis.kind}") for axis in found]
+    axes_line = (
+        t(locale, "xy.axes_two", x=names[0], y=names[1])
+        if len(names) == 2
+        else t(locale, "xy.axes", x=names[0])
+    )
+    varied = {axis.kind for axis in found}
+    shared = [
+        part
+        for kind, part in (
+            ("seed", f"seed {job.seeds[0]}"),
+            ("steps", f"{job.steps} steps"),
+            ("guidance", f"CFG {job.guidance:g}"),
+            ("scheduler", SCHEDULERS.get(job.scheduler, job.scheduler)),
+            ("model", f"model {job.model_name}"),
+        )
+        if kind not in varied
+    ]
+    if job.kind == "image_to_image" and "strength" not in varied:
+        shared.append(f"strength {job.strength:g}")
+    shared += [f"{job.width}×{job.height}", f"{result.seconds:.1f} s", f"job #{job.id}"]
+    seeds = (
+        t(locale, "xy.seed_axis")
+        if "seed" in varied
+        else t(locale, "xy.same_seed", seed=job.seeds[0])
+    )
+    lines = [
+        t(
+            locale,
+            "xy.caption",
+            prompt=render.quote_prompt(job.prompt, 200),
+            user=job.user_id,
+        ),
+        f"{axes_line} — {' · '.join(shared)}",
+        seeds,
+    ]
+    if chunks_note:
+        lines.append(chunks_note)
+    if (index := xy_plot.default_panel(job)) is not None:
+        columns, rows = xy_plot.labels(job, locale)
+        row, column = divmod(index, len(columns))
+        label = columns[column] + (f", {rows[row]}" if rows else "")
+        lines.append(t(locale, "xy.default", label=label))
+    flagged = sum(1 for image in result.images if image.nsfw)
+    if flagged:
+        lines.append(t(locale, "lesson.flagged", count=flagged))
+    return "\n".join(lines)
+
+
 def caption(job: Job, result: Result, locale: str | None, chunks_note: str = "") -> str:
     """The message under the grid, in the asker's language where there is a translation."""
+    if xy_plot.is_grid(job):
+        return grid_caption(job, result, locale, chunks_note)
     kind = job.comparison
     lines = [
         t(
@@ -69,16 +127,25 @@ async def comparison_message(
     rather than leaving the user without a result.
     """
     assert job.comparison
+    if xy_plot.is_grid(job):
+        columns, rows = xy_plot.labels(job, locale)
+        english_columns, english_rows = xy_plot.labels(job)
+        drawn: dict[str, Any] = dict(
+            rows=len(rows) or 1,
+            row_labels=rows or None,
+            row_fallbacks=english_rows or None,
+            fallbacks=english_columns,
+        )
+    else:
+        columns = panel_labels(job, locale)
+        drawn = dict(rows=len(job.seeds), fallbacks=panel_labels(job))
     try:
         # Pillow work off the event loop: a five-panel grid of 512 px images takes a moment.
         # Labels in the asker's language; in English where the font cannot draw them.
         grid = await asyncio.to_thread(
-            grid_png,
+            functools.partial(grid_png, comparison=job.comparison, **drawn),
             [image.png for image in result.images],
-            panel_labels(job, locale),
-            comparison=job.comparison,
-            rows=len(job.seeds),
-            fallbacks=panel_labels(job),
+            columns,
         )
     except Exception:
         log.exception("could not make the grid of comparison job %s", job.id)
@@ -86,4 +153,6 @@ async def comparison_message(
     spoiler = any(image.nsfw for image in result.images)
     files = [UploadFile(f"job{job.id}_{job.comparison}.png", grid, spoiler)]
     content = caption(job, result, locale, chunks_note)
+    if xy_plot.is_grid(job) and xy_plot.rerolls(job):
+        return content, files, job_view(job.id, "reroll", "details", "delete")
     return content, files, job_view(job.id, "details", "delete")

@@ -30,6 +30,7 @@ BACKGROUND = (255, 255, 255)
 LABEL_COLOUR = (24, 24, 24)
 MIN_FONT_SIZE = 10  # smaller is unreadable; longer labels are cut instead
 PANELS_KEY = "panels"
+ROWS_KEY = "rows"  # an X/Y grid's row labels (its y axis)
 COMPARISON_KEY = "comparison"
 FONT_PACKAGE = "pylopdf_fonts_zh_cn"  # the pylopdf-fonts-zh-cn dependency in pyproject.toml
 FONT_FILE = "NotoSansSC-Regular.otf"
@@ -137,6 +138,11 @@ def _fit(label: str, size: int, width: int) -> tuple[Font, str]:
     return font, text
 
 
+def row_band_width(panel_width: int) -> int:
+    """Width of the band left of each row that holds its label (an X/Y grid's y axis)."""
+    return max(96, panel_width // 2)
+
+
 def compose_grid(
     panels: Sequence[Image.Image],
     labels: Sequence[str],
@@ -144,31 +150,59 @@ def compose_grid(
     rows: int = 1,
     max_width: int = MAX_WIDTH,
     fallbacks: Sequence[str] | None = None,
+    row_labels: Sequence[str] | None = None,
+    row_fallbacks: Sequence[str] | None = None,
 ) -> Image.Image:
     """Panels in ``rows`` rows (row by row, left to right), ``labels`` repeating on each row.
 
     Every panel is drawn at the first panel's size, scaled down evenly when the grid would be
     wider than ``max_width``; at full size a panel is its pixels, untouched. A label the font
-    cannot draw is drawn as its entry in ``fallbacks`` (``drawable_labels``).
+    cannot draw is drawn as its entry in ``fallbacks`` (``drawable_labels``). ``row_labels``
+    (an X/Y grid's y values) are drawn in a band left of the rows, like the web UI's X/Y plot.
     """
     labels = drawable_labels(labels, fallbacks)
     columns = len(labels)
     if columns == 0 or len(panels) != columns * rows:
         raise ValueError(f"{len(panels)} panels do not fill {rows} row(s) of {columns}")
+    if row_labels is not None:
+        row_labels = drawable_labels(row_labels, row_fallbacks)
+        if len(row_labels) != rows:
+            raise ValueError(f"{len(row_labels)} row labels for {rows} rows")
     width, height = panels[0].size
-    fit = (max_width - GAP * (columns + 1)) / (width * columns)
+    margin = row_band_width(width) if row_labels is not None else 0
+    fit = (max_width - margin - GAP * (columns + 1)) / (width * columns)
     if fit < 1:
         width, height = max(1, int(width * fit)), max(1, int(height * fit))
     band = label_height(width)
     grid = Image.new(
         "RGB",
-        (GAP + columns * (width + GAP), GAP + rows * (band + height + GAP)),
+        (margin + GAP + columns * (width + GAP), GAP + rows * (band + height + GAP)),
         BACKGROUND,
     )
     draw = ImageDraw.Draw(grid)
+    for row, text in enumerate(row_labels or ()):
+        top = GAP + row * (band + height + GAP) + band
+        size = int(band * 0.6)
+        # "Sampler: DPM++ 2M Karras" is long for the band: the axis name over its value, each
+        # line fitted, rather than one line shrunk to a size nobody reads.
+        whole, shown = _fit(text, size, margin - GAP)
+        fits = shown == text and getattr(whole, "size", size) >= size * 0.8
+        lines = [text] if fits else text.split(": ", 1)
+        for number, line in enumerate(lines):
+            font, line = _fit(line, size, margin - GAP)
+            draw.text(
+                (
+                    GAP + (margin - GAP) / 2,
+                    top + height / 2 + (number - (len(lines) - 1) / 2) * band,
+                ),
+                line,
+                fill=LABEL_COLOUR,
+                font=font,
+                anchor="mm",
+            )
     for index, panel in enumerate(panels):
         row, column = divmod(index, columns)
-        left = GAP + column * (width + GAP)
+        left = margin + GAP + column * (width + GAP)
         top = GAP + row * (band + height + GAP)
         font, label = _fit(labels[column], int(band * 0.6), width - 4)
         # Centred in the band over the panel ("mm": the anchor is the text's middle).
@@ -189,27 +223,38 @@ def grid_png(
     comparison: str,
     rows: int = 1,
     fallbacks: Sequence[str] | None = None,
+    row_labels: Sequence[str] | None = None,
+    row_fallbacks: Sequence[str] | None = None,
 ) -> bytes:
     """The grid of PNG ``pngs`` as PNG bytes, with the labels as drawn in its text chunks too.
 
-    ``fallbacks``: the labels in English, drawn where the font lacks a glyph of ``labels``.
+    ``fallbacks``: the labels in English, drawn where the font lacks a glyph of ``labels``
+    (``row_fallbacks`` likewise for ``row_labels``, which the ``rows`` chunk holds).
     """
     panels = [Image.open(io.BytesIO(data)) for data in pngs]
     labels = drawable_labels(labels, fallbacks)
-    grid = compose_grid(panels, labels, rows=rows)
+    if row_labels is not None:
+        row_labels = drawable_labels(row_labels, row_fallbacks)
+    grid = compose_grid(panels, labels, rows=rows, row_labels=row_labels)
     info = PngImagePlugin.PngInfo()
     info.add_text(COMPARISON_KEY, comparison)
     info.add_itxt(PANELS_KEY, json.dumps(list(labels), ensure_ascii=False))
+    if row_labels is not None:
+        info.add_itxt(ROWS_KEY, json.dumps(list(row_labels), ensure_ascii=False))
     out = io.BytesIO()
     grid.save(out, format="PNG", pnginfo=info)
     return out.getvalue()
 
 
-def panel_box(index: int, columns: int, panel_size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Where panel ``index`` of an unscaled grid lies: (left, top, right, bottom)."""
+def panel_box(
+    index: int, columns: int, panel_size: tuple[int, int], *, row_labels: bool = False
+) -> tuple[int, int, int, int]:
+    """Where panel ``index`` of an unscaled grid lies: (left, top, right, bottom);
+    ``row_labels``: the grid has a band of row labels on its left."""
     width, height = panel_size
     row, column = divmod(index, columns)
     band = label_height(width)
-    left = GAP + column * (width + GAP)
+    margin = row_band_width(width) if row_labels else 0
+    left = margin + GAP + column * (width + GAP)
     top = GAP + row * (band + height + GAP) + band
     return left, top, left + width, top + height

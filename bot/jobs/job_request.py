@@ -12,6 +12,7 @@ from typing import Any
 
 import discord
 
+from bot.jobs.xy_values import Axis
 from engine.protocol import JobKind
 
 
@@ -36,6 +37,9 @@ class NewImages:
     model: str | None
     settings: dict[str, Any] = field(default_factory=dict)  # NewJob's generation fields
     uploads: Uploads | None = None
+    # /compare: the grid's checked axes, x first (a model axis's names are looked up by the
+    # job service); () for one picture per seed.
+    axes: tuple[Axis, ...] = ()
 
 
 @dataclass(frozen=True)

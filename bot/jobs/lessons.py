@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.jobs import xy_plot
 from bot.settings import CourseSettings
 from bot.store.models import Job
 from bot.ui.i18n import t
@@ -66,7 +67,10 @@ def _values(job: Job) -> list[Value]:
 
 
 def variants(job: Job) -> tuple[Variant, ...]:
-    """The engine's panels for a guidance, steps or schedulers comparison; () otherwise."""
+    """The engine's panels for a guidance, steps or schedulers comparison, or a /compare
+    grid (``bot.jobs.xy_plot``); () otherwise."""
+    if xy_plot.is_grid(job):
+        return xy_plot.variants(job)
     labels = panel_labels(job)
     values = _values(job)
     if job.comparison == "guidance":

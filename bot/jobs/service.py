@@ -7,10 +7,12 @@ import contextlib
 import logging
 import time
 from datetime import timedelta
+from typing import Any
 
 import discord
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.jobs import xy_plot
 from bot.jobs.decoding import PictureDecoder
 from bot.jobs.delivery import DISCORD_ERRORS, Delivery
 from bot.jobs.image_store import ImageStore
@@ -22,8 +24,10 @@ from bot.jobs.prompt_screen import PromptScreen
 from bot.jobs.requests import derived_job, new_job
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.uploads import read_uploads
+from bot.jobs.xy_plot import stored
+from bot.jobs.xy_values import Axis
 from bot.settings import CourseSettings, Settings
-from bot.store.models import Job, JobStatus, utcnow
+from bot.store.models import Job, JobStatus, Model, utcnow
 from bot.store.repository import (
     Limits,
     NewJob,
@@ -259,13 +263,17 @@ class JobService:
     ) -> tuple[NewJob, list[tuple[str, bytes]]]:
         """The job row ``request`` asks for, and the input files to store once it is written."""
         match request:
-            case NewImages(kind=kind, model=name, settings=settings, uploads=uploads):
+            case NewImages(kind=kind, model=name, settings=settings, uploads=uploads, axes=axes):
                 model = await resolve_model(self._repo, name, kind.model_kind)
+                if axes:
+                    model, grid = await self._grid(axes, model, kind)
+                    settings = {**settings, **grid}
                 read = None
                 if uploads:
                     # Decoding costs CPU the user chooses: a caller over their limits is refused
                     # before any picture is read (the place is taken for real after).
-                    self._limits.release(self._reserve(interaction.user, len(settings["seeds"])))
+                    counted = new_job(interaction, model, kind, **settings).image_count
+                    self._limits.release(self._reserve(interaction.user, counted))
                     read = await read_uploads(uploads, self._decoder)
                 fields = {**settings, **(read.fields if read else {})}
                 return new_job(interaction, model, kind, **fields), read.files if read else []
@@ -273,6 +281,8 @@ class JobService:
                 parent = await self._reroll_parent(job_id, interaction)
                 await self._reuse_inputs(parent)
                 seeds = seeds_for(seed, len(parent.seeds))
+                if xy_plot.is_grid(parent):
+                    return await self._grid_again(parent, seeds, interaction), []
                 return derived_job(parent, interaction, seeds=seeds), []
             case Comparison(job_id=job_id, kind=kind):
                 parent = await self.get(job_id)
@@ -289,6 +299,46 @@ class JobService:
                 # The same rule as Vary: a result posted here is anyone's to build on.
                 parent = await self.get_visible(job_id, interaction, doing="upscale")
                 return await self._upscale(parent, index, interaction)
+
+    async def _grid(
+        self, axes: tuple[Axis, ...], model: Model, kind: JobKind
+    ) -> tuple[Model, dict[str, Any]]:
+        """A /compare grid's job fields; on a model axis, each name must be an enabled model of
+        the kind (refused with the list of those offered), and the first is the job's own."""
+        models: list[Model] = []
+        for axis in axes:
+            if axis.kind == "model":
+                models = [
+                    await resolve_model(self._repo, str(name), kind.model_kind)
+                    for name in axis.values
+                ]
+                model = models[0]
+        return model, {"comparison": xy_plot.XY, "comparison_values": stored(axes, models)}
+
+    async def _grid_again(
+        self, parent: Job, seeds: tuple[int, ...], interaction: discord.Interaction
+    ) -> NewJob:
+        """A /compare grid again with a new seed for every panel; its axes as they were."""
+        if not xy_plot.rerolls(parent):
+            raise UserInputError(
+                f"Job #{parent.id}'s seeds are one of its axes, so a new seed would change "
+                "nothing; use /compare with other seeds."
+            )
+        for axis in xy_plot.axes(parent):
+            for model in axis.models:
+                offered = await self._repo.get_model(model.name)
+                if offered is None or not offered.enabled:
+                    raise UserFacingError(
+                        f"Job #{parent.id} compares the model {model.name}, which is no longer "
+                        "offered, so it cannot be made again."
+                    )
+        return derived_job(
+            parent,
+            interaction,
+            seeds=seeds,
+            comparison=parent.comparison,
+            comparison_values=tuple(parent.comparison_values or ()),
+        )
 
     async def _variation(
         self, parent: Job, strength: float, interaction: discord.Interaction

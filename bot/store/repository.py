@@ -132,12 +132,19 @@ class NewJob(GenerationParams):
     mask_ref: str | None = None
     parent_job_id: int | None = None
     user_locale: str | None = None
-    comparison: str | None = None  # a course comparison (bot.course), with its panels' values
-    comparison_values: tuple[float | str, ...] = ()
+    # A course comparison (bot.course), with its panels' values; or a /compare grid ("xy"),
+    # with its axes (bot.jobs.xy_plot).
+    comparison: str | None = None
+    comparison_values: tuple[Any, ...] = ()
 
     @property
     def image_count(self) -> int:
         """Images it makes, as the rate limit counts them: a comparison's every panel."""
+        if self.comparison == "xy":  # one seed; the axes' values multiply
+            panels = 1
+            for axis in self.comparison_values:
+                panels *= len(axis["values"])
+            return panels
         return len(self.seeds) * (len(self.comparison_values) if self.comparison else 1)
 
 

@@ -216,6 +216,27 @@ class SchedulerOption(BoundedOption):
         return validation.check_scheduler(value, self.bounds)
 
 
+class _LeftOutIsNone(BoundedOption):
+    """Left out, the command gets None: /compare tells a setting left out (the default, or an
+    axis's values) from one typed, which an axis of the same setting contradicts."""
+
+    @property
+    def default(self) -> None:
+        return None
+
+
+class OptionalStepsOption(_LeftOutIsNone, StepsOption):
+    pass
+
+
+class OptionalGuidanceOption(_LeftOutIsNone, GuidanceOption):
+    pass
+
+
+class OptionalSchedulerOption(_LeftOutIsNone, SchedulerOption):  # type: ignore[misc]  # None wins
+    pass
+
+
 # What commands annotate their options with (``Annotated`` for type checkers).
 Steps = app_commands.Transform[int, StepsOption]
 Guidance = app_commands.Transform[float, GuidanceOption]
@@ -228,6 +249,9 @@ NegativePrompt = app_commands.Transform[str, NegativePromptOption]
 MaskPrompt = app_commands.Transform[str, MaskPromptOption]
 ImageSize = app_commands.Transform[Size, SizeOption]
 Scheduler = app_commands.Transform[str, SchedulerOption]
+OptionalSteps = app_commands.Transform[int, OptionalStepsOption]
+OptionalGuidance = app_commands.Transform[float, OptionalGuidanceOption]
+OptionalScheduler = app_commands.Transform[str, OptionalSchedulerOption]
 
 
 def fill_bounds(text: str, low: object, high: object, default: object) -> str:

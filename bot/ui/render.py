@@ -183,6 +183,21 @@ def model_text(job: Job, *, admin: bool) -> str:
     return f"{job.model_name} ({job.model_source})"
 
 
+def grid_axes(job: Job) -> str:
+    """A /compare grid's axes in a line (``bot.jobs.xy_plot`` stores them): “guidance 5, 7.5
+    × scheduler Euler, DDIM”."""
+
+    def shown(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:g}"
+        return SCHEDULERS.get(str(value), str(value))
+
+    return " × ".join(
+        f"{axis['axis']} " + ", ".join(shown(v) for v in axis["values"])
+        for axis in job.comparison_values or []
+    )
+
+
 def details(job: Job, *, admin: bool = False, files_removed_after: int | None = None) -> str:
     """Every parameter of a job, enough to reproduce it anywhere; local paths for admins only.
     ``files_removed_after``: the retention's days, when the bot no longer keeps its files."""
@@ -206,7 +221,9 @@ def details(job: Job, *, admin: bool = False, files_removed_after: int | None = 
         rows.append(("Strength", f"{job.strength:g}"))
         if job.mask_prompt:
             rows.append(("Mask from words", job.mask_prompt))
-    if job.comparison:
+    if job.comparison == "xy":
+        rows.append(("X/Y grid", grid_axes(job)))
+    elif job.comparison:
         values = ", ".join(
             f"{v:g}" if isinstance(v, float) else str(v) for v in job.comparison_values or []
         )

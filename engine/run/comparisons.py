@@ -32,7 +32,7 @@ import torch
 
 from engine.images.clean_images import CleanImageCapture, decode_latents
 from engine.models.registry import LoadedPipelines, ModelUnavailable, free_device_memory
-from engine.protocol import ErrorKind, Event, JobSpec, Progress, Result
+from engine.protocol import BOUNDS, ErrorKind, Event, JobKind, JobSpec, ModelRef, Progress, Result
 from engine.run.context import CANCELLED_MESSAGE, RunContext, internal_message
 from engine.run.pipeline_call import (
     Made,
@@ -49,7 +49,9 @@ from engine.tasks.prompt_embeddings import PromptReader
 
 log = logging.getLogger(__name__)
 
-MAX_PANELS = 8  # wider grids stop being readable on a phone
+# The most panels any comparison has: /compare's X/Y grids (the lessons' own limit is the
+# course settings', lower).
+MAX_PANELS = BOUNDS.compare_panels.max
 
 
 def is_comparison(spec: JobSpec) -> bool:
@@ -60,16 +62,24 @@ def is_comparison(spec: JobSpec) -> bool:
 def panel_spec(spec: JobSpec, index: int) -> JobSpec:
     """What panel ``index`` of a comparison runs, as a plain job.
 
-    A variant's guidance, steps and scheduler replace the job's; the denoising strip has one
-    run, the job itself.
+    A variant's guidance, steps and scheduler replace the job's, and so do its seed, strength
+    and model where it gives them (an X/Y grid's axes); the denoising strip has one run, the
+    job itself.
     """
     plain = replace(spec, variants=(), decode_steps=())
     if not spec.variants:
         return plain
     variant = spec.variants[index]
-    return replace(
+    panel = replace(
         plain, guidance=variant.guidance, steps=variant.steps, scheduler=variant.scheduler
     )
+    if variant.seed is not None:
+        panel = replace(panel, seeds=(variant.seed,))
+    if variant.strength is not None:
+        panel = replace(panel, strength=variant.strength)
+    if variant.model is not None:
+        panel = replace(panel, model=variant.model)
+    return panel
 
 
 def run_spec(panel: JobSpec) -> JobSpec:
@@ -106,6 +116,8 @@ def check_comparison(spec: JobSpec, settings: EngineSettings) -> None:
         raise BadInput("denoising steps to show must be whole numbers from 1")
     if list(steps) != sorted(set(steps)):
         raise BadInput("denoising steps to show must be in increasing order, each once")
+    if any(v.seed is not None for v in spec.variants) and len(spec.seeds) != 1:
+        raise BadInput("a comparison that varies the seed is made from one seed")
 
 
 @dataclass(eq=False)
@@ -136,7 +148,9 @@ class _JobState:
     total: int = 0  # pipeline iterations over all panels, for progress
     done: int = 0  # iterations of finished calls
     images: dict[int, torch.Tensor] = field(default_factory=dict)  # panel -> pixels per seed
+    revisions: dict[int, str | None] = field(default_factory=dict)  # panel -> commit it ran
     ended: bool = False  # failed or cancelled (reported)
+    accepted: bool = False  # its Accepted event is out (at its first model's turn)
 
     @property
     def complete(self) -> bool:
@@ -172,17 +186,37 @@ class Comparisons:
         self._settings = context.settings
 
     def run(self, jobs: Sequence[JobSpec]) -> None:
-        """Run checked comparison jobs; each ends in a ``Result`` or a ``JobError``."""
-        by_model: dict[tuple[Any, ...], list[JobSpec]] = {}
+        """Run checked comparison jobs; each ends in a ``Result`` or a ``JobError``.
+
+        Panels run model by model: an X/Y grid with a model axis has panels on several
+        checkpoints, each loaded once for all the panels (of every job) that use it.
+        """
+        states: list[_JobState] = []
         for job in jobs:
             try:
                 check_comparison(job, self._settings)
             except BadInput as error:
                 self._fail(job, ErrorKind.BAD_INPUT, str(error))
                 continue
-            by_model.setdefault((job.model, job.kind), []).append(job)
-        for group in by_model.values():
-            self._run_model(group)
+            state = _JobState(job)
+            for index in range(len(job.variants) or 1):
+                shown = panel_spec(job, index)
+                state.panels.append(_Panel(state, index, shown, run_spec(shown)))
+            state.total = sum(panel.iterations for panel in state.panels)
+            states.append(state)
+        by_model: dict[tuple[ModelRef, JobKind], list[_Panel]] = {}
+        for state in states:
+            for panel in state.panels:
+                by_model.setdefault((panel.run.model, panel.run.kind), []).append(panel)
+        started = time.monotonic()
+        pictures: dict[int, Pictures] = {}
+        for panels in by_model.values():
+            self._run_model(panels, pictures, started)
+        for state in states:
+            if not state.ended:  # cannot happen; but a job must never be left without an end
+                log.error("comparison job %s ended with missing panels", state.job.job_id)
+                state.ended = True
+                self._fail(state.job, ErrorKind.INTERNAL, "the comparison could not be finished")
 
     def _fail(self, job: JobSpec, kind: ErrorKind, message: str) -> None:
         self._context.fail(job, kind, message)
@@ -196,23 +230,26 @@ class Comparisons:
             self._fail(state.job, ErrorKind.CANCELLED, CANCELLED_MESSAGE)
         return state.ended
 
-    def _run_model(self, jobs: list[JobSpec]) -> None:
-        loaded = self._context.pipeline_or_fail(jobs)
+    def _run_model(
+        self, panels: list[_Panel], pictures: dict[int, Pictures], started: float
+    ) -> None:
+        """The panels that run on one model (of one or more jobs); a job is delivered once its
+        last panel is made."""
+        live = [state for state in _states(panels) if not self._cancelled(state)]
+        if not live:
+            return
+        # The model as this group runs it; a failure ends each job once, with the reason.
+        first_runs = [next(p.run for p in state.panels if p in panels) for state in live]
+        loaded = self._context.pipeline_or_fail(first_runs)
         if loaded is None:
+            for state in live:
+                state.ended = True
             return
         entry, pipeline = loaded
-        states: list[_JobState] = []
-        pictures: dict[int, Pictures] = {}
         prompts = PromptReader(pipeline)
-        for job in jobs:
-            state = _JobState(job)
-            for index in range(len(job.variants) or 1):
-                shown = panel_spec(job, index)
-                state.panels.append(_Panel(state, index, shown, run_spec(shown)))
-            state.total = sum(panel.iterations for panel in state.panels)
-            if self._cancelled(state):
-                continue
-            if job.kind.takes_picture:
+        for state in live:
+            job = state.job
+            if job.kind.takes_picture and job.job_id not in pictures:
                 try:
                     pictures[job.job_id] = load_inputs(
                         job, self._settings, self._context.text_masks
@@ -223,24 +260,20 @@ class Comparisons:
                         if isinstance(error, BadInput)
                         else ErrorKind.MODEL_UNAVAILABLE
                     )
+                    state.ended = True
                     self._fail(job, kind, str(error))
                     continue
-            states.append(state)
-            self._context.accept(job, prompts)
-        started = time.monotonic()
-        panels = [panel for state in states for panel in state.panels]
-        for group in _groups(panels, self._settings.max_batch_images, prompts):
+            if not state.accepted:
+                state.accepted = True
+                self._context.accept(job, prompts)
+        runnable = [panel for panel in panels if not panel.state.ended]
+        for group in _groups(runnable, self._settings.max_batch_images, prompts):
             running = [panel for panel in group if not self._cancelled(panel.state)]
             if running:
                 self._call(entry, pipeline, running, pictures)
             for state in _states(group):
                 if not state.ended and state.complete:
-                    self._deliver(entry, state, time.monotonic() - started)
-        for state in states:
-            if not state.ended:  # cannot happen; but a job must never be left without an end
-                log.error("comparison job %s ended with missing panels", state.job.job_id)
-                state.ended = True
-                self._fail(state.job, ErrorKind.INTERNAL, "the comparison could not be finished")
+                    self._deliver(state, time.monotonic() - started)
 
     def _call(
         self,
@@ -283,6 +316,7 @@ class Comparisons:
             state = panel.state
             count = len(panel.run.seeds)
             state.done += on_step.iterations
+            state.revisions[panel.index] = entry.revision
             if strips is None:
                 state.images[panel.index] = images[position : position + count]
             else:
@@ -311,25 +345,31 @@ class Comparisons:
                 strips.append(decode_latents(pipeline, capture.kept[step]))
         return strips
 
-    def _deliver(self, entry: LoadedPipelines, state: _JobState, seconds: float) -> None:
+    def _deliver(self, state: _JobState, seconds: float) -> None:
         job = state.job
         panel_count = len(job.variants) or len(job.decode_steps)
-        # Seed by seed, each seed's panels in order; a strip's panels all describe the job.
-        made: list[Made] = [
-            (panel_spec(job, index if job.variants else 0), seed, state.images[index][seed_index])
-            for seed_index, seed in enumerate(job.seeds)
-            for index in range(panel_count)
-        ]
+        # Seed by seed, each seed's panels in order; a strip's panels all describe the job. A
+        # panel's seed is its own when the seed is what varies.
+        made: list[Made] = []
+        revisions: list[str | None] = []
+        for seed_index in range(len(job.seeds)):
+            for index in range(panel_count):
+                shown = panel_spec(job, index if job.variants else 0)
+                made.append((shown, shown.seeds[seed_index], state.images[index][seed_index]))
+                revisions.append(state.revisions[index if job.variants else 0])
         checked = check(self._context.safety, made)
         state.ended = True
         level = self._settings.png_compress_level
+        # The job's own model's commit; a grid of other models only: its first panel's.
+        own = [state.revisions[p.index] for p in state.panels if p.run.model == job.model]
+        revision = (own or revisions)[0]
 
         def result() -> list[Event]:
             return [
                 Result(
                     job_id=job.job_id,
-                    images=tuple(checked.encode(entry.revision, level)),
-                    model_revision=entry.revision,
+                    images=tuple(checked.encode(revision, level, revisions)),
+                    model_revision=revision,
                     seconds=round(seconds, 3),
                 )
             ]

@@ -185,15 +185,20 @@ class Checked:
         verdicts = self.second.verdicts(self.also_first_flags, lambda i: self.also[i])
         return [blurred(self.second.policy, verdict) for verdict in verdicts]
 
-    def encode(self, revision: str | None, level: int) -> list[GeneratedImage]:
+    def encode(
+        self, revision: str | None, level: int, revisions: Sequence[str | None] | None = None
+    ) -> list[GeneratedImage]:
         """The made pictures as PNGs at zlib ``level``, carrying their parameters, each obscured
-        when the gate flagged it; a flagged one also as it was, for the moderators."""
+        when the gate flagged it; a flagged one also as it was, for the moderators.
+        ``revisions``: each picture's model commit, where they differ (a comparison across
+        models); else ``revision`` for all."""
+        each = list(revisions) if revisions is not None else [revision] * len(self.made)
         generated = []
-        for (spec, seed), pixels, verdict, flagged in zip(
-            self.made, self.pixels, self.verdicts, self.flags, strict=True
+        for (spec, seed), pixels, verdict, flagged, commit in zip(
+            self.made, self.pixels, self.verdicts, self.flags, each, strict=True
         ):
             image = Image.fromarray(pixels.numpy())
-            parameters = parameters_text(spec, seed, revision)
+            parameters = parameters_text(spec, seed, commit)
             generated.append(
                 GeneratedImage(
                     seed=seed,

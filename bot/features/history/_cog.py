@@ -40,8 +40,11 @@ KIND_NOTE = {
 
 
 def what_it_was(job: Job) -> str:
-    """A reroll, a lesson comparison, a variation, an upscale, an inpainting, an
+    """A reroll, a lesson comparison, an X/Y grid, a variation, an upscale, an inpainting, an
     image-to-image or a depth-to-image, so alike prompts can be told apart."""
+    if job.comparison == "xy":  # a /compare grid, or its reroll
+        again = f", reroll of #{job.parent_job_id}" if job.parent_job_id else ""
+        return f" · X/Y grid: {render.grid_axes(job)}{again}"
     if job.comparison:
         return f" · {job.comparison} comparison of #{job.parent_job_id}"
     if job.parent_job_id and job.kind == JobKind.UPSCALE:

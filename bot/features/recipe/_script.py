@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from bot.jobs.lessons import decode_steps, denoising_steps, variants
+from bot.jobs.xy_plot import is_grid
 from bot.store.models import Job
 from engine.prompt_syntax import PromptSyntaxError, parse
-from engine.protocol import SCHEDULERS, JobKind, is_folder_source
+from engine.protocol import SCHEDULERS, JobKind, ModelRef, is_folder_source
 
 
 @dataclass(frozen=True)
@@ -452,15 +453,16 @@ def _generate(
     steps: str,
     guidance: str,
     extra: str = "",
+    strength: str = "STRENGTH",
 ) -> list[str]:
     """The pipeline call for one seed, as lines indented for a loop body."""
     size = ["width=WIDTH,", "height=HEIGHT,"]
     pictures = []
     if job.kind == JobKind.INPAINT:
-        pictures = ["image=image,", "mask_image=mask,", "strength=STRENGTH,"]
+        pictures = ["image=image,", "mask_image=mask,", f"strength={strength},"]
     elif job.kind in FROM_A_PICTURE:
         size = []  # the picture's own size
-        pictures = ["image=image,", "strength=STRENGTH,"]
+        pictures = ["image=image,", f"strength={strength},"]
     elif job.kind == JobKind.UPSCALE:
         size = []  # four times the picture's
         pictures = ["image=image,", "noise_level=NOISE_LEVEL,"]
@@ -524,6 +526,73 @@ def _panels(job: Job) -> list[str]:
         *("    " + line for line in _generate(job, "steps", "guidance")),
         f'        picture.save(f"job{job.id}_{{part}}_{{seed}}.png")',
         f'        print(f"wrote job{job.id}_{{part}}_{{seed}}.png ({{label}})")',
+    ]
+
+
+_OTHER_MODELS = """
+# The grid's other models, each loaded once, as the first one was, with its own text encoder
+# for the prompt and its own scheduler settings to start from.
+LOADED = {(MODEL, REVISION): (pipe, BASE_SCHEDULER_CONFIG, compel)}
+
+
+def load(model, revision):
+    if (model, revision) not in LOADED:
+        other = {pipeline}.from_pretrained(
+            model, revision=revision, dtype=DTYPE, use_safetensors=True
+        ).to(DEVICE)
+        other.set_progress_bar_config(disable=True)
+        reader = Compel(
+            tokenizer=other.tokenizer, text_encoder=other.text_encoder, truncate_long_prompts=False
+        )
+        LOADED[(model, revision)] = (other, other.scheduler.config, reader)
+    return LOADED[(model, revision)]
+"""
+
+
+def _grid_panels(job: Job, show_folder: bool) -> list[str]:
+    """A /compare grid: every panel's settings, row by row, each from its own seed (the job's,
+    unless the seed is an axis) and on its own model."""
+
+    def model_source(model: ModelRef) -> str:
+        hidden = is_folder_source(model.source) and not show_folder
+        return _literal(model.name if hidden else model.source)
+
+    rows = []
+    for v in variants(job):
+        seed = v.seed if v.seed is not None else job.seeds[0]
+        strength = v.strength if v.strength is not None else job.strength
+        model = v.model or ModelRef(job.model_name, "", None)
+        source = model_source(model) if v.model else "MODEL"
+        revision = _literal(model.revision) if v.model else "REVISION"
+        rows.append(
+            f"    ({_literal(v.label)}, {v.guidance!r}, {v.steps!r}, {_literal(v.scheduler)}, "
+            f"{seed!r}, {strength!r}, {source}, {revision}, {_literal(_slug(v.label))}),"
+        )
+    pipeline = PIPELINE_CLASSES[job.kind]
+    return [
+        _rule("The X/Y grid"),
+        *_comment(
+            "One panel per value of the x axis (across) and of the y axis (down). Panels that "
+            "do not vary the seed share the job's, so they differ only by what the axes vary."
+        ),
+        *_OTHER_MODELS.replace("{pipeline}", pipeline).strip("\n").splitlines(),
+        "",
+        "",
+        "PANELS = [",
+        "    # (label, guidance, steps, scheduler, seed, strength, model, revision, file part)",
+        *rows,
+        "]",
+        "for label, guidance, steps, scheduler, seed, strength, model, revision, part in PANELS:",
+        "    pipe, BASE_SCHEDULER_CONFIG, compel = load(model, revision)",
+        "    pipe.scheduler = make_scheduler(scheduler, BASE_SCHEDULER_CONFIG)",
+        "    prompt_args = prompt_arguments(PROMPT_PIECES, NEGATIVE_PIECES)",
+        "    if guidance == 0:",
+        "        # CFG 0 is the unconditional prediction alone: the negative prompt, unguided.",
+        '        prompt_args = prompt_arguments(NEGATIVE_PIECES, [("", 1.0)])',
+        "        guidance = 1.0",
+        *_generate(job, "steps", "guidance", strength="strength"),
+        f'    picture.save(f"job{job.id}_{{part}}.png")',
+        f'    print(f"wrote job{job.id}_{{part}}.png ({{label}})")',
     ]
 
 
@@ -606,7 +675,10 @@ def render_script(
     """The recipe script for ``job``; ``engine_device``/``gpu_dtype``: what the engine runs on;
     ``show_folder``: the reader is an admin, who may see a local model folder's path."""
     hardware = engine_device or "a CUDA GPU at float16, or a CPU"
-    if variants(job):
+    if is_grid(job):
+        outputs = "one PNG per panel of the grid"
+        body = _grid_panels(job, show_folder)
+    elif variants(job):
         outputs = "one PNG per panel (and seed)"
         body = _panels(job)
     elif decode_steps(job):

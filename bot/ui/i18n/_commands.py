@@ -84,6 +84,38 @@ ZH_CN: dict[str, CommandText] = {
             "lms": "LMS（K-LMS）",
         },
     ),
+    "compare": CommandText(
+        "对比",
+        "X/Y 对比图：同一个提示词，在一两个设置的多个取值下并排比较",
+        options={
+            "prompt": ("提示词", "要画什么，例如“雪中的水彩狐狸”"),
+            "x": ("横轴", "横向变化的设置"),
+            "x_values": ("横轴取值", "它的取值，用逗号分隔，例如“3, 7.5, 12”或“Euler, DDIM”"),
+            "y": ("纵轴", "第二个设置，纵向变化"),
+            "y_values": ("纵轴取值", "它的取值，用逗号分隔"),
+            "negative_prompt": ("反向提示词", "想避开什么，例如“模糊、文字”"),
+            "seed": ("种子", "每一格的种子（留空则随机），种子是坐标轴时除外"),
+            "steps": ("步数", "步数不是坐标轴时的去噪步数，{min}-{max}（默认与 /imagine 相同）"),
+            "guidance": ("引导系数", "引导系数不是坐标轴时的取值（默认与 /imagine 相同）"),
+            "size": ("尺寸", "图像的大小和形状"),
+            "scheduler": ("调度器", "调度器不是坐标轴时使用的采样器（默认与 /imagine 相同）"),
+            "model": ("模型", "模型不是坐标轴时使用的模型（默认：服务器的默认模型）"),
+            "image": ("图像", "作为起点的图片（PNG、JPEG 或 WebP）：图生图对比"),
+            "strength": (
+                "强度",
+                "有图像且强度不是坐标轴时：离它多远"
+                f"（默认 {number_text(BOUNDS.image_strength.default)}）",
+            ),
+        },
+        choices={
+            "guidance": "引导系数",
+            "steps": "步数",
+            "scheduler": "调度器",
+            "seed": "种子",
+            "strength": "强度（需要图像）",
+            "model": "模型",
+        },
+    ),
     "inpaint": CommandText(
         "局部重绘",
         "根据提示词重绘图像的一部分",

@@ -68,6 +68,34 @@ MESSAGES: dict[str, dict[str, str]] = {
         ENGLISH: "Job #{job_id} is already a comparison; use the buttons under an ordinary result.",
         "zh-CN": "任务 #{job_id} 本身就是一次对比；请使用普通结果下方的按钮。",
     },
+    # --- /compare's X/Y grids (bot.jobs.xy_plot) -------------------------------------------
+    # The axis names drawn beside the values, as the web UI's X/Y plot writes them.
+    "xy.axis.guidance": {ENGLISH: "CFG", "zh-CN": "引导系数"},
+    "xy.axis.steps": {ENGLISH: "Steps", "zh-CN": "步数"},
+    "xy.axis.scheduler": {ENGLISH: "Sampler", "zh-CN": "调度器"},
+    "xy.axis.seed": {ENGLISH: "Seed", "zh-CN": "种子"},
+    "xy.axis.strength": {ENGLISH: "Strength", "zh-CN": "强度"},
+    "xy.axis.model": {ENGLISH: "Model", "zh-CN": "模型"},
+    "xy.caption": {
+        ENGLISH: "🧪 **X/Y grid** · {prompt} by <@{user}>",
+        "zh-CN": "🧪 **X/Y 对比图** · {prompt} · <@{user}>",
+    },
+    "xy.axes": {ENGLISH: "Across: {x}", "zh-CN": "横向：{x}"},
+    "xy.axes_two": {ENGLISH: "Across: {x} · Down: {y}", "zh-CN": "横向：{x} · 纵向：{y}"},
+    "xy.same_seed": {
+        ENGLISH: "Every panel starts from the same noise (seed {seed}), so the panels differ only "
+        "by what the axes vary.",
+        "zh-CN": "每一格都从同样的噪声开始（种子 {seed}），"
+        "所以各格的差别只来自坐标轴上改变的设置。",
+    },
+    "xy.seed_axis": {
+        ENGLISH: "Each column or row has its own seed: the same settings from different noise.",
+        "zh-CN": "每一行或每一列有自己的种子：同样的设置，不同的起始噪声。",
+    },
+    "xy.default": {
+        ENGLISH: "The “{label}” panel has /imagine's own settings: it is that very picture.",
+        "zh-CN": "“{label}”那一格用的是 /imagine 的默认设置：就是同一张图。",
+    },
     # --- /recipe (bot.recipe) ------------------------------------------------------------
     "recipe.posted": {
         ENGLISH: "📜 Recipe for job #{job_id}: `python {script}` makes the same image with "

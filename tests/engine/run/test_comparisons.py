@@ -136,7 +136,7 @@ def test_progress_counts_every_panel_and_ends_at_the_total(
             {"variants": (Variant("a", 7.5, 2, "euler"),), "decode_steps": (1,)},
             "not both",
         ),
-        ({"variants": tuple(Variant(str(i), 7.5, 2, "euler") for i in range(9))}, "at most 8"),
+        ({"variants": tuple(Variant(str(i), 7.5, 2, "euler") for i in range(17))}, "at most 16"),
         ({"variants": (Variant("x", 7.5, 2, "nope"),)}, "unknown scheduler"),
         ({"variants": (Variant("x", 99.0, 2, "euler"),)}, "guidance must be"),
         ({"decode_steps": (3, 1)}, "increasing order"),

@@ -33,6 +33,10 @@ def test_entries_name_rerolls_comparisons_and_inpaintings():
     assert "· guidance comparison of #1" in history_entry(
         job(parent_job_id=1, comparison="guidance")
     )
+    grid = [{"axis": "guidance", "values": [3.0, 7.5]}, {"axis": "scheduler", "values": ["ddim"]}]
+    assert "· X/Y grid: guidance 3, 7.5 × scheduler DDIM `a fox`" in history_entry(
+        job(comparison="xy", comparison_values=grid)
+    )
     assert "**#5** · inpaint `a fox`" in history_entry(job(kind=JobKind.INPAINT))
     upscale = job(kind=JobKind.UPSCALE, parent_job_id=1)
     assert "**#5** · ×4 upscale of #1 `a fox`" in history_entry(upscale)

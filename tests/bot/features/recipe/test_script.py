@@ -20,10 +20,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.features.recipe._script import SCHEDULER_RECIPES, input_names, render_script, script_name
-from bot.jobs.lessons import panel_labels
+from bot.features.recipe._script import (
+    SCHEDULER_RECIPES,
+    _slug,
+    input_names,
+    render_script,
+    script_name,
+)
+from bot.jobs.lessons import panel_labels, variants
 from bot.jobs.scheduler import spec_for
-from bot.store.models import Job
+from bot.jobs.xy_plot import stored
+from bot.jobs.xy_values import Axis
+from bot.store.models import Job, Model
 from engine.protocol import BOUNDS, DEFAULT_MASK_BLEND, SCHEDULERS
 from tests.engine.helpers import Recorder, engine_settings, run
 from tests.fixtures.tiny_models import TinyModels
@@ -58,6 +66,10 @@ def make_job(job_id: int, source: Path, **fields: object) -> Job:
     }
     values.update(fields)
     return Job(**values)
+
+
+def _model(name: str, source: Path) -> Model:
+    return Model(name=name, source=str(source), revision=None)
 
 
 def rgb(data: bytes) -> np.ndarray:
@@ -227,6 +239,26 @@ def test_scripts_reproduce_the_engines_pixels(
             seeds=[5],
             scheduler="dpmpp_2m_karras",
         ),
+        # /compare grids: image-to-image strength × seed; a model axis (the same weights under
+        # a second name, loaded a second time) × guidance with its CFG 0 panel.
+        make_job(
+            15,
+            source,
+            kind="image_to_image",
+            image_ref="in.png",
+            steps=4,
+            comparison="xy",
+            comparison_values=stored([Axis("strength", (0.5, 0.75)), Axis("seed", (3, 4))]),
+        ),
+        make_job(
+            16,
+            source,
+            comparison="xy",
+            comparison_values=stored(
+                [Axis("model", ("tiny-sd", "copy")), Axis("guidance", (0.0, 7.5))],
+                [_model("tiny-sd", source), _model("copy", source)],
+            ),
+        ),
     ]
     recorder = Recorder()
     from engine.worker import Worker
@@ -285,5 +317,10 @@ def test_scripts_reproduce_the_engines_pixels(
     upscaled = made("job14_5.png")
     assert upscaled.shape == (256, 256, 3)
     np.testing.assert_array_equal(upscaled, rgb(images[14][0].png))
+    for job_id in (15, 16):
+        grid = next(job for job in jobs if job.id == job_id)
+        for variant, image in zip(variants(grid), images[job_id], strict=True):
+            made_panel = made(f"job{job_id}_{_slug(variant.label)}.png")
+            np.testing.assert_array_equal(made_panel, rgb(image.png), variant.label)
     # The labels the bot draws name the same panels.
     assert panel_labels(jobs[1]) == ["CFG 0", "CFG 1", "CFG 7.5"]
