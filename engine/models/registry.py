@@ -27,6 +27,7 @@ from diffusers import (
     DiffusionPipeline,
 )
 
+from engine.models.adapters import LoadedAdapters
 from engine.models.fast_path import FastPathReport, FastPathSettings, apply_fast_path
 from engine.models.invariance import PerImageLinear, make_batch_invariant
 from engine.protocol import JobKind, LoadedModel, ModelRef
@@ -85,6 +86,7 @@ class LoadedPipelines:
     revision: str | None  # the commit actually loaded; None for local folders
     bytes: int
     invariance: list[PerImageLinear]
+    adapters: LoadedAdapters  # LoRAs and embeddings loaded into ``base``'s modules
     fast_path: FastPathReport | None = field(default=None, repr=False)
     _inpaint: DiffusionPipeline | None = field(default=None, repr=False)
     _image_to_image: DiffusionPipeline | None = field(default=None, repr=False)
@@ -181,6 +183,13 @@ class ModelRegistry:
         self._publish()
         return matches
 
+    def unload_adapter(self, name: str) -> list[ModelRef]:
+        """Take the adapter ``name`` (a LoRA's name or an embedding's token) out of every
+        loaded model; returns the models it was in."""
+        return [
+            ref for ref, entry in self._entries.items() if entry.adapters.unload(entry.base, name)
+        ]
+
     def _drop(self, ref: ModelRef) -> None:
         entry = self._entries.pop(ref)
         if entry.fast_path is not None and entry.fast_path.background is not None:
@@ -257,6 +266,7 @@ class ModelRegistry:
             revision=revision,
             bytes=size,
             invariance=report.invariance,
+            adapters=LoadedAdapters(self._settings),
             fast_path=report,
         )
         self._entries[ref] = entry

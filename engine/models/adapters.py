@@ -1,0 +1,132 @@
+"""LoRAs and textual-inversion embeddings on a loaded model, through diffusers' own calls.
+
+A model's pipelines share one UNet, text encoder and tokenizer (``from_pipe``), so adapters are
+loaded into the text-to-image pipeline once and serve every task of that model; the base model
+is never reloaded for them. A LoRA is loaded with ``load_lora_weights(adapter_name=...)`` the
+first time a job asks for it and stays loaded (the least recently used goes past
+``ENGINE_MAX_LOADED_LORAS``); before each call ``set_adapters`` turns on exactly the job's
+LoRAs at their weights, or ``disable_lora`` turns them all off. An embedding is added to the
+tokenizer and text encoder with ``load_textual_inversion(token=...)`` and stays there; prompts
+without its token never see it. Only safetensors files are read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.protocol import AdapterKind, AdapterRef, is_folder_source
+from engine.settings import EngineSettings
+
+log = logging.getLogger(__name__)
+
+
+class AdapterUnavailable(Exception):
+    """An adapter could not be loaded; ``str(error)`` is the user-safe reason."""
+
+
+def _source_options(source: str, settings: EngineSettings) -> tuple[str, dict[str, Any]]:
+    """What diffusers' loaders take for ``source``: a local file is named by its folder and
+    ``weight_name``; a Hub id gets the engine's offline switch and cache."""
+    options: dict[str, Any] = {"use_safetensors": True}
+    if not is_folder_source(source):
+        options.update(local_files_only=settings.offline, cache_dir=settings.cache_dir)
+        return source, options
+    path = Path(source).expanduser()
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise AdapterUnavailable("only .safetensors adapter files are loaded")
+        options["weight_name"] = path.name
+        return str(path.parent), options
+    return str(path), options
+
+
+class LoadedAdapters:
+    """The adapters loaded into one model's modules, and which LoRAs a call turns on."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self._settings = settings
+        self._loras: OrderedDict[str, str] = OrderedDict()  # name -> source, oldest first
+        self._tokens: dict[str, str] = {}  # embedding token -> source
+
+    @property
+    def loras(self) -> tuple[str, ...]:
+        """The LoRAs loaded, least recently used first."""
+        return tuple(self._loras)
+
+    def apply(self, pipeline: Any, adapters: Sequence[AdapterRef]) -> None:
+        """Load what ``adapters`` need and turn on exactly their LoRAs, at their weights.
+
+        ``AdapterUnavailable`` when one cannot be loaded; the model is left as it was."""
+        for adapter in adapters:
+            if adapter.kind is AdapterKind.EMBEDDING:
+                self._embedding(pipeline, adapter)
+        loras = [a for a in adapters if a.kind is AdapterKind.LORA]
+        for lora in loras:
+            self._lora(pipeline, lora, keep={a.name for a in loras})
+        if not self._loras:
+            return
+        if loras:
+            pipeline.enable_lora()
+            pipeline.set_adapters([a.name for a in loras], [a.weight for a in loras])
+        else:
+            pipeline.disable_lora()
+
+    def unload(self, pipeline: Any, name: str) -> bool:
+        """Take the adapter ``name`` (a LoRA, or an embedding by its token) out of the model."""
+        if name in self._loras:
+            pipeline.delete_adapters([name])
+            del self._loras[name]
+            return True
+        if name in self._tokens:
+            pipeline.unload_textual_inversion(name)
+            del self._tokens[name]
+            return True
+        return False
+
+    def _lora(self, pipeline: Any, lora: AdapterRef, keep: set[str]) -> None:
+        if self._loras.get(lora.name) == lora.source:
+            self._loras.move_to_end(lora.name)
+            return
+        if lora.name in self._loras:  # the same name, other files: an admin replaced it
+            self.unload(pipeline, lora.name)
+        while len(self._loras) >= self._settings.max_loaded_loras:
+            oldest = next(name for name in self._loras if name not in keep)
+            log.info("unloading the LoRA %s to make room for %s", oldest, lora.name)
+            self.unload(pipeline, oldest)
+        where, options = _source_options(lora.source, self._settings)
+        try:
+            pipeline.load_lora_weights(where, adapter_name=lora.name, **options)
+        except Exception as error:
+            log.exception("could not load the LoRA %s from %s", lora.name, lora.source)
+            self._forget_partial(pipeline, lora.name)
+            raise AdapterUnavailable(f"could not load the LoRA {lora.name}") from error
+        self._loras[lora.name] = lora.source
+        log.info("loaded the LoRA %s", lora.name)
+
+    def _embedding(self, pipeline: Any, embedding: AdapterRef) -> None:
+        token = embedding.token
+        if self._tokens.get(token) == embedding.source:
+            return
+        if token in self._tokens:
+            self.unload(pipeline, token)
+        where, options = _source_options(embedding.source, self._settings)
+        try:
+            pipeline.load_textual_inversion(where, token=token, **options)
+        except Exception as error:
+            log.exception("could not load the embedding %s from %s", token, embedding.source)
+            raise AdapterUnavailable(f"could not load the embedding {embedding.name}") from error
+        self._tokens[token] = embedding.source
+        log.info("loaded the embedding %s as %s", embedding.name, token)
+
+    @staticmethod
+    def _forget_partial(pipeline: Any, name: str) -> None:
+        """A failed load may leave an adapter half made; leave none behind."""
+        try:
+            if name in pipeline.get_list_adapters().get("unet", []):
+                pipeline.delete_adapters([name])
+        except Exception:
+            log.exception("could not clean up after the LoRA %s", name)
