@@ -634,9 +634,9 @@ async def read_message_async(reader: Any) -> Request | Event | None:
 __all__ = [
     "BOUNDS",
     "DEFAULT_FAMILY",
-    "MODEL_FAMILIES",
     "GENERATION_PARAMS",
     "MAX_SEED",
+    "MODEL_FAMILIES",
     "SCHEDULERS",
     "SHARED_PARAMS",
     "SIZES",
