@@ -397,8 +397,12 @@ class LoadModel:
 
 @dataclass(frozen=True)
 class UnloadModel:
+    """Unload a model; or, with ``adapter`` (a LoRA's name or an embedding's token), only take
+    that adapter out of every loaded model (an admin withdrew it), which stay loaded."""
+
     request_id: int
     model: ModelRef
+    adapter: str = ""
     type: ClassVar[str] = "unload_model"
 
 
