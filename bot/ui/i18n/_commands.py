@@ -68,7 +68,10 @@ ZH_CN: dict[str, CommandText] = {
                 "有图像时：离它多远，{min}-{max}"
                 f"（默认 {number_text(BOUNDS.image_strength.default)}）；越低越接近原图",
             ),
-            "loras": ("lora", "要应用的 LoRA：名称:0.8, 另一个:0.5（也可在提示词中写 <lora:名称:0.8>）"),
+            "loras": (
+                "lora",
+                "要应用的 LoRA：名称:0.8, 另一个:0.5（也可在提示词中写 <lora:名称:0.8>）",
+            ),
         },
         choices={
             **_SIZE_CHOICES,

@@ -12,9 +12,7 @@ from tests.bot.e2e.test_imagine import RESULT_TIMEOUT, ephemeral_text, has_png, 
 from tests.bot.e2e.test_inpaint import pixels_of
 
 
-async def test_admin_adds_a_lora_students_apply_it_and_mistakes_are_refused(
-    harness, tiny_adapters
-):
+async def test_admin_adds_a_lora_students_apply_it_and_mistakes_are_refused(harness, tiny_adapters):
     async with harness.bot() as bot:
         stub = harness.stub
         prof, student = stub.add_user("prof", roles=[ADMIN_ROLE]), stub.add_user("ada")
@@ -39,9 +37,7 @@ async def test_admin_adds_a_lora_students_apply_it_and_mistakes_are_refused(
         option = await imagine(stub, student, "a fox", seed=3, steps=2, loras="ink:0.8")
         same = await option.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
         assert (await bot.repo.get_job(3)).prompt == "a fox <lora:ink:0.8>"
-        np.testing.assert_array_equal(
-            pixels_of(same.png_attachments[0].data), pixels_of(made.data)
-        )
+        np.testing.assert_array_equal(pixels_of(same.png_attachments[0].data), pixels_of(made.data))
         # A reroll keeps it.
         again = await stub.invoke_slash("reroll", {"seed": 3}, user=student, channel=CHANNEL)
         rerolled = await again.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
@@ -55,7 +51,10 @@ async def test_admin_adds_a_lora_students_apply_it_and_mistakes_are_refused(
         )
 
         refusals = [
-            ({"prompt": "a fox <lora:nope:1>"}, "There is no LoRA called “nope”. LoRAs you can use: ink."),
+            (
+                {"prompt": "a fox <lora:nope:1>"},
+                "There is no LoRA called “nope”. LoRAs you can use: ink.",
+            ),
             ({"prompt": "a fox <lora:ink:3>"}, "gives the LoRA “ink” the weight “3”"),
             ({"prompt": "a fox", "loras": "ink:9"}, "The loras option reads “ink:9” as no LoRA"),
             ({"prompt": "a fox <lora:xl-ink:1>"}, "“xl-ink” is made for sdxl models"),

@@ -26,6 +26,7 @@ from bot.jobs.scheduler import spec_for
 from bot.store.models import Job
 from engine.protocol import DEFAULT_MASK_BLEND, SCHEDULERS
 from tests.engine.helpers import Recorder, engine_settings, run
+from tests.fixtures.tiny_adapters import EMBEDDING_TOKEN, TinyAdapters
 from tests.fixtures.tiny_models import TinyModels
 
 
@@ -54,6 +55,7 @@ def make_job(job_id: int, source: Path, **fields: object) -> Job:
         "comparison": None,
         "comparison_values": None,
         "parent_job_id": None,
+        "adapters": None,
     }
     values.update(fields)
     return Job(**values)
@@ -119,7 +121,9 @@ def _png(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyModels):
+def test_scripts_reproduce_the_engines_pixels(
+    tmp_path: Path, tiny_models: TinyModels, tiny_adapters: TinyAdapters
+):
     source = tiny_models.text_to_image
     inputs = tmp_path / "inputs"
     inputs.mkdir()
@@ -196,6 +200,28 @@ def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyM
             comparison="guidance",
             comparison_values=[0.0, 7.5],
         ),
+        # A LoRA at 0.8 and an embedding's token, loaded as the engine loads them.
+        make_job(
+            13,
+            source,
+            prompt=f"a {EMBEDDING_TOKEN} fox <lora:ink:0.8>",
+            adapters=[
+                {
+                    "name": "ink",
+                    "kind": "lora",
+                    "source": str(tiny_adapters.lora),
+                    "weight": 0.8,
+                    "token": "",
+                },
+                {
+                    "name": "tiny-style",
+                    "kind": "embedding",
+                    "source": str(tiny_adapters.embedding),
+                    "weight": 1.0,
+                    "token": EMBEDDING_TOKEN,
+                },
+            ],
+        ),
     ]
     recorder = Recorder()
     from engine.worker import Worker
@@ -249,5 +275,9 @@ def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyM
         np.testing.assert_array_equal(made(f"job11_{seed}.png"), rgb(image.png))
     for part, image in zip(("cfg_0", "cfg_7.5"), images[12], strict=True):
         np.testing.assert_array_equal(made(f"job12_{part}_42.png"), rgb(image.png), part)
+    np.testing.assert_array_equal(made("job13_42.png"), rgb(images[13][0].png))
+    # A student's script names the adapters but not where the bot keeps them.
+    students = render_script(jobs[-1])
+    assert str(tiny_adapters.lora) not in students and '("ink", "path/to/your/copy' in students
     # The labels the bot draws name the same panels.
     assert panel_labels(jobs[1]) == ["CFG 0", "CFG 1", "CFG 7.5"]
