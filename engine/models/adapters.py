@@ -12,6 +12,7 @@ without its token never see it. Only safetensors files are read.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -44,6 +45,30 @@ def _source_options(source: str, settings: EngineSettings) -> tuple[str, dict[st
     return str(path), options
 
 
+_HASH_BLOCK = 1024 * 1024
+
+
+def lora_hash(source: str) -> str | None:
+    """The AUTOMATIC1111 web UI's short hash of a LoRA (what its "Lora hashes" metadata holds):
+    the first 12 hex digits of the SHA-256 of a safetensors file's tensors, after its header.
+    None for a Hub id (its file is the Hub's business) or a folder without exactly one file."""
+    if not is_folder_source(source):
+        return None
+    path = Path(source).expanduser()
+    if path.is_dir():
+        files = list(path.glob("*.safetensors"))
+        if len(files) != 1:
+            return None
+        path = files[0]
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        header = int.from_bytes(file.read(8), "little")
+        file.seek(8 + header)
+        while block := file.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
 class LoadedAdapters:
     """The adapters loaded into one model's modules, and which LoRAs a call turns on."""
 
@@ -51,11 +76,16 @@ class LoadedAdapters:
         self._settings = settings
         self._loras: OrderedDict[str, str] = OrderedDict()  # name -> source, oldest first
         self._tokens: dict[str, str] = {}  # embedding token -> source
+        self._hashes: dict[str, str] = {}  # LoRA name -> its web UI hash, where it has one
 
     @property
     def loras(self) -> tuple[str, ...]:
         """The LoRAs loaded, least recently used first."""
         return tuple(self._loras)
+
+    def hashes(self) -> dict[str, str]:
+        """The loaded LoRAs' web UI hashes by name (a copy: results are encoded later)."""
+        return dict(self._hashes)
 
     def apply(self, pipeline: Any, adapters: Sequence[AdapterRef]) -> None:
         """Load what ``adapters`` need and turn on exactly their LoRAs, at their weights.
@@ -80,6 +110,7 @@ class LoadedAdapters:
         if name in self._loras:
             pipeline.delete_adapters([name])
             del self._loras[name]
+            self._hashes.pop(name, None)
             return True
         if name in self._tokens:
             pipeline.unload_textual_inversion(name)
@@ -105,6 +136,11 @@ class LoadedAdapters:
             self._forget_partial(pipeline, lora.name)
             raise AdapterUnavailable(f"could not load the LoRA {lora.name}") from error
         self._loras[lora.name] = lora.source
+        try:
+            if (short := lora_hash(lora.source)) is not None:
+                self._hashes[lora.name] = short
+        except OSError:
+            log.exception("could not hash the LoRA %s", lora.name)
         log.info("loaded the LoRA %s", lora.name)
 
     def _embedding(self, pipeline: Any, embedding: AdapterRef) -> None:

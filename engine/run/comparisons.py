@@ -320,7 +320,7 @@ class Comparisons:
             for seed_index, seed in enumerate(job.seeds)
             for index in range(panel_count)
         ]
-        checked = check(self._context.safety, made)
+        checked = check(self._context.safety, made, lora_hashes=entry.adapters.hashes())
         state.ended = True
         level = self._settings.png_compress_level
 

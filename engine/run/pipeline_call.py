@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -110,6 +110,7 @@ class Checked:
     flags: list[bool]
     also: list[Image.Image]
     also_flags: list[bool]
+    lora_hashes: dict[str, str] = field(default_factory=dict)  # by name, for the metadata
 
     def encode(self, revision: str | None, level: int) -> list[GeneratedImage]:
         """The made pictures as PNGs at zlib ``level``, carrying their parameters, each obscured
@@ -122,7 +123,7 @@ class Checked:
                     seed=seed,
                     png=png_with_parameters(
                         obscure(image) if flagged else image,
-                        parameters_text(spec, seed, revision),
+                        parameters_text(spec, seed, revision, self.lora_hashes),
                         level,
                     ),
                     nsfw=flagged,
@@ -137,12 +138,16 @@ class Checked:
 
 
 def check(
-    safety: SafetyChecker, made: Sequence[Made], also_checked: Sequence[Image.Image] = ()
+    safety: SafetyChecker,
+    made: Sequence[Made],
+    also_checked: Sequence[Image.Image] = (),
+    lora_hashes: dict[str, str] | None = None,
 ) -> Checked:
     """Judge ``made`` with the safety checker and copy their pixels to host memory.
 
     ``also_checked`` are other pictures the bot will post beside them (an inpainting job's
-    outlined input); they go through the same checker call.
+    outlined input); they go through the same checker call. ``lora_hashes``: the loaded LoRAs'
+    web UI hashes, which the metadata names.
     """
     pictures: list[Picture] = [pixels for _, _, pixels in made]
     flags = list(safety.flags([*pictures, *also_checked]))
@@ -154,6 +159,7 @@ def check(
         flags=flags[: len(made)],
         also=list(also_checked),
         also_flags=flags[len(made) :],
+        lora_hashes=lora_hashes or {},
     )
 
 

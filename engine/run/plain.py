@@ -163,7 +163,9 @@ class _PlainRunner:
             for job, pictures in own
             for seed, pixels in zip(job.seeds, pictures, strict=True)
         ]
-        checked = check(self._context.safety, made, list(overlays.values()))
+        checked = check(
+            self._context.safety, made, list(overlays.values()), entry.adapters.hashes()
+        )
         level = self._context.settings.png_compress_level
         overlay_index = {job_id: index for index, job_id in enumerate(overlays)}
 

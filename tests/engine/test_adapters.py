@@ -3,10 +3,13 @@ batches, refused when the prompt and the job disagree."""
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from engine.protocol import AdapterKind, AdapterRef, ErrorKind, ModelRef
 from engine.worker import Worker
+from engine.images.metadata import parse_parameters, read_parameters
 from tests.engine.helpers import Recorder, job, pixels, run
 from tests.fixtures.tiny_adapters import EMBEDDING_TOKEN, TinyAdapters
 
@@ -48,6 +51,12 @@ def test_loras_change_pixels_weight_zero_does_not_and_batches_keep_them_apart(
     assert not np.array_equal(together[2], together[1])  # the LoRA changes the picture
     assert not np.array_equal(together[3], together[2])  # a second one changes it again
     assert np.array_equal(together[4], together[1])  # weight 0 is no LoRA, token stripped
+    # The web UI's metadata: the prompt as written, and each LoRA's hash of its tensors.
+    data = (tiny_adapters.lora / "pytorch_lora_weights.safetensors").read_bytes()
+    tensors = data[8 + int.from_bytes(data[:8], "little") :]
+    params = parse_parameters(read_parameters(recorder.result(2).images[0].png))
+    assert params["prompt"] == "a cat <lora:style:0.8>"
+    assert params["Lora hashes"] == f"style: {hashlib.sha256(tensors).hexdigest()[:12]}"
     # Loaded once, kept: both LoRAs are still on the model, which was never reloaded.
     entry = worker.registry.get(t2i_model)
     assert sorted(entry.adapters.loras) == ["other", "style"]
