@@ -7,9 +7,9 @@ import hashlib
 
 import numpy as np
 
+from engine.images.metadata import parse_parameters, read_parameters
 from engine.protocol import AdapterKind, AdapterRef, ErrorKind, ModelRef
 from engine.worker import Worker
-from engine.images.metadata import parse_parameters, read_parameters
 from tests.engine.helpers import Recorder, job, pixels, run
 from tests.fixtures.tiny_adapters import EMBEDDING_TOKEN, TinyAdapters
 
