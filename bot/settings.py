@@ -91,6 +91,10 @@ class ModelDefaults(BaseSettings):
     default_inpainting: str = "stable-diffusion-v1-5/stable-diffusion-inpainting"
     # Inpainting keeps the user's own pixels outside the mask, blended over this many pixels.
     inpaint_mask_blend: int = Field(DEFAULT_MASK_BLEND, ge=0, le=64)
+    # Students' /models-suggest: the channel (by name) whose admins get an Approve / Reject
+    # card; empty: suggestions are not taken. Larger models are refused before any card.
+    suggestions_channel: str = ""
+    suggestion_max_gb: float = Field(10.0, gt=0, le=500)
 
 
 class LimitSettings(BaseSettings):

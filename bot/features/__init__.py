@@ -16,6 +16,7 @@ from bot.features import (
     job_buttons,
     recipe,
     reroll,
+    suggest,
 )
 
 ALL: tuple[ModuleType, ...] = (
@@ -24,6 +25,7 @@ ALL: tuple[ModuleType, ...] = (
     inpaint,
     reroll,
     admin,
+    suggest,
     recipe,
     job_buttons,
     course,

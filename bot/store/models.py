@@ -130,6 +130,34 @@ class Model(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The student whose suggestion (/models-suggest) an admin approved; None: an admin's own.
+    suggested_by: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class SuggestionStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class Suggestion(Base):
+    """A model a student suggested, checked, waiting for an admin's Approve or Reject."""
+
+    __tablename__ = "suggestions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    user_name: Mapped[str] = mapped_column(String(100))
+    channel_id: Mapped[int] = mapped_column(BigInteger)  # where the student is told
+    name: Mapped[str] = mapped_column(String(100))  # the model's name once approved
+    source: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[JobKind] = mapped_column(_enum(JobKind))
+    licence: Mapped[str] = mapped_column(String(100), default="")  # from the model card
+    status: Mapped[SuggestionStatus] = mapped_column(
+        _enum(SuggestionStatus), default=SuggestionStatus.PENDING
+    )
+    decided_by: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Adapter(Base):

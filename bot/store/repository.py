@@ -35,6 +35,8 @@ from bot.store.models import (
     JobStatus,
     Model,
     RateLimitUsage,
+    Suggestion,
+    SuggestionStatus,
     User,
     adapter_columns,
     parameter_columns,
@@ -643,6 +645,55 @@ class Repository:
             name = source.rstrip("/").rsplit("/", 1)[-1]
             if await self.default_model(kind) is None and await self.get_model(name) is None:
                 await self.add_model(name, source, kind)
+
+    # --- students' suggestions --------------------------------------------------------
+
+    async def add_suggestion(self, **fields: Any) -> Suggestion:
+        async def change(session: AsyncSession) -> Suggestion:
+            suggestion = Suggestion(status=SuggestionStatus.PENDING, **fields)
+            session.add(suggestion)
+            return suggestion
+
+        return await self._writer.run(change)
+
+    async def decide_suggestion(
+        self, suggestion_id: int, approve: bool, admin_id: int
+    ) -> Suggestion:
+        """Approve (the model is offered at once, credited to the student) or reject a pending
+        suggestion; ``StoreError`` when it is gone, decided already, or its name is taken."""
+
+        async def change(session: AsyncSession) -> Suggestion:
+            suggestion = await session.get(Suggestion, suggestion_id)
+            if suggestion is None:
+                raise StoreError(f"Suggestion #{suggestion_id} no longer exists.")
+            if suggestion.status is not SuggestionStatus.PENDING:
+                raise StoreError(
+                    f"Suggestion #{suggestion_id} was {suggestion.status.value} already."
+                )
+            if approve:
+                taken = select(Model.id).where(Model.name == suggestion.name)
+                if await session.scalar(taken) is not None:
+                    raise StoreError(f"A model named {suggestion.name!r} already exists.")
+                has_default = await session.scalar(
+                    select(Model.id).where(
+                        Model.kind == suggestion.kind, Model.is_default.is_(True)
+                    )
+                )
+                session.add(
+                    Model(
+                        name=suggestion.name,
+                        source=suggestion.source,
+                        kind=suggestion.kind,
+                        enabled=True,
+                        is_default=has_default is None,
+                        suggested_by=suggestion.user_id,
+                    )
+                )
+            suggestion.status = SuggestionStatus.APPROVED if approve else SuggestionStatus.REJECTED
+            suggestion.decided_by = admin_id
+            return suggestion
+
+        return await self._change_models(change)
 
     # --- adapters ----------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""LoRAs and textual-inversion embeddings: the adapters admins offer, and each job's own.
+"""LoRAs and textual-inversion embeddings (the adapters admins offer, and each job's own), and
+students' model suggestions (credited on the model once approved).
 
 Revision ID: adapters
 Revises: 0003
@@ -39,10 +40,52 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("adapters", sa.JSON(), nullable=True))
+    op.create_table(
+        "suggestions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.BigInteger(), nullable=False),
+        sa.Column("user_name", sa.String(length=100), nullable=False),
+        sa.Column("channel_id", sa.BigInteger(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("source", sa.String(length=500), nullable=False),
+        sa.Column(
+            "kind",
+            sa.Enum(
+                "text_to_image",
+                "inpaint",
+                "image_to_image",
+                name="jobkind",
+                native_enum=False,
+                length=20,
+            ),
+            nullable=False,
+        ),
+        sa.Column("licence", sa.String(length=100), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "pending",
+                "approved",
+                "rejected",
+                name="suggestionstatus",
+                native_enum=False,
+                length=20,
+            ),
+            nullable=False,
+        ),
+        sa.Column("decided_by", sa.BigInteger(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_suggestions")),
+    )
+    with op.batch_alter_table("models", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("suggested_by", sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
-    """Drop both; jobs then run without their adapters."""
+    """Drop them; jobs then run without their adapters, models forget who suggested them."""
+    with op.batch_alter_table("models", schema=None) as batch_op:
+        batch_op.drop_column("suggested_by")
+    op.drop_table("suggestions")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_column("adapters")
     op.drop_table("adapters")

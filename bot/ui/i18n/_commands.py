@@ -118,6 +118,17 @@ ZH_CN: dict[str, CommandText] = {
         options={"job": ("任务", "任务编号（结果下方的 #编号）")},
     ),
     "models-list": CommandText("模型列表", "可用的模型，以及哪些已加载"),
+    "models-suggest": CommandText(
+        "推荐模型",
+        "推荐一个模型（例如你的 DreamBooth 模型）给机器人",
+        options={
+            "source": (
+                "来源",
+                "diffusers 流水线的 Hugging Face id（组织/名称），或机器人所在机器上的文件夹",
+            ),
+            "name": ("名称", "大家选择它时用的短名称（默认：来源的最后一部分）"),
+        },
+    ),
     "models": CommandText("模型", "管理员：机器人提供的模型"),
     "models add": CommandText(
         "添加",
