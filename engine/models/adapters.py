@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +72,14 @@ def lora_hash(source: str) -> str | None:
 class LoadedAdapters:
     """The adapters loaded into one model's modules, and which LoRAs a call turns on."""
 
-    def __init__(self, settings: EngineSettings) -> None:
+    def __init__(
+        self, settings: EngineSettings, before_change: Callable[[], None] = lambda: None
+    ) -> None:
+        """``before_change`` runs before modules change shape (a LoRA's layers added or
+        removed, the tokenizer grown): the fast path's background warm-up, which calls the
+        same modules from its own thread, must be over first."""
         self._settings = settings
+        self._before_change = before_change
         self._loras: OrderedDict[str, str] = OrderedDict()  # name -> source, oldest first
         self._tokens: dict[str, str] = {}  # embedding token -> source
         self._hashes: dict[str, str] = {}  # LoRA name -> its web UI hash, where it has one
@@ -108,11 +114,13 @@ class LoadedAdapters:
     def unload(self, pipeline: Any, name: str) -> bool:
         """Take the adapter ``name`` (a LoRA, or an embedding by its token) out of the model."""
         if name in self._loras:
+            self._before_change()
             pipeline.delete_adapters([name])
             del self._loras[name]
             self._hashes.pop(name, None)
             return True
         if name in self._tokens:
+            self._before_change()
             pipeline.unload_textual_inversion(name)
             del self._tokens[name]
             return True
@@ -129,6 +137,7 @@ class LoadedAdapters:
             log.info("unloading the LoRA %s to make room for %s", oldest, lora.name)
             self.unload(pipeline, oldest)
         where, options = _source_options(lora.source, self._settings)
+        self._before_change()
         try:
             pipeline.load_lora_weights(where, adapter_name=lora.name, **options)
         except Exception as error:
@@ -150,6 +159,7 @@ class LoadedAdapters:
         if token in self._tokens:
             self.unload(pipeline, token)
         where, options = _source_options(embedding.source, self._settings)
+        self._before_change()
         try:
             pipeline.load_textual_inversion(where, token=token, **options)
         except Exception as error:

@@ -11,6 +11,7 @@ none is refused with a reason that says so.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import threading
@@ -113,6 +114,16 @@ class LoadedPipelines:
 
     def describe(self) -> LoadedModel:
         return LoadedModel(model=self.ref, kind=self.kind, bytes=self.bytes, revision=self.revision)
+
+
+def _end_warm_up(report: FastPathReport) -> None:
+    """Let the background warm-up finish the bucket it is compiling and skip the rest, so no
+    other thread calls the modules while an adapter changes them. Buckets already compiled
+    stay; torch.compile's guards see the changed modules and compile again when needed."""
+    if report.background is not None and not report.background.done:
+        log.info("stopping the background warm-up: an adapter changes the model")
+        report.background.stop()
+        report.background.wait()
 
 
 def _snapshot_commit(folder: Path) -> str | None:
@@ -266,7 +277,7 @@ class ModelRegistry:
             revision=revision,
             bytes=size,
             invariance=report.invariance,
-            adapters=LoadedAdapters(self._settings),
+            adapters=LoadedAdapters(self._settings, functools.partial(_end_warm_up, report)),
             fast_path=report,
         )
         self._entries[ref] = entry
