@@ -77,13 +77,15 @@ async def resolve_adapters(
                 f"{_offered_loras(offered, family)}."
             )
         chosen.append(adapter.ref(use.weight))
-    chosen += [
-        adapter.ref()
-        for adapter in offered
-        if adapter.kind is AdapterKind.EMBEDDING
-        and adapter.family == family
-        and adapter.token in words
-    ]
+    for adapter in offered:
+        if adapter.kind is not AdapterKind.EMBEDDING or adapter.token not in words:
+            continue
+        if adapter.family != family:
+            raise UserInputError(
+                f"The embedding {adapter.token} is made for {_family_name(adapter.family)} "
+                f"models; {model_name} is a {_family_name(family)} model."
+            )
+        chosen.append(adapter.ref())
     return tuple(chosen)
 
 

@@ -10,6 +10,7 @@ from tests.bot.e2e.harness import CHANNEL, png_parameters
 from tests.bot.e2e.test_admin import ADMIN_ROLE, models, private
 from tests.bot.e2e.test_imagine import RESULT_TIMEOUT, ephemeral_text, has_png, imagine
 from tests.bot.e2e.test_inpaint import pixels_of
+from tests.fixtures.tiny_adapters import EMBEDDING_TOKEN
 
 
 async def test_admin_adds_a_lora_students_apply_it_and_mistakes_are_refused(harness, tiny_adapters):
@@ -50,6 +51,27 @@ async def test_admin_adds_a_lora_students_apply_it_and_mistakes_are_refused(harn
             listing, "**Models**"
         )
 
+        # An embedding: added with its token, used by writing it.
+        embedding = await models(
+            stub,
+            "add",
+            prof,
+            name="tiny-style",
+            source=str(tiny_adapters.embedding),
+            kind="embedding",
+        )
+        assert f"Prompts use it as `{EMBEDDING_TOKEN}`" in await private(embedding, "Added")
+        await bot.repo.add_adapter(
+            "xl-style", AdapterKind.EMBEDDING, str(tiny_adapters.embedding), "sdxl", "<xl-style>"
+        )
+        worded = await imagine(stub, student, f"a {EMBEDDING_TOKEN} fox", seed=3, steps=2)
+        in_words = await worded.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
+        assert not np.array_equal(
+            pixels_of(in_words.png_attachments[0].data), pixels_of(plain_png[0].data)
+        )
+        shown = await stub.click(in_words, "job:details:5", user=student)
+        assert f"{EMBEDDING_TOKEN} (embedding tiny-style)" in await ephemeral_text(shown)
+
         refusals = [
             (
                 {"prompt": "a fox <lora:nope:1>"},
@@ -58,16 +80,17 @@ async def test_admin_adds_a_lora_students_apply_it_and_mistakes_are_refused(harn
             ({"prompt": "a fox <lora:ink:3>"}, "gives the LoRA “ink” the weight “3”"),
             ({"prompt": "a fox", "loras": "ink:9"}, "The loras option reads “ink:9” as no LoRA"),
             ({"prompt": "a fox <lora:xl-ink:1>"}, "“xl-ink” is made for sdxl models"),
+            ({"prompt": "a <xl-style> fox"}, "The embedding <xl-style> is made for sdxl models"),
         ]
         for options, expected in refusals:
             handle = await stub.invoke_slash(
                 "imagine", {**options, "steps": 1}, user=student, channel=CHANNEL, validate=False
             )
             assert expected in await ephemeral_text(handle), options
-        assert await bot.repo.count_jobs(student.id) == 4
+        assert await bot.repo.count_jobs(student.id) == 5
 
         # Disabled: it leaves the engine, and a reroll of a job that used it is refused.
         disabled = await models(stub, "disable", prof, name="ink")
         assert "taken out of the engine" in await private(disabled, "disabled")
-        refused = await stub.invoke_slash("reroll", {}, user=student, channel=CHANNEL)
+        refused = await stub.invoke_slash("reroll", {"job": "2"}, user=student, channel=CHANNEL)
         assert "used the LoRA “ink”, which is no longer offered" in await ephemeral_text(refused)
