@@ -133,7 +133,9 @@ class LoadedAdapters:
         if lora.name in self._loras:  # the same name, other files: an admin replaced it
             self.unload(pipeline, lora.name)
         while len(self._loras) >= self._settings.max_loaded_loras:
-            oldest = next(name for name in self._loras if name not in keep)
+            oldest = next((name for name in self._loras if name not in keep), None)
+            if oldest is None:  # the job alone needs more: they stay loaded until it is done
+                break
             log.info("unloading the LoRA %s to make room for %s", oldest, lora.name)
             self.unload(pipeline, oldest)
         where, options = _source_options(lora.source, self._settings)

@@ -10,8 +10,9 @@ import numpy as np
 from engine.images.metadata import parse_parameters, read_parameters
 from engine.protocol import AdapterKind, AdapterRef, ErrorKind, ModelRef
 from engine.worker import Worker
-from tests.engine.helpers import Recorder, job, pixels, run
+from tests.engine.helpers import Recorder, engine_settings, job, pixels, run
 from tests.fixtures.tiny_adapters import EMBEDDING_TOKEN, TinyAdapters
+from tests.fixtures.tiny_models import TinyModels
 
 
 def _lora(name: str, source: object, weight: float) -> AdapterRef:
@@ -96,3 +97,18 @@ def test_lora_refusals(
     assert "from 0 to 2" in recorder.error(2).message
     assert recorder.error(3).kind is ErrorKind.MODEL_UNAVAILABLE
     assert recorder.error(3).message == "could not load the LoRA gone"
+
+
+def test_past_the_setting_the_least_recently_used_lora_is_unloaded(
+    tiny_models: TinyModels, t2i_model: ModelRef, tiny_adapters: TinyAdapters
+) -> None:
+    recorder = Recorder()
+    worker = Worker(engine_settings(tiny_models, max_loaded_loras=1), recorder)
+    style = _lora("style", tiny_adapters.lora, 1.0)
+    other = _lora("other", tiny_adapters.other_lora, 1.0)
+    run(worker, job(t2i_model, 1, prompt="a cat <lora:style:1>", adapters=(style,), steps=2))
+    run(worker, job(t2i_model, 2, prompt="a cat <lora:other:1>", adapters=(other,), steps=2))
+    assert worker.registry.get(t2i_model).adapters.loras == ("other",)
+    # Loaded again when asked for: the same picture as the first time.
+    run(worker, job(t2i_model, 3, prompt="a cat <lora:style:1>", adapters=(style,), steps=2))
+    assert np.array_equal(_image(recorder, 3), _image(recorder, 1))
