@@ -95,6 +95,9 @@ class ModelDefaults(BaseSettings):
     # card; empty: suggestions are not taken. Larger models are refused before any card.
     suggestions_channel: str = ""
     suggestion_max_gb: float = Field(10.0, gt=0, le=500)
+    # The one folder on the bot's machine whose subfolders students may suggest (a shared drop
+    # folder); empty: Hugging Face ids only, so nobody can probe the machine's other paths.
+    suggestions_folder: str = ""
 
 
 class LimitSettings(BaseSettings):

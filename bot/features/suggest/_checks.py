@@ -90,19 +90,30 @@ def _front_matter(card: str) -> str:
     return card[3:end] if end > 0 else ""
 
 
-async def check_suggestion(source: str, max_bytes: int) -> CheckedSuggestion:
-    """Read the model's facts (a folder on the bot's machine, or the Hub) and judge them."""
+async def check_suggestion(source: str, max_bytes: int, folder: str = "") -> CheckedSuggestion:
+    """Read the model's facts (a subfolder of ``folder`` on the bot's machine, or the Hub) and
+    judge them."""
     source = source.strip()
     if is_folder_source(source):
-        return await asyncio.to_thread(_judge_folder, source, max_bytes)
+        return await asyncio.to_thread(_judge_folder, source, max_bytes, folder)
     return await asyncio.to_thread(_judge_hub, check_hub_id(source), max_bytes)
 
 
-def _judge_folder(source: str, max_bytes: int) -> CheckedSuggestion:
+def _judge_folder(source: str, max_bytes: int, allowed: str) -> CheckedSuggestion:
+    # Outside the one shared folder, the same answer whatever is there: a path's existence is
+    # not for students to learn.
+    outside = UserInputError(
+        f"Suggest a Hugging Face id (org/name){' or a folder under ' + allowed if allowed else ''}."
+    )
+    if not allowed:
+        raise outside
     try:
         folder = Path(source).expanduser().resolve(strict=True)
     except (OSError, RuntimeError):
-        raise UserInputError(f"There is no folder `{source}` on the bot's machine.") from None
+        folder = None
+    root = Path(allowed).expanduser().resolve()
+    if folder is None or root not in folder.parents:
+        raise outside
     if not folder.is_dir():
         raise UserInputError(f"`{source}` is not a folder holding a diffusers pipeline.")
     files = [

@@ -157,7 +157,9 @@ class SuggestCog(commands.Cog):
                 f"A model is already called {name}; suggest it under another name."
             )
         await interaction.response.defer(ephemeral=True, thinking=True)
-        checked = await check_suggestion(source, int(models.suggestion_max_gb * _GB))
+        checked = await check_suggestion(
+            source, int(models.suggestion_max_gb * _GB), models.suggestions_folder
+        )
         suggestion = await self.services.repo.add_suggestion(
             user_id=interaction.user.id,
             user_name=interaction.user.display_name[:100],

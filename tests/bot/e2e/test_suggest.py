@@ -16,6 +16,7 @@ async def test_students_suggest_admins_approve_or_reject_and_bad_sources_are_ref
     harness, tmp_path
 ):
     harness.settings.models.suggestions_channel = ADMINS
+    harness.settings.models.suggestions_folder = str(tmp_path)
     model = harness.tiny.text_to_image
     fox = shutil.copytree(model, tmp_path / "dreambooth-fox")
     (fox / "README.md").write_text("---\nlicense: apache-2.0\n---\n# A fox\n", encoding="utf-8")
@@ -27,17 +28,19 @@ async def test_students_suggest_admins_approve_or_reject_and_bad_sources_are_ref
         stub = harness.stub
         prof, student = stub.add_user("prof", roles=[ADMIN_ROLE]), stub.add_user("ada")
 
-        async def suggest(source, user=student):
+        async def suggest(source, **options):
             return await stub.invoke_slash(
-                "models-suggest", {"source": str(source)}, user=user, channel=CHANNEL
+                "models-suggest", {"source": str(source), **options}, user=student, channel=CHANNEL
             )
 
         for source, refusal in (
             (pickled, "It holds pickled weights (`text_encoder/pytorch_model.bin`)"),
             (coded, "It ships its own code (`pipeline.py`)"),
-            (tmp_path / "nowhere", "There is no folder"),
+            (tmp_path / "nowhere", f"or a folder under {tmp_path}"),
+            (model, f"or a folder under {tmp_path}"),  # a real pipeline, elsewhere
         ):
-            assert refusal in await ephemeral_text(await suggest(source)), source
+            said = await ephemeral_text(await suggest(source, name="candidate"))
+            assert refusal in said, source
 
         thanks = await ephemeral_text(await suggest(fox))
         assert "Suggestion #1 (**dreambooth-fox**) passed the checks" in thanks
