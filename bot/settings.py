@@ -107,6 +107,13 @@ class ModelDefaults(BaseSettings):
     upscale_noise_level: int = Field(
         BOUNDS.noise_level.default, ge=BOUNDS.noise_level.min, le=BOUNDS.noise_level.max
     )
+    # Students' /models-suggest: the channel (by name) whose admins get an Approve / Reject
+    # card; empty: suggestions are not taken. Larger models are refused before any card.
+    suggestions_channel: str = ""
+    suggestion_max_gb: float = Field(10.0, gt=0, le=500)
+    # The one folder on the bot's machine whose subfolders students may suggest (a shared drop
+    # folder); empty: Hugging Face ids only, so nobody can probe the machine's other paths.
+    suggestions_folder: str = ""
 
 
 class LimitSettings(BaseSettings):

@@ -13,6 +13,10 @@ a student sees what went wrong instead of a picture that quietly ignores their i
 bot refuses such a prompt before a job exists, and the engine checks it again. The web UI's
 prompt editing (``[cat:dog:0.5]``) is refused the same way; ``BREAK`` and ``|`` are plain words.
 
+``<lora:name:0.8>`` applies the LoRA ``name`` at weight 0.8 (1 when the weight is left out), as
+in the web UI: ``loras`` reads them, and ``parse`` leaves them out of the text the encoder sees.
+A textual-inversion token such as ``<my-style>`` is an ordinary word of the prompt.
+
 Standard library only: the bot imports this module beside ``engine.protocol``.
 """
 
@@ -28,6 +32,11 @@ _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
 # A weight: a colon, a number (spaces allowed around it) and the closing bracket.
 _WEIGHT = re.compile(r":\s*([^()\[\]\\:]*?)\s*\)")
 _SNIPPET = 12  # characters of the prompt quoted on each side of a mistake
+LORA_OPEN = "<lora:"
+# ``<lora:name>`` or ``<lora:name:weight>``; what may sit between the colons is checked after.
+_LORA = re.compile(r"<lora:([^:<>]*)(?::([^:<>]*))?>")
+# An adapter's name: what admins may call one and prompts write (no spaces, colons or brackets).
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 
 
 @dataclass(frozen=True)
@@ -50,11 +59,79 @@ class PromptSyntaxError(ValueError):
         self.position = position
 
 
+@dataclass(frozen=True)
+class LoraUse:
+    """A ``<lora:name:weight>`` of a prompt."""
+
+    name: str
+    weight: float
+
+
+def loras(prompt: str) -> tuple[LoraUse, ...]:
+    """The prompt's ``<lora:…>`` tokens in order; ``PromptSyntaxError`` when one cannot be read
+    (no closing “>”, a bad name, a weight that is not a number or outside
+    ``BOUNDS.lora_weight``) or a LoRA is named twice."""
+    found: list[LoraUse] = []
+    index = prompt.find(LORA_OPEN)
+    while index >= 0:
+        use, end = _read_lora(prompt, index)
+        if any(other.name == use.name for other in found):
+            raise PromptSyntaxError(
+                f"names the LoRA “{use.name}” twice (at character {index + 1}); give it once, "
+                "with one weight.",
+                index + 1,
+            )
+        found.append(use)
+        index = prompt.find(LORA_OPEN, end)
+    return tuple(found)
+
+
+def without_loras(prompt: str) -> str:
+    """The prompt with its ``<lora:…>`` tokens taken out (assumed readable: see ``loras``)."""
+    return _LORA.sub("", prompt)
+
+
+def lora_token(name: str, weight: float) -> str:
+    """How a prompt writes a LoRA: ``<lora:name:0.8>``."""
+    return f"<lora:{name}:{number_text(weight)}>"
+
+
+def _read_lora(prompt: str, index: int) -> tuple[LoraUse, int]:
+    """The ``<lora:…>`` that starts at ``index``, and where it ends."""
+    match = _LORA.match(prompt, index)
+    if match is None:
+        raise PromptSyntaxError(
+            f"has a “{LORA_OPEN}” at character {index + 1} ({_around(prompt, index)}) that is "
+            "not closed with “>”: write <lora:name:0.8>.",
+            index + 1,
+        )
+    name, weight_text = match.group(1).strip(), match.group(2)
+    if not ADAPTER_NAME.fullmatch(name):
+        raise PromptSyntaxError(
+            f"has a LoRA without a readable name at character {index + 1} "
+            f"({_around(prompt, index)}): write <lora:name:0.8>.",
+            index + 1,
+        )
+    weight = BOUNDS.lora_weight.default
+    if weight_text is not None:
+        weight_text = weight_text.strip()
+        if not _NUMBER.fullmatch(weight_text) or float(weight_text) not in BOUNDS.lora_weight:
+            raise PromptSyntaxError(
+                f"gives the LoRA “{name}” the weight “{weight_text}” at character {index + 1}; "
+                f"LoRA weights go from {number_text(BOUNDS.lora_weight.min)} to "
+                f"{number_text(BOUNDS.lora_weight.max)} (0 turns it off, 1 is full strength).",
+                index + 1,
+            )
+        weight = float(weight_text)
+    return LoraUse(name, weight), match.end()
+
+
 def parse(prompt: str) -> tuple[Piece, ...]:
     """``prompt`` as pieces of equal weight, in order, neighbours of equal weight merged.
 
     Raises ``PromptSyntaxError`` on an unbalanced bracket, a weight that is not a number or is
-    outside ``BOUNDS.prompt_weight``, or the web UI's prompt editing.
+    outside ``BOUNDS.prompt_weight``, the web UI's prompt editing, or a ``<lora:…>`` that does
+    not read. ``<lora:…>`` tokens are not text: they are left out of the pieces.
     """
     pieces: list[list[object]] = []  # [text, weight], weights multiplied as brackets close
     open_brackets: list[tuple[str, int, int]] = []  # (bracket, where, first piece inside)
@@ -74,6 +151,9 @@ def parse(prompt: str) -> tuple[Piece, ...]:
     index = 0
     while index < len(prompt):
         char = prompt[index]
+        if prompt.startswith(LORA_OPEN, index):
+            index = _read_lora(prompt, index)[1]
+            continue
         if char == "\\" and index + 1 < len(prompt) and prompt[index + 1] in "()[]\\":
             text.append(prompt[index + 1])
             index += 2

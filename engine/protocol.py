@@ -153,6 +153,10 @@ class Bounds:
     # Image-to-image: how far from the starting picture; 1 keeps only its colours' faint trace,
     # low values change little. The Vary button's two strengths lie inside it.
     image_strength: BoundWithDefault[float] = BoundWithDefault(0.05, 1.0, default=0.6)
+    # A LoRA's weight, ``<lora:name:0.8>`` in a prompt or the ``/imagine`` option: 0 changes
+    # nothing, 1 is the strength it was trained at, past 2 most LoRAs draw garbage.
+    lora_weight: BoundWithDefault[float] = BoundWithDefault(0.0, 2.0, default=1.0)
+    loras_per_job: int = 4  # LoRAs one job may apply at once
     vary_subtle: float = 0.35
     vary_strong: float = 0.7
     # ×4 upscaling: how much noise the upscaler adds to the low-resolution picture before it
@@ -231,6 +235,19 @@ class JobKind(enum.StrEnum):
         return 4 if self is JobKind.UPSCALE else 1
 
 
+class AdapterKind(enum.StrEnum):
+    """What an adapter is: LoRA weights added to the UNet, or a textual-inversion embedding."""
+
+    LORA = "lora"
+    EMBEDDING = "embedding"
+
+
+# The model families adapters are made for, by the name stored with each adapter -> what people
+# call it. An adapter only fits models of its own family.
+MODEL_FAMILIES: dict[str, str] = {"sd1": "Stable Diffusion 1.x"}
+DEFAULT_FAMILY = "sd1"
+
+
 class ErrorKind(enum.StrEnum):
     """Why a job ended without a result; the bot decides what to do from this."""
 
@@ -276,6 +293,21 @@ class Variant:
     seed: int | None = None
     strength: float | None = None
     model: ModelRef | None = None
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """An adapter a job applies, resolved by the bot from its prompt: where to load it from.
+
+    A LoRA carries the weight the prompt gave it (``<lora:name:0.8>``); an embedding carries
+    the token prompts write it with (``<my-style>``) and no weight.
+    """
+
+    name: str
+    kind: AdapterKind
+    source: str  # Hugging Face id, local folder or local .safetensors file
+    weight: float = 1.0
+    token: str = ""
 
 
 # Marks a parameter that may differ between the images of one pipeline call (the pipeline takes
@@ -349,6 +381,8 @@ class JobSpec(GenerationParams):
     # last gives the finished image).
     variants: tuple[Variant, ...] = ()
     decode_steps: tuple[int, ...] = ()
+    # LoRAs and embeddings, in the order the prompt names them (``engine.models.adapters``).
+    adapters: tuple[AdapterRef, ...] = ()
 
     @property
     def image_count(self) -> int:
@@ -370,6 +404,9 @@ class JobSpec(GenerationParams):
             # Comparisons run their own way (engine.comparisons); equal ones batch together.
             self.variants,
             self.decode_steps,
+            # LoRAs change the UNet for the whole call, so different sets (or weights) never
+            # share one.
+            self.adapters,
         )
 
 
@@ -400,8 +437,12 @@ class LoadModel:
 
 @dataclass(frozen=True)
 class UnloadModel:
+    """Unload a model; or, with ``adapter`` (a LoRA's name or an embedding's token), only take
+    that adapter out of every loaded model (an admin withdrew it), which stay loaded."""
+
     request_id: int
     model: ModelRef
+    adapter: str = ""
     type: ClassVar[str] = "unload_model"
 
 
@@ -671,12 +712,16 @@ async def read_message_async(reader: Any) -> Request | Event | None:
 
 __all__ = [
     "BOUNDS",
+    "DEFAULT_FAMILY",
     "GENERATION_PARAMS",
     "MAX_SEED",
+    "MODEL_FAMILIES",
     "SCHEDULERS",
     "SHARED_PARAMS",
     "SIZES",
     "Accepted",
+    "AdapterKind",
+    "AdapterRef",
     "Bound",
     "BoundWithDefault",
     "Bounds",

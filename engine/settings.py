@@ -79,6 +79,8 @@ class EngineSettings(BaseSettings):
     # here could only drift: a job the bot accepted, wrote and counted would be refused here.
     max_batch_images: int = Field(default=16, ge=1)  # images in one pipeline call
     max_input_pixels: int = Field(default=4096 * 4096, ge=1)  # inpainting input/mask files
+    # LoRAs kept loaded per model (engine.models.adapters); past it the least recently used goes.
+    max_loaded_loras: int = Field(default=8, ge=1)
 
     progress_interval_s: float = Field(default=0.5, ge=0)  # at most one Progress per interval
     preview_interval_s: float = Field(default=1.5, ge=0)  # at most one preview per interval

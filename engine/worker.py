@@ -216,6 +216,11 @@ class Worker:
         self._reply_models(request.request_id, message=f"{request.model.name} is loaded")
 
     def _unload(self, request: UnloadModel) -> None:
+        if request.adapter:
+            held = self.registry.unload_adapter(request.adapter)
+            message = f"{request.adapter} was taken out of {len(held)} loaded model(s)"
+            self._reply_models(request.request_id, ok=bool(held), message=message)
+            return
         if self.registry.unload(request.model):
             self._reply_models(request.request_id, message=f"{request.model.name} was unloaded")
         else:

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.tiny_clipseg",
     "tests.fixtures.tiny_depth",
     "tests.fixtures.tiny_upscaler",
+    "tests.fixtures.tiny_adapters",
 ]

@@ -68,6 +68,10 @@ def test_readme_bad_input_table_quotes_the_declared_bounds() -> None:
         f"seed below 0 or over {BOUNDS.seed.max}": _refusal(lambda: validation.check_seed(-1)),
         f"inpainting strength below {number_text(BOUNDS.strength.min)} or over "
         f"{number_text(BOUNDS.strength.max)}": _refusal(lambda: validation.check_strength(0.0)),
+        f"a LoRA weight below {number_text(BOUNDS.lora_weight.min)} or over "
+        f"{number_text(BOUNDS.lora_weight.max)}": _refusal(
+            lambda: validation.check_prompt_syntax("a fox <lora:ink:3>", what="prompt")
+        ),
         f"image-to-image strength below {number_text(BOUNDS.image_strength.min)} or over "
         f"{number_text(BOUNDS.image_strength.max)}": _refusal(
             lambda: validation.check_image_strength(0.01)

@@ -19,6 +19,7 @@ from bot.features import (
     moderation,
     recipe,
     reroll,
+    suggest,
 )
 
 ALL: tuple[ModuleType, ...] = (
@@ -29,6 +30,7 @@ ALL: tuple[ModuleType, ...] = (
     depth,
     reroll,
     admin,
+    suggest,
     recipe,
     job_buttons,
     course,

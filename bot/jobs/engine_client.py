@@ -268,10 +268,11 @@ class EngineClient:
         message = LoadModel(request_id=request_id, model=model, kind=kind)
         return await self._ask(request_id, message, self._load_timeout)
 
-    async def unload_model(self, model: ModelRef) -> ModelsReply:
-        """Unload a model (matched by reference, else by name)."""
+    async def unload_model(self, model: ModelRef, *, adapter: str = "") -> ModelsReply:
+        """Unload a model (matched by reference, else by name); with ``adapter``, only take
+        that adapter out of every loaded model."""
         request_id = next(self._request_ids)
-        message = UnloadModel(request_id=request_id, model=model)
+        message = UnloadModel(request_id=request_id, model=model, adapter=adapter)
         return await self._ask(request_id, message, self._request_timeout)
 
     async def list_models(self) -> ModelsReply:

@@ -487,10 +487,14 @@ class RayEngine:
             chosen, lambda r: r.handle.load_model.remote(model, kind), self._load_timeout
         )
 
-    async def unload_model(self, model: ModelRef) -> ModelsReply:
-        """Unload a model from every replica; ok when one of them had it."""
+    async def unload_model(self, model: ModelRef, *, adapter: str = "") -> ModelsReply:
+        """Unload a model (or only ``adapter`` from every model) on every replica; ok when one
+        of them had it."""
         return await self._on_each(
-            self._live(), lambda r: r.handle.unload_model.remote(model), self._request_timeout, any
+            self._live(),
+            lambda r: r.handle.unload_model.remote(model, adapter),
+            self._request_timeout,
+            any,
         )
 
     async def list_models(self) -> ModelsReply:

@@ -58,6 +58,7 @@ def derived_job(parent: Job, interaction: discord.Interaction, **changes: Any) -
         image_ref=parent.image_ref,
         mask_ref=parent.mask_ref,
         parent_job_id=parent.id,
+        adapters=parent.adapter_refs(),  # as they ran, like the model's revision
     )
     fields.update(changes)
     return NewJob(**fields)

@@ -154,6 +154,7 @@ def spec_for(job: Job, inputs_root: str | None = None) -> JobSpec:
         mask_path=input_path(job.mask_ref),
         variants=lessons.variants(job),  # course comparisons; () for plain jobs
         decode_steps=lessons.decode_steps(job),
+        adapters=job.adapter_refs(),
     )
 
 

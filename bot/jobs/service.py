@@ -13,6 +13,7 @@ import discord
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.jobs import xy_plot
+from bot.jobs.adapters import model_family, require_still_offered, resolve_adapters
 from bot.jobs.decoding import PictureDecoder
 from bot.jobs.delivery import DISCORD_ERRORS, Delivery
 from bot.jobs.image_store import ImageStore
@@ -248,6 +249,7 @@ class JobService:
         # Also a job made from an earlier one: a word blocked since then is blocked now.
         self._screen.check(new.prompt)
         if new.parent_job_id is not None:
+            await require_still_offered(self._repo, new.parent_job_id, new.adapters)
             try:
                 check_prompt_syntax(new.prompt, what="prompt")
                 check_prompt_syntax(new.negative_prompt, what="negative prompt")
@@ -276,6 +278,13 @@ class JobService:
                     self._limits.release(self._reserve(interaction.user, counted))
                     read = await read_uploads(uploads, self._decoder)
                 fields = {**settings, **(read.fields if read else {})}
+                fields["adapters"] = await resolve_adapters(
+                    self._repo,
+                    settings["prompt"],
+                    settings.get("negative_prompt", ""),
+                    model.name,
+                    model_family(model.source),
+                )
                 return new_job(interaction, model, kind, **fields), read.files if read else []
             case Reroll(job_id=job_id, seed=seed):
                 parent = await self._reroll_parent(job_id, interaction)

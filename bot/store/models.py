@@ -7,6 +7,7 @@ parameter declared in ``engine.protocol.GenerationParams`` (a test checks their 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +30,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from engine.protocol import BOUNDS, DEFAULT_MASK_BLEND, GENERATION_PARAMS, GenerationParams, JobKind
+from engine.protocol import (
+    BOUNDS,
+    DEFAULT_MASK_BLEND,
+    GENERATION_PARAMS,
+    AdapterKind,
+    AdapterRef,
+    GenerationParams,
+    JobKind,
+)
 
 # Named constraints, so batch migrations on SQLite (which rebuild tables) can find them.
 NAMING_CONVENTION = {
@@ -122,6 +131,53 @@ class Model(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The student whose suggestion (/models-suggest) an admin approved; None: an admin's own.
+    suggested_by: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class SuggestionStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class Suggestion(Base):
+    """A model a student suggested, checked, waiting for an admin's Approve or Reject."""
+
+    __tablename__ = "suggestions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    user_name: Mapped[str] = mapped_column(String(100))
+    channel_id: Mapped[int] = mapped_column(BigInteger)  # where the student is told
+    name: Mapped[str] = mapped_column(String(100))  # the model's name once approved
+    source: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[JobKind] = mapped_column(_enum(JobKind))
+    licence: Mapped[str] = mapped_column(String(100), default="")  # from the model card
+    status: Mapped[SuggestionStatus] = mapped_column(
+        _enum(SuggestionStatus), default=SuggestionStatus.PENDING
+    )
+    decided_by: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Adapter(Base):
+    """A LoRA or a textual-inversion embedding the bot offers, for one model family."""
+
+    __tablename__ = "adapters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)  # what prompts write
+    kind: Mapped[AdapterKind] = mapped_column(_enum(AdapterKind))
+    source: Mapped[str] = mapped_column(String(500))  # Hugging Face id, folder or file
+    family: Mapped[str] = mapped_column(String(20))  # engine.protocol.MODEL_FAMILIES
+    token: Mapped[str] = mapped_column(String(60), default="")  # embeddings: the prompt word
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def ref(self, weight: float = 1.0) -> AdapterRef:
+        """The adapter as a job carries it (by value: a later change does not touch the job)."""
+        return AdapterRef(self.name, self.kind, self.source, weight, self.token)
 
 
 class Job(Base):
@@ -168,6 +224,8 @@ class Job(Base):
     # or a /compare X/Y grid ("xy") and its axes (bot.jobs.xy_plot).
     comparison: Mapped[str | None] = mapped_column(String(20))
     comparison_values: Mapped[list[Any] | None] = mapped_column(JSON)
+    # LoRAs and embeddings by value (``AdapterRef`` fields), so a reroll applies what ran.
+    adapters: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
     # Where it came from and where it went.
     guild_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -191,12 +249,24 @@ class Job(Base):
     def count(self) -> int:
         return len(self.seeds)
 
+    def adapter_refs(self) -> tuple[AdapterRef, ...]:
+        """The job's adapters as the engine takes them."""
+        return tuple(
+            AdapterRef(**{**fields, "kind": AdapterKind(fields["kind"])})
+            for fields in self.adapters or ()
+        )
+
     def generation_params(self) -> dict[str, Any]:
         """This job's generation parameters, as keyword arguments for ``NewJob`` or ``JobSpec``.
 
         JSON columns come back as lists; the dataclasses hold tuples, so that they hash.
         """
         return {name: _as_tuple(getattr(self, name)) for name in GENERATION_PARAMS}
+
+
+def adapter_columns(adapters: tuple[AdapterRef, ...]) -> list[dict[str, Any]] | None:
+    """The ``adapters`` column for ``adapters``; NULL for none."""
+    return [dataclasses.asdict(adapter) for adapter in adapters] or None
 
 
 def parameter_columns(params: GenerationParams) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.store.models import (
+    Adapter,
     AuditEntry,
     Image,
     Job,
@@ -35,13 +36,16 @@ from bot.store.models import (
     Model,
     RateLimitUsage,
     Review,
+    Suggestion,
+    SuggestionStatus,
     User,
+    adapter_columns,
     parameter_columns,
     utcnow,
 )
 from bot.store.moderation import ModerationStore
 from bot.store.writer import Change, Writer
-from engine.protocol import GenerationParams, JobKind
+from engine.protocol import AdapterKind, AdapterRef, GenerationParams, JobKind
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -136,6 +140,7 @@ class NewJob(GenerationParams):
     # with its axes (bot.jobs.xy_plot).
     comparison: str | None = None
     comparison_values: tuple[Any, ...] = ()
+    adapters: tuple[AdapterRef, ...] = ()  # LoRAs and embeddings, resolved from the prompt
 
     @property
     def image_count(self) -> int:
@@ -666,6 +671,100 @@ class Repository:
             if await self.default_model(kind) is None and await self.get_model(name) is None:
                 await self.add_model(name, source, kind, (revisions or {}).get(kind))
 
+    # --- students' suggestions --------------------------------------------------------
+
+    async def add_suggestion(self, **fields: Any) -> Suggestion:
+        async def change(session: AsyncSession) -> Suggestion:
+            suggestion = Suggestion(status=SuggestionStatus.PENDING, **fields)
+            session.add(suggestion)
+            return suggestion
+
+        return await self._writer.run(change)
+
+    async def decide_suggestion(
+        self, suggestion_id: int, approve: bool, admin_id: int
+    ) -> Suggestion:
+        """Approve (the model is offered at once, credited to the student) or reject a pending
+        suggestion; ``StoreError`` when it is gone, decided already, or its name is taken."""
+
+        async def change(session: AsyncSession) -> Suggestion:
+            suggestion = await session.get(Suggestion, suggestion_id)
+            if suggestion is None:
+                raise StoreError(f"Suggestion #{suggestion_id} no longer exists.")
+            if suggestion.status is not SuggestionStatus.PENDING:
+                raise StoreError(
+                    f"Suggestion #{suggestion_id} was {suggestion.status.value} already."
+                )
+            if approve:
+                taken = select(Model.id).where(Model.name == suggestion.name)
+                if await session.scalar(taken) is not None:
+                    raise StoreError(f"A model named {suggestion.name!r} already exists.")
+                has_default = await session.scalar(
+                    select(Model.id).where(
+                        Model.kind == suggestion.kind, Model.is_default.is_(True)
+                    )
+                )
+                session.add(
+                    Model(
+                        name=suggestion.name,
+                        source=suggestion.source,
+                        kind=suggestion.kind,
+                        enabled=True,
+                        is_default=has_default is None,
+                        suggested_by=suggestion.user_id,
+                    )
+                )
+            suggestion.status = SuggestionStatus.APPROVED if approve else SuggestionStatus.REJECTED
+            suggestion.decided_by = admin_id
+            return suggestion
+
+        return await self._change_models(change)
+
+    # --- adapters ----------------------------------------------------------------------
+
+    async def list_adapters(self, enabled_only: bool = False) -> Sequence[Adapter]:
+        async with self._sessions() as session:
+            query = select(Adapter).order_by(Adapter.name)
+            if enabled_only:
+                query = query.where(Adapter.enabled.is_(True))
+            return (await session.scalars(query)).all()
+
+    async def get_adapter(self, name: str) -> Adapter | None:
+        async with self._sessions() as session:
+            return await session.scalar(select(Adapter).where(Adapter.name == name))
+
+    async def add_adapter(
+        self, name: str, kind: AdapterKind, source: str, family: str, token: str = ""
+    ) -> Adapter:
+        async def change(session: AsyncSession) -> Adapter:
+            if await session.scalar(select(Adapter.id).where(Adapter.name == name)) is not None:
+                raise StoreError(f"An adapter named {name!r} already exists.")
+            if token and await session.scalar(select(Adapter.id).where(Adapter.token == token)):
+                raise StoreError(f"An embedding already uses the token {token}.")
+            adapter = Adapter(
+                name=name, kind=kind, source=source, family=family, token=token, enabled=True
+            )
+            session.add(adapter)
+            return adapter
+
+        return await self._writer.run(change)
+
+    async def set_adapter_enabled(self, name: str, enabled: bool) -> Adapter:
+        async def change(session: AsyncSession) -> Adapter:
+            adapter = await _adapter(session, name)
+            adapter.enabled = enabled
+            return adapter
+
+        return await self._writer.run(change)
+
+    async def remove_adapter(self, name: str) -> Adapter:
+        async def change(session: AsyncSession) -> Adapter:
+            adapter = await _adapter(session, name)
+            await session.delete(adapter)
+            return adapter
+
+        return await self._writer.run(change)
+
     # --- audit log ---------------------------------------------------------------------
 
     async def audit(
@@ -742,6 +841,13 @@ def check_window(
     raise RateLimited(limit, now + RATE_WINDOW, made, amount)
 
 
+async def _adapter(session: AsyncSession, name: str) -> Adapter:
+    adapter = await session.scalar(select(Adapter).where(Adapter.name == name))
+    if adapter is None:
+        raise StoreError(f"There is no adapter named {name!r}.")
+    return adapter
+
+
 def _job_row(new: NewJob, now: datetime) -> Job:
     return Job(
         **parameter_columns(new),
@@ -756,6 +862,7 @@ def _job_row(new: NewJob, now: datetime) -> Job:
         parent_job_id=new.parent_job_id,
         comparison=new.comparison,
         comparison_values=list(new.comparison_values) if new.comparison else None,
+        adapters=adapter_columns(new.adapters),
         guild_id=new.guild_id,
         channel_id=new.channel_id,
         created_at=now,

@@ -9,7 +9,7 @@ from bot.store.models import Model
 from bot.store.repository import Repository
 from bot.ui import render
 from bot.ui.errors import UserInputError
-from engine.protocol import JobKind
+from engine.protocol import AdapterKind, JobKind
 
 # The kinds a model can be (what admins choose from), and every kind a job can be.
 KIND_LABEL = {
@@ -57,6 +57,20 @@ async def autocomplete_models(
         )
         for m in models
         if current in m.name.casefold()
+    ]
+    return choices[:25]  # Discord shows at most 25
+
+
+async def autocomplete_loras(repo: Repository, current: str) -> list[app_commands.Choice[str]]:
+    """The ``loras`` option: the items typed so far, then each enabled LoRA whose name holds
+    what is being typed after the last comma (at full weight, to be edited)."""
+    done, _, typing = current.rpartition(",")
+    typed = typing.split(":")[0].strip().casefold()
+    before = f"{done}, " if done else ""
+    choices = [
+        app_commands.Choice(name=f"{before}{a.name}:1"[:100], value=f"{before}{a.name}:1"[:100])
+        for a in await repo.list_adapters(enabled_only=True)
+        if a.kind is AdapterKind.LORA and typed in a.name.casefold()
     ]
     return choices[:25]  # Discord shows at most 25
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from bot.store.models import Job, JobStatus
 from bot.ui.validation import without_bidi_controls
-from engine.protocol import SCHEDULERS, JobKind, is_folder_source
+from engine.protocol import SCHEDULERS, AdapterKind, AdapterRef, JobKind, is_folder_source
 
 BAR_WIDTH = 12
 PROMPT_PREVIEW_CHARS = 120
@@ -198,6 +198,16 @@ def grid_axes(job: Job) -> str:
     )
 
 
+def adapters_text(adapters: Sequence[AdapterRef]) -> str:
+    """“ink (LoRA, 0.8), <film> (embedding)”: what a job applied, by name, never by source."""
+    return ", ".join(
+        f"{a.name} (LoRA, {a.weight:g})"
+        if a.kind is AdapterKind.LORA
+        else f"{a.token} (embedding {a.name})"
+        for a in adapters
+    )
+
+
 def details(job: Job, *, admin: bool = False, files_removed_after: int | None = None) -> str:
     """Every parameter of a job, enough to reproduce it anywhere; local paths for admins only.
     ``files_removed_after``: the retention's days, when the bot no longer keeps its files."""
@@ -217,6 +227,8 @@ def details(job: Job, *, admin: bool = False, files_removed_after: int | None = 
         ("Model", model_text(job, admin=admin)),
         ("Revision", job.model_revision_used or job.model_revision or "latest"),
     ]
+    if adapters := job.adapter_refs():
+        rows.append(("LoRAs and embeddings", adapters_text(adapters)))
     if JobKind(job.kind).uses_strength:
         rows.append(("Strength", f"{job.strength:g}"))
         if job.mask_prompt:

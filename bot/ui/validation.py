@@ -14,7 +14,7 @@ import re
 import unicodedata
 
 from bot.ui.errors import UserInputError
-from engine.prompt_syntax import PromptSyntaxError, parse
+from engine.prompt_syntax import PromptSyntaxError, lora_token, loras, parse
 from engine.protocol import BOUNDS, SCHEDULERS, SIZES, Bound, Bounds, Size, number_text
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -70,6 +70,42 @@ def check_prompt_syntax(text: str, *, what: str) -> str:
     except PromptSyntaxError as error:
         raise UserInputError(f"The {what} {error.reason}") from None
     return text
+
+
+def lora_option_tokens(text: str | None) -> str:
+    """The ``loras`` option (“ink:0.8, film”) as the prompt's ``<lora:ink:0.8> <lora:film:1>``;
+    a weight left out is full strength. Refused, naming the item, when one does not read."""
+    tokens = []
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, _, weight = item.strip().partition(":")
+        token = f"<lora:{name.strip()}:{weight.strip()}>" if weight else f"<lora:{name.strip()}>"
+        try:
+            (use,) = loras(token)
+        except (PromptSyntaxError, ValueError):
+            raise UserInputError(
+                f"The loras option reads “{item.strip()}” as no LoRA: write names with "
+                f"weights from {number_text(BOUNDS.lora_weight.min)} to "
+                f"{number_text(BOUNDS.lora_weight.max)}, like “ink:0.8, film:0.5”."
+            ) from None
+        tokens.append(lora_token(use.name, use.weight))
+    return " ".join(tokens)
+
+
+def with_loras(prompt: str, loras_option: str | None, max_chars: int) -> str:
+    """``prompt`` with the ``loras`` option's tokens at its end, where the stored prompt (and
+    so Details, history, a reroll and the PNG's metadata) carries them."""
+    tokens = lora_option_tokens(loras_option)
+    if not tokens:
+        return prompt
+    joined = f"{prompt} {tokens}"
+    if len(joined) > max_chars:
+        raise UserInputError(
+            f"The prompt with its LoRAs is {len(joined)} characters long; the most is "
+            f"{max_chars}. Shorten the prompt or name fewer LoRAs."
+        )
+    return check_prompt_syntax(joined, what="prompt")
 
 
 def _within(name: str, value: float, bound: Bound[int] | Bound[float], hint: str = "") -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Mapping
 
 from PIL import Image, PngImagePlugin
 
-from engine.protocol import SCHEDULERS, JobKind, JobSpec
+from engine.protocol import SCHEDULERS, AdapterKind, JobKind, JobSpec
 
 PARAMETERS_KEY = "parameters"
 _NEGATIVE = "Negative prompt:"
@@ -28,8 +29,16 @@ def _quote(value: object) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def parameters_text(spec: JobSpec, seed: int, model_revision: str | None = None) -> str:
-    """The ``parameters`` text for one image of a job; the revision is the one actually run."""
+def parameters_text(
+    spec: JobSpec,
+    seed: int,
+    model_revision: str | None = None,
+    lora_hashes: Mapping[str, str] | None = None,
+) -> str:
+    """The ``parameters`` text for one image of a job; the revision is the one actually run.
+
+    The prompt keeps its ``<lora:name:w>`` as the web UI writes it; ``lora_hashes`` (by name)
+    give the web UI's "Lora hashes" for the job's LoRAs that have one."""
     pairs: dict[str, object] = {
         "Steps": spec.steps,
         "Sampler": SCHEDULERS.get(spec.scheduler, spec.scheduler),
@@ -48,6 +57,13 @@ def parameters_text(spec: JobSpec, seed: int, model_revision: str | None = None)
         # upscaler was told (no web UI key: named the way diffusers names it).
         pairs["Postprocess upscale by"] = spec.kind.scale
         pairs["Noise level"] = spec.noise_level
+    hashes = [
+        f"{a.name}: {lora_hashes[a.name]}"
+        for a in spec.adapters
+        if a.kind is AdapterKind.LORA and lora_hashes and a.name in lora_hashes
+    ]
+    if hashes:
+        pairs["Lora hashes"] = ", ".join(hashes)
     settings = ", ".join(f"{key}: {_quote(value)}" for key, value in pairs.items())
     negative = f"\n{_NEGATIVE} {spec.negative_prompt}" if spec.negative_prompt else ""
     return f"{spec.prompt}{negative}\n{settings}"

@@ -13,6 +13,7 @@ none is refused with a reason that says so.
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import logging
@@ -32,6 +33,7 @@ from diffusers import (
     StableDiffusionUpscalePipeline,
 )
 
+from engine.models.adapters import LoadedAdapters
 from engine.models.fast_path import FastPathReport, FastPathSettings, apply_fast_path
 from engine.models.invariance import PerImageLinear, make_batch_invariant
 from engine.protocol import JobKind, LoadedModel, ModelRef
@@ -92,6 +94,7 @@ class LoadedPipelines:
     revision: str | None  # the commit actually loaded; None for local folders
     bytes: int
     invariance: list[PerImageLinear]
+    adapters: LoadedAdapters  # LoRAs and embeddings loaded into ``base``'s modules
     fast_path: FastPathReport | None = field(default=None, repr=False)
     _inpaint: DiffusionPipeline | None = field(default=None, repr=False)
     _image_to_image: DiffusionPipeline | None = field(default=None, repr=False)
@@ -142,6 +145,16 @@ def _pipeline_class(folder: Path) -> str | None:
         return None  # from_pretrained then says what is wrong
     name = index.get("_class_name") if isinstance(index, dict) else None
     return name if isinstance(name, str) else None
+
+
+def _end_warm_up(report: FastPathReport) -> None:
+    """Let the background warm-up finish the bucket it is compiling and skip the rest, so no
+    other thread calls the modules while an adapter changes them. Buckets already compiled
+    stay; torch.compile's guards see the changed modules and compile again when needed."""
+    if report.background is not None and not report.background.done:
+        log.info("stopping the background warm-up: an adapter changes the model")
+        report.background.stop()
+        report.background.wait()
 
 
 def _snapshot_commit(folder: Path) -> str | None:
@@ -211,6 +224,13 @@ class ModelRegistry:
             free_device_memory()
         self._publish()
         return matches
+
+    def unload_adapter(self, name: str) -> list[ModelRef]:
+        """Take the adapter ``name`` (a LoRA's name or an embedding's token) out of every
+        loaded model; returns the models it was in."""
+        return [
+            ref for ref, entry in self._entries.items() if entry.adapters.unload(entry.base, name)
+        ]
 
     def _drop(self, ref: ModelRef) -> None:
         entry = self._entries.pop(ref)
@@ -299,6 +319,7 @@ class ModelRegistry:
             revision=revision,
             bytes=size,
             invariance=report.invariance,
+            adapters=LoadedAdapters(self._settings, functools.partial(_end_warm_up, report)),
             fast_path=report,
         )
         self._entries[ref] = entry

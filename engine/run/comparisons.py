@@ -149,6 +149,7 @@ class _JobState:
     done: int = 0  # iterations of finished calls
     images: dict[int, torch.Tensor] = field(default_factory=dict)  # panel -> pixels per seed
     revisions: dict[int, str | None] = field(default_factory=dict)  # panel -> commit it ran
+    lora_hashes: dict[str, str] = field(default_factory=dict)  # the LoRAs' web UI hashes
     ended: bool = False  # failed or cancelled (reported)
     accepted: bool = False  # its Accepted event is out (at its first model's turn)
 
@@ -317,6 +318,7 @@ class Comparisons:
             count = len(panel.run.seeds)
             state.done += on_step.iterations
             state.revisions[panel.index] = entry.revision
+            state.lora_hashes.update(entry.adapters.hashes())
             if strips is None:
                 state.images[panel.index] = images[position : position + count]
             else:
@@ -357,7 +359,7 @@ class Comparisons:
                 shown = panel_spec(job, index if job.variants else 0)
                 made.append((shown, shown.seeds[seed_index], state.images[index][seed_index]))
                 revisions.append(state.revisions[index if job.variants else 0])
-        checked = check(self._context.safety, made)
+        checked = check(self._context.safety, made, lora_hashes=state.lora_hashes)
         state.ended = True
         level = self._settings.png_compress_level
         # The job's own model's commit; a grid of other models only: its first panel's.

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from engine.images.safety import SafetyChecker
+from engine.models.adapters import AdapterUnavailable
 from engine.models.registry import LoadedPipelines, ModelRegistry, ModelUnavailable, WrongModelKind
 from engine.protocol import Accepted, ErrorKind, JobError, JobSpec
 from engine.run.finishing import Emit, MakeEvents, finish_now, internal_message
@@ -73,12 +74,15 @@ class RunContext:
 
     def pipeline_or_fail(self, jobs: Sequence[JobSpec]) -> tuple[LoadedPipelines, Any] | None:
         """The loaded model and the pipeline that run ``jobs`` (one model and kind), loading
-        it when needed; when it cannot be had, every job fails with the reason: None."""
+        it when needed, with the jobs' adapters turned on (they share them: ``batch_key``);
+        when it cannot be had, every job fails with the reason: None."""
         first = jobs[0]
         try:
             entry = self.registry.get(first.model)
-            return entry, entry.pipeline_for(first.kind)
-        except ModelUnavailable as error:
+            pipeline = entry.pipeline_for(first.kind)
+            entry.adapters.apply(entry.base, first.adapters)
+            return entry, pipeline
+        except (ModelUnavailable, AdapterUnavailable) as error:
             kind, message = ErrorKind.MODEL_UNAVAILABLE, str(error)
         except WrongModelKind as error:
             kind, message = ErrorKind.BAD_INPUT, str(error)

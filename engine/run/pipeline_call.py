@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -166,6 +166,7 @@ class Checked:
     also: list[Image.Image]
     also_first_flags: list[bool]
     second: SecondOpinion
+    lora_hashes: dict[str, str] = field(default_factory=dict)  # by name, for the metadata
 
     @cached_property
     def verdicts(self) -> list[SafetyVerdict]:
@@ -198,7 +199,7 @@ class Checked:
             self.made, self.pixels, self.verdicts, self.flags, each, strict=True
         ):
             image = Image.fromarray(pixels.numpy())
-            parameters = parameters_text(spec, seed, commit)
+            parameters = parameters_text(spec, seed, commit, self.lora_hashes)
             generated.append(
                 GeneratedImage(
                     seed=seed,
@@ -219,13 +220,17 @@ class Checked:
 
 
 def check(
-    safety: SafetyChecker, made: Sequence[Made], also_checked: Sequence[Image.Image] = ()
+    safety: SafetyChecker,
+    made: Sequence[Made],
+    also_checked: Sequence[Image.Image] = (),
+    lora_hashes: dict[str, str] | None = None,
 ) -> Checked:
     """Judge ``made`` with the first safety checker and copy their pixels to host memory.
 
     The checker judges every picture where it is; the second opinion comes later, from host
     memory (``Checked``). ``also_checked`` are other pictures the bot will post beside them (an
-    inpainting job's outlined input); they go through the same gate.
+    inpainting job's outlined input); they go through the same gate. ``lora_hashes``: the
+    loaded LoRAs' web UI hashes, which the metadata names.
     """
     pictures: list[Picture] = [pixels for _, _, pixels in made]
     flags, scores = safety.judge([*pictures, *also_checked])
@@ -239,6 +244,7 @@ def check(
         also=list(also_checked),
         also_first_flags=flags[len(made) :],
         second=safety.second_opinion,
+        lora_hashes=lora_hashes or {},
     )
 
 

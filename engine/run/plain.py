@@ -191,7 +191,12 @@ class _PlainRunner:
             for job, pictures in own
             for seed, pixels in zip(job.seeds, pictures, strict=True)
         ]
-        checked = check(self._context.safety, made, [*overlays.values(), *depth_maps.values()])
+        checked = check(
+            self._context.safety,
+            made,
+            [*overlays.values(), *depth_maps.values()],
+            entry.adapters.hashes(),
+        )
         level = self._context.settings.png_compress_level
         overlay_index = {job_id: index for index, job_id in enumerate(overlays)}
         depth_index = {job_id: len(overlays) + i for i, job_id in enumerate(depth_maps)}

@@ -106,8 +106,8 @@ class EngineReplica:
     async def load_model(self, model: ModelRef, kind: JobKind) -> ModelsReply:
         return await self._ask(LoadModel(request_id=0, model=model, kind=kind))
 
-    async def unload_model(self, model: ModelRef) -> ModelsReply:
-        return await self._ask(UnloadModel(request_id=0, model=model))
+    async def unload_model(self, model: ModelRef, adapter: str = "") -> ModelsReply:
+        return await self._ask(UnloadModel(request_id=0, model=model, adapter=adapter))
 
     async def list_models(self) -> ModelsReply:
         """What is loaded, least recently used first; answered at once, even mid-batch."""

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from engine.prompt_syntax import PromptSyntaxError, parse
-from engine.protocol import BOUNDS, SCHEDULERS, Bound, JobKind, JobSpec, number_text
+from engine.prompt_syntax import PromptSyntaxError, loras, parse
+from engine.protocol import BOUNDS, SCHEDULERS, AdapterKind, Bound, JobKind, JobSpec, number_text
 from engine.settings import EngineSettings
 
 
@@ -63,6 +63,7 @@ def check_job(spec: JobSpec, settings: EngineSettings) -> None:
     _check_length("the negative prompt is", spec.negative_prompt, BOUNDS.prompt_chars)
     _check_syntax("the prompt", spec.prompt)
     _check_syntax("the negative prompt", spec.negative_prompt)
+    _check_adapters(spec)
     if not spec.seeds:
         raise BadInput("a job needs at least one seed")
     if len(spec.seeds) > BOUNDS.count.max:
@@ -120,6 +121,24 @@ def _check_upscale(spec: JobSpec) -> None:
     level = spec.noise_level
     if not _is_int(level) or level not in BOUNDS.noise_level:
         raise BadInput(f"noise_level must be {_range(BOUNDS.noise_level)} (got {level})")
+
+
+def _check_adapters(spec: JobSpec) -> None:
+    """The job's LoRAs are exactly the prompt's ``<lora:name:weight>``s; embeddings have tokens."""
+    if loras(spec.negative_prompt):
+        raise BadInput("LoRAs go in the prompt, not in the negative prompt")
+    try:
+        asked = [(use.name, use.weight) for use in loras(spec.prompt)]
+    except PromptSyntaxError as error:
+        raise BadInput(f"the prompt {error.reason}") from None
+    given = [(a.name, a.weight) for a in spec.adapters if a.kind is AdapterKind.LORA]
+    if asked != given:
+        raise BadInput("the job's LoRAs do not match the <lora:…> of its prompt")
+    if len(given) > BOUNDS.loras_per_job:
+        raise BadInput(f"at most {BOUNDS.loras_per_job} LoRAs per job")
+    for adapter in spec.adapters:
+        if adapter.kind is AdapterKind.EMBEDDING and not adapter.token.strip():
+            raise BadInput(f"the embedding {adapter.name} has no token")
 
 
 def _check_strength(spec: JobSpec, bound: Bound[float]) -> None:

@@ -103,7 +103,10 @@ class ScriptedModels:
         self.loaded[model] = LoadedModel(model, kind, 3 * MB)
         return self._reply(message=f"{model.name} is loaded")
 
-    async def unload_model(self, model: ModelRef) -> ModelsReply:
+    async def unload_model(self, model: ModelRef, *, adapter: str = "") -> ModelsReply:
+        if adapter:
+            self.requests.append(("unload adapter", adapter))
+            return self._reply(True)
         self.requests.append(("unload", model.name))
         # As the engine: the exact reference, else every model with that name.
         found = (

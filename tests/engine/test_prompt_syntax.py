@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from engine.prompt_syntax import Piece, PromptSyntaxError, is_plain, parse, plain_text
+from engine.prompt_syntax import (
+    LoraUse,
+    Piece,
+    PromptSyntaxError,
+    is_plain,
+    loras,
+    parse,
+    plain_text,
+)
 
 UP, DOWN = 1.1, 1 / 1.1
 
@@ -90,3 +98,26 @@ def test_plain_pieces_and_their_text() -> None:
     assert not is_plain(parse("a (cat)"))
     assert plain_text(parse("a (cat:1.3) (:2)")) == "a cat "
     assert parse("x") == (Piece("x"),)
+
+
+def test_loras_are_read_in_order_and_left_out_of_the_text() -> None:
+    prompt = "a (cat:1.2) <lora:ink:0.8>, <lora:film> at dusk"
+    assert loras(prompt) == (LoraUse("ink", 0.8), LoraUse("film", 1.0))
+    assert plain_text(parse(prompt)) == "a cat ,  at dusk"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "says"),
+    [
+        ("a <lora:ink:2.5>", "the weight “2.5” at character 3; LoRA weights go from 0 to 2"),
+        ("a <lora:ink:x>", "the weight “x”"),
+        ("a <lora:ink", "not closed with “>”"),
+        ("a <lora: :1>", "without a readable name"),
+        ("<lora:ink:1> <lora:ink:0.5>", "names the LoRA “ink” twice"),
+    ],
+)
+def test_lora_mistakes_are_refused(prompt: str, says: str) -> None:
+    with pytest.raises(PromptSyntaxError) as refused:
+        loras(prompt)
+        parse(prompt)
+    assert says in refused.value.reason

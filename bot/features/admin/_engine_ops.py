@@ -38,7 +38,7 @@ class ModelEngine(Protocol):
         is one)."""
         ...
 
-    async def unload_model(self, model: ModelRef) -> ModelsReply: ...
+    async def unload_model(self, model: ModelRef, *, adapter: str = "") -> ModelsReply: ...
 
     async def list_models(self) -> ModelsReply: ...
 
@@ -162,6 +162,14 @@ class ModelOps:
             freed_bytes=bytes_of(name, before) if reply.ok else 0,
             loaded=reply.loaded,
         )
+
+    async def unload_adapter(self, name: str) -> bool:
+        """Take the adapter ``name`` (a LoRA's name or an embedding's token) out of every loaded
+        model; False when none held it or the engine is not running."""
+        if not self._engine.ready:
+            return False
+        reply = await self._engine.unload_model(ModelRef("", source=""), adapter=name)
+        return reply.ok
 
     async def jobs_using(self, name: str) -> int:
         """Queued and running jobs for the model named ``name``."""

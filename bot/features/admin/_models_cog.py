@@ -17,6 +17,15 @@ from discord.ext import commands
 
 from bot.features.admin import _render as text
 from bot.features.admin._access import AuditedAction, admin_action
+from bot.features.admin._adapters import (
+    ADAPTER_KIND_LABEL,
+    adapter_lines,
+    check_adapter_name,
+    check_adapter_source,
+    check_family,
+    check_token,
+    parse_adapter_kind,
+)
 from bot.features.admin._engine_ops import ModelEngine, ModelOps
 from bot.features.admin._replies import say, ticking
 from bot.features.admin._sources import (
@@ -34,9 +43,18 @@ from bot.ui import render
 from bot.ui.checks import is_admin
 from bot.ui.errors import UserInputError
 from bot.ui.model_options import KIND_LABEL, ModelName
+from engine.prompt_syntax import lora_token
+from engine.protocol import MODEL_FAMILIES, AdapterKind
 
 KIND_CHOICES = [
     app_commands.Choice(name=label, value=kind.value) for kind, label in KIND_LABEL.items()
+]
+# /models add also takes LoRAs and embeddings (bot.features.admin._adapters).
+ADD_KIND_CHOICES = KIND_CHOICES + [
+    app_commands.Choice(name=label, value=kind.value) for kind, label in ADAPTER_KIND_LABEL.items()
+]
+FAMILY_CHOICES = [
+    app_commands.Choice(name=label, value=family) for family, label in MODEL_FAMILIES.items()
 ]
 PROGRESS_EVERY_S = 5.0  # how often a long load shows its clock
 DRAIN_TIMEOUT_S = 600.0  # the longest an unload waits for queued jobs (tokens live 15 minutes)
@@ -98,19 +116,25 @@ class ModelsCog(commands.Cog):
         admin = is_admin(interaction.user, self.services.settings.discord)
         # Admins also see disabled models, and where each one comes from.
         models = await self.services.repo.list_models(enabled_only=not admin)
+        adapters = await self.services.repo.list_adapters(enabled_only=not admin)
         loaded = await self.ops.loaded()
-        await say(interaction, text.model_list(models, loaded, admin=admin))
+        lines = adapter_lines(adapters, admin=admin)
+        await say(interaction, text.model_list(models, loaded, admin=admin, adapters=lines))
 
     # --- admins: the table -------------------------------------------------------------
 
     @models.command(name="add", description="Admins: offer a new model")
     @app_commands.describe(
         name=f"A short name people pick it by (letters, digits, . _ -; up to {MAX_NAME_CHARS})",
-        source="A Hugging Face id (org/name) or the full path of a local diffusers folder",
-        kind="What it does: text-to-image, inpainting, depth-to-image or upscaler (x4)",
+        source="A Hugging Face id (org/name) or the full path of a local diffusers folder "
+        "(a LoRA or embedding: also a .safetensors file)",
+        kind="What it is: a text-to-image, inpainting, depth-to-image or x4 upscaler model, "
+        "a LoRA or an embedding",
         revision="Hugging Face only: a branch, tag or commit (default: main)",
+        family="LoRA or embedding: the models it fits (default Stable Diffusion 1.x)",
+        token="Embedding: the word prompts write for it (default <name>)",
     )
-    @app_commands.choices(kind=KIND_CHOICES)
+    @app_commands.choices(kind=ADD_KIND_CHOICES, family=FAMILY_CHOICES)
     async def add(
         self,
         interaction: discord.Interaction,
@@ -118,8 +142,20 @@ class ModelsCog(commands.Cog):
         source: app_commands.Range[str, 1, 500],
         kind: str,
         revision: app_commands.Range[str, 1, 100] | None = None,
+        family: str | None = None,
+        token: app_commands.Range[str, 1, 60] | None = None,
     ) -> None:
         async with self._audited(interaction, "add", name) as action:
+            adapter_kind = parse_adapter_kind(kind)
+            if adapter_kind is not None:
+                if revision:
+                    raise UserInputError("A revision is for models; pin an adapter by its file.")
+                await self._add_adapter(
+                    interaction, action, name, source, adapter_kind, family, token
+                )
+                return
+            if family or token:
+                raise UserInputError("family and token are for LoRAs and embeddings.")
             name = check_name(name)
             job_kind = parse_kind(kind)
             await interaction.response.defer(ephemeral=True, thinking=True)
@@ -139,6 +175,69 @@ class ModelsCog(commands.Cog):
                 lines.append(checked.note)
             lines.append(f"`/models load {name}` loads it now and shows whether it works.")
             await say(interaction, "\n".join(lines))
+
+    async def _add_adapter(
+        self,
+        interaction: discord.Interaction,
+        action: AuditedAction,
+        name: str,
+        source: str,
+        kind: AdapterKind,
+        family: str | None,
+        token: str | None,
+    ) -> None:
+        name = check_adapter_name(name)
+        family = check_family(family)
+        token = check_token(kind, name, token)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        checked = await check_adapter_source(source)
+        if await self.services.repo.get_model(name) is not None:
+            raise UserInputError(
+                f"A model is already called {name}; give the adapter another name."
+            )
+        try:
+            await self.services.repo.add_adapter(name, kind, checked, family, token)
+        except StoreError as error:
+            raise UserInputError(str(error)) from None
+        label = ADAPTER_KIND_LABEL[kind]
+        action.succeeded(f"added {label} for {family} from {checked}")
+        use = lora_token(name, 0.8) if kind is AdapterKind.LORA else token
+        await say(
+            interaction,
+            f"✅ Added the {label} **{name}** ({MODEL_FAMILIES[family]}) from `{checked}`. "
+            f"Prompts use it as `{use}`; it loads with the first job that does.",
+        )
+
+    async def _adapter_change(
+        self, interaction: discord.Interaction, action: AuditedAction, name: str, change: str
+    ) -> bool:
+        """``/models enable|disable|remove`` of an adapter (a name no model has): False when
+        ``name`` is not one. Disabling or removing takes it out of the engine at once."""
+        repo = self.services.repo
+        if (
+            await repo.get_model(name) is not None
+            or (adapter := await repo.get_adapter(name)) is None
+        ):
+            return False
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        label = ADAPTER_KIND_LABEL[adapter.kind]
+        if change == "remove":
+            await repo.remove_adapter(name)
+            done = "removed"
+        else:
+            await repo.set_adapter_enabled(name, change == "enable")
+            done = f"{change}d"
+        unloaded = ""
+        if change != "enable":
+            held = adapter.token if adapter.kind is AdapterKind.EMBEDDING else name
+            try:
+                if await self.ops.unload_adapter(held):
+                    unloaded = " and taken out of the engine"
+            except (EngineUnavailable, TimeoutError):
+                unloaded = "; the engine did not answer, so it may stay loaded until it restarts"
+        action.succeeded(f"{label} {done}{unloaded}")
+        await say(interaction, f"✅ The {label} **{name}** is {done}{unloaded}.")
+        return True
 
     @models.command(name="default", description="Admins: the model used when none is picked")
     @app_commands.describe(name=NAME_HELP, kind="Optional check: the kind it becomes default for")
@@ -176,6 +275,8 @@ class ModelsCog(commands.Cog):
     @app_commands.describe(name=NAME_HELP)
     async def enable(self, interaction: discord.Interaction, name: ModelName) -> None:
         async with self._audited(interaction, "enable", name) as action:
+            if await self._adapter_change(interaction, action, name, "enable"):
+                return
             await interaction.response.defer(ephemeral=True, thinking=True)
             model = await self._model(name)
             if model.enabled:
@@ -190,6 +291,8 @@ class ModelsCog(commands.Cog):
     @app_commands.describe(name=NAME_HELP)
     async def disable(self, interaction: discord.Interaction, name: ModelName) -> None:
         async with self._audited(interaction, "disable", name) as action:
+            if await self._adapter_change(interaction, action, name, "disable"):
+                return
             await interaction.response.defer(ephemeral=True, thinking=True)
             model = await self._model(name)
             if not model.enabled:
@@ -218,6 +321,8 @@ class ModelsCog(commands.Cog):
     @app_commands.describe(name=NAME_HELP)
     async def remove(self, interaction: discord.Interaction, name: ModelName) -> None:
         async with self._audited(interaction, "remove", name) as action:
+            if await self._adapter_change(interaction, action, name, "remove"):
+                return
             await interaction.response.defer(ephemeral=True, thinking=True)
             try:
                 model = await self.services.repo.remove_model(name)
@@ -330,11 +435,21 @@ class ModelsCog(commands.Cog):
     @load.autocomplete("name")
     @unload.autocomplete("name")
     @default.autocomplete("name")
+    async def _model_names(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await self._names(interaction, current, adapters=False)
+
     @enable.autocomplete("name")
     @disable.autocomplete("name")
     @remove.autocomplete("name")
-    async def _model_names(
+    async def _model_and_adapter_names(
         self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await self._names(interaction, current, adapters=True)
+
+    async def _names(
+        self, interaction: discord.Interaction, current: str, *, adapters: bool
     ) -> list[app_commands.Choice[str]]:
         # Only admins can use these commands; nobody else needs the disabled models' names.
         if not is_admin(interaction.user, self.services.settings.discord):
@@ -345,4 +460,14 @@ class ModelsCog(commands.Cog):
             for model in sorted(await self.services.repo.list_models(), key=lambda m: m.name)
             if typed in model.name.casefold()
         ]
+        if adapters:
+            choices += [
+                app_commands.Choice(
+                    name=f"{a.name} ({ADAPTER_KIND_LABEL[a.kind]}"
+                    f"{', disabled' if not a.enabled else ''})",
+                    value=a.name,
+                )
+                for a in await self.services.repo.list_adapters()
+                if typed in a.name.casefold()
+            ]
         return choices[:25]  # Discord shows at most 25

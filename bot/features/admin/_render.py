@@ -62,9 +62,14 @@ def loaded_text(loaded: tuple[LoadedModel, ...] | None) -> str:
 
 
 def model_list(
-    models: Iterable[Model], loaded: tuple[LoadedModel, ...] | None, *, admin: bool
+    models: Iterable[Model],
+    loaded: tuple[LoadedModel, ...] | None,
+    *,
+    admin: bool,
+    adapters: Sequence[str] = (),
 ) -> str:
-    """``/models-list``: each kind's models, its default, what is loaded; sources for admins."""
+    """``/models-list``: each kind's models, its default, what is loaded; sources for admins.
+    ``adapters``: the LoRAs' and embeddings' lines, after the models."""
     by_kind: dict[JobKind, list[Model]] = {kind: [] for kind in KIND_LABEL}
     for model in models:
         by_kind[model.kind].append(model)
@@ -75,6 +80,7 @@ def model_list(
         if not entries:
             lines.append("• none yet")
         lines += [_model_line(model, loaded, admin=admin) for model in entries]
+    lines += adapters
     lines.append(f"Loaded now: {loaded_text(loaded)}")
     return fit(lines)
 

@@ -17,7 +17,7 @@ from bot.services import Services
 from bot.ui import options, validation
 from bot.ui.checks import require_channel
 from bot.ui.errors import UserInputError
-from bot.ui.model_options import ModelName, autocomplete_models
+from bot.ui.model_options import ModelName, autocomplete_loras, autocomplete_models
 from engine.protocol import BOUNDS, SCHEDULERS, SIZES, JobKind, number_text
 
 NO_IMAGE_FOR_STRENGTH = (
@@ -50,6 +50,7 @@ class ImagineCog(commands.Cog):
         image=f"A picture to start from ({inputs.ALLOWED}); its shape decides the size",
         strength="With an image: how far from it to go, {min}-{max} "
         f"(default {number_text(BOUNDS.image_strength.default)}); low keeps it close",
+        loras="LoRAs to apply: name:0.8, other:0.5 (or write <lora:name:0.8> in the prompt)",
     )
     async def imagine(
         self,
@@ -65,9 +66,11 @@ class ImagineCog(commands.Cog):
         count: options.Count = BOUNDS.count.default,
         image: discord.Attachment | None = None,
         strength: options.ImageStrength | None = None,
+        loras: app_commands.Range[str, 1, 200] | None = None,
     ) -> None:
         settings = self.services.settings
         require_channel(interaction, settings.discord)
+        prompt = validation.with_loras(prompt, loras, settings.limits.bounds().prompt_chars.max)
         seeds = validation.seeds_for(seed, count)
         if image is None and strength is not None:
             raise UserInputError(NO_IMAGE_FOR_STRENGTH)
@@ -93,6 +96,12 @@ class ImagineCog(commands.Cog):
             uploads = Uploads(image, repaint_area=False)
             request = NewImages(JobKind.IMAGE_TO_IMAGE, model, params, uploads)
         await self.services.jobs.submit(interaction, request)
+
+    @imagine.autocomplete("loras")
+    async def _loras_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await autocomplete_loras(self.services.repo, current)
 
     @imagine.autocomplete("model")
     async def _model_autocomplete(

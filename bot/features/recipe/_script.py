@@ -23,7 +23,7 @@ from bot.jobs.lessons import decode_steps, denoising_steps, variants
 from bot.jobs.xy_plot import is_grid
 from bot.store.models import Job
 from engine.prompt_syntax import PromptSyntaxError, parse
-from engine.protocol import SCHEDULERS, JobKind, ModelRef, is_folder_source
+from engine.protocol import SCHEDULERS, AdapterKind, AdapterRef, JobKind, ModelRef, is_folder_source
 
 
 @dataclass(frozen=True)
@@ -225,6 +225,8 @@ def _settings(job: Job, show_folder: bool) -> list[str]:
         "# same image.",
         f"SEEDS = {_literal(list(job.seeds))}",
     ]
+    if adapters := job.adapter_refs():
+        lines += ["", *_adapters(adapters, show_folder)]
     if job.kind == JobKind.INPAINT:
         image, mask = input_names(job)
         lines += [
@@ -289,6 +291,54 @@ def _settings(job: Job, show_folder: bool) -> list[str]:
             f"NOISE_LEVEL = {job.noise_level!r}",
         ]
     return [*lines, ""]
+
+
+def _adapter_source(adapter: AdapterRef, show_folder: bool) -> str:
+    """Where the script loads an adapter: a Hub id as it is; a path on the bot's server only
+    for admins, others get the name to put their copy's path in place of."""
+    if is_folder_source(adapter.source) and not show_folder:
+        return _literal(f"path/to/your/copy/of/{adapter.name}.safetensors")
+    return _literal(adapter.source)
+
+
+def _adapters(adapters: tuple[AdapterRef, ...], show_folder: bool) -> list[str]:
+    loras = [a for a in adapters if a.kind is AdapterKind.LORA]
+    embeddings = [a for a in adapters if a.kind is AdapterKind.EMBEDDING]
+    lines = [
+        _rule("LoRAs and embeddings"),
+        "# A LoRA adds small low-rank updates to the UNet's attention weights; the prompt's",
+        "# <lora:name:weight> says how strongly (0: not at all). The <lora:...> text itself is",
+        "# not read by the text encoder. An embedding is a new word for the text encoder: a",
+        "# learned vector under a token the prompt writes.",
+    ]
+    if any(is_folder_source(a.source) for a in adapters) and not show_folder:
+        lines += _comment(
+            "The bot keeps some of these files on its own server: put the paths of your copies "
+            "in their place (the course's admins can tell you where to get them)."
+        )
+    lines.append("# (name, Hugging Face id or .safetensors file or folder, weight)")
+    lines.append("LORAS = [")
+    lines += [
+        f"    ({_literal(a.name)}, {_adapter_source(a, show_folder)}, {a.weight!r})" for a in loras
+    ]
+    lines += [
+        "]",
+        "# (token the prompt writes, Hugging Face id or .safetensors file)",
+        "EMBEDDINGS = [",
+    ]
+    lines += [f"    ({_literal(a.token)}, {_adapter_source(a, show_folder)})" for a in embeddings]
+    return [*lines, "]"]
+
+
+_LOAD_ADAPTERS = """
+# The adapters, loaded into the pipeline with diffusers' own calls, as the bot's engine does.
+for token, source in EMBEDDINGS:
+    pipe.load_textual_inversion(source, token=token, use_safetensors=True)
+for name, source, _ in LORAS:
+    pipe.load_lora_weights(source, adapter_name=name, use_safetensors=True)
+if LORAS:
+    pipe.set_adapters([name for name, _, _ in LORAS], [weight for _, _, weight in LORAS])
+"""
 
 
 def _pieces(prompt: str) -> str:
@@ -409,6 +459,7 @@ def _load(job: Job, gpu_dtype: str) -> list[str]:
         "pipe.set_progress_bar_config(disable=True)",
         "# Kept before any change: building from a changed config would carry its options along.",
         "BASE_SCHEDULER_CONFIG = pipe.scheduler.config",
+        *(_LOAD_ADAPTERS.rstrip("\n").splitlines() if job.adapter_refs() else []),
         *_PROMPT_ARGUMENTS.rstrip("\n").splitlines(),
         "",
         "",

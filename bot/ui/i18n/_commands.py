@@ -72,6 +72,10 @@ ZH_CN: dict[str, CommandText] = {
                 "有图像时：离它多远，{min}-{max}"
                 f"（默认 {number_text(BOUNDS.image_strength.default)}）；越低越接近原图",
             ),
+            "loras": (
+                "lora",
+                "要应用的 LoRA：名称:0.8, 另一个:0.5（也可在提示词中写 <lora:名称:0.8>）",
+            ),
         },
         choices={
             **_SIZE_CHOICES,
@@ -168,6 +172,17 @@ ZH_CN: dict[str, CommandText] = {
         options={"job": ("任务", "任务编号（结果下方的 #编号）")},
     ),
     "models-list": CommandText("模型列表", "可用的模型，以及哪些已加载"),
+    "models-suggest": CommandText(
+        "推荐模型",
+        "推荐一个模型（例如你的 DreamBooth 模型）给机器人",
+        options={
+            "source": (
+                "来源",
+                "diffusers 流水线的 Hugging Face id（组织/名称），或机器人所在机器上的文件夹",
+            ),
+            "name": ("名称", "大家选择它时用的短名称（默认：来源的最后一部分）"),
+        },
+    ),
     "models": CommandText("模型", "管理员：机器人提供的模型"),
     "models add": CommandText(
         "添加",
@@ -176,16 +191,22 @@ ZH_CN: dict[str, CommandText] = {
             "name": ("名称", "大家选择它时用的短名称（字母、数字、. _ -）"),
             "source": (
                 "来源",
-                "Hugging Face 上的 id（组织/名称）或本地 diffusers 文件夹的完整路径",
+                "Hugging Face 上的 id（组织/名称）或本地 diffusers 文件夹的完整路径"
+                "（LoRA 或嵌入：也可以是 .safetensors 文件）",
             ),
-            "kind": ("类型", "它做什么：文生图、局部重绘、深度生图或放大（×4）"),
+            "kind": ("类型", "它是什么：文生图、局部重绘、深度生图或放大（×4）模型，LoRA 或嵌入"),
             "revision": ("版本", "仅限 Hugging Face：分支、标签或提交（默认：main）"),
+            "family": ("系列", "LoRA 或嵌入：适用的模型系列（默认 Stable Diffusion 1.x）"),
+            "token": ("词元", "嵌入：提示词中代表它的词（默认 <名称>）"),
         },
         choices={
             "text_to_image": "文生图",
             "inpaint": "局部重绘",
             "depth_to_image": "深度生图",
             "upscale": "放大器",
+            "lora": "LoRA",
+            "embedding": "嵌入（textual inversion）",
+            "sd1": "Stable Diffusion 1.x",
         },
     ),
     "models default": CommandText(

@@ -34,6 +34,7 @@ from bot.jobs.xy_values import Axis
 from bot.store.models import Job, Model
 from engine.protocol import BOUNDS, DEFAULT_MASK_BLEND, SCHEDULERS
 from tests.engine.helpers import Recorder, engine_settings, run
+from tests.fixtures.tiny_adapters import EMBEDDING_TOKEN, TinyAdapters
 from tests.fixtures.tiny_models import TinyModels
 
 
@@ -63,6 +64,7 @@ def make_job(job_id: int, source: Path, **fields: object) -> Job:
         "comparison": None,
         "comparison_values": None,
         "parent_job_id": None,
+        "adapters": None,
     }
     values.update(fields)
     return Job(**values)
@@ -139,7 +141,11 @@ def _png(image: Image.Image) -> bytes:
 
 
 def test_scripts_reproduce_the_engines_pixels(
-    tmp_path: Path, tiny_models: TinyModels, tiny_depth: Path, tiny_upscaler: Path
+    tmp_path: Path,
+    tiny_models: TinyModels,
+    tiny_depth: Path,
+    tiny_upscaler: Path,
+    tiny_adapters: TinyAdapters,
 ):
     source = tiny_models.text_to_image
     inputs = tmp_path / "inputs"
@@ -259,6 +265,28 @@ def test_scripts_reproduce_the_engines_pixels(
                 [_model("tiny-sd", source), _model("copy", source)],
             ),
         ),
+        # A LoRA at 0.8 and an embedding's token, loaded as the engine loads them.
+        make_job(
+            17,
+            source,
+            prompt=f"a {EMBEDDING_TOKEN} fox <lora:ink:0.8>",
+            adapters=[
+                {
+                    "name": "ink",
+                    "kind": "lora",
+                    "source": str(tiny_adapters.lora),
+                    "weight": 0.8,
+                    "token": "",
+                },
+                {
+                    "name": "tiny-style",
+                    "kind": "embedding",
+                    "source": str(tiny_adapters.embedding),
+                    "weight": 1.0,
+                    "token": EMBEDDING_TOKEN,
+                },
+            ],
+        ),
     ]
     recorder = Recorder()
     from engine.worker import Worker
@@ -322,5 +350,9 @@ def test_scripts_reproduce_the_engines_pixels(
         for variant, image in zip(variants(grid), images[job_id], strict=True):
             made_panel = made(f"job{job_id}_{_slug(variant.label)}.png")
             np.testing.assert_array_equal(made_panel, rgb(image.png), variant.label)
+    np.testing.assert_array_equal(made("job17_42.png"), rgb(images[17][0].png))
+    # A student's script names the adapters but not where the bot keeps them.
+    students = render_script(jobs[-1])
+    assert str(tiny_adapters.lora) not in students and '("ink", "path/to/your/copy' in students
     # The labels the bot draws name the same panels.
     assert panel_labels(jobs[1]) == ["CFG 0", "CFG 1", "CFG 7.5"]
