@@ -43,6 +43,7 @@ from bot.ui.i18n import t
 from bot.ui.interactions import ALREADY_ACKNOWLEDGED, reply
 from bot.ui.model_options import resolve_model
 from bot.ui.validation import check_prompt_syntax, seeds_for, steps_with_one_left
+from engine.prompt_syntax import without_loras
 from engine.protocol import BOUNDS, DEFAULT_MASK_BLEND, GeneratedImage, JobKind, Result
 
 log = logging.getLogger(__name__)
@@ -285,6 +286,14 @@ class JobService:
                     model.name,
                     model_family(model.source),
                 )
+                if fields["adapters"] and kind is JobKind.DEPTH_TO_IMAGE:
+                    # A depth checkpoint is SD 2 with a fifth input channel: no offered
+                    # adapter fits it, and loading one would fail once queued.
+                    raise UserInputError(
+                        "LoRAs and embeddings work with /imagine, /inpaint and /compare; "
+                        "/depth runs on a depth model they do not fit. Take them out of "
+                        "the prompt."
+                    )
                 return new_job(interaction, model, kind, **fields), read.files if read else []
             case Reroll(job_id=job_id, seed=seed):
                 parent = await self._reroll_parent(job_id, interaction)
@@ -440,6 +449,11 @@ class JobService:
             parent,
             interaction,
             kind=JobKind.UPSCALE,
+            # The upscaler is no model a LoRA or embedding fits: the prompt guides it as
+            # words only, without the parent's <lora:…> (which the engine checks against
+            # the job's adapters).
+            prompt=without_loras(parent.prompt),
+            adapters=(),
             seeds=(image.seed,),
             strength=BOUNDS.strength.default,  # unused: an upscale runs all its steps
             noise_level=self._settings.models.upscale_noise_level,
