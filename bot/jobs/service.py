@@ -452,7 +452,7 @@ class JobService:
             # The upscaler is no model a LoRA or embedding fits: the prompt guides it as
             # words only, without the parent's <lora:…> (which the engine checks against
             # the job's adapters).
-            prompt=without_loras(parent.prompt),
+            prompt=" ".join(without_loras(parent.prompt).split()),
             adapters=(),
             seeds=(image.seed,),
             strength=BOUNDS.strength.default,  # unused: an upscale runs all its steps

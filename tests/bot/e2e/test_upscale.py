@@ -17,6 +17,7 @@ from bot.jobs.image_store import ImageStore
 from bot.settings import ModelDefaults
 from bot.store.models import JobKind, JobStatus
 from bot.store.repository import NewImage, NewJob
+from engine.protocol import AdapterKind, AdapterRef
 from tests.bot.e2e.harness import CHANNEL, png_parameters
 from tests.bot.e2e.test_image_to_image import stored_pixels
 from tests.bot.e2e.test_imagine import RESULT_TIMEOUT, ephemeral_text
@@ -31,7 +32,16 @@ def _png(width: int, height: int, seed: int) -> bytes:
     return out.getvalue()
 
 
-async def _finished_result(harness, repo, owner, channel_id: int, size: tuple[int, int], flags):
+async def _finished_result(
+    harness,
+    repo,
+    owner,
+    channel_id: int,
+    size: tuple[int, int],
+    flags,
+    prompt: str = "a lighthouse at dusk",
+    **fields,
+):
     """A text-to-image job a previous run finished, one image per flag, never posted."""
     job = await repo.create_job(
         NewJob(
@@ -41,7 +51,7 @@ async def _finished_result(harness, repo, owner, channel_id: int, size: tuple[in
             model_name="tiny-sd",
             model_source=str(harness.tiny.text_to_image),
             model_revision=None,
-            prompt="a lighthouse at dusk",
+            prompt=prompt,
             negative_prompt="blurry",
             seeds=tuple(range(7, 7 + len(flags))),
             steps=2,
@@ -49,6 +59,7 @@ async def _finished_result(harness, repo, owner, channel_id: int, size: tuple[in
             height=size[1],
             guild_id=harness.stub.guild.id,
             channel_id=channel_id,
+            **fields,
         )
     )
     await repo.mark_running_many([job.id])
@@ -75,7 +86,18 @@ async def test_upscale_a_chosen_image_of_a_result(harness, tiny_upscaler):
     await migrated(harness)
     async with harness.repository() as repo:
         # The second image was flagged: it is stored blurred.
-        pair = await _finished_result(harness, repo, owner, channel.id, (64, 64), (False, True))
+        # Made with a LoRA, which the upscaler does not fit: the upscale runs without it.
+        ink = AdapterRef("ink", AdapterKind.LORA, "/nowhere/ink.safetensors", 0.8)
+        pair = await _finished_result(
+            harness,
+            repo,
+            owner,
+            channel.id,
+            (64, 64),
+            (False, True),
+            prompt="a lighthouse <lora:ink:0.8> at dusk",
+            adapters=(ink,),
+        )
         wide = await _finished_result(harness, repo, owner, channel.id, (1024, 512), (False,))
     async with harness.bot() as bot:
 
@@ -118,6 +140,7 @@ async def test_upscale_a_chosen_image_of_a_result(harness, tiny_upscaler):
             [7],
             40,
         )
+        assert job.adapter_refs() == ()
         # Its input is the posted picture itself, copied into the input store.
         np.testing.assert_array_equal(
             stored_pixels(harness, job.image_ref), pixels_of(result.png_attachments[0].data)
