@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.tiny_models",
     "tests.fixtures.tiny_clipseg",
+    "tests.fixtures.tiny_families",
 ]
