@@ -103,3 +103,35 @@ def test_options_a_family_does_not_take_are_refused_naming_it(
     error = recorder.error(1)
     assert error.kind is ErrorKind.BAD_INPUT and message in error.message
     assert not recorder.of(Result, 1) and not recorder.progress(1)
+
+
+@pytest.mark.parametrize(
+    ("family", "kind"),
+    [
+        ("sdxl", JobKind.IMAGE_TO_IMAGE),
+        ("sdxl", JobKind.INPAINT),
+        ("flux", JobKind.IMAGE_TO_IMAGE),
+    ],
+)
+def test_families_start_from_a_picture_where_they_can(
+    tmp_path: Path,
+    worker: Worker,
+    recorder: Recorder,
+    request: pytest.FixtureRequest,
+    family: str,
+    kind: JobKind,
+) -> None:
+    picture = tmp_path / "start.png"
+    Image.new("RGB", (64, 64), "orange").save(picture)
+    fields: dict[str, object] = {"kind": kind, "image_path": str(picture), "steps": 4}
+    if family == "flux":
+        fields["guidance"] = 0.0
+    if kind is JobKind.INPAINT:
+        mask = tmp_path / "mask.png"
+        Image.new("L", (64, 64), 255).save(mask)
+        fields["mask_path"] = str(mask)
+    else:
+        fields["strength"] = 0.5
+    run(worker, job(request.getfixturevalue(family), 1, **fields))
+    (image,) = recorder.result(1).images
+    assert pixels(image.png).shape == (64, 64, 3)

@@ -57,9 +57,7 @@ def test_custom_pipeline_code_is_refused(tiny_models: TinyModels, tmp_path: Path
     custom_class = _with_index(tiny_models.text_to_image, tmp_path / "a", _class_name="MyPipe")
     with pytest.raises(ModelUnavailable, match=r"names the pipeline `MyPipe`.*custom pipeline"):
         registry.get(ModelRef(name="a", source=str(custom_class)))
-    own_unet = _with_index(
-        tiny_models.text_to_image, tmp_path / "b", unet=["my_unet", "MyUNet"]
-    )
+    own_unet = _with_index(tiny_models.text_to_image, tmp_path / "b", unet=["my_unet", "MyUNet"])
     with pytest.raises(ModelUnavailable, match="`unet` comes from `my_unet`"):
         registry.get(ModelRef(name="b", source=str(own_unet)))
     with_code = _with_index(tiny_models.text_to_image, tmp_path / "c")
