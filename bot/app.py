@@ -139,7 +139,8 @@ class DiffusionBot(commands.Bot):
             {
                 JobKind.TEXT_TO_IMAGE: models.default_text_to_image,
                 JobKind.INPAINT: models.default_inpainting,
-            }
+            },
+            models.offered(),
         )
         for feature in features.ALL:
             await feature.setup(self, self.services)

@@ -36,6 +36,9 @@ class NewImages:
     model: str | None
     settings: dict[str, Any] = field(default_factory=dict)  # NewJob's generation fields
     uploads: Uploads | None = None
+    # The options the user typed; the others are the command's defaults, which the model's
+    # family replaces with its own (``bot.jobs.families``).
+    given: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.jobs.decoding import PictureDecoder
 from bot.jobs.delivery import DISCORD_ERRORS, Delivery
+from bot.jobs.families import family_settings
 from bot.jobs.image_store import ImageStore
 from bot.jobs.inputs import InputStore, start_picture_from_result
 from bot.jobs.job_request import Comparison, JobRequest, NewImages, Reroll, Variation
@@ -21,7 +22,7 @@ from bot.jobs.requests import derived_job, new_job
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.uploads import read_uploads
 from bot.settings import CourseSettings, Settings
-from bot.store.models import Job, JobStatus, utcnow
+from bot.store.models import Job, JobStatus, Model, utcnow
 from bot.store.repository import (
     Limits,
     NewJob,
@@ -36,7 +37,7 @@ from bot.ui.i18n import t
 from bot.ui.interactions import ALREADY_ACKNOWLEDGED, reply
 from bot.ui.model_options import resolve_model
 from bot.ui.validation import check_prompt_syntax, seeds_for, steps_with_one_left
-from engine.protocol import DEFAULT_MASK_BLEND, GeneratedImage, JobKind, Result
+from engine.protocol import DEFAULT_MASK_BLEND, FAMILIES, Family, GeneratedImage, JobKind, Result
 
 log = logging.getLogger(__name__)
 
@@ -250,8 +251,11 @@ class JobService:
     ) -> tuple[NewJob, list[tuple[str, bytes]]]:
         """The job row ``request`` asks for, and the input files to store once it is written."""
         match request:
-            case NewImages(kind=kind, model=name, settings=settings, uploads=uploads):
+            case NewImages(kind=kind, model=name, settings=settings, uploads=uploads, given=given):
                 model = await resolve_model(self._repo, name, kind.model_kind)
+                settings = family_settings(
+                    model.family, kind, settings, given, self._settings.limits.bounds()
+                )
                 read = None
                 if uploads:
                     # Decoding costs CPU the user chooses: a caller over their limits is refused
@@ -269,7 +273,13 @@ class JobService:
                 parent = await self.get(job_id)
                 if parent.comparison:
                     raise UserInputError(t(interaction, "lesson.not_twice", job_id=job_id))
-                await self.require_model_offered(parent)
+                model = await self.require_model_offered(parent)
+                if model.family is not Family.SD:
+                    # Their panels vary guidance, steps and schedulers the way SD 1.x takes them.
+                    raise UserInputError(
+                        f"The course lessons run on {FAMILIES[Family.SD].label} models; "
+                        f"job #{job_id} used {FAMILIES[model.family].label}."
+                    )
                 await self._reuse_inputs(parent)
                 course = self._settings.course
                 return comparison_job(parent, kind, course, interaction), []
@@ -374,7 +384,7 @@ class JobService:
             )
         return job
 
-    async def require_model_offered(self, parent: Job) -> None:
+    async def require_model_offered(self, parent: Job) -> Model:
         """Refuse new work from a job whose model an admin has since disabled or removed."""
         model = await self._repo.get_model(parent.model_name)
         if model is None or not model.enabled:
@@ -382,6 +392,7 @@ class JobService:
                 f"Job #{parent.id} used the model {parent.model_name}, which is no longer "
                 "offered, so it cannot be made again."
             )
+        return model
 
     async def get(self, job_id: int) -> Job:
         job = await self._repo.get_job(job_id)

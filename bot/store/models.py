@@ -29,7 +29,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from engine.protocol import DEFAULT_MASK_BLEND, GENERATION_PARAMS, GenerationParams, JobKind
+from engine.protocol import (
+    DEFAULT_MASK_BLEND,
+    GENERATION_PARAMS,
+    Family,
+    GenerationParams,
+    JobKind,
+)
 
 # Named constraints, so batch migrations on SQLite (which rebuild tables) can find them.
 NAMING_CONVENTION = {
@@ -119,6 +125,9 @@ class Model(Base):
     source: Mapped[str] = mapped_column(String(500))  # Hugging Face id or local folder
     revision: Mapped[str | None] = mapped_column(String(100))
     kind: Mapped[JobKind] = mapped_column(_enum(JobKind))
+    # Detected from model_index.json when added (engine.load_rules); decides which options a
+    # job on it takes and what it gets when they are left out (engine.protocol.FAMILIES).
+    family: Mapped[Family] = mapped_column(_enum(Family), default=Family.SD, server_default="sd")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -39,7 +39,7 @@ from bot.store.models import (
     utcnow,
 )
 from bot.store.writer import Change, Writer
-from engine.protocol import GenerationParams, JobKind
+from engine.protocol import Family, GenerationParams, JobKind
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,6 +65,20 @@ _TRANSITIONS: dict[JobStatus, set[JobStatus]] = {
     JobStatus.FAILED: set(),
     JobStatus.CANCELLED: set(),
 }
+
+
+@dataclass(frozen=True)
+class OfferedModel:
+    """A text-to-image model of another family, offered on first start (``MODELS_*``)."""
+
+    source: str
+    revision: str | None
+    family: Family
+
+
+def _name_of(source: str) -> str:
+    """A model's name from its source: the last part of its id or path."""
+    return source.rstrip("/").rsplit("/", 1)[-1]
 
 
 class StoreError(Exception):
@@ -576,7 +590,12 @@ class Repository:
         return next((m for m in await self._model_table() if m.kind == kind and m.is_default), None)
 
     async def add_model(
-        self, name: str, source: str, kind: JobKind, revision: str | None = None
+        self,
+        name: str,
+        source: str,
+        kind: JobKind,
+        revision: str | None = None,
+        family: Family = Family.SD,
     ) -> Model:
         async def change(session: AsyncSession) -> Model:
             if await session.scalar(select(Model.id).where(Model.name == name)) is not None:
@@ -589,6 +608,7 @@ class Repository:
                 source=source,
                 kind=kind,
                 revision=revision,
+                family=family,
                 enabled=True,
                 # The first model of a kind becomes its default, so the kind is usable at once.
                 is_default=has_default is None,
@@ -634,12 +654,29 @@ class Repository:
 
         return await self._change_models(change)
 
-    async def ensure_default_models(self, defaults: dict[JobKind, str]) -> None:
-        """On first start, offer the configured models, named after their last path part."""
+    async def ensure_default_models(
+        self, defaults: dict[JobKind, str], offered: Sequence[OfferedModel] = ()
+    ) -> None:
+        """On first start, offer the configured models, named after their last path part.
+
+        ``defaults`` become each kind's default when it has none; ``offered`` (other families'
+        models) are added only on the very first start, when the table is empty, so that one an
+        admin removed stays removed.
+        """
+        first_start = not await self.list_models(enabled_only=False)
         for kind, source in defaults.items():
-            name = source.rstrip("/").rsplit("/", 1)[-1]
+            name = _name_of(source)
             if await self.default_model(kind) is None and await self.get_model(name) is None:
                 await self.add_model(name, source, kind)
+        for model in offered if first_start else ():
+            if await self.get_model(_name_of(model.source)) is None:
+                await self.add_model(
+                    _name_of(model.source),
+                    model.source,
+                    JobKind.TEXT_TO_IMAGE,
+                    model.revision,
+                    model.family,
+                )
 
     # --- audit log ---------------------------------------------------------------------
 

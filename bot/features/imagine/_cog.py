@@ -86,12 +86,14 @@ class ImagineCog(commands.Cog):
             height=size.height,
             scheduler=scheduler,
         )
+        # The model's family replaces the defaults of what was not typed (bot.jobs.families).
+        given = options.typed_options(interaction)
         if image is None:
-            request = NewImages(JobKind.TEXT_TO_IMAGE, model, params)
+            request = NewImages(JobKind.TEXT_TO_IMAGE, model, params, given=given)
         else:
             params["strength"] = strength
             uploads = Uploads(image, repaint_area=False)
-            request = NewImages(JobKind.IMAGE_TO_IMAGE, model, params, uploads)
+            request = NewImages(JobKind.IMAGE_TO_IMAGE, model, params, uploads, given)
         await self.services.jobs.submit(interaction, request)
 
     @imagine.autocomplete("model")

@@ -52,6 +52,8 @@ def make_settings(tmp_path: Path, stub: DiscordStub, tiny: TinyModels, **limits:
         models=ModelDefaults(
             default_text_to_image=str(tiny.text_to_image),
             default_inpainting=str(tiny.inpainting),
+            sdxl="",  # admins add the tiny SDXL and FLUX models where a test needs them
+            flux="",
             **none,
         ),
         limits=LimitSettings(**{"images_per_hour": 100, "max_queued_jobs": 5, **limits}, **none),

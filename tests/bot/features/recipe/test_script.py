@@ -24,8 +24,9 @@ from bot.features.recipe._script import SCHEDULER_RECIPES, input_names, render_s
 from bot.jobs.lessons import panel_labels
 from bot.jobs.scheduler import spec_for
 from bot.store.models import Job
-from engine.protocol import DEFAULT_MASK_BLEND, SCHEDULERS
+from engine.protocol import DEFAULT_MASK_BLEND, SCHEDULERS, Family
 from tests.engine.helpers import Recorder, engine_settings, run
+from tests.fixtures.tiny_families import TinyFamilies
 from tests.fixtures.tiny_models import TinyModels
 
 
@@ -119,7 +120,9 @@ def _png(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyModels):
+def test_scripts_reproduce_the_engines_pixels(
+    tmp_path: Path, tiny_models: TinyModels, tiny_families: TinyFamilies
+):
     source = tiny_models.text_to_image
     inputs = tmp_path / "inputs"
     inputs.mkdir()
@@ -196,7 +199,21 @@ def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyM
             comparison="guidance",
             comparison_values=[0.0, 7.5],
         ),
+        # The other families, each on its own pipeline: SDXL with a negative prompt, FLUX.1
+        # schnell without guidance (its own sampler), from text and from a picture.
+        make_job(13, tiny_families.sdxl, negative_prompt="blurry", guidance=6.0, seeds=[5]),
+        make_job(14, tiny_families.flux, guidance=0.0, steps=2, seeds=[6]),
+        make_job(
+            15,
+            tiny_families.flux,
+            kind="image_to_image",
+            image_ref="in.png",
+            guidance=0.0,
+            strength=0.75,
+            steps=4,
+        ),
     ]
+    families = {13: Family.SDXL, 14: Family.FLUX, 15: Family.FLUX}
     recorder = Recorder()
     from engine.worker import Worker
 
@@ -207,7 +224,7 @@ def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyM
     work.mkdir()
     for job in jobs:
         # An admin's script: the tiny models are folders, whose paths only admins are shown.
-        script = render_script(job, show_folder=True)
+        script = render_script(job, show_folder=True, family=families.get(job.id, Family.SD))
         (work / script_name(job)).write_text(script, encoding="utf-8")
         for ref, name in zip((job.image_ref, job.mask_ref), input_names(job), strict=True):
             if ref and name:
@@ -249,5 +266,8 @@ def test_scripts_reproduce_the_engines_pixels(tmp_path: Path, tiny_models: TinyM
         np.testing.assert_array_equal(made(f"job11_{seed}.png"), rgb(image.png))
     for part, image in zip(("cfg_0", "cfg_7.5"), images[12], strict=True):
         np.testing.assert_array_equal(made(f"job12_{part}_42.png"), rgb(image.png), part)
+    np.testing.assert_array_equal(made("job13_5.png"), rgb(images[13][0].png))
+    np.testing.assert_array_equal(made("job14_6.png"), rgb(images[14][0].png))
+    np.testing.assert_array_equal(made("job15_42.png"), rgb(images[15][0].png))
     # The labels the bot draws name the same panels.
     assert panel_labels(jobs[1]) == ["CFG 0", "CFG 1", "CFG 7.5"]
