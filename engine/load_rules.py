@@ -33,6 +33,8 @@ _MAX_CONFIG_BYTES = 1024 * 1024  # model_index.json and component configs are a 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 # Libraries a component may come from; anything else is a module of the repository's own.
 _LIBRARIES = {"diffusers", "transformers", None}
+# The network that denoises, per family: the one component every pipeline of it has.
+_DENOISERS = {Family.SD: "unet", Family.SDXL: "unet", Family.FLUX: "transformer"}
 # Components the engine does not load (its own safety gate runs instead).
 _SKIPPED = {"safety_checker", "feature_extractor"}
 
@@ -82,6 +84,12 @@ def check_index(index: Mapping[str, Any]) -> Family:
                 f"its component `{name}` comes from `{library}`, not diffusers or transformers; "
                 "custom code is never loaded"
             )
+    denoiser = _DENOISERS[family]
+    if not isinstance(index.get(denoiser), list) or not index[denoiser][0]:
+        raise LoadRefused(
+            f"its model_index.json names no `{denoiser}`, which a {FAMILIES[family].label} "
+            "pipeline needs"
+        )
     return family
 
 

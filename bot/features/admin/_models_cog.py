@@ -136,7 +136,7 @@ class ModelsCog(commands.Cog):
             label = KIND_LABEL[job_kind]
             family = FAMILIES[checked.family].label
             action.succeeded(f"added {family} {label} model from {where}")
-            lines = [f"✅ Added **{name}** ({family}, {label}) from `{where}`."]
+            lines = [f"✅ Added **{name}** ({label}) from `{where}`. Family: {family}."]
             if model.is_default:
                 lines.append(f"It is the default {label} model: there was none before.")
             if checked.note:

@@ -81,7 +81,7 @@ def model_list(
 
 def _model_line(model: Model, loaded: tuple[LoadedModel, ...] | None, *, admin: bool) -> str:
     tags = []
-    if model.family is not Family.SD:  # what options it takes differs: people should know
+    if model.family not in (None, Family.SD):  # it takes other options: people should know
         tags.append(FAMILIES[model.family].label)
     if model.is_default:
         tags.append("default")

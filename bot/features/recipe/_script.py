@@ -404,9 +404,12 @@ def _load(job: Job, gpu_dtype: str, family: Family) -> list[str]:
         "# Half precision on a GPU, as the bot's engine runs there; full precision on a CPU.",
         f'DTYPE = torch.{gpu_dtype} if DEVICE == "cuda" else torch.float32',
         "",
-        f"# The pipeline ({FAMILIES[family].label}, named in the folder's model_index.json):",
-        f"# {what}, from one folder. A safety checker, where the model has one, stays on.",
-        "# safetensors only: a pickled .bin file can run code when it is loaded.",
+        *_comment(
+            f"The pipeline ({FAMILIES[family].label}, named in the folder's model_index.json): "
+            f"{what}, from one folder. A safety checker, where the model has one, stays on "
+            "and blacks out what it flags (the bot blurs those instead). safetensors only: a "
+            "pickled .bin file can run code when it is loaded."
+        ),
         f"pipe = {pipeline}.from_pretrained(",
         "    MODEL, revision=REVISION, dtype=DTYPE, use_safetensors=True",
         ")",
