@@ -32,9 +32,10 @@ def test_left_out_options_come_from_the_family():
     assert family_settings(Family.SD, JobKind.TEXT_TO_IMAGE, TYPED_NOTHING, set()) == TYPED_NOTHING
     # An operator's narrower maximum holds for a family's default too.
     narrow = BOUNDS.narrowed(steps=20)
-    assert family_settings(Family.SDXL, JobKind.TEXT_TO_IMAGE, TYPED_NOTHING, (), narrow)[
-        "steps"
-    ] == 20
+    assert (
+        family_settings(Family.SDXL, JobKind.TEXT_TO_IMAGE, TYPED_NOTHING, (), narrow)["steps"]
+        == 20
+    )
 
 
 @pytest.mark.parametrize(
