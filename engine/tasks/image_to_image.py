@@ -56,7 +56,8 @@ def image_to_image(
     would make 1024x1024 without them.
     """
     arguments = call_arguments(pipeline, jobs, on_step, output_type)
-    if "width" not in inspect.signature(pipeline.__call__).parameters:  # type: ignore[attr-defined]
+    call: Any = pipeline  # diffusers' pipelines are untyped
+    if "width" not in inspect.signature(call).parameters:
         del arguments["width"], arguments["height"]
     output = pipeline(  # type: ignore[operator]  # diffusers' pipelines are untyped
         **arguments,
