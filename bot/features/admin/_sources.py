@@ -24,6 +24,7 @@ from bot.ui.model_options import KIND_LABEL, MAX_NAME_CHARS
 from engine.load_rules import LoadRefused, check_folder, check_index, read_json
 from engine.protocol import FAMILIES, Family, JobKind, is_folder_source
 
+HUB_READ_TIMEOUT_S = 10.0  # reading model_index.json from the Hub: a few KB
 _NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_NAME_CHARS}}}")
 # Hugging Face's own rules: letters, digits, "-", "_", "." per part, up to 96 characters,
 # and never ".." or "--".
@@ -94,7 +95,12 @@ async def check_source(source: str, kind: JobKind, revision: str | None = None) 
     if is_folder_source(source):
         return await asyncio.to_thread(inspect_folder, source, kind)
     hub_id = check_hub_id(source)
-    family = await asyncio.to_thread(hub_family, hub_id, revision)
+    try:
+        family = await asyncio.wait_for(
+            asyncio.to_thread(hub_family, hub_id, revision), HUB_READ_TIMEOUT_S
+        )
+    except TimeoutError:  # the Hub retries a lost network for longer; the engine checks anyway
+        family = None
     if family is None:
         return CheckedSource(
             hub_id,
