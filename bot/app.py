@@ -160,6 +160,7 @@ class DiffusionBot(commands.Bot):
                 JobKind.DEPTH_TO_IMAGE: models.default_depth_revision or None,
                 JobKind.UPSCALE: models.default_upscaler_revision or None,
             },
+            offered=models.offered(),
         )
         for feature in features.ALL:
             await feature.setup(self, self.services)

@@ -22,7 +22,15 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from engine.protocol import BOUNDS, DEFAULT_MASK_BLEND, SCHEDULERS, Bounds, number_text
+from bot.store.repository import OfferedModel
+from engine.protocol import (
+    BOUNDS,
+    DEFAULT_MASK_BLEND,
+    SCHEDULERS,
+    Bounds,
+    Family,
+    number_text,
+)
 
 ENV_FILE = ".env"
 
@@ -95,6 +103,23 @@ class ModelDefaults(BaseSettings):
     default_depth: str = "sd2-community/stable-diffusion-2-depth"
     # The commit of ``default_depth`` to run (empty: its latest).
     default_depth_revision: str = "6cb92dd9430a7f6da8d9e99d7b60acdebcc348b7"
+    # Offered beside them on the very first start (engine.protocol.FAMILIES), each pinned to a
+    # commit so every server gets the same weights. FLUX.1 schnell is gated on the Hub (accept
+    # its licence there once; the engine reads HF_TOKEN).
+    sdxl: str = "stabilityai/stable-diffusion-xl-base-1.0"
+    sdxl_revision: str | None = "462165984030d82259a11f4367a4eed129e94a7b"
+    flux: str = "black-forest-labs/FLUX.1-schnell"
+    flux_revision: str | None = "741f7c3ce8b383c54771c7003378a50191e9efe9"
+
+    def offered(self) -> list[OfferedModel]:
+        """The other families' models to offer on first start; ``none`` (or empty) leaves one
+        out."""
+        models = [
+            OfferedModel(self.sdxl, self.sdxl_revision, Family.SDXL),
+            OfferedModel(self.flux, self.flux_revision, Family.FLUX),
+        ]
+        return [m for m in models if m.source.strip() and m.source.strip().lower() != "none"]
+
     # Inpainting keeps the user's own pixels outside the mask, blended over this many pixels.
     inpaint_mask_blend: int = Field(DEFAULT_MASK_BLEND, ge=0, le=64)
     # The x4 upscaler behind the Upscale buttons. stabilityai's SD 2.x repositories left the

@@ -166,7 +166,9 @@ class Bounds:
     # ×4 upscaling: the most pixels a picture to upscale may have. Every size /imagine offers
     # fits (wide 896×512 becomes 3584×2048); the output has 16 times as many.
     upscale_pixels: Bound[int] = Bound(1, 896 * 512)
-    side: Bound[int] = Bound(64, 1024)  # pixels, each side of a picture
+    # Pixels, each side of a picture: up to the longest of SDXL's and FLUX's own sizes
+    # (``FAMILIES``). Uploaded pictures are fitted smaller (bot.jobs.inputs).
+    side: Bound[int] = Bound(64, 1536)
     side_multiple: int = 8  # sides are multiples of the VAE's downscale factor
     size: str = "square"  # the default, a key of SIZES
     scheduler: str = "euler"  # the default, a key of SCHEDULERS
@@ -242,10 +244,123 @@ class AdapterKind(enum.StrEnum):
     EMBEDDING = "embedding"
 
 
-# The model families adapters are made for, by the name stored with each adapter -> what people
-# call it. An adapter only fits models of its own family.
-MODEL_FAMILIES: dict[str, str] = {"sd1": "Stable Diffusion 1.x"}
-DEFAULT_FAMILY = "sd1"
+class Family(enum.StrEnum):
+    """A model family: the kind of network a checkpoint is, which decides what it takes."""
+
+    SD = "sd"  # Stable Diffusion 1.x and 2.x (a UNet, one CLIP text encoder)
+    SDXL = "sdxl"  # Stable Diffusion XL (a bigger UNet, two CLIP text encoders)
+    FLUX = "flux"  # FLUX.1 [schnell] (a flow-matching transformer, CLIP + T5, guidance-distilled)
+
+
+# SDXL's and FLUX.1's own sizes, about a megapixel each: the buckets SDXL was trained on, which
+# FLUX.1 also draws well (multiples of 16, as FLUX packs latents in 2x2 patches).
+MEGAPIXEL_SIZES: dict[str, Size] = {
+    "square": Size(1024, 1024, "Square"),
+    "landscape": Size(1216, 832, "Landscape 3:2"),
+    "portrait": Size(832, 1216, "Portrait 2:3"),
+    "wide": Size(1344, 768, "Wide 16:9"),
+    "tall": Size(768, 1344, "Tall 9:16"),
+}
+
+
+@dataclass(frozen=True)
+class FamilyTraits:
+    """What a family takes and what a job on it gets when an option is left out.
+
+    The bot refuses an option a family does not take (naming the family), and fills the ones
+    left out from here; the engine checks the same table.
+    """
+
+    label: str  # how people call it, in messages: "FLUX.1 schnell takes no negative prompt"
+    sizes: dict[str, Size]  # the same names as SIZES, at this family's own pixels
+    steps: BoundWithDefault[int]  # within BOUNDS.steps
+    # The default classifier-free guidance; None: the family takes no guidance (a
+    # guidance-distilled model runs one pass per step and has no scale to set).
+    guidance: float | None
+    negative_prompt: bool  # whether it takes one (classifier-free guidance needs one)
+    schedulers: tuple[str, ...]  # keys of SCHEDULERS it runs; the first is its default
+    weighted_prompts: bool  # whether ``(word:1.3)`` weights are read (compel, SD 1.x/2.x only)
+    kinds: frozenset[JobKind]  # the jobs it runs
+    # ``_class_name`` values in model_index.json that diffusers ships for this family.
+    pipeline_classes: tuple[str, ...]
+
+    @property
+    def default_guidance(self) -> float:
+        """What a job stores as its guidance when none is given: 0 for a family that takes
+        none (diffusers' own examples run FLUX.1 schnell at ``guidance_scale=0``)."""
+        return 0.0 if self.guidance is None else self.guidance
+
+    def takes_scheduler(self, name: str) -> bool:
+        return name in self.schedulers
+
+
+_ALL_KINDS = frozenset({JobKind.TEXT_TO_IMAGE, JobKind.INPAINT, JobKind.IMAGE_TO_IMAGE})
+
+FAMILIES: dict[Family, FamilyTraits] = {
+    Family.SD: FamilyTraits(
+        label="Stable Diffusion 1.x/2.x",
+        sizes=SIZES,
+        steps=BOUNDS.steps,
+        guidance=BOUNDS.guidance.default,
+        negative_prompt=True,
+        schedulers=tuple(SCHEDULERS),
+        weighted_prompts=True,
+        # SD 2's depth checkpoints and the x4 upscaler are of this family, each doing only its
+        # own job (engine.models.registry).
+        kinds=_ALL_KINDS | {JobKind.DEPTH_TO_IMAGE, JobKind.UPSCALE},
+        pipeline_classes=(
+            "StableDiffusionPipeline",
+            "StableDiffusionImg2ImgPipeline",
+            "StableDiffusionInpaintPipeline",
+            "StableDiffusionDepth2ImgPipeline",
+            "StableDiffusionUpscalePipeline",
+        ),
+    ),
+    Family.SDXL: FamilyTraits(
+        label="SDXL",
+        sizes=MEGAPIXEL_SIZES,
+        steps=BoundWithDefault(1, BOUNDS.steps.max, default=30),
+        guidance=7.0,
+        negative_prompt=True,
+        schedulers=tuple(SCHEDULERS),
+        # compel's SDXL path is not wired in (engine.tasks.prompt_embeddings): weights refused
+        weighted_prompts=False,
+        kinds=_ALL_KINDS,
+        pipeline_classes=(
+            "StableDiffusionXLPipeline",
+            "StableDiffusionXLImg2ImgPipeline",
+            "StableDiffusionXLInpaintPipeline",
+        ),
+    ),
+    # Guidance-distilled to make a picture in 1-4 steps with its own flow-matching Euler sampler.
+    Family.FLUX: FamilyTraits(
+        label="FLUX.1 schnell",
+        sizes=MEGAPIXEL_SIZES,
+        steps=BoundWithDefault(1, 4, default=4),
+        guidance=None,
+        negative_prompt=False,
+        schedulers=("euler",),  # FlowMatchEulerDiscreteScheduler, the checkpoint's own
+        weighted_prompts=False,
+        kinds=frozenset({JobKind.TEXT_TO_IMAGE, JobKind.IMAGE_TO_IMAGE}),
+        pipeline_classes=("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline"),
+    ),
+}
+
+
+# The model families adapters (LoRAs, embeddings) can be added for, by the ``Family`` value
+# stored with each adapter -> what people call it. An adapter only fits models of its own
+# family (``Model.family``). SD only so far: loading them into SDXL and FLUX is not tried.
+MODEL_FAMILIES: dict[str, str] = {Family.SD.value: FAMILIES[Family.SD].label}
+DEFAULT_FAMILY = Family.SD.value
+
+
+def family_of_pipeline(class_name: object) -> Family | None:
+    """The family whose diffusers pipeline ``model_index.json`` names; None for any other class
+    (a family this engine does not run, or custom pipeline code)."""
+    for family, traits in FAMILIES.items():
+        if class_name in traits.pipeline_classes:
+            return family
+    return None
 
 
 class ErrorKind(enum.StrEnum):
@@ -713,8 +828,10 @@ async def read_message_async(reader: Any) -> Request | Event | None:
 __all__ = [
     "BOUNDS",
     "DEFAULT_FAMILY",
+    "FAMILIES",
     "GENERATION_PARAMS",
     "MAX_SEED",
+    "MEGAPIXEL_SIZES",
     "MODEL_FAMILIES",
     "SCHEDULERS",
     "SHARED_PARAMS",
@@ -729,6 +846,8 @@ __all__ = [
     "DepthMap",
     "ErrorKind",
     "Event",
+    "Family",
+    "FamilyTraits",
     "GeneratedImage",
     "GenerationParams",
     "JobError",
@@ -752,6 +871,7 @@ __all__ = [
     "Variant",
     "decode",
     "encode",
+    "family_of_pipeline",
     "frame",
     "number_text",
     "read_message",

@@ -58,6 +58,9 @@ class EngineSettings(BaseSettings):
     variant: str | None = None  # weight variant to fetch, e.g. "fp16"; None: the default files
     cache_dir: str | None = None  # where Hub downloads go; None: the hub's default (HF_HOME)
     memory_budget_gb: float | None = Field(default=None, gt=0)  # None: 75% of GPU, no CPU cap
+    # A model whose safetensors weights are larger is refused before it is downloaded
+    # (engine.load_rules); FLUX.1 schnell is about 32 GB in bfloat16 with its T5 encoder.
+    max_model_gb: float | None = Field(default=40, gt=0)  # None: no cap
 
     safety_checker: str = DEFAULT_SAFETY_CHECKER  # Hugging Face id or local folder
     safety_checker_revision: str | None = None

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.tiny_depth",
     "tests.fixtures.tiny_upscaler",
     "tests.fixtures.tiny_adapters",
+    "tests.fixtures.tiny_families",
 ]

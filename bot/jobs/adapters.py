@@ -16,20 +16,15 @@ from bot.store.repository import Repository
 from bot.ui import render
 from bot.ui.errors import UserInputError
 from engine.prompt_syntax import PromptSyntaxError, loras
-from engine.protocol import BOUNDS, DEFAULT_FAMILY, MODEL_FAMILIES, AdapterKind, AdapterRef
+from engine.protocol import BOUNDS, FAMILIES, MODEL_FAMILIES, AdapterKind, AdapterRef, Family
 
-__all__ = ["model_family", "require_still_offered", "resolve_adapters"]
-
-
-def model_family(model_source: str) -> str:
-    """The family a model belongs to. Every model the engine runs today is SD 1.x-style; the
-    family detection of models (from ``model_index.json``) will answer here."""
-    del model_source
-    return DEFAULT_FAMILY
+__all__ = ["require_still_offered", "resolve_adapters"]
 
 
 def _family_name(family: str) -> str:
-    return MODEL_FAMILIES.get(family, family)
+    if family in MODEL_FAMILIES:
+        return MODEL_FAMILIES[family]
+    return FAMILIES[Family(family)].label if family in set(Family) else family
 
 
 def _offered_loras(offered: Sequence[Adapter], family: str) -> str:

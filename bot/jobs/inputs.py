@@ -39,9 +39,10 @@ MAX_INPUT_BYTES = 20 * 1024 * 1024
 MAX_INPUT_PIXELS = 16_000_000
 MIN_INPUT_SIDE = 64
 # Stable Diffusion 1.x and 2.x inpainting models work at 512 px; the shorter side goes there,
-# the longer one at most to the largest side a job may have (engine.protocol.BOUNDS).
+# the longer one at most to twice that, SD 1.x's longest size. SDXL and FLUX.1 jobs may be
+# larger (``BOUNDS.side``), but uploads are fitted the same way on every family for now.
 FIT_SIDE = 512
-MAX_FIT_SIDE = BOUNDS.side.max
+MAX_FIT_SIDE = 2 * FIT_SIDE
 MIN_FIT_SIDE = BOUNDS.side.min
 MULTIPLE = BOUNDS.side_multiple  # the VAE's downscale factor: sides must be multiples of it
 # Shapes closer than this (relative) count as the same aspect; a mask drawn on a screenshot or

@@ -40,6 +40,9 @@ class NewImages:
     # /compare: the grid's checked axes, x first (a model axis's names are looked up by the
     # job service); () for one picture per seed.
     axes: tuple[Axis, ...] = ()
+    # The options the user typed; the others are the command's defaults, which the model's
+    # family replaces with its own (``bot.jobs.families``).
+    given: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

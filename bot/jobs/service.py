@@ -13,9 +13,10 @@ import discord
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.jobs import xy_plot
-from bot.jobs.adapters import model_family, require_still_offered, resolve_adapters
+from bot.jobs.adapters import require_still_offered, resolve_adapters
 from bot.jobs.decoding import PictureDecoder
 from bot.jobs.delivery import DISCORD_ERRORS, Delivery
+from bot.jobs.families import family_settings
 from bot.jobs.image_store import ImageStore
 from bot.jobs.inputs import InputStore, start_picture_from_result
 from bot.jobs.job_request import Comparison, JobRequest, NewImages, Reroll, Upscale, Variation
@@ -44,7 +45,15 @@ from bot.ui.interactions import ALREADY_ACKNOWLEDGED, reply
 from bot.ui.model_options import resolve_model
 from bot.ui.validation import check_prompt_syntax, seeds_for, steps_with_one_left
 from engine.prompt_syntax import without_loras
-from engine.protocol import BOUNDS, DEFAULT_MASK_BLEND, GeneratedImage, JobKind, Result
+from engine.protocol import (
+    BOUNDS,
+    DEFAULT_MASK_BLEND,
+    FAMILIES,
+    Family,
+    GeneratedImage,
+    JobKind,
+    Result,
+)
 
 log = logging.getLogger(__name__)
 
@@ -266,11 +275,16 @@ class JobService:
     ) -> tuple[NewJob, list[tuple[str, bytes]]]:
         """The job row ``request`` asks for, and the input files to store once it is written."""
         match request:
-            case NewImages(kind=kind, model=name, settings=settings, uploads=uploads, axes=axes):
+            case NewImages(
+                kind=kind, model=name, settings=settings, uploads=uploads, axes=axes, given=given
+            ):
                 model = await resolve_model(self._repo, name, kind.model_kind)
                 if axes:
                     model, grid = await self._grid(axes, model, kind)
                     settings = {**settings, **grid}
+                settings = family_settings(
+                    model.family, kind, settings, given, self._settings.limits.bounds()
+                )
                 read = None
                 if uploads:
                     # Decoding costs CPU the user chooses: a caller over their limits is refused
@@ -284,7 +298,7 @@ class JobService:
                     settings["prompt"],
                     settings.get("negative_prompt", ""),
                     model.name,
-                    model_family(model.source),
+                    model.family.value,
                 )
                 if fields["adapters"] and kind is JobKind.DEPTH_TO_IMAGE:
                     # A depth checkpoint is SD 2 with a fifth input channel: no offered
@@ -306,7 +320,13 @@ class JobService:
                 parent = await self.get(job_id)
                 if parent.comparison:
                     raise UserInputError(t(interaction, "lesson.not_twice", job_id=job_id))
-                await self.require_model_offered(parent)
+                model = await self.require_model_offered(parent)
+                if model.family is not Family.SD:
+                    # Their panels vary guidance, steps and schedulers the way SD 1.x takes them.
+                    raise UserInputError(
+                        f"The course lessons run on {FAMILIES[Family.SD].label} models; "
+                        f"job #{job_id} used {FAMILIES[model.family].label}."
+                    )
                 await self._reuse_inputs(parent)
                 course = self._settings.course
                 return comparison_job(parent, kind, course, interaction), []
@@ -331,6 +351,14 @@ class JobService:
                     for name in axis.values
                 ]
                 model = models[0]
+        for compared in models or [model]:
+            # Grids of SDXL and FLUX panels are not tried yet (their sizes, steps and guidance
+            # differ from the axes' bounds): refused plainly rather than run half-right.
+            if compared.family is not Family.SD:
+                raise UserInputError(
+                    f"/compare runs on {FAMILIES[Family.SD].label} models so far; "
+                    f"{compared.name} is a {FAMILIES[compared.family].label} model."
+                )
         return model, {"comparison": xy_plot.XY, "comparison_values": stored(axes, models)}
 
     async def _grid_again(
@@ -527,7 +555,7 @@ class JobService:
             )
         return job
 
-    async def require_model_offered(self, parent: Job) -> None:
+    async def require_model_offered(self, parent: Job) -> Model:
         """Refuse new work from a job whose model an admin has since disabled or removed."""
         model = await self._repo.get_model(parent.model_name)
         if model is None or not model.enabled:
@@ -535,6 +563,7 @@ class JobService:
                 f"Job #{parent.id} used the model {parent.model_name}, which is no longer "
                 "offered, so it cannot be made again."
             )
+        return model
 
     async def get(self, job_id: int) -> Job:
         job = await self._repo.get_job(job_id)

@@ -36,6 +36,7 @@ from engine.protocol import (
     GENERATION_PARAMS,
     AdapterKind,
     AdapterRef,
+    Family,
     GenerationParams,
     JobKind,
 )
@@ -128,6 +129,9 @@ class Model(Base):
     source: Mapped[str] = mapped_column(String(500))  # Hugging Face id or local folder
     revision: Mapped[str | None] = mapped_column(String(100))
     kind: Mapped[JobKind] = mapped_column(_enum(JobKind))
+    # Detected from model_index.json when added (engine.load_rules); decides which options a
+    # job on it takes and what it gets when they are left out (engine.protocol.FAMILIES).
+    family: Mapped[Family] = mapped_column(_enum(Family), default=Family.SD, server_default="sd")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

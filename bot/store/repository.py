@@ -45,7 +45,7 @@ from bot.store.models import (
 )
 from bot.store.moderation import ModerationStore
 from bot.store.writer import Change, Writer
-from engine.protocol import AdapterKind, AdapterRef, GenerationParams, JobKind
+from engine.protocol import AdapterKind, AdapterRef, Family, GenerationParams, JobKind
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,6 +71,20 @@ _TRANSITIONS: dict[JobStatus, set[JobStatus]] = {
     JobStatus.FAILED: set(),
     JobStatus.CANCELLED: set(),
 }
+
+
+@dataclass(frozen=True)
+class OfferedModel:
+    """A text-to-image model of another family, offered on first start (``MODELS_*``)."""
+
+    source: str
+    revision: str | None
+    family: Family
+
+
+def _name_of(source: str) -> str:
+    """A model's name from its source: the last part of its id or path."""
+    return source.rstrip("/").rsplit("/", 1)[-1]
 
 
 class StoreError(Exception):
@@ -598,7 +612,12 @@ class Repository:
         return next((m for m in await self._model_table() if m.kind == kind and m.is_default), None)
 
     async def add_model(
-        self, name: str, source: str, kind: JobKind, revision: str | None = None
+        self,
+        name: str,
+        source: str,
+        kind: JobKind,
+        revision: str | None = None,
+        family: Family = Family.SD,
     ) -> Model:
         async def change(session: AsyncSession) -> Model:
             if await session.scalar(select(Model.id).where(Model.name == name)) is not None:
@@ -611,6 +630,7 @@ class Repository:
                 source=source,
                 kind=kind,
                 revision=revision,
+                family=family,
                 enabled=True,
                 # The first model of a kind becomes its default, so the kind is usable at once.
                 is_default=has_default is None,
@@ -660,16 +680,31 @@ class Repository:
         self,
         defaults: Mapping[JobKind, str],
         revisions: Mapping[JobKind, str | None] | None = None,
+        offered: Sequence[OfferedModel] = (),
     ) -> None:
         """Offer the configured models (pinned to ``revisions`` where given), named after their
         last path part, for each kind that has no default yet: on first start, and when a new
-        kind appears. An empty source offers none of its kind."""
+        kind appears. An empty source offers none of its kind.
+
+        ``offered`` (other families' models) are added only on the very first start, when the
+        table is empty, so that one an admin removed stays removed.
+        """
+        first_start = not await self.list_models(enabled_only=False)
         for kind, source in defaults.items():
             if not source.strip():
                 continue
-            name = source.rstrip("/").rsplit("/", 1)[-1]
+            name = _name_of(source)
             if await self.default_model(kind) is None and await self.get_model(name) is None:
                 await self.add_model(name, source, kind, (revisions or {}).get(kind))
+        for model in offered if first_start else ():
+            if await self.get_model(_name_of(model.source)) is None:
+                await self.add_model(
+                    _name_of(model.source),
+                    model.source,
+                    JobKind.TEXT_TO_IMAGE,
+                    model.revision,
+                    model.family,
+                )
 
     # --- students' suggestions --------------------------------------------------------
 

@@ -254,6 +254,11 @@ OptionalGuidance = app_commands.Transform[float, OptionalGuidanceOption]
 OptionalScheduler = app_commands.Transform[str, OptionalSchedulerOption]
 
 
+def typed_options(interaction: discord.Interaction) -> frozenset[str]:
+    """The options the user typed (Discord sends only those); the others hold defaults."""
+    return frozenset(name for name, _ in interaction.namespace)
+
+
 def fill_bounds(text: str, low: object, high: object, default: object) -> str:
     """``text`` with ``{min}``, ``{max}`` and ``{default}`` filled in where they are numbers."""
     for field, value in (("{min}", low), ("{max}", high), ("{default}", default)):

@@ -43,6 +43,9 @@ class PerImageLinear(nn.Module):
         super().__init__()
         self.inner = inner
         self.rows_per_image: int | None = None
+        # Pipelines read a linear's shape (SDXL's checks its added-conditioning width).
+        self.in_features = inner.in_features
+        self.out_features = inner.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.rows_per_image

@@ -1,6 +1,9 @@
 """Loaded pipelines by model, under a memory budget, least recently used unloaded first.
 
-Every model loads through ``from_pretrained`` from a Hugging Face id or a local folder. A
+Every model loads through ``from_pretrained`` from a Hugging Face id or a local folder, as the
+pipeline of its family (``engine.protocol.FAMILIES``: SD 1.x/2.x, SDXL, FLUX.1 schnell), which
+``model_index.json`` names; any other class, custom pipeline code included, is refused before a
+weight is read or downloaded (``engine.load_rules``). A
 text-to-image checkpoint also inpaints and starts from a picture (image-to-image): those
 pipelines are built from the same components (``from_pipe``), so they cost no extra memory. A
 dedicated inpainting checkpoint (a UNet with 9 input channels) only inpaints, and a depth
@@ -33,10 +36,12 @@ from diffusers import (
     StableDiffusionUpscalePipeline,
 )
 
+from engine.load_rules import LoadRefused, check_folder
 from engine.models.adapters import LoadedAdapters
 from engine.models.fast_path import FastPathReport, FastPathSettings, apply_fast_path
+from engine.models.hub_check import check_hub_model
 from engine.models.invariance import PerImageLinear, make_batch_invariant
-from engine.protocol import JobKind, LoadedModel, ModelRef
+from engine.protocol import FAMILIES, Family, JobKind, LoadedModel, ModelRef, family_of_pipeline
 from engine.settings import SAFETENSORS_ONLY, EngineSettings
 
 log = logging.getLogger(__name__)
@@ -60,6 +65,11 @@ def module_bytes(pipeline: DiffusionPipeline) -> int:
             for tensor in (*component.parameters(), *component.buffers()):
                 total += tensor.numel() * tensor.element_size()
     return total
+
+
+def family_of(pipeline: object) -> Family | None:
+    """The family of a loaded pipeline (text-to-image, image-to-image or inpainting)."""
+    return family_of_pipeline(type(pipeline).__name__)
 
 
 def _about_safetensors(error: BaseException | None) -> bool:
@@ -89,6 +99,7 @@ class LoadedPipelines:
     # TEXT_TO_IMAGE (can also inpaint and start from a picture), INPAINT (a dedicated
     # checkpoint), DEPTH_TO_IMAGE or UPSCALE (each only that)
     kind: JobKind
+    family: Family
     base: DiffusionPipeline
     scheduler_config: Any  # the checkpoint's own, kept to build per-job schedulers from
     revision: str | None  # the commit actually loaded; None for local folders
@@ -120,6 +131,9 @@ class LoadedPipelines:
             raise WrongModelKind(
                 f"{self.ref.name} is an inpainting model; it cannot make images {what}"
             )
+        traits = FAMILIES[self.family]
+        if kind not in traits.kinds:
+            raise WrongModelKind(f"{traits.label} models do not do {kind.value.replace('_', '-')}")
         if kind is JobKind.TEXT_TO_IMAGE:
             return self.base
         if kind is JobKind.IMAGE_TO_IMAGE:
@@ -267,6 +281,9 @@ class ModelRegistry:
         log.info("loading %s from %s", ref.name, ref.source)
         try:
             pipeline, revision = self._from_pretrained(ref)
+        except LoadRefused as error:
+            log.warning("refused to load %s from %s: %s", ref.name, ref.source, error)
+            raise ModelUnavailable(f"could not load the model {ref.name}: {error}") from error
         except Exception as error:
             log.exception("could not load %s from %s", ref.name, ref.source)
             reason = f"could not load the model {ref.name}"
@@ -275,16 +292,16 @@ class ModelRegistry:
                     ": it has no .safetensors weights (pickled .bin or .ckpt files are refused)"
                 )
             raise ModelUnavailable(reason) from error
+        family = family_of(pipeline)
+        if family is None:
+            raise ModelUnavailable(f"{ref.name} is not of a model family this engine runs")
         unet = getattr(pipeline, "unet", None)
-        if unet is None or getattr(pipeline, "vae", None) is None:
-            # Transformer-based models (SD3, Flux) need other step and batching code.
-            raise ModelUnavailable(f"{ref.name} is not a UNet diffusion model this engine runs")
         kind = JobKind.TEXT_TO_IMAGE
         if isinstance(pipeline, StableDiffusionDepth2ImgPipeline):
             kind = JobKind.DEPTH_TO_IMAGE
         elif isinstance(pipeline, StableDiffusionUpscalePipeline):
             kind = JobKind.UPSCALE
-        elif unet.config.in_channels == 9:
+        elif unet is not None and unet.config.in_channels == 9:
             kind = JobKind.INPAINT
             pipeline = AutoPipelineForInpainting.from_pipe(pipeline)
         size = module_bytes(pipeline)
@@ -307,13 +324,19 @@ class ModelRegistry:
             fast_path = replace(
                 fast_path, compile_unet=False, compile_vae=False, vae_tiling_min_pixels=0
             )
-        invariance = (
-            make_batch_invariant(pipeline.unet, pipeline.vae) if fast_path.batch_invariance else []
-        )
-        report = apply_fast_path(pipeline, fast_path, self._device, invariance)
+        # Both work on a UNet and its VAE; FLUX's transformer runs as diffusers has it, so a
+        # FLUX job's pixels may depend on its batch in the last bits (the bot batches a FLUX
+        # job only with jobs of the same settings, and a recipe runs one job alone).
+        report = FastPathReport(invariance=[])
+        if unet is not None:
+            invariance = (
+                make_batch_invariant(unet, pipeline.vae) if fast_path.batch_invariance else []
+            )
+            report = apply_fast_path(pipeline, fast_path, self._device, invariance)
         entry = LoadedPipelines(
             ref=ref,
             kind=kind,
+            family=family,
             base=pipeline,
             scheduler_config=pipeline.scheduler.config,
             revision=revision,
@@ -323,16 +346,23 @@ class ModelRegistry:
             fast_path=report,
         )
         self._entries[ref] = entry
-        log.info("loaded %s (%s, %.2f GB, revision %s)", ref.name, kind, size / _GB, revision)
+        log.info(
+            "loaded %s (%s, %s, %.2f GB, revision %s)", ref.name, family, kind, size / _GB, revision
+        )
         return entry
 
     def _from_pretrained(self, ref: ModelRef) -> tuple[DiffusionPipeline, str | None]:
         # None for the safety checker skips downloading and loading it; the engine's own gate
         # runs instead. Its feature extractor (a small JSON file) is downloaded, since in a depth
         # checkpoint the component of that name prepares pictures for the depth estimator.
+        # Other pipelines load neither.
+        skip_safety: dict[str, Any] = {"safety_checker": None, "feature_extractor": None}
         folder = Path(ref.source)
         revision = ref.revision
         if not folder.is_dir():
+            if not self._settings.offline:
+                # Before anything is downloaded: what the Hub lists must pass the rules.
+                check_hub_model(ref.source, ref.revision, self._settings)
             folder = Path(
                 DiffusionPipeline.download(
                     ref.source,
@@ -342,6 +372,10 @@ class ModelRegistry:
                 )
             )
             revision = _snapshot_commit(folder) or ref.revision
+        # The files are here now (a Hub download fetched only safetensors and configs); their
+        # pipeline class and code are checked before any of them is read as weights.
+        check_folder(folder, self._settings.max_model_gb, self._settings.variant)
+        # No ``trust_remote_code`` and no ``custom_pipeline``: only diffusers' own classes.
         common: dict[str, Any] = {"dtype": self._dtype, "variant": self._settings.variant}
         # Depth checkpoints and the upscaler are no text-to-image pipelines; model_index.json
         # names their class.
@@ -354,20 +388,10 @@ class ModelRegistry:
             # It takes no requires_safety_checker, and its invisible watermark is none of the
             # engine's business either.
             pipeline = StableDiffusionUpscalePipeline.from_pretrained(
-                folder,
-                **common,
-                watermarker=None,
-                safety_checker=None,
-                feature_extractor=None,
-                **SAFETENSORS_ONLY,
+                folder, **common, watermarker=None, **SAFETENSORS_ONLY, **skip_safety
             )
         else:
             pipeline = AutoPipelineForText2Image.from_pretrained(
-                folder,
-                **common,
-                requires_safety_checker=False,
-                safety_checker=None,
-                feature_extractor=None,
-                **SAFETENSORS_ONLY,
+                folder, **common, requires_safety_checker=False, **SAFETENSORS_ONLY, **skip_safety
             )
         return pipeline, revision

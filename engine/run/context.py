@@ -19,6 +19,7 @@ from engine.models.registry import LoadedPipelines, ModelRegistry, ModelUnavaila
 from engine.protocol import Accepted, ErrorKind, JobError, JobSpec
 from engine.run.finishing import Emit, MakeEvents, finish_now, internal_message
 from engine.settings import EngineSettings
+from engine.tasks.checks import BadInput, check_family
 from engine.tasks.prompt_embeddings import PromptReader
 from engine.tasks.text_mask import TextMasker
 
@@ -72,14 +73,26 @@ class RunContext:
             )
         )
 
-    def pipeline_or_fail(self, jobs: Sequence[JobSpec]) -> tuple[LoadedPipelines, Any] | None:
+    def pipeline_or_fail(self, jobs: list[JobSpec]) -> tuple[LoadedPipelines, Any] | None:
         """The loaded model and the pipeline that run ``jobs`` (one model and kind), loading
         it when needed, with the jobs' adapters turned on (they share them: ``batch_key``);
-        when it cannot be had, every job fails with the reason: None."""
+        when it cannot be had, every job fails with the reason: None.
+
+        A job asking for what the model's family does not take (``check_family``) fails with
+        the reason and leaves ``jobs``; None when none is left.
+        """
         first = jobs[0]
         try:
             entry = self.registry.get(first.model)
             pipeline = entry.pipeline_for(first.kind)
+            for job in list(jobs):
+                try:
+                    check_family(job, entry.family)
+                except BadInput as refused:
+                    self.fail(job, ErrorKind.BAD_INPUT, str(refused))
+                    jobs.remove(job)
+            if not jobs:
+                return None
             entry.adapters.apply(entry.base, first.adapters)
             return entry, pipeline
         except (ModelUnavailable, AdapterUnavailable) as error:

@@ -29,7 +29,7 @@ from engine.images.second_opinion import SecondOpinion, blurred
 from engine.models.invariance import batch_invariant_kernels
 from engine.models.registry import LoadedPipelines
 from engine.models.schedulers import make_scheduler
-from engine.protocol import GeneratedImage, JobKind, JobSpec, SafetyVerdict
+from engine.protocol import Family, GeneratedImage, JobKind, JobSpec, SafetyVerdict
 from engine.settings import EngineSettings
 from engine.tasks import depth_to_image, image_to_image, inpainting, text_to_image, upscaling
 from engine.tasks.inpainting import Pictures
@@ -93,8 +93,11 @@ def depth_pictures(
 
 def uses_guidance(pipeline: Any, guidance: float) -> bool:
     """Whether the call runs classifier-free guidance (two UNet rows per image)."""
+    unet = getattr(pipeline, "unet", None)
+    if unet is None:
+        return False  # FLUX.1 schnell: guidance-distilled, one transformer pass per step
     # diffusers' own rule for Stable Diffusion pipelines.
-    return guidance > 1 and pipeline.unet.config.time_cond_proj_dim is None
+    return guidance > 1 and unet.config.time_cond_proj_dim is None
 
 
 @contextmanager
@@ -103,7 +106,11 @@ def one_call(
 ) -> Iterator[None]:
     """Around one pipeline call for jobs like ``first``: their scheduler, made fresh (a
     scheduler keeps state between steps), inference mode and the batch-invariant kernels."""
-    pipeline.scheduler = make_scheduler(first.scheduler, entry.scheduler_config)
+    if entry.family is Family.FLUX:
+        # Its own flow-matching Euler scheduler, the only one it runs (``FAMILIES``).
+        pipeline.scheduler = type(entry.base.scheduler).from_config(entry.scheduler_config)
+    else:
+        pipeline.scheduler = make_scheduler(first.scheduler, entry.scheduler_config)
     rows = 2 if uses_guidance(pipeline, first.guidance) else 1
     with torch.inference_mode(), batch_invariant_kernels(device, entry.invariance, rows):
         yield

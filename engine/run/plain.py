@@ -27,11 +27,13 @@ from engine.protocol import (
     DepthMap,
     ErrorKind,
     Event,
+    Family,
     JobKind,
     JobSpec,
     MaskOverlay,
     Progress,
     Result,
+    family_of_pipeline,
 )
 from engine.run.batching import group_compatible
 from engine.run.context import CANCELLED_MESSAGE, RunContext, internal_message, job_ids
@@ -291,7 +293,7 @@ class _StepReporter:
             wanted = [job for job in running if job.preview]
             if wanted:
                 self._last_preview = now
-                previews = self._previews(wanted, tensors["latents"])
+                previews = self._previews(pipeline, wanted, tensors["latents"])
         for job in running:
             self._context.emit(
                 Progress(
@@ -303,10 +305,16 @@ class _StepReporter:
             )
         return {}
 
-    def _previews(self, jobs: list[JobSpec], latents: torch.Tensor) -> dict[int, bytes]:
+    def _previews(
+        self, pipeline: Any, jobs: list[JobSpec], latents: torch.Tensor
+    ) -> dict[int, bytes]:
         # One preview per job, of its first image, all made at once (one copy to the host).
         first = [self._first_image[job.job_id] for job in jobs]
-        images = preview.latents_to_images(latents[first], self._settings.preview_max_side)
+        family = family_of_pipeline(type(pipeline).__name__) or Family.SD
+        latents = latents[first]
+        if family is Family.FLUX:  # packed; the jobs of one call share a size
+            latents = preview.unpack_flux(latents, jobs[0].width, jobs[0].height)
+        images = preview.latents_to_images(latents, self._settings.preview_max_side, family)
         # Too small for the safety checker to judge, so always obscured (see engine.preview).
         return {
             job.job_id: preview.png_bytes(preview.obscured(image))

@@ -13,8 +13,18 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from engine.prompt_syntax import PromptSyntaxError, loras, parse
-from engine.protocol import BOUNDS, SCHEDULERS, AdapterKind, Bound, JobKind, JobSpec, number_text
+from engine.prompt_syntax import PromptSyntaxError, is_plain, loras, parse
+from engine.protocol import (
+    BOUNDS,
+    FAMILIES,
+    SCHEDULERS,
+    AdapterKind,
+    Bound,
+    Family,
+    JobKind,
+    JobSpec,
+    number_text,
+)
 from engine.settings import EngineSettings
 
 
@@ -139,6 +149,34 @@ def _check_adapters(spec: JobSpec) -> None:
     for adapter in spec.adapters:
         if adapter.kind is AdapterKind.EMBEDDING and not adapter.token.strip():
             raise BadInput(f"the embedding {adapter.name} has no token")
+
+
+def check_family(spec: JobSpec, family: Family) -> None:
+    """What the model's family does not take (``FAMILIES``), refused naming the family; run
+    once the model is loaded, since the family is the loaded pipeline's."""
+    traits = FAMILIES[family]
+    if spec.kind not in traits.kinds:
+        raise BadInput(f"{traits.label} models do not do {spec.kind.value.replace('_', '-')}")
+    if spec.negative_prompt.strip() and not traits.negative_prompt:
+        raise BadInput(f"{traits.label} takes no negative prompt")
+    if spec.guidance != traits.default_guidance and traits.guidance is None:
+        raise BadInput(f"{traits.label} takes no guidance (it is guidance-distilled)")
+    if spec.steps not in traits.steps:
+        raise BadInput(f"{traits.label} takes steps {_range(traits.steps)} (got {spec.steps})")
+    if not traits.takes_scheduler(spec.scheduler):
+        raise BadInput(
+            f"{traits.label} runs only the {', '.join(SCHEDULERS[s] for s in traits.schedulers)} "
+            "scheduler"
+        )
+    if not traits.weighted_prompts:
+        for what, text in (("prompt", spec.prompt), ("negative prompt", spec.negative_prompt)):
+            if not is_plain(parse(text)):
+                raise BadInput(
+                    f"{traits.label} does not read prompt weights; write the {what} without "
+                    "(…), […] or (word:1.3)"
+                )
+    if (spec.variants or spec.decode_steps) and family is not Family.SD:
+        raise BadInput(f"the course lessons run on Stable Diffusion 1.x/2.x, not {traits.label}")
 
 
 def _check_strength(spec: JobSpec, bound: Bound[float]) -> None:

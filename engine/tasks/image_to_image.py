@@ -8,6 +8,7 @@ each image's own generator: the same seed, picture and strength give the same pi
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,10 +52,13 @@ def image_to_image(
     ``engine.tasks.text_to_image.text_to_image`` returns them.
 
     ``pictures`` holds each job's (picture, mask), already at the job's size; the size comes
-    from the pictures (the pipeline takes no width or height).
+    from the pictures. SD's and SDXL's pipelines take no width or height; FLUX.1's does, and
+    would make 1024x1024 without them.
     """
     arguments = call_arguments(pipeline, jobs, on_step, output_type)
-    del arguments["width"], arguments["height"]
+    call: Any = pipeline  # diffusers' pipelines are untyped
+    if "width" not in inspect.signature(call).parameters:
+        del arguments["width"], arguments["height"]
     output = pipeline(  # type: ignore[operator]  # diffusers' pipelines are untyped
         **arguments,
         image=per_image(jobs, [picture for picture, _ in pictures]),

@@ -25,7 +25,7 @@ from compel import Compel, ReturnedEmbeddingsType
 from compel.prompt_parser import Conjunction, FlattenedPrompt, Fragment
 
 from engine.prompt_syntax import is_plain, parse, plain_text
-from engine.protocol import JobSpec
+from engine.protocol import FAMILIES, Family, JobSpec, family_of_pipeline
 
 __all__ = ["PromptReader"]
 
@@ -43,17 +43,25 @@ class PromptReader:
     layer-normalised) are the prompt embeddings. SDXL's two encoders would be a second
     ``Compel`` (``PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED`` for both, ``requires_pooled`` on
     the second) whose embeddings are concatenated, plus the pooled ones: see ``_compel_for``.
+
+    Families without weighted prompts (``FamilyTraits.weighted_prompts``: SDXL, FLUX.1) get
+    their prompts as text, always; the checks refuse weights for them
+    (``engine.tasks.checks.check_family``), and FLUX.1, which takes no negative prompt, gets none.
     """
 
     def __init__(self, pipeline: Any) -> None:
         self._pipeline = pipeline
-        self._compel = _compel_for(pipeline)
+        family = family_of_pipeline(type(pipeline).__name__) or Family.SD
+        self._traits = FAMILIES[family]
+        self._compel = _compel_for(pipeline) if self._traits.weighted_prompts else None
         self._tokenizer = pipeline.tokenizer
         self._window = int(self._tokenizer.model_max_length)
         self._chunks: dict[str, tuple[str, ...]] = {}
 
     def chunks(self, prompt: str) -> tuple[str, ...]:
         """The text of each window a long prompt is split into; ``()`` when it fits one."""
+        if self._compel is None:
+            return ()
         if prompt not in self._chunks:
             pieces = parse(prompt)
             provider = self._compel.conditioning_provider
@@ -77,13 +85,16 @@ class PromptReader:
 
     def call_arguments(self, jobs: Sequence[JobSpec]) -> dict[str, Any]:
         """The prompts of the call, per image: as text, or as compel's embeddings."""
-        if not any(self.windows(job) for job in jobs):
-            return {
+        if self._compel is None or not any(self.windows(job) for job in jobs):
+            texts = {
                 "prompt": _per_image(jobs, [plain_text(parse(job.prompt)) for job in jobs]),
                 "negative_prompt": _per_image(
                     jobs, [plain_text(parse(job.negative_prompt)) for job in jobs]
                 ),
             }
+            if not self._traits.negative_prompt:
+                del texts["negative_prompt"]
+            return texts
         positives, negatives = [], []
         for job in jobs:
             pair = [self._embeddings(job.prompt), self._embeddings(job.negative_prompt)]
@@ -99,10 +110,11 @@ class PromptReader:
         }
 
     def _as_text(self, prompt: str) -> bool:
-        return is_plain(parse(prompt)) and not self.chunks(prompt)
+        return self._compel is None or (is_plain(parse(prompt)) and not self.chunks(prompt))
 
     def _embeddings(self, prompt: str) -> torch.Tensor:
         """``(1, tokens, dim)``: the prompt's pieces, weighted, in as many windows as needed."""
+        assert self._compel is not None  # only jobs with windows get here
         # compel's own structures, not its prompt syntax: the pieces' text goes to the
         # tokenizer as it is.
         fragments = [Fragment(piece.text, piece.weight) for piece in parse(prompt)]

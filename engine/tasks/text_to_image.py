@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from engine.protocol import JobSpec
+from engine.protocol import FAMILIES, Family, JobSpec, family_of_pipeline
 from engine.settings import EngineSettings
 from engine.tasks.checks import check_job
 from engine.tasks.prompt_embeddings import PromptReader
@@ -44,10 +44,13 @@ def call_arguments(
     """The pipeline call's keyword arguments, per image where they can vary.
 
     The prompts go as text, or as embeddings when a job has weights or a long prompt
-    (``engine.tasks.prompt_embeddings``); the runners keep jobs of different kinds apart.
+    (``engine.tasks.prompt_embeddings``); the runners keep jobs of different kinds apart. A
+    family that takes no guidance (FLUX.1 schnell) gets no guidance scale; it reads at most
+    256 tokens of T5 prompt, as schnell was trained.
     """
     first = jobs[0]
-    return {
+    family = family_of_pipeline(type(pipeline).__name__) or Family.SD
+    arguments: dict[str, Any] = {
         **PromptReader(pipeline).call_arguments(jobs),
         "generator": [torch.Generator().manual_seed(seed) for job in jobs for seed in job.seeds],
         "num_inference_steps": first.steps,
@@ -57,6 +60,14 @@ def call_arguments(
         "output_type": output_type,
         "callback_on_step_end": on_step,
     }
+    if FAMILIES[family].guidance is None:
+        del arguments["guidance_scale"]
+    if family is Family.FLUX:
+        arguments["max_sequence_length"] = FLUX_MAX_SEQUENCE_LENGTH
+    return arguments
+
+
+FLUX_MAX_SEQUENCE_LENGTH = 256  # FLUX.1 schnell's T5 window
 
 
 def text_to_image(

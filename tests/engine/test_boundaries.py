@@ -60,7 +60,7 @@ def test_engine_does_not_import_discord_or_the_bot() -> None:
         assert not imported_roots(path) & {"discord", "bot"}, path
 
 
-@pytest.mark.parametrize("module", ["protocol.py", "prompt_syntax.py"])
+@pytest.mark.parametrize("module", ["protocol.py", "prompt_syntax.py", "load_rules.py"])
 def test_what_the_bot_imports_stays_import_light(module: str) -> None:
     modules = imported_modules(ENGINE / module) - {"__future__", "engine", "engine.protocol"}
     roots = {name.split(".")[0] for name in modules if not name.startswith("engine.protocol.")}

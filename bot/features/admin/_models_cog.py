@@ -44,7 +44,7 @@ from bot.ui.checks import is_admin
 from bot.ui.errors import UserInputError
 from bot.ui.model_options import KIND_LABEL, ModelName
 from engine.prompt_syntax import lora_token
-from engine.protocol import MODEL_FAMILIES, AdapterKind
+from engine.protocol import FAMILIES, MODEL_FAMILIES, AdapterKind, is_folder_source
 
 KIND_CHOICES = [
     app_commands.Choice(name=label, value=kind.value) for kind, label in KIND_LABEL.items()
@@ -159,16 +159,19 @@ class ModelsCog(commands.Cog):
             name = check_name(name)
             job_kind = parse_kind(kind)
             await interaction.response.defer(ephemeral=True, thinking=True)
-            checked = await check_source(source, job_kind)
-            pinned = check_revision(revision, is_folder=checked.is_folder)
+            pinned = check_revision(revision, is_folder=is_folder_source(source.strip()))
+            checked = await check_source(source, job_kind, pinned)
             try:
-                model = await self.services.repo.add_model(name, checked.source, job_kind, pinned)
+                model = await self.services.repo.add_model(
+                    name, checked.source, job_kind, pinned, checked.family
+                )
             except StoreError as error:
                 raise UserInputError(str(error)) from None
             where = checked.source + (f" @ {pinned}" if pinned else "")
             label = KIND_LABEL[job_kind]
-            action.succeeded(f"added {label} model from {where}")
-            lines = [f"✅ Added **{name}** ({label}) from `{where}`."]
+            family = FAMILIES[checked.family].label
+            action.succeeded(f"added {family} {label} model from {where}")
+            lines = [f"✅ Added **{name}** ({label}) from `{where}`. Family: {family}."]
             if model.is_default:
                 lines.append(f"It is the default {label} model: there was none before.")
             if checked.note:

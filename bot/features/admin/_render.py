@@ -17,7 +17,7 @@ from bot.store.models import AuditEntry, JobStatus, Model, utcnow
 from bot.ui import render
 from bot.ui.model_options import JOB_KIND_LABEL, KIND_LABEL
 from bot.ui.render import fit, plural
-from engine.protocol import JobKind, JobSpec, LoadedModel, is_folder_source
+from engine.protocol import FAMILIES, Family, JobKind, JobSpec, LoadedModel, is_folder_source
 
 NOT_KNOWN = "not known right now (the image engine is starting or down)"
 STORAGE_OK = StorageHealth(last_failure=None, failing=False)
@@ -87,6 +87,8 @@ def model_list(
 
 def _model_line(model: Model, loaded: tuple[LoadedModel, ...] | None, *, admin: bool) -> str:
     tags = []
+    if model.family not in (None, Family.SD):  # it takes other options: people should know
+        tags.append(FAMILIES[model.family].label)
     if model.is_default:
         tags.append("default")
     if not model.enabled:

@@ -2,8 +2,11 @@
 
 A source is a Hugging Face id (``org/name``) or a local folder given as a full path. A folder
 must already hold a diffusers pipeline (``model_index.json``), so an admin cannot point the
-engine at an arbitrary path by a slip; its UNet config tells the kind, so a wrong kind is
-refused here instead of at load time. A Hugging Face id can only be checked by loading it.
+engine at an arbitrary path by a slip. Its ``model_index.json`` names the family (SD 1.x/2.x,
+SDXL, FLUX.1 schnell) and the loading rules (``engine.load_rules``: no custom code, safetensors
+only) are checked here, with the engine's own words; its UNet config tells the kind, so a wrong
+kind is refused here instead of at load time. For a Hugging Face id, only its
+``model_index.json`` is read (the family); the engine checks the rest before downloading.
 
 The folder checks run on the bot's machine; they assume the engine runs there too (the local
 child process), which is the default setup.
@@ -12,24 +15,24 @@ child process), which is the default setup.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bot.ui.errors import UserInputError
 from bot.ui.model_options import KIND_LABEL, MAX_NAME_CHARS
-from engine.protocol import JobKind, is_folder_source
+from engine.load_rules import LoadRefused, check_folder, check_index, read_json
+from engine.protocol import FAMILIES, Family, JobKind, is_folder_source
 
+HUB_READ_TIMEOUT_S = 10.0  # reading model_index.json from the Hub: a few KB
 _NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_NAME_CHARS}}}")
 # Hugging Face's own rules: letters, digits, "-", "_", "." per part, up to 96 characters,
 # and never ".." or "--".
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 _REVISION = re.compile(r"[A-Za-z0-9._/-]{1,100}")
-_MAX_CONFIG_BYTES = 1024 * 1024  # model_index.json and unet/config.json are a few KB
-_INPAINT_IN_CHANNELS = 9  # latents + mask + masked-image latents: a dedicated inpainting UNet
-_UPSCALER_CLASS = "StableDiffusionUpscalePipeline"  # what model_index.json names the x4 upscaler
+# What model_index.json names the depth-to-image checkpoints and the x4 upscaler.
+_DEPTH_CLASS = "StableDiffusionDepth2ImgPipeline"
+_UPSCALER_CLASS = "StableDiffusionUpscalePipeline"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class CheckedSource:
 
     source: str  # the id as given, or the folder's full resolved path
     is_folder: bool
+    family: Family = Family.SD
     note: str = ""  # something the admin should know before relying on it
 
 
@@ -88,16 +92,60 @@ def check_revision(revision: str | None, *, is_folder: bool) -> str | None:
     return revision
 
 
-async def check_source(source: str, kind: JobKind) -> CheckedSource:
-    """Check a source before it is stored; folders are read in a thread (disk access)."""
+async def check_source(source: str, kind: JobKind, revision: str | None = None) -> CheckedSource:
+    """Check a source before it is stored; folders and the Hub are read in a thread."""
     source = source.strip()
     if is_folder_source(source):
         return await asyncio.to_thread(inspect_folder, source, kind)
-    return CheckedSource(check_hub_id(source), is_folder=False)
+    hub_id = check_hub_id(source)
+    try:
+        family = await asyncio.wait_for(
+            asyncio.to_thread(hub_family, hub_id, revision), HUB_READ_TIMEOUT_S
+        )
+    except TimeoutError:  # the Hub retries a lost network for longer; the engine checks anyway
+        family = None
+    if family is None:
+        return CheckedSource(
+            hub_id,
+            is_folder=False,
+            note=(
+                "Its model_index.json could not be read from the Hub now, so it is stored as "
+                f"{FAMILIES[Family.SD].label}; the engine checks what it really is when it loads."
+            ),
+        )
+    _check_family_kind(hub_id, family, kind)
+    return CheckedSource(hub_id, is_folder=False, family=family)
+
+
+def hub_family(hub_id: str, revision: str | None) -> Family | None:
+    """The family a Hub model's ``model_index.json`` names (a few KB, nothing else is
+    fetched); None when it cannot be read now (offline, gated, missing). The engine applies
+    every loading rule again before it downloads a weight (``engine.load_rules``)."""
+    from huggingface_hub import hf_hub_download  # the bot's only Hub read, a few KB
+
+    try:
+        index = read_json(Path(hf_hub_download(hub_id, "model_index.json", revision=revision)))
+        if index is None:
+            return None
+        return check_index(index)
+    except LoadRefused as error:
+        raise UserInputError(f"`{hub_id}` cannot be offered: {error}.") from None
+    except Exception:  # offline, gated, missing: the Hub's errors are many
+        return None
+
+
+def _check_family_kind(where: str, family: Family, kind: JobKind) -> None:
+    traits = FAMILIES[family]
+    if kind not in traits.kinds:
+        raise UserInputError(
+            f"`{where}` is a {traits.label} model, which does not do "
+            f"{KIND_LABEL.get(kind, kind.value)} here."
+        )
 
 
 def inspect_folder(source: str, kind: JobKind) -> CheckedSource:
-    """Refuse a folder that is missing, not a diffusers pipeline, or of another kind."""
+    """Refuse a folder that is missing, not a diffusers pipeline, breaks a loading rule
+    (``engine.load_rules``: custom code, pickled weights) or is of another kind."""
     path = Path(source).expanduser()
     try:
         # Resolved, so the store and the audit log show where the weights really are.
@@ -109,29 +157,22 @@ def inspect_folder(source: str, kind: JobKind) -> CheckedSource:
             f"`{folder}` is a file. Give the folder that holds `model_index.json` "
             "(single-file checkpoints are not supported)."
         )
-    index = _read_json(folder / "model_index.json")
-    if index is None:
+    if read_json(folder / "model_index.json") is None:
         raise UserInputError(
             f"`{folder}` does not look like a diffusers pipeline: it has no readable "
             "`model_index.json`."
         )
-    if not index.get("unet"):
-        raise UserInputError(
-            f"`{folder}` is not a UNet pipeline (Stable Diffusion 1.x, 2.x or XL), "
-            "so the engine cannot run it."
-        )
-    unet = _read_json(folder / "unet" / "config.json")
-    if unet is None:
-        raise UserInputError(f"`{folder}` looks incomplete: `unet/config.json` is missing.")
-    found = (
-        # A depth checkpoint's pipeline holds a depth estimator beside its 5-channel UNet.
-        JobKind.DEPTH_TO_IMAGE
-        if index.get("depth_estimator")
-        else JobKind.INPAINT
-        if unet.get("in_channels") == _INPAINT_IN_CHANNELS
-        else JobKind.TEXT_TO_IMAGE
-    )
-    if index.get("_class_name") == _UPSCALER_CLASS:
+    try:
+        # The size cap is the engine's (ENGINE_MAX_MODEL_GB); it applies it when loading.
+        inspected = check_folder(folder, max_gb=None)
+    except LoadRefused as error:
+        raise UserInputError(f"`{folder}` cannot be offered: {error}.") from None
+    _check_family_kind(str(folder), inspected.family, kind)
+    index = read_json(folder / "model_index.json") or {}
+    found = JobKind.INPAINT if inspected.inpainting else JobKind.TEXT_TO_IMAGE
+    if index.get("_class_name") == _DEPTH_CLASS:
+        found = JobKind.DEPTH_TO_IMAGE
+    elif index.get("_class_name") == _UPSCALER_CLASS:
         found = JobKind.UPSCALE
     # A depth checkpoint or an upscaler does nothing else, and nothing else does their work.
     single_purpose = (JobKind.DEPTH_TO_IMAGE, JobKind.UPSCALE)
@@ -162,15 +203,4 @@ def inspect_folder(source: str, kind: JobKind) -> CheckedSource:
             "This is a text-to-image checkpoint: it inpaints with the same weights, but a "
             "dedicated inpainting checkpoint usually blends edits in better."
         )
-    return CheckedSource(str(folder), is_folder=True, note=note)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    """A small JSON object from ``path``; None when missing, too big or not an object."""
-    try:
-        if not path.is_file() or path.stat().st_size > _MAX_CONFIG_BYTES:
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+    return CheckedSource(str(folder), is_folder=True, family=inspected.family, note=note)

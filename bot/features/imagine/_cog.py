@@ -39,10 +39,11 @@ class ImagineCog(commands.Cog):
         negative_prompt="What to steer away from, e.g. “blurry, text”",
         seed="Same seed + same settings = same image (random when empty)",
         # {min}, {max} and {default}: filled from the bounds in force (bot.ui.options).
-        steps="Denoising steps, {min}-{max} (default {default}); more is slower, not always better",
+        steps="Denoising steps, {min}-{max} (default {default}; FLUX.1 schnell 1-4, default 4); "
+        "more is slower",
         guidance="Classifier-free guidance: how closely to follow the prompt "
         "(default {default}; 7-8.5 is typical)",
-        size="Image size and shape",
+        size="Image size and shape (SDXL and FLUX.1 models: the same shape at about 1024×1024)",
         scheduler="The sampler that takes the denoising steps "
         f"(default {SCHEDULERS[BOUNDS.scheduler]})",
         model="Which model to use (default: the server's default)",
@@ -89,12 +90,14 @@ class ImagineCog(commands.Cog):
             height=size.height,
             scheduler=scheduler,
         )
+        # The model's family replaces the defaults of what was not typed (bot.jobs.families).
+        given = options.typed_options(interaction)
         if image is None:
-            request = NewImages(JobKind.TEXT_TO_IMAGE, model, params)
+            request = NewImages(JobKind.TEXT_TO_IMAGE, model, params, given=given)
         else:
             params["strength"] = strength
             uploads = Uploads(image, repaint_area=False)
-            request = NewImages(JobKind.IMAGE_TO_IMAGE, model, params, uploads)
+            request = NewImages(JobKind.IMAGE_TO_IMAGE, model, params, uploads, given=given)
         await self.services.jobs.submit(interaction, request)
 
     @imagine.autocomplete("loras")

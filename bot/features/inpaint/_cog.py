@@ -80,7 +80,9 @@ class InpaintCog(commands.Cog):
             mask_blend=self.services.settings.models.inpaint_mask_blend,
         )
         uploads = Uploads(image, mask, words or None)
-        request = NewImages(JobKind.INPAINT, model, params, uploads)
+        request = NewImages(
+            JobKind.INPAINT, model, params, uploads, given=options.typed_options(interaction)
+        )
         await self.services.jobs.submit(interaction, request)
 
     @inpaint.autocomplete("model")

@@ -17,6 +17,7 @@ from bot.ui import render
 from bot.ui.checks import is_admin, require_channel
 from bot.ui.errors import NotAllowed, UserInputError
 from bot.ui.i18n import t
+from engine.protocol import Family
 
 MAX_JOB_ID = 2**53 - 1  # Discord's integer options stop here
 
@@ -50,7 +51,15 @@ class RecipeCog(commands.Cog):
             ready.dtype if ready is not None and ready.device.startswith("cuda") else "float16"
         )
         device = f"{ready.device}, {ready.dtype}" if ready is not None else None
-        script = render_script(stored, engine_device=device, gpu_dtype=gpu_dtype, show_folder=admin)
+        # Jobs copy their model by name; a model removed since is taken for SD 1.x/2.x.
+        model = await self.services.repo.get_model(stored.model_name)
+        script = render_script(
+            stored,
+            engine_device=device,
+            gpu_dtype=gpu_dtype,
+            show_folder=admin,
+            family=model.family if model is not None else Family.SD,
+        )
         files = [discord.File(io.BytesIO(script.encode()), filename=script_name(stored))]
         files += [discord.File(io.BytesIO(data), filename=name) for name, data in inputs]
         lines = [t(interaction, "recipe.posted", job_id=stored.id, script=script_name(stored))]

@@ -23,7 +23,16 @@ from bot.jobs.lessons import decode_steps, denoising_steps, variants
 from bot.jobs.xy_plot import is_grid
 from bot.store.models import Job
 from engine.prompt_syntax import PromptSyntaxError, parse
-from engine.protocol import SCHEDULERS, AdapterKind, AdapterRef, JobKind, ModelRef, is_folder_source
+from engine.protocol import (
+    FAMILIES,
+    SCHEDULERS,
+    AdapterKind,
+    AdapterRef,
+    Family,
+    JobKind,
+    ModelRef,
+    is_folder_source,
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,13 @@ SCHEDULER_RECIPES: dict[str, SchedulerRecipe] = {
     ),
 }
 assert SCHEDULER_RECIPES.keys() == SCHEDULERS.keys(), "every scheduler needs a recipe"
+# FLUX.1 schnell runs its own flow-matching sampler, whatever the job's scheduler name says.
+FLUX_SCHEDULER = SchedulerRecipe(
+    "FlowMatchEulerDiscreteScheduler",
+    about="FLUX.1's own sampler: Euler steps along the straight path (flow matching) from noise "
+    "to picture; schnell was distilled to take 1-4 of them.",
+)
+FLUX_MAX_SEQUENCE_LENGTH = 256  # engine.tasks.text_to_image: schnell's T5 window
 # The diffusers class a script loads for each kind of job; the engine builds the same pipeline
 # from a loaded one (``from_pipe``), with the same components and so the same pixels.
 PIPELINE_CLASSES = {
@@ -156,9 +172,14 @@ def _scheduler_names(job: Job) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _imports(job: Job) -> list[str]:
+def _recipe_for(name: str, family: Family) -> SchedulerRecipe:
+    return FLUX_SCHEDULER if family is Family.FLUX else SCHEDULER_RECIPES[name]
+
+
+def _imports(job: Job, family: Family) -> list[str]:
     pipeline = PIPELINE_CLASSES[job.kind]
-    classes = sorted({pipeline, *(SCHEDULER_RECIPES[n].cls for n in _scheduler_names(job))})
+    schedulers = (_recipe_for(n, family).cls for n in _scheduler_names(job))
+    classes = sorted({pipeline, *schedulers})
     names = ", ".join(classes)
     lines = ["import functools", ""] if decode_steps(job) else []
     lines.append("import torch")
@@ -390,7 +411,30 @@ def prompt_arguments(pieces, negative_pieces):
 '''
 
 
-def _scheduler_factory(job: Job) -> list[str]:
+# SDXL and FLUX.1 read prompts as text (the bot refuses weights for them); FLUX.1 takes no
+# negative prompt, and reads at most 256 tokens of its T5 encoder.
+_TEXT_PROMPT_ARGUMENTS = {
+    Family.SDXL: '''
+def prompt_arguments(pieces, negative_pieces):
+    """The pipeline's prompt arguments: SDXL's two text encoders read the text itself."""
+    return {
+        "prompt": "".join(text for text, _ in pieces),
+        "negative_prompt": "".join(text for text, _ in negative_pieces),
+    }
+''',
+    Family.FLUX: f'''
+def prompt_arguments(pieces, negative_pieces):
+    """The pipeline's prompt arguments: FLUX.1 reads the text with CLIP and T5, and takes no
+    negative prompt (it is guidance-distilled: one pass per step, nothing to push away from)."""
+    return {{
+        "prompt": "".join(text for text, _ in pieces),
+        "max_sequence_length": {FLUX_MAX_SEQUENCE_LENGTH},
+    }}
+''',
+}
+
+
+def _scheduler_factory(job: Job, family: Family) -> list[str]:
     lines = [
         "",
         "def make_scheduler(name, config):",
@@ -401,7 +445,7 @@ def _scheduler_factory(job: Job) -> list[str]:
         '    """',
     ]
     for name in _scheduler_names(job):
-        recipe = SCHEDULER_RECIPES[name]
+        recipe = _recipe_for(name, family)
         lines += [f"    if name == {_literal(name)}:", *_comment(recipe.about, " " * 8)]
         if recipe.options:
             options = [
@@ -433,25 +477,26 @@ _HARDWARE = [
 ]
 
 
-def _load(job: Job, gpu_dtype: str) -> list[str]:
+def _load(job: Job, gpu_dtype: str, family: Family) -> list[str]:
     pipeline = PIPELINE_CLASSES[job.kind]
-    parts = (
-        [
-            "# The pipeline: text encoder (CLIP), UNet, VAE, tokenizer and depth estimator (DPT),",
-            "# from one folder. It has no safety checker (the bot runs its own).",
-        ]
-        if job.kind == JobKind.DEPTH_TO_IMAGE
-        else [
-            "# The pipeline: text encoder (CLIP), UNet, VAE and tokenizer, from one folder. Its",
-            "# safety checker stays on and blacks out what it flags (the bot blurs those instead).",
-        ]
-    )
+    what = {
+        Family.SD: "text encoder (CLIP), UNet, VAE and tokenizer",
+        Family.SDXL: "SDXL's two text encoders (CLIP), UNet, VAE and tokenizers",
+        Family.FLUX: "FLUX.1's text encoders (CLIP and T5), transformer, VAE and tokenizers",
+    }[family]
+    if job.kind == JobKind.DEPTH_TO_IMAGE:
+        what += " and depth estimator (DPT)"
+    prompts = _TEXT_PROMPT_ARGUMENTS.get(family, _PROMPT_ARGUMENTS)
     lines = [
         "# Half precision on a GPU, as the bot's engine runs there; full precision on a CPU.",
         f'DTYPE = torch.{gpu_dtype} if DEVICE == "cuda" else torch.float32',
         "",
-        *parts,
-        "# safetensors only: a pickled .bin file can run code when it is loaded.",
+        *_comment(
+            f"The pipeline ({FAMILIES[family].label}, named in the folder's model_index.json): "
+            f"{what}, from one folder. A safety checker, where the model has one, stays on "
+            "and blacks out what it flags (the bot blurs those instead). safetensors only: a "
+            "pickled .bin file can run code when it is loaded."
+        ),
         f"pipe = {pipeline}.from_pretrained(",
         "    MODEL, revision=REVISION, dtype=DTYPE, use_safetensors=True",
         ")",
@@ -460,7 +505,7 @@ def _load(job: Job, gpu_dtype: str) -> list[str]:
         "# Kept before any change: building from a changed config would carry its options along.",
         "BASE_SCHEDULER_CONFIG = pipe.scheduler.config",
         *(_LOAD_ADAPTERS.rstrip("\n").splitlines() if job.adapter_refs() else []),
-        *_PROMPT_ARGUMENTS.rstrip("\n").splitlines(),
+        *prompts.rstrip("\n").splitlines(),
         "",
         "",
     ]
@@ -505,6 +550,7 @@ def _generate(
     guidance: str,
     extra: str = "",
     strength: str = "STRENGTH",
+    family: Family = Family.SD,
 ) -> list[str]:
     """The pipeline call for one seed, as lines indented for a loop body."""
     size = ["width=WIDTH,", "height=HEIGHT,"]
@@ -512,15 +558,18 @@ def _generate(
     if job.kind == JobKind.INPAINT:
         pictures = ["image=image,", "mask_image=mask,", f"strength={strength},"]
     elif job.kind in FROM_A_PICTURE:
-        size = []  # the picture's own size
+        if family is not Family.FLUX:  # FLUX.1's pipeline would make 1024x1024 without them
+            size = []  # the picture's own size
         pictures = ["image=image,", f"strength={strength},"]
     elif job.kind == JobKind.UPSCALE:
         size = []  # four times the picture's
         pictures = ["image=image,", "noise_level=NOISE_LEVEL,"]
+    # A guidance-distilled family takes no guidance scale.
+    guided = [] if FAMILIES[family].guidance is None else [f"guidance_scale={guidance},"]
     arguments = [
         "**prompt_args,",
         f"num_inference_steps={steps},",
-        f"guidance_scale={guidance},",
+        *guided,
         *size,
         *pictures,
         "generator=generator,",
@@ -540,12 +589,12 @@ def _generate(
     ]
 
 
-def _plain(job: Job) -> list[str]:
+def _plain(job: Job, family: Family) -> list[str]:
     return [
         f"pipe.scheduler = make_scheduler({_literal(job.scheduler)}, BASE_SCHEDULER_CONFIG)",
         "prompt_args = prompt_arguments(PROMPT_PIECES, NEGATIVE_PIECES)",
         "for seed in SEEDS:",
-        *_generate(job, "STEPS", "GUIDANCE"),
+        *_generate(job, "STEPS", "GUIDANCE", family=family),
         f'    picture.save(f"job{job.id}_{{seed}}.png")',
         f'    print(f"wrote job{job.id}_{{seed}}.png")',
     ]
@@ -722,9 +771,11 @@ def render_script(
     engine_device: str | None = None,
     gpu_dtype: str = "float16",
     show_folder: bool = False,
+    family: Family = Family.SD,
 ) -> str:
     """The recipe script for ``job``; ``engine_device``/``gpu_dtype``: what the engine runs on;
-    ``show_folder``: the reader is an admin, who may see a local model folder's path."""
+    ``show_folder``: the reader is an admin, who may see a local model folder's path;
+    ``family``: its model's (the lessons' comparisons run on SD 1.x/2.x only)."""
     hardware = engine_device or "a CUDA GPU at float16, or a CPU"
     if is_grid(job):
         outputs = "one PNG per panel of the grid"
@@ -737,14 +788,14 @@ def render_script(
         body = _strip(job)
     else:
         outputs = f"job{job.id}_<seed>.png for each seed"
-        body = _plain(job)
+        body = _plain(job, family)
     lines = [
         *_header(job, outputs, hardware),
-        *_imports(job),
+        *_imports(job, family),
         *_settings(job, show_folder),
-        *_scheduler_factory(job),
+        *_scheduler_factory(job, family),
         *_HARDWARE,
-        *_load(job, gpu_dtype),
+        *_load(job, gpu_dtype, family),
         *body,
     ]
     return "\n".join(lines) + "\n"

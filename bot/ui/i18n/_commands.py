@@ -57,12 +57,12 @@ ZH_CN: dict[str, CommandText] = {
             "prompt": ("提示词", "要画什么，例如“雪中的水彩狐狸”"),
             "negative_prompt": _NEGATIVE_PROMPT,
             "seed": _SEED,
-            "steps": ("步数", _STEPS + "；越多越慢，但不一定越好"),
+            "steps": ("步数", _STEPS + "；FLUX.1 schnell 为 1-4，默认 4；越多越慢"),
             "guidance": (
                 "引导系数",
                 "无分类器引导：多大程度上遵循提示词（默认 {default}；常用 7-8.5）",
             ),
-            "size": ("尺寸", "图像的大小和形状"),
+            "size": ("尺寸", "图像的大小和形状（SDXL 与 FLUX.1 模型：同样形状，约 1024×1024）"),
             "scheduler": ("调度器", f"执行去噪步骤的采样器（默认 {_DEFAULT_SCHEDULER}）"),
             "model": ("模型", "使用哪个模型（默认：服务器的默认模型）"),
             "count": ("数量", "生成几张，{min}-{max}，种子依次加一"),
@@ -206,7 +206,7 @@ ZH_CN: dict[str, CommandText] = {
             "upscale": "放大器",
             "lora": "LoRA",
             "embedding": "嵌入（textual inversion）",
-            "sd1": "Stable Diffusion 1.x",
+            "sd": "Stable Diffusion 1.x/2.x",
         },
     ),
     "models default": CommandText(

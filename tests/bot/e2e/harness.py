@@ -61,6 +61,8 @@ def make_settings(
             default_inpainting=str(tiny.inpainting),
             default_depth=str(depth or ""),
             default_depth_revision="",
+            sdxl="",  # admins add the tiny SDXL and FLUX models where a test needs them
+            flux="",
             **none,
         ),
         limits=LimitSettings(**{"images_per_hour": 100, "max_queued_jobs": 5, **limits}, **none),

@@ -9,7 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.images.preview import PREVIEW_BLOCKS, latents_to_image, obscured, png_bytes
+from engine.images.preview import (
+    PREVIEW_BLOCKS,
+    latents_to_image,
+    latents_to_images,
+    obscured,
+    png_bytes,
+)
 from tests.engine.helpers import shuffle_within_blocks
 
 
@@ -53,3 +59,17 @@ def test_a_batch_of_previews_is_the_previews_one_by_one() -> None:
         np.testing.assert_array_equal(np.asarray(image), np.asarray(latents_to_image(one, 128)))
     with pytest.raises(ValueError, match="expected latents of shape"):
         latents_to_images(torch.zeros(4, 8, 8), max_side=64)
+
+
+def test_flux_latents_unpack_to_what_diffusers_packed() -> None:
+    from diffusers import FluxPipeline
+
+    from engine.images.preview import unpack_flux
+    from engine.protocol import Family
+
+    latents = torch.randn(2, 16, 8, 12)
+    packed = FluxPipeline._pack_latents(latents, 2, 16, 8, 12)
+    assert packed.shape == (2, 24, 64)
+    torch.testing.assert_close(unpack_flux(packed, width=96, height=64), latents)
+    (image, _) = latents_to_images(unpack_flux(packed, 96, 64), 128, Family.FLUX)
+    assert image.size == (12, 8)

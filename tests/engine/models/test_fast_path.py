@@ -258,7 +258,7 @@ def test_buckets_beyond_the_engine_bounds_are_dropped(tiny_models: TinyModels) -
     settings = engine_settings(
         tiny_models,
         max_batch_images=4,
-        compile_buckets="512x512x1, 512x512x8,1088x1024x1,768x512x2,32x512x1",
+        compile_buckets="512x512x1, 512x512x8,1600x1024x1,768x512x2,32x512x1",
     )
     assert FastPathSettings.from_engine(settings).buckets == ((512, 512, 1), (768, 512, 2))
 

@@ -58,8 +58,8 @@ def test_the_engine_takes_exactly_the_protocols_bounds() -> None:
     ("fields", "message"),
     [
         ({"width": 500}, "width must be a multiple of 8 (got 500)"),
-        ({"height": 1032}, "height must be between 64 and 1024 pixels (got 1032)"),
-        ({"width": 56}, "width must be between 64 and 1024 pixels (got 56)"),
+        ({"height": 1544}, "height must be between 64 and 1536 pixels (got 1544)"),
+        ({"width": 56}, "width must be between 64 and 1536 pixels (got 56)"),
         ({"steps": 0}, "steps must be from 1 to 100 (got 0)"),
         ({"steps": 101}, "steps must be from 1 to 100 (got 101)"),
         ({"guidance": 30.5}, "guidance must be from 0 to 30 (got 30.5)"),

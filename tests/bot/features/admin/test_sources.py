@@ -13,7 +13,7 @@ from bot.features.admin._sources import (
     parse_kind,
 )
 from bot.ui.errors import UserInputError
-from engine.protocol import JobKind, is_folder_source
+from engine.protocol import Family, JobKind, is_folder_source
 
 
 def pipeline_folder(root, *, in_channels=4, unet=True, depth=False, cls="StableDiffusionPipeline"):
@@ -100,7 +100,7 @@ def test_folders_that_are_not_pipelines_are_refused(tmp_path):
         "empty": "no readable `model_index.json`",
         "broken": "no readable `model_index.json`",
         "model.safetensors": "is a file",
-        "flux": "not a UNet pipeline",
+        "flux": "names no `unet`, which a Stable Diffusion 1.x/2.x pipeline needs",
     }
     for name, expected in cases.items():
         with pytest.raises(UserInputError, match=expected):
@@ -146,3 +146,20 @@ async def test_check_source_reads_folders_and_passes_hub_ids(tmp_path):
     assert checked.is_folder and checked.source == str(folder.resolve())
     checked = await check_source("org/name", JobKind.INPAINT)
     assert (checked.source, checked.is_folder) == ("org/name", False)
+
+
+def test_the_family_is_detected_and_what_may_not_load_is_refused(tmp_path, tiny_families):
+    """model_index.json names the family; custom code and pickled weights are refused with
+    the rule that failed, before anything is stored."""
+    assert inspect_folder(str(tiny_families.sdxl), JobKind.TEXT_TO_IMAGE).family is Family.SDXL
+    assert inspect_folder(str(tiny_families.flux), JobKind.TEXT_TO_IMAGE).family is Family.FLUX
+    with pytest.raises(UserInputError, match=r"FLUX\.1 schnell model, which does not do inpaint"):
+        inspect_folder(str(tiny_families.flux), JobKind.INPAINT)
+    custom = pipeline_folder(tmp_path / "custom")
+    (custom / "model_index.json").write_text(json.dumps({"_class_name": "MyPipeline"}))
+    with pytest.raises(UserInputError, match=r"`MyPipeline`.*custom pipeline code is never"):
+        inspect_folder(str(custom), JobKind.TEXT_TO_IMAGE)
+    pickled = pipeline_folder(tmp_path / "pickled")
+    (pickled / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"\0")
+    with pytest.raises(UserInputError, match=r"`unet` has only pickled weights"):
+        inspect_folder(str(pickled), JobKind.TEXT_TO_IMAGE)

@@ -32,9 +32,10 @@ from bot.jobs.scheduler import spec_for
 from bot.jobs.xy_plot import stored
 from bot.jobs.xy_values import Axis
 from bot.store.models import Job, Model
-from engine.protocol import BOUNDS, DEFAULT_MASK_BLEND, SCHEDULERS
+from engine.protocol import BOUNDS, DEFAULT_MASK_BLEND, SCHEDULERS, Family
 from tests.engine.helpers import Recorder, engine_settings, run
 from tests.fixtures.tiny_adapters import EMBEDDING_TOKEN, TinyAdapters
+from tests.fixtures.tiny_families import TinyFamilies
 from tests.fixtures.tiny_models import TinyModels
 
 
@@ -146,6 +147,7 @@ def test_scripts_reproduce_the_engines_pixels(
     tiny_depth: Path,
     tiny_upscaler: Path,
     tiny_adapters: TinyAdapters,
+    tiny_families: TinyFamilies,
 ):
     source = tiny_models.text_to_image
     inputs = tmp_path / "inputs"
@@ -265,6 +267,19 @@ def test_scripts_reproduce_the_engines_pixels(
                 [_model("tiny-sd", source), _model("copy", source)],
             ),
         ),
+        # The other families, each on its own pipeline: SDXL with a negative prompt, FLUX.1
+        # schnell without guidance (its own sampler), from text and from a picture.
+        make_job(18, tiny_families.sdxl, negative_prompt="blurry", guidance=6.0, seeds=[5]),
+        make_job(19, tiny_families.flux, guidance=0.0, steps=2, seeds=[6]),
+        make_job(
+            20,
+            tiny_families.flux,
+            kind="image_to_image",
+            image_ref="in.png",
+            guidance=0.0,
+            strength=0.75,
+            steps=4,
+        ),
         # A LoRA at 0.8 and an embedding's token, loaded as the engine loads them.
         make_job(
             17,
@@ -288,6 +303,7 @@ def test_scripts_reproduce_the_engines_pixels(
             ],
         ),
     ]
+    families = {18: Family.SDXL, 19: Family.FLUX, 20: Family.FLUX}
     recorder = Recorder()
     from engine.worker import Worker
 
@@ -298,7 +314,7 @@ def test_scripts_reproduce_the_engines_pixels(
     work.mkdir()
     for job in jobs:
         # An admin's script: the tiny models are folders, whose paths only admins are shown.
-        script = render_script(job, show_folder=True)
+        script = render_script(job, show_folder=True, family=families.get(job.id, Family.SD))
         (work / script_name(job)).write_text(script, encoding="utf-8")
         for ref, name in zip((job.image_ref, job.mask_ref), input_names(job), strict=True):
             if ref and name:
@@ -340,6 +356,9 @@ def test_scripts_reproduce_the_engines_pixels(
         np.testing.assert_array_equal(made(f"job11_{seed}.png"), rgb(image.png))
     for part, image in zip(("cfg_0", "cfg_7.5"), images[12], strict=True):
         np.testing.assert_array_equal(made(f"job12_{part}_42.png"), rgb(image.png), part)
+    np.testing.assert_array_equal(made("job18_5.png"), rgb(images[18][0].png))
+    np.testing.assert_array_equal(made("job19_6.png"), rgb(images[19][0].png))
+    np.testing.assert_array_equal(made("job20_42.png"), rgb(images[20][0].png))
     for seed, image in zip((5, 6), images[13], strict=True):
         np.testing.assert_array_equal(made(f"job13_{seed}.png"), rgb(image.png))
     upscaled = made("job14_5.png")

@@ -1,0 +1,81 @@
+"""SDXL and FLUX.1 schnell through the Discord stub, with the real engine on tiny pipelines:
+an admin adds each (its family detected), students generate with each, get a refusal naming
+the family for an option it does not take, and get each family's own recipe."""
+
+from __future__ import annotations
+
+from bot.store.models import JobKind, JobStatus
+from engine.protocol import Family
+from tests.bot.e2e.harness import ADMIN_ROLE, CHANNEL, png_size
+from tests.bot.e2e.test_admin import models, private
+from tests.bot.e2e.test_imagine import RESULT_TIMEOUT, ephemeral_text, has_png
+from tests.bot.e2e.test_inpaint import attached
+from tests.bot.pictures import encode, scene
+from tests.fixtures.tiny_families import TinyFamilies
+
+
+async def test_each_family_is_added_generates_and_refuses_what_it_does_not_take(
+    harness, tiny_families: TinyFamilies
+):
+    async with harness.bot() as bot:
+        stub = harness.stub
+        prof, student = stub.add_user("prof", roles=[ADMIN_ROLE]), stub.add_user("ada")
+        for name, folder, family in (
+            ("xl", tiny_families.sdxl, "SDXL"),
+            ("schnell", tiny_families.flux, "FLUX.1 schnell"),
+        ):
+            added = await models(
+                stub, "add", prof, name=name, source=str(folder), kind="text_to_image"
+            )
+            assert f"Family: {family}." in await private(added, "Added")
+        assert (await bot.repo.get_model("schnell")).family is Family.FLUX
+
+        # Refused before anything is written, naming the family.
+        refused = await stub.invoke_slash(
+            "imagine",
+            {"prompt": "a fox", "model": "schnell", "negative_prompt": "blurry"},
+            user=student,
+            channel=CHANNEL,
+        )
+        assert "FLUX.1 schnell takes no negative prompt" in await ephemeral_text(refused)
+        refused = await stub.invoke_slash(
+            "imagine",
+            {"prompt": "a fox", "model": "schnell", "guidance": 5.0},
+            user=student,
+            channel=CHANNEL,
+        )
+        assert "FLUX.1 schnell takes no guidance" in await ephemeral_text(refused)
+        assert await bot.repo.get_job(1) is None
+
+        # Left out, the guidance and size are the family's own (one step keeps it quick on a
+        # CPU at FLUX's megapixel size). SDXL starts from a picture, whose shape decides.
+        handle = await stub.invoke_slash(
+            "imagine",
+            {"prompt": "a fox", "model": "schnell", "seed": 3, "steps": 1},
+            user=student,
+            channel=CHANNEL,
+        )
+        from_text = await handle.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
+        picture = {"image": attached("fox.png", encode(scene((64, 64))))}
+        options = {"model": "xl", "seed": 4, "steps": 2, "strength": 0.5, "negative_prompt": "x"}
+        handle = await stub.invoke_slash(
+            "imagine",
+            {"prompt": "a fox", **options},
+            user=student,
+            channel=CHANNEL,
+            attachments=picture,
+        )
+        from_picture = await handle.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
+        flux, sdxl = await bot.repo.get_job(1), await bot.repo.get_job(2)
+        assert flux.status is JobStatus.DONE and sdxl.status is JobStatus.DONE
+        assert (flux.guidance, flux.width, flux.height) == (0.0, 1024, 1024)
+        assert png_size(from_text.png_attachments[0].data) == (1024, 1024)
+        assert sdxl.kind is JobKind.IMAGE_TO_IMAGE and (sdxl.steps, sdxl.guidance) == (2, 7.0)
+        assert png_size(from_picture.png_attachments[0].data) == (sdxl.width, sdxl.height)
+
+        # Each family's recipe builds its own pipeline and sampler.
+        asked = await stub.invoke_slash("recipe", {"job": 1}, user=prof, channel=CHANNEL)
+        reply = await asked.wait_for_message(lambda m: bool(m.attachments))
+        script = reply.attachments[0].data.decode()
+        assert "FlowMatchEulerDiscreteScheduler" in script and "guidance_scale" not in script
+        assert str(tiny_families.flux) in script  # an admin's script names the folder
