@@ -228,8 +228,8 @@ class JobKind(enum.StrEnum):
     @property
     def uses_strength(self) -> bool:
         """Whether ``strength`` decides the pixels (only ``int(steps × strength)`` steps run):
-        inpainting and image-to-image; an upscale runs all its steps."""
-        return self in (JobKind.INPAINT, JobKind.IMAGE_TO_IMAGE)
+        inpainting, image-to-image and depth-to-image; an upscale runs all its steps."""
+        return self in (JobKind.INPAINT, JobKind.IMAGE_TO_IMAGE, JobKind.DEPTH_TO_IMAGE)
 
     @property
     def scale(self) -> int:

@@ -32,7 +32,7 @@ class AdapterUnavailable(Exception):
 def _source_options(source: str, settings: EngineSettings) -> tuple[str, dict[str, Any]]:
     """What diffusers' loaders take for ``source``: a local file is named by its folder and
     ``weight_name``; a Hub id gets the engine's offline switch and cache."""
-    options: dict[str, Any] = {"use_safetensors": True}
+    options: dict[str, Any] = {}  # the loaders ask for safetensors only themselves
     if not is_folder_source(source):
         options.update(local_files_only=settings.offline, cache_dir=settings.cache_dir)
         return source, options
@@ -141,7 +141,9 @@ class LoadedAdapters:
         where, options = _source_options(lora.source, self._settings)
         self._before_change()
         try:
-            pipeline.load_lora_weights(where, adapter_name=lora.name, **options)
+            pipeline.load_lora_weights(
+                where, adapter_name=lora.name, use_safetensors=True, **options
+            )
         except Exception as error:
             log.exception("could not load the LoRA %s from %s", lora.name, lora.source)
             self._forget_partial(pipeline, lora.name)
@@ -163,7 +165,7 @@ class LoadedAdapters:
         where, options = _source_options(embedding.source, self._settings)
         self._before_change()
         try:
-            pipeline.load_textual_inversion(where, token=token, **options)
+            pipeline.load_textual_inversion(where, token=token, use_safetensors=True, **options)
         except Exception as error:
             log.exception("could not load the embedding %s from %s", token, embedding.source)
             raise AdapterUnavailable(f"could not load the embedding {embedding.name}") from error

@@ -24,7 +24,15 @@ def test_the_pipeline_takes_prompts_seeds_and_masks_per_image_and_shares_the_res
     }
     # The inpainting composite is done per job, after the call.
     assert per_image == {"prompt", "seeds", "negative_prompt", "mask_prompt", "mask_blend"}
-    assert SHARED_PARAMS == ("steps", "guidance", "width", "height", "scheduler", "strength")
+    assert SHARED_PARAMS == (
+        "steps",
+        "guidance",
+        "width",
+        "height",
+        "scheduler",
+        "strength",
+        "noise_level",
+    )
 
 
 def test_jobs_differing_only_per_image_share_a_call_and_any_shared_difference_splits_them() -> None:

@@ -72,7 +72,10 @@ def test_the_engine_takes_exactly_the_protocols_bounds() -> None:
         ({"prompt": "x" * 1001}, "the prompt is longer than 1000 characters"),
         ({"negative_prompt": "x" * 1001}, "the negative prompt is longer than 1000 characters"),
         ({"model": ModelRef(name="m", source=" ")}, "no model was given"),
-        ({"image_path": "a.png"}, "an image or mask is only used for inpainting"),
+        (
+            {"image_path": "a.png"},
+            "an image or mask is only used for jobs that start from a picture",
+        ),
         ({"kind": JobKind.INPAINT}, "inpainting needs an image and a mask"),
         (
             {"kind": JobKind.INPAINT, "image_path": "a", "mask_path": "b", "strength": 0.0},
