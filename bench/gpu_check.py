@@ -51,7 +51,11 @@ SD = WORK / ("sd15-toy" if TOY else "sd15-random")
 SAFETY = WORK / ("tiny/tiny-safety-never" if TOY else "safety-vitl14-never")
 MAX_BATCH = 4 if TOY else 16
 QUEUE_JOBS, QUEUE_USERS = (8, 4) if TOY else (64, 16)
-BUCKETS = "64x64x1,64x64x4" if TOY else "512x512x1,512x512x4,512x512x16"
+# The toy run's buckets stop short of its largest batch (4), so cutting batches to them shows.
+BUCKETS = "64x64x1,64x64x2" if TOY else "512x512x1,512x512x4,512x512x16"
+# The bot's SCHEDULER_PREFERRED_BATCH_SIZES with the fast path on: the compiled buckets' image
+# counts, so batches land on shapes that were compiled (and are not recompiled mid-queue).
+PREFERRED_SIZES = frozenset(int(bucket.rsplit("x", 1)[1]) for bucket in BUCKETS.split(","))
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
 
 
@@ -272,7 +276,8 @@ def mixed_queue(model: ModelRef, first_id: int) -> list[Queued]:
     choose = random.Random(7).choice
     jobs = []
     for i in range(QUEUE_JOBS):
-        count = choose((1, 1, 1, 2, 2, 4))
+        # The toy run's jobs fit its buckets (1 and 2 images), so every batch can be cut to one.
+        count = choose((1, 1, 2) if TOY else (1, 1, 1, 2, 2, 4))
         spec = JobSpec(
             job_id=first_id + i,
             kind=JobKind.TEXT_TO_IMAGE,
@@ -342,9 +347,17 @@ def engine_env(fast: bool) -> dict[str, str]:
 
 
 async def run_queue(
-    client: Any, endings: Endings, poller: GpuPoller, model: ModelRef, label: str, *, inflight: int
+    client: Any,
+    endings: Endings,
+    poller: GpuPoller,
+    model: ModelRef,
+    label: str,
+    *,
+    inflight: int,
+    preferred: frozenset[int] = frozenset(),
 ) -> None:
-    """The mixed queue through the FairQueue, ``inflight`` batches at the engine at a time."""
+    """The mixed queue through the FairQueue, ``inflight`` batches at the engine at a time,
+    cut to the ``preferred`` sizes as the bot's scheduler cuts them."""
     fair: FairQueue[Queued] = FairQueue()
     queue = mixed_queue(model, first_id=1000 * (inflight + 1))
     for item in queue:
@@ -354,7 +367,7 @@ async def run_queue(
     pending: list[list[int]] = []
     started = time.time()
     while True:
-        while len(pending) < inflight and (batch := fair.next_batch(MAX_BATCH)):
+        while len(pending) < inflight and (batch := fair.next_batch(MAX_BATCH, preferred)):
             sizes.append(sum(item.size for item in batch))
             await client.run_batch([item.spec for item in batch])
             pending.append([item.spec.job_id for item in batch])
@@ -421,7 +434,10 @@ async def engine(label: str, fast: bool, extras: bool) -> None:
             if left() < 25:
                 say(f"engine {label}: queue with {inflight} in flight skipped, out of time")
                 break
-            await run_queue(client, endings, poller, model, label, inflight=inflight)
+            preferred = PREFERRED_SIZES if fast else frozenset()
+            await run_queue(
+                client, endings, poller, model, label, inflight=inflight, preferred=preferred
+            )
     finally:
         endings.task.cancel()
         await client.stop()

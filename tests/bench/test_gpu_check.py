@@ -95,4 +95,10 @@ def test_the_toy_run_goes_through_every_phase(tmp_path: Path) -> None:
         line = next(line for line in summary.splitlines() if row in line)
         assert "not measured" not in line, summary
     assert "fast path on: mixed queue, 2 in flight" in summary
+    # With the fast path on, batches are cut to the compiled buckets' image counts (1 and 2 in
+    # the toy run, whose largest batch is 4), as the bot's SCHEDULER_PREFERRED_BATCH_SIZES
+    # cuts them; with it off they are as full as the queue makes them.
+    for sizes in re.findall(r"engine on: queue [^\n]* batch sizes \{([^}]*)\}", out):
+        assert {int(size.split(":")[0]) for size in sizes.split(",")} <= {1, 2}, sizes
+    assert re.search(r"engine on: queue [^\n]* batch sizes", out), out[-3000:]
     assert (tmp_path / "out" / "gpu_check.log").read_text().count("SUMMARY") == 1
