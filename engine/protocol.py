@@ -281,6 +281,9 @@ class FamilyTraits:
     schedulers: tuple[str, ...]  # keys of SCHEDULERS it runs; the first is its default
     weighted_prompts: bool  # whether ``(word:1.3)`` weights are read (compel, SD 1.x/2.x only)
     kinds: frozenset[JobKind]  # the jobs it runs
+    # Whether textual-inversion embeddings load (engine.models.adapters): CLIP text encoders
+    # take them, FLUX.1's T5 encoder has none.
+    embeddings: bool
     # ``_class_name`` values in model_index.json that diffusers ships for this family.
     pipeline_classes: tuple[str, ...]
 
@@ -308,6 +311,7 @@ FAMILIES: dict[Family, FamilyTraits] = {
         # SD 2's depth checkpoints and the x4 upscaler are of this family, each doing only its
         # own job (engine.models.registry).
         kinds=_ALL_KINDS | {JobKind.DEPTH_TO_IMAGE, JobKind.UPSCALE},
+        embeddings=True,
         pipeline_classes=(
             "StableDiffusionPipeline",
             "StableDiffusionImg2ImgPipeline",
@@ -326,6 +330,7 @@ FAMILIES: dict[Family, FamilyTraits] = {
         # compel's SDXL path is not wired in (engine.tasks.prompt_embeddings): weights refused
         weighted_prompts=False,
         kinds=_ALL_KINDS,
+        embeddings=True,  # one vector set per CLIP encoder (clip_l, clip_g)
         pipeline_classes=(
             "StableDiffusionXLPipeline",
             "StableDiffusionXLImg2ImgPipeline",
@@ -342,15 +347,16 @@ FAMILIES: dict[Family, FamilyTraits] = {
         schedulers=("euler",),  # FlowMatchEulerDiscreteScheduler, the checkpoint's own
         weighted_prompts=False,
         kinds=frozenset({JobKind.TEXT_TO_IMAGE, JobKind.IMAGE_TO_IMAGE}),
+        embeddings=False,
         pipeline_classes=("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline"),
     ),
 }
 
 
-# The model families adapters (LoRAs, embeddings) can be added for, by the ``Family`` value
-# stored with each adapter -> what people call it. An adapter only fits models of its own
-# family (``Model.family``). SD only so far: loading them into SDXL and FLUX is not tried.
-MODEL_FAMILIES: dict[str, str] = {Family.SD.value: FAMILIES[Family.SD].label}
+# The model families adapters can be added for, by the ``Family`` value stored with each
+# adapter -> what people call it. An adapter only fits models of its own family
+# (``Model.family``). LoRAs fit every family; embeddings only those whose traits say so.
+MODEL_FAMILIES: dict[str, str] = {family.value: traits.label for family, traits in FAMILIES.items()}
 DEFAULT_FAMILY = Family.SD.value
 
 

@@ -16,15 +16,13 @@ from bot.store.repository import Repository
 from bot.ui import render
 from bot.ui.errors import UserInputError
 from engine.prompt_syntax import PromptSyntaxError, loras
-from engine.protocol import BOUNDS, FAMILIES, MODEL_FAMILIES, AdapterKind, AdapterRef, Family
+from engine.protocol import BOUNDS, MODEL_FAMILIES, AdapterKind, AdapterRef
 
 __all__ = ["require_still_offered", "resolve_adapters"]
 
 
 def _family_name(family: str) -> str:
-    if family in MODEL_FAMILIES:
-        return MODEL_FAMILIES[family]
-    return FAMILIES[Family(family)].label if family in set(Family) else family
+    return MODEL_FAMILIES.get(family, family)
 
 
 def _offered_loras(offered: Sequence[Adapter], family: str) -> str:

@@ -8,6 +8,11 @@ first time a job asks for it and stays loaded (the least recently used goes past
 LoRAs at their weights, or ``disable_lora`` turns them all off. An embedding is added to the
 tokenizer and text encoder with ``load_textual_inversion(token=...)`` and stays there; prompts
 without its token never see it. Only safetensors files are read.
+
+The families differ in where a LoRA goes (SD's and SDXL's UNet, FLUX.1's transformer; diffusers'
+loaders know each pipeline's modules) and in embeddings: SDXL's carry one vector set per CLIP
+text encoder, each loaded into its own encoder; FLUX.1 takes none (``FamilyTraits.embeddings``:
+its T5 encoder has no textual inversion, and the job is refused before it gets here).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import AdapterKind, AdapterRef, is_folder_source
+from engine.protocol import AdapterKind, AdapterRef, Family, is_folder_source
 from engine.settings import EngineSettings
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,13 @@ def _source_options(source: str, settings: EngineSettings) -> tuple[str, dict[st
 
 _HASH_BLOCK = 1024 * 1024
 
+# An SDXL embedding's two vector sets (the layout SDXL's textual-inversion training and the web
+# UI write): the key in its file, then the pipeline's text encoder and tokenizer it goes into.
+_SDXL_ENCODERS = (
+    ("clip_l", "text_encoder", "tokenizer"),
+    ("clip_g", "text_encoder_2", "tokenizer_2"),
+)
+
 
 def lora_hash(source: str) -> str | None:
     """The AUTOMATIC1111 web UI's short hash of a LoRA (what its "Lora hashes" metadata holds):
@@ -73,12 +85,18 @@ class LoadedAdapters:
     """The adapters loaded into one model's modules, and which LoRAs a call turns on."""
 
     def __init__(
-        self, settings: EngineSettings, before_change: Callable[[], None] = lambda: None
+        self,
+        settings: EngineSettings,
+        family: Family,
+        before_change: Callable[[], None] = lambda: None,
     ) -> None:
-        """``before_change`` runs before modules change shape (a LoRA's layers added or
-        removed, the tokenizer grown): the fast path's background warm-up, which calls the
-        same modules from its own thread, must be over first."""
+        """``family`` is the model's: it decides how an embedding is loaded.
+
+        ``before_change`` runs before modules change shape (a LoRA's layers added or removed,
+        the tokenizer grown): the fast path's background warm-up, which calls the same modules
+        from its own thread, must be over first."""
         self._settings = settings
+        self._family = family
         self._before_change = before_change
         self._loras: OrderedDict[str, str] = OrderedDict()  # name -> source, oldest first
         self._tokens: dict[str, str] = {}  # embedding token -> source
@@ -121,7 +139,7 @@ class LoadedAdapters:
             return True
         if name in self._tokens:
             self._before_change()
-            pipeline.unload_textual_inversion(name)
+            self._unload_embedding(pipeline, name)
             del self._tokens[name]
             return True
         return False
@@ -165,7 +183,10 @@ class LoadedAdapters:
         where, options = _source_options(embedding.source, self._settings)
         self._before_change()
         try:
-            pipeline.load_textual_inversion(where, token=token, use_safetensors=True, **options)
+            if self._family is Family.SDXL:
+                self._load_sdxl_embedding(pipeline, token, where, options)
+            else:
+                pipeline.load_textual_inversion(where, token=token, use_safetensors=True, **options)
         except Exception as error:
             log.exception("could not load the embedding %s from %s", token, embedding.source)
             raise AdapterUnavailable(f"could not load the embedding {embedding.name}") from error
@@ -173,10 +194,53 @@ class LoadedAdapters:
         log.info("loaded the embedding %s as %s", embedding.name, token)
 
     @staticmethod
-    def _forget_partial(pipeline: Any, name: str) -> None:
-        """A failed load may leave an adapter half made; leave none behind."""
+    def _load_sdxl_embedding(
+        pipeline: Any, token: str, where: str, options: dict[str, Any]
+    ) -> None:
+        """Both of an SDXL embedding's vector sets under ``token``, each into its own encoder
+        (diffusers' two ``load_textual_inversion`` calls); none of them when one fails."""
+        # diffusers' own reader: a local file or a Hub download, safetensors only.
+        from diffusers.loaders.textual_inversion import load_textual_inversion_state_dicts
+
+        (state,) = load_textual_inversion_state_dicts([where], use_safetensors=True, **options)
+        if missing := [key for key, _, _ in _SDXL_ENCODERS if key not in state]:
+            raise ValueError(f"not an SDXL embedding: it has no {' or '.join(missing)}")
+        loaded: list[tuple[str, str]] = []
         try:
-            if name in pipeline.get_list_adapters().get("unet", []):
+            for key, encoder, tokenizer in _SDXL_ENCODERS:
+                pipeline.load_textual_inversion(
+                    state[key],
+                    token=token,
+                    text_encoder=getattr(pipeline, encoder),
+                    tokenizer=getattr(pipeline, tokenizer),
+                )
+                loaded.append((encoder, tokenizer))
+        except Exception:
+            for encoder, tokenizer in loaded:
+                pipeline.unload_textual_inversion(
+                    token,
+                    text_encoder=getattr(pipeline, encoder),
+                    tokenizer=getattr(pipeline, tokenizer),
+                )
+            raise
+
+    def _unload_embedding(self, pipeline: Any, token: str) -> None:
+        if self._family is not Family.SDXL:
+            pipeline.unload_textual_inversion(token)
+            return
+        for _, encoder, tokenizer in _SDXL_ENCODERS:
+            pipeline.unload_textual_inversion(
+                token,
+                text_encoder=getattr(pipeline, encoder),
+                tokenizer=getattr(pipeline, tokenizer),
+            )
+
+    @staticmethod
+    def _forget_partial(pipeline: Any, name: str) -> None:
+        """A failed load may leave an adapter half made, in any of the modules it reaches (the
+        UNet or FLUX.1's transformer, a text encoder); leave none behind."""
+        try:
+            if any(name in names for names in pipeline.get_list_adapters().values()):
                 pipeline.delete_adapters([name])
         except Exception:
             log.exception("could not clean up after the LoRA %s", name)

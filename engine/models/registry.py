@@ -342,7 +342,9 @@ class ModelRegistry:
             revision=revision,
             bytes=size,
             invariance=report.invariance,
-            adapters=LoadedAdapters(self._settings, functools.partial(_end_warm_up, report)),
+            adapters=LoadedAdapters(
+                self._settings, family, functools.partial(_end_warm_up, report)
+            ),
             fast_path=report,
         )
         self._entries[ref] = entry

@@ -175,6 +175,8 @@ def check_family(spec: JobSpec, family: Family) -> None:
                     f"{traits.label} does not read prompt weights; write the {what} without "
                     "(…), […] or (word:1.3)"
                 )
+    if not traits.embeddings and any(a.kind is AdapterKind.EMBEDDING for a in spec.adapters):
+        raise BadInput(f"{traits.label} takes no embeddings")
     if (spec.variants or spec.decode_steps) and family is not Family.SD:
         raise BadInput(f"the course lessons run on Stable Diffusion 1.x/2.x, not {traits.label}")
 

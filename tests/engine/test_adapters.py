@@ -1,17 +1,19 @@
-"""LoRAs and embeddings in the worker: diffusers' loaders on the loaded model, kept apart in
-batches, refused when the prompt and the job disagree."""
+"""LoRAs and embeddings in the worker: diffusers' loaders on the loaded model (SD 1.x, SDXL and
+FLUX.1's), kept apart in batches, refused when the prompt and the job disagree."""
 
 from __future__ import annotations
 
 import hashlib
 
 import numpy as np
+import pytest
 
 from engine.images.metadata import parse_parameters, read_parameters
 from engine.protocol import AdapterKind, AdapterRef, ErrorKind, ModelRef
 from engine.worker import Worker
 from tests.engine.helpers import Recorder, engine_settings, job, pixels, run
-from tests.fixtures.tiny_adapters import EMBEDDING_TOKEN, TinyAdapters
+from tests.fixtures.tiny_adapters import EMBEDDING_TOKEN, FamilyAdapters, TinyAdapters
+from tests.fixtures.tiny_families import TinyFamilies
 from tests.fixtures.tiny_models import TinyModels
 
 
@@ -112,3 +114,59 @@ def test_past_the_setting_the_least_recently_used_lora_is_unloaded(
     # Loaded again when asked for: the same picture as the first time.
     run(worker, job(t2i_model, 3, prompt="a cat <lora:style:1>", adapters=(style,), steps=2))
     assert np.array_equal(_image(recorder, 3), _image(recorder, 1))
+
+
+@pytest.mark.parametrize("family", ["sdxl", "flux"])
+def test_a_familys_lora_changes_its_pixels_and_weight_zero_does_not(
+    worker: Worker,
+    recorder: Recorder,
+    tiny_families: TinyFamilies,
+    family_adapters: FamilyAdapters,
+    family: str,
+) -> None:
+    model = ModelRef(name=f"tiny-{family}", source=str(getattr(tiny_families, family)))
+    source = getattr(family_adapters, f"{family}_lora")
+    # FLUX.1 schnell takes no guidance: its jobs store 0.
+    fields: dict[str, object] = {"guidance": 0.0} if family == "flux" else {}
+    run(
+        worker,
+        job(model, 1, prompt="a cat", **fields),
+        job(
+            model, 2, prompt="a cat <lora:ink:0.8>", adapters=(_lora("ink", source, 0.8),), **fields
+        ),
+        job(model, 3, prompt="a cat <lora:ink:0>", adapters=(_lora("ink", source, 0.0),), **fields),
+    )
+    assert not np.array_equal(_image(recorder, 2), _image(recorder, 1))
+    assert np.array_equal(_image(recorder, 3), _image(recorder, 1))
+    assert worker.registry.get(model).adapters.loras == ("ink",)
+
+
+def test_an_sdxl_embedding_reaches_both_encoders_and_flux_takes_none(
+    worker: Worker,
+    recorder: Recorder,
+    tiny_families: TinyFamilies,
+    family_adapters: FamilyAdapters,
+) -> None:
+    sdxl = ModelRef(name="tiny-sdxl", source=str(tiny_families.sdxl))
+    flux = ModelRef(name="tiny-flux", source=str(tiny_families.flux))
+    token = "<xl-style>"
+    embedding = AdapterRef(
+        name="xl-style",
+        kind=AdapterKind.EMBEDDING,
+        source=str(family_adapters.sdxl_embedding),
+        token=token,
+    )
+    prompt = f"a {token} cat"
+    run(worker, job(sdxl, 1, prompt=prompt), job(sdxl, 2, prompt=prompt, adapters=(embedding,)))
+    assert not np.array_equal(_image(recorder, 2), _image(recorder, 1))
+    base = worker.registry.get(sdxl).base
+    for tokenizer in (base.tokenizer, base.tokenizer_2):
+        assert tokenizer.tokenize(prompt)[1] == token
+    assert worker.registry.unload_adapter(token) == [sdxl]
+    assert base.tokenizer_2.tokenize(prompt)[1] != token
+    run(worker, job(sdxl, 3, prompt=prompt))
+    assert np.array_equal(_image(recorder, 3), _image(recorder, 1))
+
+    run(worker, job(flux, 4, prompt=prompt, guidance=0.0, adapters=(embedding,)))
+    assert recorder.error(4).kind is ErrorKind.BAD_INPUT
+    assert recorder.error(4).message == "FLUX.1 schnell takes no embeddings"

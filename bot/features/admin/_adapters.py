@@ -18,7 +18,7 @@ from bot.features.admin._sources import check_hub_id
 from bot.store.models import Adapter
 from bot.ui.errors import UserInputError
 from engine.prompt_syntax import ADAPTER_NAME, LORA_OPEN, lora_token
-from engine.protocol import MODEL_FAMILIES, AdapterKind, is_folder_source
+from engine.protocol import FAMILIES, MODEL_FAMILIES, AdapterKind, Family, is_folder_source
 
 ADAPTER_KIND_LABEL = {AdapterKind.LORA: "LoRA", AdapterKind.EMBEDDING: "embedding"}
 _TOKEN = re.compile(r"[^\s,()\[\]:\\]{2,60}")
@@ -43,11 +43,16 @@ def check_adapter_name(name: str) -> str:
     return name
 
 
-def check_family(family: str | None) -> str:
-    """A family adapters are made for (``MODEL_FAMILIES``)."""
+def check_family(family: str | None, kind: AdapterKind) -> str:
+    """A family adapters are made for (``MODEL_FAMILIES``) that takes adapters of ``kind``."""
     family = family or next(iter(MODEL_FAMILIES))
     if family not in MODEL_FAMILIES:
         raise UserInputError(f"The family is one of: {', '.join(MODEL_FAMILIES)}.")
+    if kind is AdapterKind.EMBEDDING and not FAMILIES[Family(family)].embeddings:
+        raise UserInputError(
+            f"{MODEL_FAMILIES[family]} models take no embeddings (their T5 text encoder has "
+            "no textual inversion); LoRAs fit them."
+        )
     return family
 
 

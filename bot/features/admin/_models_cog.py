@@ -131,7 +131,7 @@ class ModelsCog(commands.Cog):
         kind="What it is: a text-to-image, inpainting, depth-to-image or x4 upscaler model, "
         "a LoRA or an embedding",
         revision="Hugging Face only: a branch, tag or commit (default: main)",
-        family="LoRA or embedding: the models it fits (default Stable Diffusion 1.x)",
+        family="LoRA or embedding: the model family it fits (default Stable Diffusion 1.x)",
         token="Embedding: the word prompts write for it (default <name>)",
     )
     @app_commands.choices(kind=ADD_KIND_CHOICES, family=FAMILY_CHOICES)
@@ -190,7 +190,7 @@ class ModelsCog(commands.Cog):
         token: str | None,
     ) -> None:
         name = check_adapter_name(name)
-        family = check_family(family)
+        family = check_family(family, kind)
         token = check_token(kind, name, token)
         await interaction.response.defer(ephemeral=True, thinking=True)
         checked = await check_adapter_source(source)

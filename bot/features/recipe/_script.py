@@ -181,8 +181,10 @@ def _imports(job: Job, family: Family) -> list[str]:
     schedulers = (_recipe_for(n, family).cls for n in _scheduler_names(job))
     classes = sorted({pipeline, *schedulers})
     names = ", ".join(classes)
-    lines = ["import functools", ""] if decode_steps(job) else []
-    lines.append("import torch")
+    lines = ["import functools"] if decode_steps(job) else []
+    if sdxl_embeddings := _sdxl_embeddings(job, family):
+        lines.append("from pathlib import Path")
+    lines = [*lines, "", "import torch"] if lines else ["import torch"]
     lines += [
         "from compel import Compel",
         "from compel.prompt_parser import Conjunction, FlattenedPrompt, Fragment",
@@ -191,6 +193,11 @@ def _imports(job: Job, family: Family) -> list[str]:
         lines.append(f"from diffusers import {names}")
     else:
         lines += ["from diffusers import (", *(f"    {c}," for c in classes), ")"]
+    if sdxl_embeddings:  # to read an SDXL embedding's two vector sets
+        lines += [
+            "from huggingface_hub import hf_hub_download",
+            "from safetensors.torch import load_file",
+        ]
     if job.kind == JobKind.INPAINT:
         lines.append("from PIL import Image, ImageFilter")
     elif job.kind in (*FROM_A_PICTURE, JobKind.UPSCALE):
@@ -217,7 +224,7 @@ def _model(job: Job, show_folder: bool) -> list[str]:
     ]
 
 
-def _settings(job: Job, show_folder: bool) -> list[str]:
+def _settings(job: Job, show_folder: bool, family: Family) -> list[str]:
     revision = job.model_revision_used or job.model_revision
     lines = [
         _rule("The model"),
@@ -247,7 +254,7 @@ def _settings(job: Job, show_folder: bool) -> list[str]:
         f"SEEDS = {_literal(list(job.seeds))}",
     ]
     if adapters := job.adapter_refs():
-        lines += ["", *_adapters(adapters, show_folder)]
+        lines += ["", *_adapters(adapters, show_folder, family)]
     if job.kind == JobKind.INPAINT:
         image, mask = input_names(job)
         lines += [
@@ -322,15 +329,18 @@ def _adapter_source(adapter: AdapterRef, show_folder: bool) -> str:
     return _literal(adapter.source)
 
 
-def _adapters(adapters: tuple[AdapterRef, ...], show_folder: bool) -> list[str]:
+def _adapters(adapters: tuple[AdapterRef, ...], show_folder: bool, family: Family) -> list[str]:
     loras = [a for a in adapters if a.kind is AdapterKind.LORA]
     embeddings = [a for a in adapters if a.kind is AdapterKind.EMBEDDING]
+    denoiser = "transformer" if family is Family.FLUX else "UNet"
     lines = [
         _rule("LoRAs and embeddings"),
-        "# A LoRA adds small low-rank updates to the UNet's attention weights; the prompt's",
-        "# <lora:name:weight> says how strongly (0: not at all). The <lora:...> text itself is",
-        "# not read by the text encoder. An embedding is a new word for the text encoder: a",
-        "# learned vector under a token the prompt writes.",
+        *_comment(
+            f"A LoRA adds small low-rank updates to the {denoiser}'s attention weights; the "
+            "prompt's <lora:name:weight> says how strongly (0: not at all). The <lora:...> text "
+            "itself is not read by the text encoder. An embedding is a new word for the text "
+            "encoder: a learned vector under a token the prompt writes."
+        ),
     ]
     if any(is_folder_source(a.source) for a in adapters) and not show_folder:
         lines += _comment(
@@ -351,15 +361,57 @@ def _adapters(adapters: tuple[AdapterRef, ...], show_folder: bool) -> list[str]:
     return [*lines, "]"]
 
 
-_LOAD_ADAPTERS = """
+_LOAD_EMBEDDINGS = """
 # The adapters, loaded into the pipeline with diffusers' own calls, as the bot's engine does.
 for token, source in EMBEDDINGS:
     pipe.load_textual_inversion(source, token=token, use_safetensors=True)
+"""
+# SDXL has two CLIP text encoders: its embeddings hold a vector set for each (clip_l, clip_g),
+# loaded with one call per encoder, as diffusers' documentation and the bot's engine do.
+_LOAD_SDXL_EMBEDDINGS = """
+def embedding_vectors(source):
+    \"\"\"An SDXL embedding's tensors: a .safetensors file, or learned_embeds.safetensors in a
+    folder or a Hugging Face repository (where diffusers looks for an embedding).\"\"\"
+    path = Path(source)
+    if path.is_dir():
+        path = path / "learned_embeds.safetensors"
+    elif not path.is_file():
+        path = hf_hub_download(source, "learned_embeds.safetensors")
+    return load_file(path)
+
+
+# The adapters, loaded into the pipeline with diffusers' own calls, as the bot's engine does.
+for token, source in EMBEDDINGS:
+    vectors = embedding_vectors(source)
+    for key, encoder, tokenizer in (
+        ("clip_l", pipe.text_encoder, pipe.tokenizer),
+        ("clip_g", pipe.text_encoder_2, pipe.tokenizer_2),
+    ):
+        pipe.load_textual_inversion(
+            vectors[key], token=token, text_encoder=encoder, tokenizer=tokenizer
+        )
+"""
+# diffusers' loader knows where each family's LoRA goes: the UNet, or FLUX.1's transformer.
+_LOAD_LORAS = """
 for name, source, _ in LORAS:
     pipe.load_lora_weights(source, adapter_name=name, use_safetensors=True)
 if LORAS:
     pipe.set_adapters([name for name, _, _ in LORAS], [weight for _, _, weight in LORAS])
 """
+
+
+def _sdxl_embeddings(job: Job, family: Family) -> bool:
+    """Whether the script reads SDXL embeddings' two vector sets itself."""
+    return family is Family.SDXL and any(
+        a.kind is AdapterKind.EMBEDDING for a in job.adapter_refs()
+    )
+
+
+def _load_adapters(job: Job, family: Family) -> list[str]:
+    if not job.adapter_refs():
+        return []
+    embeddings = _LOAD_SDXL_EMBEDDINGS if _sdxl_embeddings(job, family) else _LOAD_EMBEDDINGS
+    return (embeddings + _LOAD_LORAS.lstrip("\n")).rstrip("\n").splitlines()
 
 
 def _pieces(prompt: str) -> str:
@@ -504,7 +556,7 @@ def _load(job: Job, gpu_dtype: str, family: Family) -> list[str]:
         "pipe.set_progress_bar_config(disable=True)",
         "# Kept before any change: building from a changed config would carry its options along.",
         "BASE_SCHEDULER_CONFIG = pipe.scheduler.config",
-        *(_LOAD_ADAPTERS.rstrip("\n").splitlines() if job.adapter_refs() else []),
+        *_load_adapters(job, family),
         *prompts.rstrip("\n").splitlines(),
         "",
         "",
@@ -792,7 +844,7 @@ def render_script(
     lines = [
         *_header(job, outputs, hardware),
         *_imports(job, family),
-        *_settings(job, show_folder),
+        *_settings(job, show_folder, family),
         *_scheduler_factory(job, family),
         *_HARDWARE,
         *_load(job, gpu_dtype, family),

@@ -207,6 +207,8 @@ ZH_CN: dict[str, CommandText] = {
             "lora": "LoRA",
             "embedding": "嵌入（textual inversion）",
             "sd": "Stable Diffusion 1.x/2.x",
+            "sdxl": "SDXL",
+            "flux": "FLUX.1 schnell",
         },
     ),
     "models default": CommandText(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.protocol import AdapterKind
 from tests.bot.e2e.harness import CHANNEL, png_parameters
 from tests.bot.e2e.test_admin import ADMIN_ROLE, models, private
 from tests.bot.e2e.test_imagine import RESULT_TIMEOUT, ephemeral_text, has_png, imagine
@@ -13,7 +12,9 @@ from tests.bot.e2e.test_inpaint import pixels_of
 from tests.fixtures.tiny_adapters import EMBEDDING_TOKEN
 
 
-async def test_admin_adds_a_lora_students_apply_it_and_mistakes_are_refused(harness, tiny_adapters):
+async def test_admin_adds_a_lora_students_apply_it_and_mistakes_are_refused(
+    harness, tiny_adapters, family_adapters
+):
     async with harness.bot() as bot:
         stub = harness.stub
         prof, student = stub.add_user("prof", roles=[ADMIN_ROLE]), stub.add_user("ada")
@@ -21,8 +22,12 @@ async def test_admin_adds_a_lora_students_apply_it_and_mistakes_are_refused(harn
             stub, "add", prof, name="ink", source=str(tiny_adapters.lora), kind="lora"
         )
         assert "Prompts use it as `<lora:ink:0.8>`" in await private(added, "Added")
-        # One made for another family, as the other families' models will have.
-        await bot.repo.add_adapter("xl-ink", AdapterKind.LORA, str(tiny_adapters.lora), "sdxl")
+        # One made for another family: added for it, refused on an SD 1.x model.
+        xl_lora = str(family_adapters.sdxl_lora)
+        added = await models(
+            stub, "add", prof, name="xl-ink", source=xl_lora, kind="lora", family="sdxl"
+        )
+        assert "Added the LoRA **xl-ink** (SDXL)" in await private(added, "Added")
 
         plain = await imagine(stub, student, "a fox", seed=3, steps=2)
         plain_png = (await plain.wait_for_message(has_png, timeout=RESULT_TIMEOUT)).png_attachments
@@ -47,9 +52,9 @@ async def test_admin_adds_a_lora_students_apply_it_and_mistakes_are_refused(harn
         )
 
         listing = await stub.invoke_slash("models-list", user=student, channel=CHANNEL)
-        assert "**ink** · LoRA · Stable Diffusion 1.x · `<lora:ink:1>`" in await private(
-            listing, "**Models**"
-        )
+        listed = await private(listing, "**Models**")
+        assert "**ink** · LoRA · Stable Diffusion 1.x/2.x · `<lora:ink:1>`" in listed
+        assert "**xl-ink** · LoRA · SDXL · `<lora:xl-ink:1>`" in listed
 
         # An embedding: added with its token, used by writing it.
         embedding = await models(
@@ -61,9 +66,14 @@ async def test_admin_adds_a_lora_students_apply_it_and_mistakes_are_refused(harn
             kind="embedding",
         )
         assert f"Prompts use it as `{EMBEDDING_TOKEN}`" in await private(embedding, "Added")
-        await bot.repo.add_adapter(
-            "xl-style", AdapterKind.EMBEDDING, str(tiny_adapters.embedding), "sdxl", "<xl-style>"
-        )
+        xl_embedding = str(family_adapters.sdxl_embedding)
+        options = {"source": xl_embedding, "kind": "embedding", "token": "<xl-style>"}
+        added = await models(stub, "add", prof, name="xl-style", family="sdxl", **options)
+        assert "(SDXL)" in await private(added, "Added")
+        # FLUX.1's T5 encoder reads no embeddings: refused before anything is stored.
+        refused = await models(stub, "add", prof, name="flux-style", family="flux", **options)
+        assert "FLUX.1 schnell models take no embeddings" in await ephemeral_text(refused)
+        assert await bot.repo.get_adapter("flux-style") is None
         worded = await imagine(stub, student, f"a {EMBEDDING_TOKEN} fox", seed=3, steps=2)
         in_words = await worded.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
         assert not np.array_equal(
@@ -79,8 +89,11 @@ async def test_admin_adds_a_lora_students_apply_it_and_mistakes_are_refused(harn
             ),
             ({"prompt": "a fox <lora:ink:3>"}, "gives the LoRA “ink” the weight “3”"),
             ({"prompt": "a fox", "loras": "ink:9"}, "The loras option reads “ink:9” as no LoRA"),
-            ({"prompt": "a fox <lora:xl-ink:1>"}, "“xl-ink” is made for sdxl models"),
-            ({"prompt": "a <xl-style> fox"}, "The embedding <xl-style> is made for sdxl models"),
+            (
+                {"prompt": "a fox <lora:xl-ink:1>"},
+                "“xl-ink” is made for SDXL models; tiny-sd is a Stable Diffusion 1.x/2.x model.",
+            ),
+            ({"prompt": "a <xl-style> fox"}, "The embedding <xl-style> is made for SDXL models"),
         ]
         for options, expected in refusals:
             handle = await stub.invoke_slash(

@@ -1,21 +1,28 @@
 """SDXL and FLUX.1 schnell through the Discord stub, with the real engine on tiny pipelines:
-an admin adds each (its family detected), students generate with each, get a refusal naming
-the family for an option it does not take, and get each family's own recipe."""
+an admin adds each (its family detected) and a LoRA for SDXL, students generate with each (SDXL
+with its LoRA, kept by a reroll), get a refusal naming the family for an option or a LoRA it
+does not take, and get each family's own recipe."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from bot.store.models import JobKind, JobStatus
 from engine.protocol import Family
-from tests.bot.e2e.harness import ADMIN_ROLE, CHANNEL, png_size
+from tests.bot.e2e.harness import ADMIN_ROLE, CHANNEL, png_parameters, png_size
 from tests.bot.e2e.test_admin import models, private
 from tests.bot.e2e.test_imagine import RESULT_TIMEOUT, ephemeral_text, has_png
-from tests.bot.e2e.test_inpaint import attached
+from tests.bot.e2e.test_inpaint import attached, pixels_of
 from tests.bot.pictures import encode, scene
+from tests.fixtures.tiny_adapters import FamilyAdapters, TinyAdapters
 from tests.fixtures.tiny_families import TinyFamilies
 
 
 async def test_each_family_is_added_generates_and_refuses_what_it_does_not_take(
-    harness, tiny_families: TinyFamilies
+    harness,
+    tiny_families: TinyFamilies,
+    tiny_adapters: TinyAdapters,
+    family_adapters: FamilyAdapters,
 ):
     async with harness.bot() as bot:
         stub = harness.stub
@@ -29,6 +36,15 @@ async def test_each_family_is_added_generates_and_refuses_what_it_does_not_take(
             )
             assert f"Family: {family}." in await private(added, "Added")
         assert (await bot.repo.get_model("schnell")).family is Family.FLUX
+        for name, source, family in (
+            ("ink", tiny_adapters.lora, None),
+            ("xl-ink", family_adapters.sdxl_lora, "sdxl"),
+        ):
+            options = {"family": family} if family else {}
+            added = await models(
+                stub, "add", prof, name=name, source=str(source), kind="lora", **options
+            )
+            await private(added, "Added")
 
         # Refused before anything is written, naming the family.
         refused = await stub.invoke_slash(
@@ -45,10 +61,21 @@ async def test_each_family_is_added_generates_and_refuses_what_it_does_not_take(
             channel=CHANNEL,
         )
         assert "FLUX.1 schnell takes no guidance" in await ephemeral_text(refused)
+        refused = await stub.invoke_slash(
+            "imagine",
+            {"prompt": "a fox <lora:ink:1>", "model": "xl"},
+            user=student,
+            channel=CHANNEL,
+        )
+        assert (
+            "The LoRA “ink” is made for Stable Diffusion 1.x/2.x models; xl is a SDXL model. "
+            "LoRAs that fit it: xl-ink."
+        ) in await ephemeral_text(refused)
         assert await bot.repo.get_job(1) is None
 
         # Left out, the guidance and size are the family's own (one step keeps it quick on a
-        # CPU at FLUX's megapixel size). SDXL starts from a picture, whose shape decides.
+        # CPU at FLUX's megapixel size). SDXL starts from a picture, whose shape decides, with
+        # its LoRA.
         handle = await stub.invoke_slash(
             "imagine",
             {"prompt": "a fox", "model": "schnell", "seed": 3, "steps": 1},
@@ -60,12 +87,22 @@ async def test_each_family_is_added_generates_and_refuses_what_it_does_not_take(
         options = {"model": "xl", "seed": 4, "steps": 2, "strength": 0.5, "negative_prompt": "x"}
         handle = await stub.invoke_slash(
             "imagine",
-            {"prompt": "a fox", **options},
+            {"prompt": "a fox <lora:xl-ink:0.8>", **options},
             user=student,
             channel=CHANNEL,
             attachments=picture,
         )
         from_picture = await handle.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
+        (made,) = from_picture.png_attachments
+        assert png_parameters(made.data).startswith("a fox <lora:xl-ink:0.8>\n")
+        details = await stub.click(from_picture, "job:details:2", user=student)
+        assert "**LoRAs and embeddings:** xl-ink (LoRA, 0.8)" in await ephemeral_text(details)
+        again = await stub.invoke_slash("reroll", {"seed": 4}, user=student, channel=CHANNEL)
+        rerolled = await again.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
+        assert [a.name for a in (await bot.repo.get_job(3)).adapter_refs()] == ["xl-ink"]
+        np.testing.assert_array_equal(
+            pixels_of(rerolled.png_attachments[0].data), pixels_of(made.data)
+        )
         flux, sdxl = await bot.repo.get_job(1), await bot.repo.get_job(2)
         assert flux.status is JobStatus.DONE and sdxl.status is JobStatus.DONE
         assert (flux.guidance, flux.width, flux.height) == (0.0, 1024, 1024)

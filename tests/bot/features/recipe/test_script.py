@@ -34,7 +34,7 @@ from bot.jobs.xy_values import Axis
 from bot.store.models import Job, Model
 from engine.protocol import BOUNDS, DEFAULT_MASK_BLEND, SCHEDULERS, Family
 from tests.engine.helpers import Recorder, engine_settings, run
-from tests.fixtures.tiny_adapters import EMBEDDING_TOKEN, TinyAdapters
+from tests.fixtures.tiny_adapters import EMBEDDING_TOKEN, FamilyAdapters, TinyAdapters
 from tests.fixtures.tiny_families import TinyFamilies
 from tests.fixtures.tiny_models import TinyModels
 
@@ -73,6 +73,13 @@ def make_job(job_id: int, source: Path, **fields: object) -> Job:
 
 def _model(name: str, source: Path) -> Model:
     return Model(name=name, source=str(source), revision=None)
+
+
+def _adapter(
+    name: str, kind: str, source: Path, weight: float = 1.0, token: str = ""
+) -> dict[str, object]:
+    """A job's stored adapter (``Job.adapters``)."""
+    return {"name": name, "kind": kind, "source": str(source), "weight": weight, "token": token}
 
 
 def rgb(data: bytes) -> np.ndarray:
@@ -148,6 +155,7 @@ def test_scripts_reproduce_the_engines_pixels(
     tiny_upscaler: Path,
     tiny_adapters: TinyAdapters,
     tiny_families: TinyFamilies,
+    family_adapters: FamilyAdapters,
 ):
     source = tiny_models.text_to_image
     inputs = tmp_path / "inputs"
@@ -302,8 +310,36 @@ def test_scripts_reproduce_the_engines_pixels(
                 },
             ],
         ),
+        # The other families' LoRAs (and SDXL's two-encoder embedding), loaded as the engine
+        # loads them into SDXL's UNet and FLUX.1's transformer.
+        make_job(
+            21,
+            tiny_families.sdxl,
+            prompt="a <xl-style> fox <lora:xl-ink:0.8>",
+            guidance=6.0,
+            adapters=[
+                _adapter("xl-ink", "lora", family_adapters.sdxl_lora, 0.8),
+                _adapter(
+                    "xl-style", "embedding", family_adapters.sdxl_embedding, token="<xl-style>"
+                ),
+            ],
+        ),
+        make_job(
+            22,
+            tiny_families.flux,
+            prompt="a fox <lora:flux-ink:1>",
+            guidance=0.0,
+            steps=2,
+            adapters=[
+                _adapter(
+                    "flux-ink",
+                    "lora",
+                    family_adapters.flux_lora / "pytorch_lora_weights.safetensors",
+                )
+            ],
+        ),
     ]
-    families = {18: Family.SDXL, 19: Family.FLUX, 20: Family.FLUX}
+    families = {18: Family.SDXL, 19: Family.FLUX, 20: Family.FLUX, 21: Family.SDXL, 22: Family.FLUX}
     recorder = Recorder()
     from engine.worker import Worker
 
@@ -370,8 +406,10 @@ def test_scripts_reproduce_the_engines_pixels(
             made_panel = made(f"job{job_id}_{_slug(variant.label)}.png")
             np.testing.assert_array_equal(made_panel, rgb(image.png), variant.label)
     np.testing.assert_array_equal(made("job17_42.png"), rgb(images[17][0].png))
+    np.testing.assert_array_equal(made("job21_42.png"), rgb(images[21][0].png))
+    np.testing.assert_array_equal(made("job22_42.png"), rgb(images[22][0].png))
     # A student's script names the adapters but not where the bot keeps them.
-    students = render_script(jobs[-1])
+    students = render_script(next(job for job in jobs if job.id == 17))
     assert str(tiny_adapters.lora) not in students and '("ink", "path/to/your/copy' in students
     # The labels the bot draws name the same panels.
     assert panel_labels(jobs[1]) == ["CFG 0", "CFG 1", "CFG 7.5"]
