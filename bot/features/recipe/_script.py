@@ -25,6 +25,7 @@ from bot.store.models import Job
 from engine.prompt_syntax import PromptSyntaxError, parse
 from engine.protocol import (
     FAMILIES,
+    FLUX_MAX_SEQUENCE_LENGTH,
     SCHEDULERS,
     AdapterKind,
     AdapterRef,
@@ -81,7 +82,6 @@ FLUX_SCHEDULER = SchedulerRecipe(
     about="FLUX.1's own sampler: Euler steps along the straight path (flow matching) from noise "
     "to picture; schnell was distilled to take 1-4 of them.",
 )
-FLUX_MAX_SEQUENCE_LENGTH = 256  # engine.tasks.text_to_image: schnell's T5 window
 # The diffusers class a script loads for each kind of job; the engine builds the same pipeline
 # from a loaded one (``from_pipe``), with the same components and so the same pixels.
 PIPELINE_CLASSES = {
