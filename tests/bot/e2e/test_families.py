@@ -45,10 +45,15 @@ async def test_each_family_is_added_generates_and_refuses_what_it_does_not_take(
             channel=CHANNEL,
         )
         assert "FLUX.1 schnell takes no guidance" in await ephemeral_text(refused)
+        refused = await stub.invoke_slash(
+            "imagine", {"prompt": "a (fox:1.3)", "model": "schnell"}, user=student, channel=CHANNEL
+        )
+        assert "FLUX.1 schnell does not read prompt weights" in await ephemeral_text(refused)
         assert await bot.repo.get_job(1) is None
 
         # Left out, the guidance and size are the family's own (one step keeps it quick on a
-        # CPU at FLUX's megapixel size). SDXL starts from a picture, whose shape decides.
+        # CPU at FLUX's megapixel size). SDXL starts from a picture, whose shape decides, with
+        # a weighted prompt past CLIP's window (compel over both its encoders).
         handle = await stub.invoke_slash(
             "imagine",
             {"prompt": "a fox", "model": "schnell", "seed": 3, "steps": 1},
@@ -58,9 +63,10 @@ async def test_each_family_is_added_generates_and_refuses_what_it_does_not_take(
         from_text = await handle.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
         picture = {"image": attached("fox.png", encode(scene((64, 64))))}
         options = {"model": "xl", "seed": 4, "steps": 2, "strength": 0.5, "negative_prompt": "x"}
+        weighted_long = "a (fox:1.3), " + " ".join(["cat"] * 80)
         handle = await stub.invoke_slash(
             "imagine",
-            {"prompt": "a fox", **options},
+            {"prompt": weighted_long, **options},
             user=student,
             channel=CHANNEL,
             attachments=picture,
@@ -72,6 +78,8 @@ async def test_each_family_is_added_generates_and_refuses_what_it_does_not_take(
         assert png_size(from_text.png_attachments[0].data) == (1024, 1024)
         assert sdxl.kind is JobKind.IMAGE_TO_IMAGE and (sdxl.steps, sdxl.guidance) == (2, 7.0)
         assert png_size(from_picture.png_attachments[0].data) == (sdxl.width, sdxl.height)
+        assert sdxl.prompt == weighted_long
+        assert "read in 3 windows of up to 75 tokens" in from_picture.content
 
         # Each family's recipe builds its own pipeline and sampler.
         asked = await stub.invoke_slash("recipe", {"job": 1}, user=prof, channel=CHANNEL)
