@@ -1,6 +1,7 @@
 """SDXL and FLUX.1 schnell through the Discord stub, with the real engine on tiny pipelines:
 an admin adds each (its family detected), students generate with each, get a refusal naming
-the family for an option it does not take, and get each family's own recipe."""
+the family for an option it does not take (FLUX.1: weights, and prompts past its T5 window),
+and get each family's own recipe; SDXL reads a weighted prompt past CLIP's window."""
 
 from __future__ import annotations
 
@@ -80,6 +81,20 @@ async def test_each_family_is_added_generates_and_refuses_what_it_does_not_take(
         assert png_size(from_picture.png_attachments[0].data) == (sdxl.width, sdxl.height)
         assert sdxl.prompt == weighted_long
         assert "read in 3 windows of up to 75 tokens" in from_picture.content
+
+        # Past the 256 tokens FLUX.1's T5 reads (the tiny T5 spells "zebra" letter by letter):
+        # the job ends saying so, instead of a picture of a silently cut prompt.
+        handle = await stub.invoke_slash(
+            "imagine",
+            {"prompt": " ".join(["zebra"] * 50), "model": "schnell", "steps": 1},
+            user=student,
+            channel=CHANNEL,
+        )
+        await handle.wait_for_message(
+            lambda m: "reads at most 256 tokens of a prompt and yours is 301" in m.content,
+            timeout=RESULT_TIMEOUT,
+        )
+        assert (await bot.repo.get_job(3)).status is JobStatus.FAILED
 
         # Each family's recipe builds its own pipeline and sampler.
         asked = await stub.invoke_slash("recipe", {"job": 1}, user=prof, channel=CHANNEL)
