@@ -279,7 +279,8 @@ class FamilyTraits:
     guidance: float | None
     negative_prompt: bool  # whether it takes one (classifier-free guidance needs one)
     schedulers: tuple[str, ...]  # keys of SCHEDULERS it runs; the first is its default
-    weighted_prompts: bool  # whether ``(word:1.3)`` weights are read (compel, SD 1.x/2.x only)
+    # whether ``(word:1.3)`` weights and prompts past one CLIP window are read (compel: SD, SDXL)
+    weighted_prompts: bool
     kinds: frozenset[JobKind]  # the jobs it runs
     # Whether textual-inversion embeddings load (engine.models.adapters): CLIP text encoders
     # take them, FLUX.1's T5 encoder has none.
@@ -327,8 +328,7 @@ FAMILIES: dict[Family, FamilyTraits] = {
         guidance=7.0,
         negative_prompt=True,
         schedulers=tuple(SCHEDULERS),
-        # compel's SDXL path is not wired in (engine.tasks.prompt_embeddings): weights refused
-        weighted_prompts=False,
+        weighted_prompts=True,  # compel over both its encoders (engine.tasks.prompt_embeddings)
         kinds=_ALL_KINDS,
         embeddings=True,  # one vector set per CLIP encoder (clip_l, clip_g)
         pipeline_classes=(
@@ -345,6 +345,7 @@ FAMILIES: dict[Family, FamilyTraits] = {
         guidance=None,
         negative_prompt=False,
         schedulers=("euler",),  # FlowMatchEulerDiscreteScheduler, the checkpoint's own
+        # compel cannot weight its T5 encoder; a prompt past T5's window is refused instead
         weighted_prompts=False,
         kinds=frozenset({JobKind.TEXT_TO_IMAGE, JobKind.IMAGE_TO_IMAGE}),
         embeddings=False,
@@ -352,6 +353,10 @@ FAMILIES: dict[Family, FamilyTraits] = {
     ),
 }
 
+
+# The T5 tokens FLUX.1 schnell reads of a prompt (its end marker included), as it was trained;
+# a longer prompt is refused (engine.tasks.prompt_embeddings), never silently cut.
+FLUX_MAX_SEQUENCE_LENGTH = 256
 
 # The model families adapters can be added for, by the ``Family`` value stored with each
 # adapter -> what people call it. An adapter only fits models of its own family
@@ -835,6 +840,7 @@ __all__ = [
     "BOUNDS",
     "DEFAULT_FAMILY",
     "FAMILIES",
+    "FLUX_MAX_SEQUENCE_LENGTH",
     "GENERATION_PARAMS",
     "MAX_SEED",
     "MEGAPIXEL_SIZES",

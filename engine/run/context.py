@@ -78,16 +78,19 @@ class RunContext:
         it when needed, with the jobs' adapters turned on (they share them: ``batch_key``);
         when it cannot be had, every job fails with the reason: None.
 
-        A job asking for what the model's family does not take (``check_family``) fails with
-        the reason and leaves ``jobs``; None when none is left.
+        A job asking for what the model's family does not take (``check_family``), or with a
+        prompt the pipeline would cut (``PromptReader.check``), fails with the reason and
+        leaves ``jobs``; None when none is left.
         """
         first = jobs[0]
         try:
             entry = self.registry.get(first.model)
             pipeline = entry.pipeline_for(first.kind)
+            prompts = PromptReader(pipeline)
             for job in list(jobs):
                 try:
                     check_family(job, entry.family)
+                    prompts.check(job)
                 except BadInput as refused:
                     self.fail(job, ErrorKind.BAD_INPUT, str(refused))
                     jobs.remove(job)

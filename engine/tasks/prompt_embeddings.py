@@ -12,6 +12,14 @@ Jobs whose embeddings span different numbers of windows never share a call
 would add tokens the UNet attends to and change its picture, and an image must not depend on
 what it was batched with. Inside one job, the positive and negative prompts are padded to the
 same length with empty windows, as compel does it (a ``/recipe`` script does the same).
+
+SDXL reads a prompt with two CLIP encoders side by side: one compel per encoder (the
+penultimate hidden states, not normalised, as diffusers takes them), their embeddings joined
+on the last axis, plus the second encoder's pooled embedding of the prompt's words (compel
+does not weight it; like diffusers it sees the first window only). FLUX.1 reads prompts
+as text always: compel has no FLUX path, so its weights are refused
+(``engine.tasks.checks.check_family``), and a prompt longer than its T5 encoder reads is
+refused too (``PromptReader.check``) rather than silently cut.
 """
 
 from __future__ import annotations
@@ -25,7 +33,14 @@ from compel import Compel, ReturnedEmbeddingsType
 from compel.prompt_parser import Conjunction, FlattenedPrompt, Fragment
 
 from engine.prompt_syntax import is_plain, parse, plain_text
-from engine.protocol import FAMILIES, Family, JobSpec, family_of_pipeline
+from engine.protocol import (
+    FAMILIES,
+    FLUX_MAX_SEQUENCE_LENGTH,
+    Family,
+    JobSpec,
+    family_of_pipeline,
+)
+from engine.tasks.checks import BadInput
 
 __all__ = ["PromptReader"]
 
@@ -37,23 +52,27 @@ def _per_image(jobs: Sequence[JobSpec], values: Sequence[Any]) -> list[Any]:
 
 
 class PromptReader:
-    """compel over one pipeline's tokenizer and text encoder.
+    """compel over one pipeline's tokenizers and text encoders.
 
     Stable Diffusion 1.x and 2.x have one CLIP text encoder, whose last hidden states (already
-    layer-normalised) are the prompt embeddings. SDXL's two encoders would be a second
-    ``Compel`` (``PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED`` for both, ``requires_pooled`` on
-    the second) whose embeddings are concatenated, plus the pooled ones: see ``_compel_for``.
+    layer-normalised) are the prompt embeddings. SDXL has two, read by one ``Compel`` each
+    (``_compels_for``); their embeddings are joined, and the second one's pooled embedding goes
+    beside them.
 
-    Families without weighted prompts (``FamilyTraits.weighted_prompts``: SDXL, FLUX.1) get
-    their prompts as text, always; the checks refuse weights for them
+    Families without weighted prompts (``FamilyTraits.weighted_prompts``: FLUX.1) get their
+    prompts as text, always; the checks refuse weights for them
     (``engine.tasks.checks.check_family``), and FLUX.1, which takes no negative prompt, gets none.
     """
 
     def __init__(self, pipeline: Any) -> None:
         self._pipeline = pipeline
-        family = family_of_pipeline(type(pipeline).__name__) or Family.SD
-        self._traits = FAMILIES[family]
-        self._compel = _compel_for(pipeline) if self._traits.weighted_prompts else None
+        self._family = family_of_pipeline(type(pipeline).__name__) or Family.SD
+        self._traits = FAMILIES[self._family]
+        self._compels = _compels_for(pipeline) if self._traits.weighted_prompts else ()
+        # The first encoder's compel splits the windows (SDXL's two tokenizers share CLIP's
+        # vocabulary, so both split alike) and pads the embeddings.
+        self._compel = self._compels[0] if self._compels else None
+        self._pools = self._family is Family.SDXL
         self._tokenizer = pipeline.tokenizer
         self._window = int(self._tokenizer.model_max_length)
         self._chunks: dict[str, tuple[str, ...]] = {}
@@ -73,6 +92,19 @@ class PromptReader:
                 tuple(self._window_text(window) for window in windows) if len(windows) > 1 else ()
             )
         return self._chunks[prompt]
+
+    def check(self, job: JobSpec) -> None:
+        """``BadInput`` for a prompt this pipeline would silently cut: FLUX.1's T5 reads
+        ``FLUX_MAX_SEQUENCE_LENGTH`` tokens and drops the rest (compel cannot window it)."""
+        if self._family is not Family.FLUX:
+            return
+        tokens = len(self._pipeline.tokenizer_2(plain_text(parse(job.prompt))).input_ids)
+        if tokens > FLUX_MAX_SEQUENCE_LENGTH:
+            raise BadInput(
+                f"{self._traits.label} reads at most {FLUX_MAX_SEQUENCE_LENGTH} tokens of a "
+                f"prompt and yours is {tokens}; shorten it (the words past that would be "
+                "ignored)"
+            )
 
     def windows(self, job: JobSpec) -> int:
         """How many windows ``job``'s embeddings span; 0 when it goes to the pipeline as text.
@@ -97,30 +129,54 @@ class PromptReader:
             return texts
         positives, negatives = [], []
         for job in jobs:
-            pair = [self._embeddings(job.prompt), self._embeddings(job.negative_prompt)]
-            positive, negative = self._compel.pad_conditioning_tensors_to_same_length(pair)
-            positives += [positive] * len(job.seeds)
-            negatives += [negative] * len(job.seeds)
+            pair = self._padded(
+                [self._embeddings(job.prompt), self._embeddings(job.negative_prompt)]
+            )
+            positives += [pair[0]] * len(job.seeds)
+            negatives += [pair[1]] * len(job.seeds)
         # The runners group jobs by ``windows``, so this padding changes nothing; it keeps a
         # call whose jobs differ from failing on mismatched shapes.
-        padded = self._compel.pad_conditioning_tensors_to_same_length([*positives, *negatives])
-        return {
+        padded = self._padded([*positives, *negatives])
+        arguments = {
             "prompt_embeds": torch.cat(padded[: len(positives)]),
             "negative_prompt_embeds": torch.cat(padded[len(positives) :]),
         }
+        if self._pools:
+            arguments["pooled_prompt_embeds"] = torch.cat(
+                _per_image(jobs, [self._pooled(job.prompt) for job in jobs])
+            )
+            arguments["negative_pooled_prompt_embeds"] = torch.cat(
+                _per_image(jobs, [self._pooled(job.negative_prompt) for job in jobs])
+            )
+        return arguments
 
     def _as_text(self, prompt: str) -> bool:
         return self._compel is None or (is_plain(parse(prompt)) and not self.chunks(prompt))
 
     def _embeddings(self, prompt: str) -> torch.Tensor:
-        """``(1, tokens, dim)``: the prompt's pieces, weighted, in as many windows as needed."""
-        assert self._compel is not None  # only jobs with windows get here
+        """``(1, tokens, dim)``: the prompt's pieces, weighted, in as many windows as needed;
+        SDXL's two encoders' side by side."""
+        assert self._compels  # only jobs with windows get here
         # compel's own structures, not its prompt syntax: the pieces' text goes to the
         # tokenizer as it is.
         fragments = [Fragment(piece.text, piece.weight) for piece in parse(prompt)]
         conjunction = Conjunction([FlattenedPrompt(fragments)])
-        embeddings, _ = self._compel.build_conditioning_tensor_for_conjunction(conjunction)
-        return embeddings
+        return torch.cat(
+            [c.build_conditioning_tensor_for_conjunction(conjunction)[0] for c in self._compels],
+            dim=-1,
+        )
+
+    def _padded(self, embeddings: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``embeddings`` padded to the longest with windows of the empty prompt."""
+        assert self._compel is not None
+        empty = torch.cat([c.conditioning_provider.empty_z for c in self._compels], dim=-1)
+        return list(self._compel.pad_conditioning_tensors_to_same_length(embeddings, empty))
+
+    def _pooled(self, prompt: str) -> torch.Tensor:
+        """SDXL's second encoder's pooled embedding of the prompt's words (unweighted, first
+        window), as diffusers makes it from text."""
+        provider = self._compels[-1].conditioning_provider
+        return provider.get_pooled_embeddings([plain_text(parse(prompt))])
 
     def _window_text(self, ids: list[int]) -> str:
         """A window's words: its tokens between the start marker and the first end marker."""
@@ -130,16 +186,32 @@ class PromptReader:
         return _SPACED_PUNCTUATION.sub(r"\1", str(self._tokenizer.decode(ids[start:end])).strip())
 
 
-def _compel_for(pipeline: Any) -> Compel:
-    """compel for the pipeline's text encoder, never truncating (long prompts get windows)."""
+def _compels_for(pipeline: Any) -> tuple[Compel, ...]:
+    """compel for each of the pipeline's text encoders, never truncating (long prompts get
+    windows).
+
+    SDXL gets one ``Compel`` per encoder rather than compel's list form, which prints a
+    deprecation notice (on the engine's stdout) and cannot pad embeddings to the same length.
+    """
     if getattr(pipeline, "text_encoder_2", None) is not None:
-        # SDXL: its own issue. Two Compel objects over (tokenizer, text_encoder) and
-        # (tokenizer_2, text_encoder_2), both PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED, the
-        # second with requires_pooled=True; prompt embeddings concatenated on the last axis.
-        raise NotImplementedError("weighted prompts for two text encoders (SDXL)")
-    return Compel(
-        tokenizer=pipeline.tokenizer,
-        text_encoder=pipeline.text_encoder,
-        returned_embeddings_type=ReturnedEmbeddingsType.LAST_HIDDEN_STATES_NORMALIZED,
-        truncate_long_prompts=False,
+        # diffusers' SDXL takes both encoders' penultimate hidden states, not normalised.
+        return tuple(
+            Compel(
+                tokenizer=tokenizer,
+                text_encoder=encoder,
+                returned_embeddings_type=ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED,
+                truncate_long_prompts=False,
+            )
+            for tokenizer, encoder in (
+                (pipeline.tokenizer, pipeline.text_encoder),
+                (pipeline.tokenizer_2, pipeline.text_encoder_2),
+            )
+        )
+    return (
+        Compel(
+            tokenizer=pipeline.tokenizer,
+            text_encoder=pipeline.text_encoder,
+            returned_embeddings_type=ReturnedEmbeddingsType.LAST_HIDDEN_STATES_NORMALIZED,
+            truncate_long_prompts=False,
+        ),
     )

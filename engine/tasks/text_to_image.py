@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from engine.protocol import FAMILIES, Family, JobSpec, family_of_pipeline
+from engine.protocol import FAMILIES, FLUX_MAX_SEQUENCE_LENGTH, Family, JobSpec, family_of_pipeline
 from engine.settings import EngineSettings
 from engine.tasks.checks import check_job
 from engine.tasks.prompt_embeddings import PromptReader
@@ -65,9 +65,6 @@ def call_arguments(
     if family is Family.FLUX:
         arguments["max_sequence_length"] = FLUX_MAX_SEQUENCE_LENGTH
     return arguments
-
-
-FLUX_MAX_SEQUENCE_LENGTH = 256  # FLUX.1 schnell's T5 window
 
 
 def text_to_image(

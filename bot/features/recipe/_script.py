@@ -25,6 +25,7 @@ from bot.store.models import Job
 from engine.prompt_syntax import PromptSyntaxError, parse
 from engine.protocol import (
     FAMILIES,
+    FLUX_MAX_SEQUENCE_LENGTH,
     SCHEDULERS,
     AdapterKind,
     AdapterRef,
@@ -81,7 +82,6 @@ FLUX_SCHEDULER = SchedulerRecipe(
     about="FLUX.1's own sampler: Euler steps along the straight path (flow matching) from noise "
     "to picture; schnell was distilled to take 1-4 of them.",
 )
-FLUX_MAX_SEQUENCE_LENGTH = 256  # engine.tasks.text_to_image: schnell's T5 window
 # The diffusers class a script loads for each kind of job; the engine builds the same pipeline
 # from a loaded one (``from_pipe``), with the same components and so the same pixels.
 PIPELINE_CLASSES = {
@@ -185,8 +185,9 @@ def _imports(job: Job, family: Family) -> list[str]:
     if sdxl_embeddings := _sdxl_embeddings(job, family):
         lines.append("from pathlib import Path")
     lines = [*lines, "", "import torch"] if lines else ["import torch"]
+    reader = "Compel, ReturnedEmbeddingsType" if family is Family.SDXL else "Compel"
     lines += [
-        "from compel import Compel",
+        f"from compel import {reader}",
         "from compel.prompt_parser import Conjunction, FlattenedPrompt, Fragment",
     ]
     if len(names) + len("from diffusers import ") <= WIDTH:
@@ -425,7 +426,17 @@ def _pieces(prompt: str) -> str:
     return "[" + ", ".join(f"({_literal(text)}, {weight!r})" for text, weight in pieces) + "]"
 
 
-_PROMPT_ARGUMENTS = '''
+_FITS_AS_TEXT = '''
+
+def fits_as_text(pieces):
+    """No weights and one window: the pipeline encodes the text itself, as it always did."""
+    text = "".join(text for text, _ in pieces)
+    tokens = len(pipe.tokenizer(text).input_ids)
+    return all(weight == 1 for _, weight in pieces) and tokens <= pipe.tokenizer.model_max_length
+'''
+
+_PROMPT_ARGUMENTS = (
+    '''
 # CLIP's text encoder reads 77 tokens at a time (75 of them words). compel scales each token's
 # embedding by its weight and reads a longer prompt in windows of 75 tokens, joined.
 compel = Compel(
@@ -438,14 +449,9 @@ def embeddings(pieces):
     fragments = [Fragment(text, weight) for text, weight in pieces]
     conjunction = Conjunction([FlattenedPrompt(fragments)])
     return compel.build_conditioning_tensor_for_conjunction(conjunction)[0]
-
-
-def fits_as_text(pieces):
-    """No weights and one window: the pipeline encodes the text itself, as it always did."""
-    text = "".join(text for text, _ in pieces)
-    tokens = len(pipe.tokenizer(text).input_ids)
-    return all(weight == 1 for _, weight in pieces) and tokens <= pipe.tokenizer.model_max_length
-
+'''
+    + _FITS_AS_TEXT
+    + '''
 
 def prompt_arguments(pieces, negative_pieces):
     """The pipeline's prompt arguments: the text, or compel's embeddings."""
@@ -461,19 +467,73 @@ def prompt_arguments(pieces, negative_pieces):
         )
     return {"prompt_embeds": positive, "negative_prompt_embeds": negative}
 '''
+)
+
+_SDXL_PROMPT_ARGUMENTS = (
+    '''
+# SDXL reads a prompt with two CLIP text encoders side by side, 77 tokens at a time (75 of
+# them words). One compel per encoder scales each token's embedding by its weight and reads a
+# longer prompt in windows of 75 tokens, joined; both take the encoder's second-to-last layer,
+# as diffusers does for SDXL.
+compels = [
+    Compel(
+        tokenizer=tokenizer,
+        text_encoder=encoder,
+        returned_embeddings_type=ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED,
+        truncate_long_prompts=False,
+    )
+    for tokenizer, encoder in (
+        (pipe.tokenizer, pipe.text_encoder),
+        (pipe.tokenizer_2, pipe.text_encoder_2),
+    )
+]
 
 
-# SDXL and FLUX.1 read prompts as text (the bot refuses weights for them); FLUX.1 takes no
-# negative prompt, and reads at most 256 tokens of its T5 encoder.
-_TEXT_PROMPT_ARGUMENTS = {
-    Family.SDXL: '''
+def embeddings(pieces):
+    """Both encoders' embeddings of the prompt, weighted, in windows, side by side."""
+    fragments = [Fragment(text, weight) for text, weight in pieces]
+    conjunction = Conjunction([FlattenedPrompt(fragments)])
+    return torch.cat(
+        [c.build_conditioning_tensor_for_conjunction(conjunction)[0] for c in compels], dim=-1
+    )
+
+
+def pooled(pieces):
+    """The second encoder's one-vector summary of the words, as diffusers makes it from
+    text: unweighted, and of the first window only."""
+    text = "".join(text for text, _ in pieces)
+    return compels[1].conditioning_provider.get_pooled_embeddings([text])
+'''
+    + _FITS_AS_TEXT
+    + '''
+
 def prompt_arguments(pieces, negative_pieces):
-    """The pipeline's prompt arguments: SDXL's two text encoders read the text itself."""
-    return {
-        "prompt": "".join(text for text, _ in pieces),
-        "negative_prompt": "".join(text for text, _ in negative_pieces),
-    }
-''',
+    """The pipeline's prompt arguments: the text, or compel's embeddings."""
+    if fits_as_text(pieces) and fits_as_text(negative_pieces):
+        return {
+            "prompt": "".join(text for text, _ in pieces),
+            "negative_prompt": "".join(text for text, _ in negative_pieces),
+        }
+    with torch.no_grad():
+        # Both the same length: the shorter is padded with windows of the empty prompt.
+        empty = torch.cat([c.conditioning_provider.empty_z for c in compels], dim=-1)
+        positive, negative = compels[0].pad_conditioning_tensors_to_same_length(
+            [embeddings(pieces), embeddings(negative_pieces)], empty
+        )
+        return {
+            "prompt_embeds": positive,
+            "negative_prompt_embeds": negative,
+            "pooled_prompt_embeds": pooled(pieces),
+            "negative_pooled_prompt_embeds": pooled(negative_pieces),
+        }
+'''
+)
+
+
+# FLUX.1 reads prompts as text (the bot refuses weights for it, and prompts past the 256 tokens
+# its T5 encoder reads); it takes no negative prompt.
+_FAMILY_PROMPT_ARGUMENTS = {
+    Family.SDXL: _SDXL_PROMPT_ARGUMENTS,
     Family.FLUX: f'''
 def prompt_arguments(pieces, negative_pieces):
     """The pipeline's prompt arguments: FLUX.1 reads the text with CLIP and T5, and takes no
@@ -538,7 +598,7 @@ def _load(job: Job, gpu_dtype: str, family: Family) -> list[str]:
     }[family]
     if job.kind == JobKind.DEPTH_TO_IMAGE:
         what += " and depth estimator (DPT)"
-    prompts = _TEXT_PROMPT_ARGUMENTS.get(family, _PROMPT_ARGUMENTS)
+    prompts = _FAMILY_PROMPT_ARGUMENTS.get(family, _PROMPT_ARGUMENTS)
     lines = [
         "# Half precision on a GPU, as the bot's engine runs there; full precision on a CPU.",
         f'DTYPE = torch.{gpu_dtype} if DEVICE == "cuda" else torch.float32',

@@ -1,7 +1,8 @@
 """SDXL and FLUX.1 schnell through the Discord stub, with the real engine on tiny pipelines:
 an admin adds each (its family detected) and a LoRA for SDXL, students generate with each (SDXL
-with its LoRA, kept by a reroll), get a refusal naming the family for an option or a LoRA it
-does not take, and get each family's own recipe."""
+with its LoRA and a weighted prompt past CLIP's window, kept by a reroll), get a refusal naming
+the family for an option, a LoRA or a prompt it does not take (FLUX.1: weights, and prompts
+past its T5 window), and get each family's own recipe."""
 
 from __future__ import annotations
 
@@ -71,11 +72,15 @@ async def test_each_family_is_added_generates_and_refuses_what_it_does_not_take(
             "The LoRA “ink” is made for Stable Diffusion 1.x/2.x models; xl is a SDXL model. "
             "LoRAs that fit it: xl-ink."
         ) in await ephemeral_text(refused)
+        refused = await stub.invoke_slash(
+            "imagine", {"prompt": "a (fox:1.3)", "model": "schnell"}, user=student, channel=CHANNEL
+        )
+        assert "FLUX.1 schnell does not read prompt weights" in await ephemeral_text(refused)
         assert await bot.repo.get_job(1) is None
 
         # Left out, the guidance and size are the family's own (one step keeps it quick on a
         # CPU at FLUX's megapixel size). SDXL starts from a picture, whose shape decides, with
-        # its LoRA.
+        # its LoRA and a weighted prompt past CLIP's window (compel over both its encoders).
         handle = await stub.invoke_slash(
             "imagine",
             {"prompt": "a fox", "model": "schnell", "seed": 3, "steps": 1},
@@ -85,16 +90,18 @@ async def test_each_family_is_added_generates_and_refuses_what_it_does_not_take(
         from_text = await handle.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
         picture = {"image": attached("fox.png", encode(scene((64, 64))))}
         options = {"model": "xl", "seed": 4, "steps": 2, "strength": 0.5, "negative_prompt": "x"}
+        weighted_long = "a (fox:1.3), " + " ".join(["cat"] * 80)
+        styled = f"{weighted_long} <lora:xl-ink:0.8>"
         handle = await stub.invoke_slash(
             "imagine",
-            {"prompt": "a fox <lora:xl-ink:0.8>", **options},
+            {"prompt": styled, **options},
             user=student,
             channel=CHANNEL,
             attachments=picture,
         )
         from_picture = await handle.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
         (made,) = from_picture.png_attachments
-        assert png_parameters(made.data).startswith("a fox <lora:xl-ink:0.8>\n")
+        assert png_parameters(made.data).startswith(styled + "\n")
         details = await stub.click(from_picture, "job:details:2", user=student)
         assert "**LoRAs and embeddings:** xl-ink (LoRA, 0.8)" in await ephemeral_text(details)
         again = await stub.invoke_slash("reroll", {"seed": 4}, user=student, channel=CHANNEL)
@@ -109,6 +116,22 @@ async def test_each_family_is_added_generates_and_refuses_what_it_does_not_take(
         assert png_size(from_text.png_attachments[0].data) == (1024, 1024)
         assert sdxl.kind is JobKind.IMAGE_TO_IMAGE and (sdxl.steps, sdxl.guidance) == (2, 7.0)
         assert png_size(from_picture.png_attachments[0].data) == (sdxl.width, sdxl.height)
+        assert sdxl.prompt == styled
+        assert "read in 3 windows of up to 75 tokens" in from_picture.content
+
+        # Past the 256 tokens FLUX.1's T5 reads (the tiny T5 spells "zebra" letter by letter):
+        # the job ends saying so, instead of a picture of a silently cut prompt.
+        handle = await stub.invoke_slash(
+            "imagine",
+            {"prompt": " ".join(["zebra"] * 50), "model": "schnell", "steps": 1},
+            user=student,
+            channel=CHANNEL,
+        )
+        await handle.wait_for_message(
+            lambda m: "reads at most 256 tokens of a prompt and yours is 301" in m.content,
+            timeout=RESULT_TIMEOUT,
+        )
+        assert (await bot.repo.get_job(4)).status is JobStatus.FAILED
 
         # Each family's recipe builds its own pipeline and sampler.
         asked = await stub.invoke_slash("recipe", {"job": 1}, user=prof, channel=CHANNEL)

@@ -45,12 +45,18 @@ def test_left_out_options_come_from_the_family():
         (Family.FLUX, {"scheduler": "ddim"}, "FLUX.1 schnell runs only its own sampler (Euler)"),
         (Family.FLUX, {"guidance": 3.0}, "FLUX.1 schnell takes no guidance"),
         (Family.FLUX, {"negative_prompt": "dark"}, "FLUX.1 schnell takes no negative prompt"),
-        (Family.SDXL, {"prompt": "a (fox:1.3)"}, "SDXL does not read prompt weights"),
+        (Family.FLUX, {"prompt": "a (fox:1.3)"}, "FLUX.1 schnell does not read prompt weights"),
     ],
 )
 def test_a_typed_option_the_family_does_not_take_is_refused_naming_it(family, typed, message):
     with pytest.raises(UserInputError, match=re.escape(message)):
         family_settings(family, JobKind.TEXT_TO_IMAGE, {**TYPED_NOTHING, **typed}, set(typed))
+
+
+def test_sdxl_takes_weighted_prompts():
+    typed = {"prompt": "a (fox:1.3)", "negative_prompt": "[dark]"}
+    fitted = family_settings(Family.SDXL, JobKind.TEXT_TO_IMAGE, {**TYPED_NOTHING, **typed}, ())
+    assert (fitted["prompt"], fitted["negative_prompt"]) == ("a (fox:1.3)", "[dark]")
 
 
 def test_a_family_without_inpainting_is_refused_for_it():

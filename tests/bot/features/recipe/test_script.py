@@ -32,6 +32,7 @@ from bot.jobs.scheduler import spec_for
 from bot.jobs.xy_plot import stored
 from bot.jobs.xy_values import Axis
 from bot.store.models import Job, Model
+from engine.images.metadata import read_parameters
 from engine.protocol import BOUNDS, DEFAULT_MASK_BLEND, SCHEDULERS, Family
 from tests.engine.helpers import Recorder, engine_settings, run
 from tests.fixtures.tiny_adapters import EMBEDDING_TOKEN, FamilyAdapters, TinyAdapters
@@ -146,6 +147,9 @@ def _png(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+SDXL_WEIGHTED_LONG = "a (watercolor:1.4) [fox], " + " ".join(["cat"] * 80)
 
 
 def test_scripts_reproduce_the_engines_pixels(
@@ -278,6 +282,15 @@ def test_scripts_reproduce_the_engines_pixels(
         # The other families, each on its own pipeline: SDXL with a negative prompt, FLUX.1
         # schnell without guidance (its own sampler), from text and from a picture.
         make_job(18, tiny_families.sdxl, negative_prompt="blurry", guidance=6.0, seeds=[5]),
+        # SDXL's weights and a prompt past CLIP's window: compel over both its encoders.
+        make_job(
+            23,
+            tiny_families.sdxl,
+            prompt=SDXL_WEIGHTED_LONG,
+            negative_prompt="(dark:0.5)",
+            guidance=6.0,
+            seeds=[3],
+        ),
         make_job(19, tiny_families.flux, guidance=0.0, steps=2, seeds=[6]),
         make_job(
             20,
@@ -339,7 +352,14 @@ def test_scripts_reproduce_the_engines_pixels(
             ],
         ),
     ]
-    families = {18: Family.SDXL, 19: Family.FLUX, 20: Family.FLUX, 21: Family.SDXL, 22: Family.FLUX}
+    families = {
+        18: Family.SDXL,
+        19: Family.FLUX,
+        20: Family.FLUX,
+        21: Family.SDXL,
+        22: Family.FLUX,
+        23: Family.SDXL,
+    }
     recorder = Recorder()
     from engine.worker import Worker
 
@@ -393,6 +413,8 @@ def test_scripts_reproduce_the_engines_pixels(
     for part, image in zip(("cfg_0", "cfg_7.5"), images[12], strict=True):
         np.testing.assert_array_equal(made(f"job12_{part}_42.png"), rgb(image.png), part)
     np.testing.assert_array_equal(made("job18_5.png"), rgb(images[18][0].png))
+    np.testing.assert_array_equal(made("job23_3.png"), rgb(images[23][0].png))
+    assert read_parameters(images[23][0].png).startswith(SDXL_WEIGHTED_LONG + "\n")
     np.testing.assert_array_equal(made("job19_6.png"), rgb(images[19][0].png))
     np.testing.assert_array_equal(made("job20_42.png"), rgb(images[20][0].png))
     for seed, image in zip((5, 6), images[13], strict=True):
