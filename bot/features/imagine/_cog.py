@@ -18,7 +18,9 @@ from bot.ui import options, validation
 from bot.ui.checks import require_channel
 from bot.ui.errors import UserInputError
 from bot.ui.model_options import ModelName, autocomplete_loras, autocomplete_models
-from engine.protocol import BOUNDS, SCHEDULERS, SIZES, JobKind, number_text
+from engine.protocol import BOUNDS, FAMILIES, SCHEDULERS, SIZES, Family, JobKind, number_text
+
+_FLUX = FAMILIES[Family.FLUX]  # its steps differ most from the others'
 
 NO_IMAGE_FOR_STRENGTH = (
     "strength says how far to go from a picture: attach one as `image`, or leave strength out."
@@ -39,7 +41,8 @@ class ImagineCog(commands.Cog):
         negative_prompt="What to steer away from, e.g. “blurry, text”",
         seed="Same seed + same settings = same image (random when empty)",
         # {min}, {max} and {default}: filled from the bounds in force (bot.ui.options).
-        steps="Denoising steps, {min}-{max} (default {default}; FLUX.1 schnell 1-4, default 4); "
+        steps="Denoising steps, {min}-{max} (default {default}; "
+        f"{_FLUX.label} {_FLUX.steps.min}-{_FLUX.steps.max}, default {_FLUX.steps.default}); "
         "more is slower",
         guidance="Classifier-free guidance: how closely to follow the prompt "
         "(default {default}; 7-8.5 is typical)",
