@@ -175,8 +175,6 @@ def check_family(spec: JobSpec, family: Family) -> None:
                     f"{traits.label} does not read prompt weights; write the {what} without "
                     "(…), […] or (word:1.3)"
                 )
-    if (spec.variants or spec.decode_steps) and family is not Family.SD:
-        raise BadInput(f"the course lessons run on Stable Diffusion 1.x/2.x, not {traits.label}")
 
 
 def _check_strength(spec: JobSpec, bound: Bound[float]) -> None:
