@@ -105,9 +105,7 @@ async def test_each_family_is_added_generates_and_refuses_what_it_does_not_take(
         assert await bot.repo.count_jobs(student.id) == 2
 
         # A FLUX grid: the typed steps kept, guidance and size the family's.
-        handle = await compare(
-            stub, student, model="schnell", x="seed", x_values="3, 5", steps=1
-        )
+        handle = await compare(stub, student, model="schnell", x="seed", x_values="3, 5", steps=1)
         await handle.wait_for_message(is_xy_grid, timeout=GRID_TIMEOUT)
         grid = await bot.repo.get_job(3)
         assert grid.status is JobStatus.DONE

@@ -29,9 +29,7 @@ def test_an_sdxl_grid_and_strip_keep_the_plain_pixels(
     worker: Worker, recorder: Recorder, sdxl: ModelRef
 ) -> None:
     # guidance (x, with the course's CFG 0) × scheduler (y); the job's own: CFG 6, Euler.
-    variants = tuple(
-        Variant(f"{g}/{s}", g, 3, s) for s in ("euler", "ddim") for g in (0.0, 6.0)
-    )
+    variants = tuple(Variant(f"{g}/{s}", g, 3, s) for s in ("euler", "ddim") for g in (0.0, 6.0))
     run(worker, job(sdxl, 1, guidance=6.0, scheduler="euler", variants=variants))
     run(worker, job(sdxl, 2, guidance=6.0, scheduler="euler", decode_steps=(1, 2, 3)))
     run(worker, job(sdxl, 3, guidance=6.0, scheduler="euler"))
