@@ -17,7 +17,6 @@ from bot.jobs.adapters import require_still_offered, resolve_adapters
 from bot.jobs.decoding import PictureDecoder
 from bot.jobs.delivery import DISCORD_ERRORS, Delivery
 from bot.jobs.families import family_settings
-from bot.jobs.xy_families import check_family_axes, one_family
 from bot.jobs.image_store import ImageStore
 from bot.jobs.inputs import InputStore, start_picture_from_result
 from bot.jobs.job_request import Comparison, JobRequest, NewImages, Reroll, Upscale, Variation
@@ -27,6 +26,11 @@ from bot.jobs.prompt_screen import PromptScreen
 from bot.jobs.requests import derived_job, new_job
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.uploads import read_uploads
+from bot.jobs.xy_families import (
+    check_denoising_left_on_axes,
+    check_family_axes,
+    one_family,
+)
 from bot.jobs.xy_plot import stored
 from bot.jobs.xy_values import Axis
 from bot.settings import CourseSettings, Settings
@@ -293,6 +297,8 @@ class JobService:
                 settings = family_settings(
                     model.family, kind, settings, given, self._settings.limits.bounds()
                 )
+                if axes and kind.takes_picture:
+                    check_denoising_left_on_axes(axes, settings["steps"], settings["strength"])
                 read = None
                 if uploads:
                     # Decoding costs CPU the user chooses: a caller over their limits is refused

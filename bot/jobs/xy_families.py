@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from bot.jobs.xy_values import Axis
 from bot.store.models import Model
 from bot.ui.errors import UserInputError
+from bot.ui.validation import check_denoising_left
 from engine.protocol import FAMILIES, SCHEDULERS, Family
 
 OPTIONS = ("x_values", "y_values")  # the option each axis was typed in, x first
@@ -61,3 +62,16 @@ def one_family(models: Sequence[Model]) -> Family:
             "models of one family."
         )
     return models[0].family
+
+
+def check_denoising_left_on_axes(axes: Sequence[Axis], steps: int, strength: float) -> None:
+    """Image-to-image runs ``int(steps × strength)`` steps: every panel must keep one. ``steps``
+    is the job's as its family fills it (FLUX.1 schnell's 4, not /imagine's SD default)."""
+    steps_values = [steps]
+    strengths = [strength]
+    for axis in axes:
+        if axis.kind == "steps":
+            steps_values = [int(v) for v in axis.values]
+        if axis.kind == "strength":
+            strengths = [float(v) for v in axis.values]
+    check_denoising_left(min(steps_values), min(strengths))

@@ -607,7 +607,8 @@ def _cfg_zero(family: Family, indent: str) -> list[str]:
         return []
     return [
         f"{indent}if guidance == 0:",
-        f"{indent}    # CFG 0 is the unconditional prediction alone (uncond + 0 * (text - uncond)).",
+        f"{indent}    # CFG 0 is the unconditional prediction alone "
+        "(uncond + 0 * (text - uncond)).",
         f"{indent}    # diffusers guides only above 1, so run the unconditional text, the negative",
         f"{indent}    # prompt, without guidance: the same prediction.",
         f'{indent}    prompt_args = prompt_arguments(NEGATIVE_PIECES, [("", 1.0)])',

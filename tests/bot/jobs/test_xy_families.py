@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bot.jobs.lessons import applies, lesson_actions, values_for
-from bot.jobs.xy_families import check_family_axes, one_family
+from bot.jobs.xy_families import check_denoising_left_on_axes, check_family_axes, one_family
 from bot.jobs.xy_values import Axis
 from bot.settings import CourseSettings
 from bot.store.models import Model
@@ -80,3 +82,15 @@ def test_lessons_fit_the_family(
     assert values_for("steps", parent(steps=4), course, family) == steps
     assert len(values_for("schedulers", parent(), course, family)) == schedulers
     assert applies("guidance", family) is (family is not FLUX)
+
+
+def test_every_panel_keeps_a_denoising_step_at_the_familys_steps() -> None:
+    check_denoising_left_on_axes([Axis("strength", (0.3, 0.9))], 30, 0.5)  # SD's 30 steps
+    with pytest.raises(
+        UserInputError, match=re.escape("strength 0.2 and 4 steps, no denoising step")
+    ):
+        check_denoising_left_on_axes([Axis("strength", (0.2, 0.9))], 4, 0.5)  # FLUX's 4
+    with pytest.raises(
+        UserInputError, match=re.escape("strength 0.5 and 1 step, no denoising step")
+    ):
+        check_denoising_left_on_axes([Axis("steps", (1, 4))], 4, 0.5)

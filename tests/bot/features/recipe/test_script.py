@@ -376,7 +376,10 @@ def test_scripts_reproduce_the_engines_pixels(
         timeout=600,
     )
     assert done.returncode == 0, "\n".join(
-        l for l in done.stderr.splitlines() if "it/s" not in l and l.strip()
+        # Without the progress bars, which would push the traceback out of the message.
+        line
+        for line in done.stderr.splitlines()
+        if "it/s" not in line and line.strip()
     )[-3000:]
 
     def made(name: str) -> np.ndarray:
