@@ -208,8 +208,10 @@ class Delivery:
             return
         # A course comparison is one captioned grid (bot.course), in the asker's language.
         locale = ticket.interaction.locale.value if ticket.interaction else None
+        model = await self._repo.get_model(job.model_name)
+        family = model.family if model is not None else Family.SD
         if job.comparison and (
-            lesson := await comparison_message(job, result, locale, ticket.chunks_note)
+            lesson := await comparison_message(job, result, locale, ticket.chunks_note, family)
         ):
             self._show(ticket, Screen(*lesson, final=True))
             return
@@ -224,8 +226,6 @@ class Delivery:
         if depth := depth_map_upload(result):  # depth-to-image: what conditioned the images
             files.append(depth)
             caption += "\n" + depth_map_note(result)
-        model = await self._repo.get_model(job.model_name)
-        family = model.family if model is not None else Family.SD
         view = result_view(job.id, JobKind(job.kind), len(result.images), lesson_actions(family))
         self._show(ticket, Screen(caption, files, view, final=True))
 

@@ -6,13 +6,14 @@ import re
 
 import pytest
 
+from bot.jobs.comparison_results import caption
 from bot.jobs.lessons import applies, lesson_actions, values_for
 from bot.jobs.xy_families import check_denoising_left_on_axes, check_family_axes, one_family
 from bot.jobs.xy_values import Axis
 from bot.settings import CourseSettings
 from bot.store.models import Model
 from bot.ui.errors import UserInputError
-from engine.protocol import Family, JobKind
+from engine.protocol import Family, GeneratedImage, JobKind, Result
 from tests.bot.jobs.test_lessons import parent
 
 SD, SDXL, FLUX = Family.SD, Family.SDXL, Family.FLUX
@@ -94,3 +95,11 @@ def test_every_panel_keeps_a_denoising_step_at_the_familys_steps() -> None:
         UserInputError, match=re.escape("strength 0.5 and 1 step, no denoising step")
     ):
         check_denoising_left_on_axes([Axis("steps", (1, 4))], 4, 0.5)
+
+
+def test_flux_steps_lesson_says_what_a_distilled_model_does() -> None:
+    job = parent(id=3, parent_job_id=1, comparison="steps", comparison_values=[1, 4], seeds=[42])
+    result = Result(3, (GeneratedImage(42, b"", False),) * 2, None, 1.5)
+    assert "distilled to finish in 1–4 steps" in caption(job, result, None, family=FLUX)
+    assert "经过蒸馏" in caption(job, result, "zh-CN", family=FLUX)
+    assert "the course compares 15 with 50" in caption(job, result, None, family=SDXL)
