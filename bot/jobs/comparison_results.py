@@ -17,7 +17,7 @@ from bot.store.models import Job
 from bot.ui import render
 from bot.ui.buttons import job_view
 from bot.ui.i18n import t
-from engine.protocol import SCHEDULERS, Result
+from engine.protocol import BOUNDS, FAMILIES, SCHEDULERS, Family, Result
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +91,21 @@ def grid_caption(job: Job, result: Result, locale: str | None, chunks_note: str 
     return "\n".join(lines)
 
 
-def caption(job: Job, result: Result, locale: str | None, chunks_note: str = "") -> str:
-    """The message under the grid, in the asker's language where there is a translation."""
+def caption(
+    job: Job,
+    result: Result,
+    locale: str | None,
+    chunks_note: str = "",
+    family: Family = Family.SD,
+) -> str:
+    """The message under the grid, in the asker's language where there is a translation;
+    ``family``: the model's (a distilled one's steps lesson has its own notice)."""
     if xy_plot.is_grid(job):
         return grid_caption(job, result, locale, chunks_note)
     kind = job.comparison
+    notice = f"lesson.{kind}.notice"
+    if kind == "steps" and FAMILIES[family].steps.max < BOUNDS.steps.max:
+        notice = "lesson.steps.notice.distilled"
     lines = [
         t(
             locale,
@@ -106,7 +116,7 @@ def caption(job: Job, result: Result, locale: str | None, chunks_note: str = "")
             user=job.user_id,
         ),
         " · ".join(panel_labels(job, locale)) + " — " + settings_line(job, result.seconds),
-        t(locale, "lesson.notice", notice=t(locale, f"lesson.{kind}.notice")),
+        t(locale, "lesson.notice", notice=t(locale, notice)),
     ]
     if chunks_note:
         lines.append(chunks_note)
@@ -119,7 +129,11 @@ def caption(job: Job, result: Result, locale: str | None, chunks_note: str = "")
 
 
 async def comparison_message(
-    job: Job, result: Result, locale: str | None, chunks_note: str = ""
+    job: Job,
+    result: Result,
+    locale: str | None,
+    chunks_note: str = "",
+    family: Family = Family.SD,
 ) -> tuple[str, list[UploadFile], discord.ui.View] | None:
     """Content, the grid file and the buttons of a finished comparison.
 
@@ -152,7 +166,7 @@ async def comparison_message(
         return None
     spoiler = any(image.nsfw for image in result.images)
     files = [UploadFile(f"job{job.id}_{job.comparison}.png", grid, spoiler)]
-    content = caption(job, result, locale, chunks_note)
+    content = caption(job, result, locale, chunks_note, family)
     if xy_plot.is_grid(job) and xy_plot.rerolls(job):
         return content, files, job_view(job.id, "reroll", "details", "delete")
     return content, files, job_view(job.id, "details", "delete")

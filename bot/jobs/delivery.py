@@ -23,7 +23,7 @@ import discord
 
 from bot.jobs.comparison_results import comparison_message
 from bot.jobs.depth_map import depth_map_note, depth_map_upload
-from bot.jobs.lessons import denoising_steps
+from bot.jobs.lessons import denoising_steps, lesson_actions
 from bot.jobs.mask_outline import outline_note, outline_upload
 from bot.jobs.upload_fit import DEFAULT_LIMIT, UploadFile, fit
 from bot.store.models import Job
@@ -31,7 +31,7 @@ from bot.store.repository import Repository
 from bot.ui import render
 from bot.ui.buttons import result_view, running_view
 from bot.ui.interactions import is_expired_token
-from engine.protocol import Accepted, JobKind, Progress, Result
+from engine.protocol import Accepted, Family, JobKind, Progress, Result
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +208,10 @@ class Delivery:
             return
         # A course comparison is one captioned grid (bot.course), in the asker's language.
         locale = ticket.interaction.locale.value if ticket.interaction else None
+        model = await self._repo.get_model(job.model_name)
+        family = model.family if model is not None else Family.SD
         if job.comparison and (
-            lesson := await comparison_message(job, result, locale, ticket.chunks_note)
+            lesson := await comparison_message(job, result, locale, ticket.chunks_note, family)
         ):
             self._show(ticket, Screen(*lesson, final=True))
             return
@@ -224,7 +226,7 @@ class Delivery:
         if depth := depth_map_upload(result):  # depth-to-image: what conditioned the images
             files.append(depth)
             caption += "\n" + depth_map_note(result)
-        view = result_view(job.id, JobKind(job.kind), len(result.images))
+        view = result_view(job.id, JobKind(job.kind), len(result.images), lesson_actions(family))
         self._show(ticket, Screen(caption, files, view, final=True))
 
     async def failed(self, job: Job) -> None:

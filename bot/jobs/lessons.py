@@ -14,7 +14,7 @@ from bot.jobs import xy_plot
 from bot.settings import CourseSettings
 from bot.store.models import Job
 from bot.ui.i18n import t
-from engine.protocol import SCHEDULERS, JobKind, Variant
+from engine.protocol import FAMILIES, SCHEDULERS, Family, JobKind, Variant
 
 
 @dataclass(frozen=True)
@@ -49,14 +49,38 @@ def strip_steps(total: int, panels: int) -> tuple[int, ...]:
     return tuple(sorted({max(1, round(total * i / (panels - 1))) for i in range(panels)}))
 
 
-def values_for(kind: str, job: Job, course: CourseSettings) -> tuple[Value, ...]:
-    """What the panels of a ``kind`` comparison of ``job`` show, from the course settings."""
+def applies(kind: str, family: Family) -> bool:
+    """Whether the lesson ``kind`` means anything on ``family``: FLUX.1 schnell has no guidance
+    scale to vary and runs one sampler, so its CFG and schedulers lessons do not apply."""
+    traits = FAMILIES[family]
+    if kind == "guidance":
+        return traits.guidance is not None
+    if kind == "schedulers":
+        return len(traits.schedulers) > 1
+    return kind in BY_KIND
+
+
+def lesson_actions(family: Family) -> tuple[str, ...]:
+    """The buttons' actions of the lessons that apply to ``family``, in order."""
+    return tuple(lesson.action for lesson in LESSONS if applies(lesson.kind, family))
+
+
+def values_for(
+    kind: str, job: Job, course: CourseSettings, family: Family = Family.SD
+) -> tuple[Value, ...]:
+    """What the panels of a ``kind`` comparison of ``job`` show, from the course settings,
+    fitted to the model's ``family``: its steps bound (FLUX.1 schnell's 1-4, where the course's
+    counts do not fit, are all four) and its samplers."""
+    traits = FAMILIES[family]
     if kind == "guidance":
         return tuple(float(g) for g in course.guidance_values)
     if kind == "steps":
-        return tuple(course.steps_values)
+        fitting = tuple(s for s in course.steps_values if s in traits.steps)
+        if len(fitting) < 2:
+            fitting = tuple(range(traits.steps.min, traits.steps.max + 1))[-8:]
+        return fitting
     if kind == "schedulers":
-        return tuple(course.schedulers)
+        return tuple(name for name in course.schedulers if traits.takes_scheduler(name))
     if kind == "denoising":
         return strip_steps(denoising_steps(job), course.denoising_panels)
     raise ValueError(f"unknown comparison {kind!r}")

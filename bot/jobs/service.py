@@ -20,12 +20,17 @@ from bot.jobs.families import family_settings
 from bot.jobs.image_store import ImageStore
 from bot.jobs.inputs import InputStore, start_picture_from_result
 from bot.jobs.job_request import Comparison, JobRequest, NewImages, Reroll, Upscale, Variation
-from bot.jobs.lessons import values_for
+from bot.jobs.lessons import applies, values_for
 from bot.jobs.limits import Reservation, UsageLimits
 from bot.jobs.prompt_screen import PromptScreen
 from bot.jobs.requests import derived_job, new_job
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.uploads import read_uploads
+from bot.jobs.xy_families import (
+    check_denoising_left_on_axes,
+    check_family_axes,
+    one_family,
+)
 from bot.jobs.xy_plot import stored
 from bot.jobs.xy_values import Axis
 from bot.settings import CourseSettings, Settings
@@ -66,18 +71,25 @@ SHUTTING_DOWN = "The bot is restarting; please try again in a minute. Nothing wa
 RESUMED_NOTE = "your job #{job_id} resumed after a restart:"
 INPUTS_NOT_STORED = "Your picture could not be stored on the bot's disk; please try again."
 NOT_SAVED = "Your job could not be saved, so nothing was queued; please try again in a minute."
+# What a lesson varies, for the refusal on a family without it (``bot.jobs.lessons.applies``).
+_LESSON_SETTING = {"guidance": "guidance scale", "schedulers": "choice of sampler"}
 
 
 def comparison_job(
-    parent: Job, kind: str, course: CourseSettings, interaction: discord.Interaction
+    parent: Job,
+    kind: str,
+    course: CourseSettings,
+    interaction: discord.Interaction,
+    family: Family = Family.SD,
 ) -> NewJob:
-    """The job that compares ``parent``'s first image across the lesson's panels."""
+    """The job that compares ``parent``'s first image across the lesson's panels, as its
+    model's ``family`` takes them."""
     return derived_job(
         parent,
         interaction,
         seeds=(parent.seeds[0],),  # one seed: the panels differ only by the lesson's setting
         comparison=kind,
-        comparison_values=values_for(kind, parent, course),
+        comparison_values=values_for(kind, parent, course, family),
     )
 
 
@@ -285,6 +297,8 @@ class JobService:
                 settings = family_settings(
                     model.family, kind, settings, given, self._settings.limits.bounds()
                 )
+                if axes and kind.takes_picture:
+                    check_denoising_left_on_axes(axes, settings["steps"], settings["strength"])
                 read = None
                 if uploads:
                     # Decoding costs CPU the user chooses: a caller over their limits is refused
@@ -321,15 +335,15 @@ class JobService:
                 if parent.comparison:
                     raise UserInputError(t(interaction, "lesson.not_twice", job_id=job_id))
                 model = await self.require_model_offered(parent)
-                if model.family is not Family.SD:
-                    # Their panels vary guidance, steps and schedulers the way SD 1.x takes them.
+                if not applies(kind, model.family):
+                    # Its button is not shown under such a result; an old message may have it.
                     raise UserInputError(
-                        f"The course lessons run on {FAMILIES[Family.SD].label} models; "
-                        f"job #{job_id} used {FAMILIES[model.family].label}."
+                        f"Job #{job_id} used {FAMILIES[model.family].label}, which has no "
+                        f"{_LESSON_SETTING[kind]} to compare."
                     )
                 await self._reuse_inputs(parent)
                 course = self._settings.course
-                return comparison_job(parent, kind, course, interaction), []
+                return comparison_job(parent, kind, course, interaction, model.family), []
             case Variation(job_id=job_id, strength=strength):
                 parent = await self.get_visible(job_id, interaction, doing="vary")
                 return await self._variation(parent, strength, interaction)
@@ -342,7 +356,8 @@ class JobService:
         self, axes: tuple[Axis, ...], model: Model, kind: JobKind
     ) -> tuple[Model, dict[str, Any]]:
         """A /compare grid's job fields; on a model axis, each name must be an enabled model of
-        the kind (refused with the list of those offered), and the first is the job's own."""
+        the kind (refused with the list of those offered), all of one family, and the first is
+        the job's own. Every axis must be one the model's family takes."""
         models: list[Model] = []
         for axis in axes:
             if axis.kind == "model":
@@ -351,14 +366,8 @@ class JobService:
                     for name in axis.values
                 ]
                 model = models[0]
-        for compared in models or [model]:
-            # Grids of SDXL and FLUX panels are not tried yet (their sizes, steps and guidance
-            # differ from the axes' bounds): refused plainly rather than run half-right.
-            if compared.family is not Family.SD:
-                raise UserInputError(
-                    f"/compare runs on {FAMILIES[Family.SD].label} models so far; "
-                    f"{compared.name} is a {FAMILIES[compared.family].label} model."
-                )
+        family = one_family(models) if models else model.family
+        check_family_axes(axes, family)
         return model, {"comparison": xy_plot.XY, "comparison_values": stored(axes, models)}
 
     async def _grid_again(

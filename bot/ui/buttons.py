@@ -8,7 +8,7 @@ works on any message the bot ever posted, after restarts, without keeping views 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, cast
 
 import discord
@@ -164,7 +164,10 @@ def running_view(job_id: int) -> discord.ui.View:
 
 
 def result_view(
-    job_id: int, kind: JobKind = JobKind.TEXT_TO_IMAGE, images: int = 1
+    job_id: int,
+    kind: JobKind = JobKind.TEXT_TO_IMAGE,
+    images: int = 1,
+    lessons: Sequence[str] = LESSON_ACTIONS,
 ) -> discord.ui.View:
     """Under a result: five on the first row (Discord's most), the lessons on the second, an
     Upscale per image on the third.
@@ -172,14 +175,15 @@ def result_view(
     An upscale gets Details and Delete only: nothing builds on a picture that large. A
     depth-to-image result has neither Vary (it would run image-to-image on another model,
     losing the depth that made the result) nor the lessons (their comparisons are not tried
-    on depth models yet).
+    on depth models yet). ``lessons``: the lessons' actions that apply to the result's model
+    family (``bot.jobs.lessons.lesson_actions``).
     """
     if kind is JobKind.UPSCALE:
         return job_view(job_id, "details", "delete")
     if kind is JobKind.DEPTH_TO_IMAGE:
         view = job_view(job_id, "reroll", "details", "delete")
     else:
-        view = job_view(job_id, "reroll", "details", "delete", *VARY_STRENGTHS, *LESSON_ACTIONS)
+        view = job_view(job_id, "reroll", "details", "delete", *VARY_STRENGTHS, *lessons)
     upscales = list(UPSCALE_ACTIONS)[:images]
     for action in upscales:
         view.add_item(JobButton(action, job_id, UPSCALE_ONE if len(upscales) == 1 else None))

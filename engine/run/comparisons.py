@@ -32,7 +32,18 @@ import torch
 
 from engine.images.clean_images import CleanImageCapture, decode_latents
 from engine.models.registry import LoadedPipelines, ModelUnavailable, free_device_memory
-from engine.protocol import BOUNDS, ErrorKind, Event, JobKind, JobSpec, ModelRef, Progress, Result
+from engine.protocol import (
+    BOUNDS,
+    FAMILIES,
+    ErrorKind,
+    Event,
+    Family,
+    JobKind,
+    JobSpec,
+    ModelRef,
+    Progress,
+    Result,
+)
 from engine.run.context import CANCELLED_MESSAGE, RunContext, internal_message
 from engine.run.pipeline_call import (
     Made,
@@ -43,7 +54,7 @@ from engine.run.pipeline_call import (
     task_images,
 )
 from engine.settings import EngineSettings
-from engine.tasks.checks import BadInput
+from engine.tasks.checks import BadInput, check_family
 from engine.tasks.inpainting import Pictures
 from engine.tasks.prompt_embeddings import PromptReader
 
@@ -82,15 +93,16 @@ def panel_spec(spec: JobSpec, index: int) -> JobSpec:
     return panel
 
 
-def run_spec(panel: JobSpec) -> JobSpec:
-    """What a panel's pipeline call runs.
+def run_spec(panel: JobSpec, family: Family = Family.SD) -> JobSpec:
+    """What a panel's pipeline call runs on a model of ``family``.
 
     diffusers guides only above a scale of 1 (at or below 1 it uses the prompt alone), but the
     course's CFG 0 is the other end: the unconditional prediction alone,
     ε = ε_uncond + 0·(ε_text − ε_uncond). That is a plain run of the unconditional text, the
-    negative prompt (usually empty), so that is what a guidance-0 panel runs.
+    negative prompt (usually empty), so that is what a guidance-0 panel runs. A family without
+    guidance (FLUX.1 schnell) stores 0 for "none": its panels run as they are.
     """
-    if panel.guidance == 0:
+    if panel.guidance == 0 and FAMILIES[family].guidance is not None:
         return replace(panel, prompt=panel.negative_prompt, negative_prompt="", guidance=1.0)
     return panel
 
@@ -240,13 +252,31 @@ class Comparisons:
         if not live:
             return
         # The model as this group runs it; a failure ends each job once, with the reason.
-        first_runs = [next(p.run for p in state.panels if p in panels) for state in live]
-        loaded = self._context.pipeline_or_fail(first_runs)
+        # Each job's first panel as shown (its run depends on the family, known once loaded).
+        first_runs = [next(p.spec for p in state.panels if p in panels) for state in live]
+        checked = list(first_runs)  # the context drops (and fails) a job its family refuses
+        loaded = self._context.pipeline_or_fail(checked)
         if loaded is None:
             for state in live:
                 state.ended = True
             return
         entry, pipeline = loaded
+        for state, run in zip(live, first_runs, strict=True):
+            if run not in checked:
+                state.ended = True
+        # Every panel must be a job the model's family takes (FLUX.1 schnell: steps 1-4, no
+        # guidance, its one sampler), not only the first; and it runs as the family runs it.
+        for panel in panels:
+            if panel.state.ended:
+                continue
+            try:
+                check_family(panel.spec, entry.family)
+            except BadInput as refused:
+                panel.state.ended = True
+                self._fail(panel.job, ErrorKind.BAD_INPUT, str(refused))
+                continue
+            panel.run = run_spec(panel.spec, entry.family)
+        live = [state for state in live if not state.ended]
         prompts = PromptReader(pipeline)
         for state in live:
             job = state.job
@@ -338,13 +368,14 @@ class Comparisons:
         if capture is None:
             return None
         job = panels[0].job
-        last = denoising_steps(panels[0].run)
+        run = panels[0].run
+        last = denoising_steps(run)
         strips = []
         for step in job.decode_steps:
             if step >= last or step not in capture.kept:
                 strips.append(finished)  # the finished picture is the last step's truth
             else:
-                strips.append(decode_latents(pipeline, capture.kept[step]))
+                strips.append(decode_latents(pipeline, capture.kept[step], run.width, run.height))
         return strips
 
     def _deliver(self, state: _JobState, seconds: float) -> None:

@@ -177,8 +177,6 @@ def check_family(spec: JobSpec, family: Family) -> None:
                 )
     if not traits.embeddings and any(a.kind is AdapterKind.EMBEDDING for a in spec.adapters):
         raise BadInput(f"{traits.label} takes no embeddings")
-    if (spec.variants or spec.decode_steps) and family is not Family.SD:
-        raise BadInput(f"the course lessons run on Stable Diffusion 1.x/2.x, not {traits.label}")
 
 
 def _check_strength(spec: JobSpec, bound: Bound[float]) -> None:

@@ -3,7 +3,9 @@
 The values are checked here (``bot.jobs.xy_values``) against the bounds in force, before
 anything is written; the job service looks up a model axis's names and counts every panel
 against the hourly limit. The settings not on an axis are the options, with /imagine's
-defaults, so the panel whose axis values are those defaults is /imagine's very picture.
+defaults (the model family's, as /imagine fills them), so the panel whose axis values are
+those defaults is /imagine's very picture. The service checks each axis against the model's
+family once the model is known (``bot.jobs.xy_families``).
 """
 
 from __future__ import annotations
@@ -113,14 +115,19 @@ class CompareCog(commands.Cog):
             height=size.height,
             scheduler=scheduler or bounds.scheduler,
         )
+        # The options not typed take the model's family's defaults (bot.jobs.families).
+        typed = options.typed_options(interaction)
         if image is None:
-            request = NewImages(JobKind.TEXT_TO_IMAGE, model, params, axes=axes)
+            request = NewImages(JobKind.TEXT_TO_IMAGE, model, params, axes=axes, given=typed)
         else:
             inputs.check_declared_size(image.size, "image")
+            # Whether every panel keeps a denoising step is checked at the family's steps
+            # (bot.jobs.xy_families.check_denoising_left_on_axes).
             params["strength"] = validation.check_image_strength(strength, bounds)
-            _check_denoising_left(axes, int(params["steps"]), float(params["strength"]))
             uploads = Uploads(image, repaint_area=False)
-            request = NewImages(JobKind.IMAGE_TO_IMAGE, model, params, uploads, axes=axes)
+            request = NewImages(
+                JobKind.IMAGE_TO_IMAGE, model, params, uploads, axes=axes, given=typed
+            )
         await self.services.jobs.submit(interaction, request)
 
     @compare.autocomplete("model")
@@ -141,15 +148,3 @@ def _axes(
         axes.append(parse_axis(y, y_values, "y_values", bounds))
     check_grid(axes[0], axes[1] if len(axes) > 1 else None, bounds)
     return tuple(axes)
-
-
-def _check_denoising_left(axes: tuple[Axis, ...], steps: int, strength: float) -> None:
-    """Image-to-image runs ``int(steps × strength)`` steps: every panel must keep one."""
-    steps_values = [steps]
-    strengths = [strength]
-    for axis in axes:
-        if axis.kind == "steps":
-            steps_values = [int(v) for v in axis.values]
-        if axis.kind == "strength":
-            strengths = [float(v) for v in axis.values]
-    validation.check_denoising_left(min(steps_values), min(strengths))

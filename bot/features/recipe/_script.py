@@ -712,7 +712,23 @@ def _plain(job: Job, family: Family) -> list[str]:
     ]
 
 
-def _panels(job: Job) -> list[str]:
+def _cfg_zero(family: Family, indent: str) -> list[str]:
+    """The course's CFG 0 as the engine runs it (``engine.run.comparisons.run_spec``); a family
+    without guidance stores 0 for "none" and runs its panels as they are."""
+    if FAMILIES[family].guidance is None:
+        return []
+    return [
+        f"{indent}if guidance == 0:",
+        f"{indent}    # CFG 0 is the unconditional prediction alone "
+        "(uncond + 0 * (text - uncond)).",
+        f"{indent}    # diffusers guides only above 1, so run the unconditional text, the negative",
+        f"{indent}    # prompt, without guidance: the same prediction.",
+        f'{indent}    prompt_args = prompt_arguments(NEGATIVE_PIECES, [("", 1.0)])',
+        f"{indent}    guidance = 1.0",
+    ]
+
+
+def _panels(job: Job, family: Family) -> list[str]:
     rows = [
         f"    ({_literal(v.label)}, {v.guidance!r}, {v.steps!r}, {_literal(v.scheduler)}, "
         f"{_literal(_slug(v.label))}),"
@@ -728,14 +744,9 @@ def _panels(job: Job) -> list[str]:
         "for label, guidance, steps, scheduler, part in PANELS:",
         "    pipe.scheduler = make_scheduler(scheduler, BASE_SCHEDULER_CONFIG)",
         "    prompt_args = prompt_arguments(PROMPT_PIECES, NEGATIVE_PIECES)",
-        "    if guidance == 0:",
-        "        # CFG 0 is the unconditional prediction alone (uncond + 0 * (text - uncond)).",
-        "        # diffusers guides only above 1, so run the unconditional text, the negative",
-        "        # prompt, without guidance: the same prediction.",
-        '        prompt_args = prompt_arguments(NEGATIVE_PIECES, [("", 1.0)])',
-        "        guidance = 1.0",
+        *_cfg_zero(family, "    "),
         "    for seed in SEEDS:",
-        *("    " + line for line in _generate(job, "steps", "guidance")),
+        *("    " + line for line in _generate(job, "steps", "guidance", family=family)),
         f'        picture.save(f"job{job.id}_{{part}}_{{seed}}.png")',
         f'        print(f"wrote job{job.id}_{{part}}_{{seed}}.png ({{label}})")',
     ]
@@ -744,7 +755,7 @@ def _panels(job: Job) -> list[str]:
 _OTHER_MODELS = """
 # The grid's other models, each loaded once, as the first one was, with its own text encoder
 # for the prompt and its own scheduler settings to start from.
-LOADED = {(MODEL, REVISION): (pipe, BASE_SCHEDULER_CONFIG, compel)}
+LOADED = {(MODEL, REVISION): (pipe, BASE_SCHEDULER_CONFIG, {own_reader})}
 
 
 def load(model, revision):
@@ -753,17 +764,23 @@ def load(model, revision):
             model, revision=revision, dtype=DTYPE, use_safetensors=True
         ).to(DEVICE)
         other.set_progress_bar_config(disable=True)
-        reader = Compel(
-            tokenizer=other.tokenizer, text_encoder=other.text_encoder, truncate_long_prompts=False
-        )
+        {reader}
         LOADED[(model, revision)] = (other, other.scheduler.config, reader)
     return LOADED[(model, revision)]
 """
 
 
-def _grid_panels(job: Job, show_folder: bool) -> list[str]:
+# What reads a grid's other model's prompt: compel for SD 1.x/2.x (its weights); SDXL and
+# FLUX.1 read the text themselves (``prompt_arguments`` uses no reader).
+_COMPEL_READER = """reader = Compel(
+            tokenizer=other.tokenizer, text_encoder=other.text_encoder, truncate_long_prompts=False
+        )"""
+_NO_READER = "reader = None  # the pipeline reads the prompt's text itself"
+
+
+def _grid_panels(job: Job, show_folder: bool, family: Family) -> list[str]:
     """A /compare grid: every panel's settings, row by row, each from its own seed (the job's,
-    unless the seed is an axis) and on its own model."""
+    unless the seed is an axis) and on its own model (all of ``family``)."""
 
     def model_source(model: ModelRef) -> str:
         hidden = is_folder_source(model.source) and not show_folder
@@ -787,7 +804,11 @@ def _grid_panels(job: Job, show_folder: bool) -> list[str]:
             "One panel per value of the x axis (across) and of the y axis (down). Panels that "
             "do not vary the seed share the job's, so they differ only by what the axes vary."
         ),
-        *_OTHER_MODELS.replace("{pipeline}", pipeline).strip("\n").splitlines(),
+        *_OTHER_MODELS.replace("{pipeline}", pipeline)
+        .replace("{reader}", _COMPEL_READER if family is Family.SD else _NO_READER)
+        .replace("{own_reader}", "compel" if family is Family.SD else "None")
+        .strip("\n")
+        .splitlines(),
         "",
         "",
         "PANELS = [",
@@ -798,11 +819,8 @@ def _grid_panels(job: Job, show_folder: bool) -> list[str]:
         "    pipe, BASE_SCHEDULER_CONFIG, compel = load(model, revision)",
         "    pipe.scheduler = make_scheduler(scheduler, BASE_SCHEDULER_CONFIG)",
         "    prompt_args = prompt_arguments(PROMPT_PIECES, NEGATIVE_PIECES)",
-        "    if guidance == 0:",
-        "        # CFG 0 is the unconditional prediction alone: the negative prompt, unguided.",
-        '        prompt_args = prompt_arguments(NEGATIVE_PIECES, [("", 1.0)])',
-        "        guidance = 1.0",
-        *_generate(job, "steps", "guidance", strength="strength"),
+        *_cfg_zero(family, "    "),
+        *_generate(job, "steps", "guidance", strength="strength", family=family),
         f'    picture.save(f"job{job.id}_{{part}}.png")',
         f'    print(f"wrote job{job.id}_{{part}}.png ({{label}})")',
     ]
@@ -816,12 +834,21 @@ def predicted_clean(scheduler, output, noise, timestep, sample):
     history = getattr(scheduler, "model_outputs", None)
     if getattr(scheduler.config, "algorithm_type", "") in ("dpmsolver++", "sde-dpmsolver++"):
         return history[-1]  # DPM-Solver++ works with x0 predictions and keeps the latest
+    if getattr(scheduler, "alphas_cumprod", None) is None:
+        # Flow matching (FLUX.1): x_t = (1 - sigma) * x0 + sigma * noise and the model predicts
+        # v = noise - x0, so x0 = x_t - sigma * v at the step just taken.
+        sigma = scheduler.sigmas[scheduler.step_index - 1].to(sample.device, torch.float32)
+        return (sample.float() - sigma * noise.float()).to(sample.dtype)
     # PNDM says nothing: x_t = sqrt(a) * x0 + sqrt(1 - a) * noise, solved for x0.
     a = scheduler.alphas_cumprod[int(timestep)].to(sample.device, torch.float32)
     clean = (sample.float() - (1 - a).sqrt() * noise.float()) / a.sqrt()
     return clean.to(sample.dtype)
 
+'''
 
+# Latents to a picture, as each family's pipeline decodes its own result.
+_DECODE = {
+    Family.SD: '''
 def decode(latents):
     """Latents to a picture, as the pipeline decodes its own result."""
     vae = pipe.vae
@@ -829,10 +856,39 @@ def decode(latents):
         scaled = (latents / vae.config.scaling_factor).to(vae.dtype)
         pixels = vae.decode(scaled, return_dict=False)[0]
     return pipe.image_processor.postprocess(pixels, output_type="pil")[0]
-'''
+''',
+    Family.SDXL: '''
+def decode(latents):
+    """Latents to a picture, as SDXL's pipeline decodes its own result: its VAE overflows in
+    float16, so it decodes in float32 where its config says force_upcast."""
+    vae = pipe.vae
+    upcast = vae.dtype == torch.float16 and vae.config.force_upcast
+    if upcast:
+        vae.to(dtype=torch.float32)
+    with torch.no_grad():
+        scaled = (latents / vae.config.scaling_factor).to(vae.dtype)
+        pixels = vae.decode(scaled, return_dict=False)[0]
+    if upcast:
+        vae.to(dtype=torch.float16)
+    if getattr(pipe, "watermark", None) is not None:
+        pixels = pipe.watermark.apply_watermark(pixels)
+    return pipe.image_processor.postprocess(pixels, output_type="pil")[0]
+''',
+    Family.FLUX: '''
+def decode(latents):
+    """Latents to a picture, as FLUX.1's pipeline decodes its own result: unpacked from its
+    2x2 patches of 16 channels, unscaled and shifted."""
+    vae = pipe.vae
+    with torch.no_grad():
+        latents = pipe._unpack_latents(latents, HEIGHT, WIDTH, pipe.vae_scale_factor)
+        scaled = (latents / vae.config.scaling_factor + vae.config.shift_factor).to(vae.dtype)
+        pixels = vae.decode(scaled, return_dict=False)[0]
+    return pipe.image_processor.postprocess(pixels, output_type="pil")[0]
+''',
+}
 
 
-def _strip(job: Job) -> list[str]:
+def _strip(job: Job, family: Family) -> list[str]:
     steps = decode_steps(job)
     last = denoising_steps(job)
     return [
@@ -842,6 +898,9 @@ def _strip(job: Job) -> list[str]:
         f"SHOW_STEPS = {_literal(list(steps))}",
         f"LAST_STEP = {last}  # the run's last step: its picture is the finished image",
         *_PREDICTED_CLEAN.strip("\n").splitlines(),
+        "",
+        "",
+        *_DECODE[family].strip("\n").splitlines(),
         "",
         "",
         f"pipe.scheduler = make_scheduler({_literal(job.scheduler)}, BASE_SCHEDULER_CONFIG)",
@@ -869,7 +928,7 @@ def _strip(job: Job) -> list[str]:
         "prompt_args = prompt_arguments(PROMPT_PIECES, NEGATIVE_PIECES)",
         "for seed in SEEDS:",
         "    kept.clear()",
-        *_generate(job, "STEPS", "GUIDANCE", "callback_on_step_end=keep,"),
+        *_generate(job, "STEPS", "GUIDANCE", "callback_on_step_end=keep,", family=family),
         "    for step in SHOW_STEPS:",
         "        shown = picture if step >= LAST_STEP else decode(kept[step])",
         f'        shown.save(f"job{job.id}_step{{step}}_{{seed}}.png")',
@@ -887,17 +946,17 @@ def render_script(
 ) -> str:
     """The recipe script for ``job``; ``engine_device``/``gpu_dtype``: what the engine runs on;
     ``show_folder``: the reader is an admin, who may see a local model folder's path;
-    ``family``: its model's (the lessons' comparisons run on SD 1.x/2.x only)."""
+    ``family``: its model's (and every model's of a grid's model axis: one family)."""
     hardware = engine_device or "a CUDA GPU at float16, or a CPU"
     if is_grid(job):
         outputs = "one PNG per panel of the grid"
-        body = _grid_panels(job, show_folder)
+        body = _grid_panels(job, show_folder, family)
     elif variants(job):
         outputs = "one PNG per panel (and seed)"
-        body = _panels(job)
+        body = _panels(job, family)
     elif decode_steps(job):
         outputs = "one PNG per step shown (and seed)"
-        body = _strip(job)
+        body = _strip(job, family)
     else:
         outputs = f"job{job.id}_<seed>.png for each seed"
         body = _plain(job, family)

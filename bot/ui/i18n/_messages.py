@@ -30,6 +30,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh-CN": "步数太少时图像还没完成；构图很早就定下了，超过 25–50 步后几乎不再变化，"
         "只是更慢（课程里比较了 15 步和 50 步）。",
     },
+    # FLUX.1 schnell's steps lesson (1-4): the course's 15-against-50 does not apply to it.
+    "lesson.steps.notice.distilled": {
+        ENGLISH: "This model is distilled to finish in 1–4 steps: one step already gives a "
+        "whole picture, more steps refine it, and past 4 it was never trained.",
+        "zh-CN": "这个模型经过蒸馏，1–4 步就能完成：一步已经是完整的图像，更多步数只是细化，"
+        "超过 4 步它从未训练过。",
+    },
     "lesson.schedulers.title": {ENGLISH: "Schedulers", "zh-CN": "调度器对比"},
     "lesson.schedulers.notice": {
         ENGLISH: "Each scheduler takes the same denoising steps its own way: with one seed the "

@@ -2,7 +2,8 @@
 an admin adds each (its family detected) and a LoRA for SDXL, students generate with each (SDXL
 with its LoRA and a weighted prompt past CLIP's window, kept by a reroll), get a refusal naming
 the family for an option, a LoRA or a prompt it does not take (FLUX.1: weights, and prompts
-past its T5 window), and get each family's own recipe."""
+past its T5 window), get each family's own recipe, the lesson buttons that apply to it, and
+/compare grids whose axes are checked against the family."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from bot.store.models import JobKind, JobStatus
 from engine.protocol import Family
 from tests.bot.e2e.harness import ADMIN_ROLE, CHANNEL, png_parameters, png_size
 from tests.bot.e2e.test_admin import models, private
+from tests.bot.e2e.test_compare import compare, is_xy_grid
+from tests.bot.e2e.test_course import GRID_TIMEOUT
 from tests.bot.e2e.test_imagine import RESULT_TIMEOUT, ephemeral_text, has_png
 from tests.bot.e2e.test_inpaint import attached, pixels_of
 from tests.bot.pictures import encode, scene
@@ -139,3 +142,31 @@ async def test_each_family_is_added_generates_and_refuses_what_it_does_not_take(
         script = reply.attachments[0].data.decode()
         assert "FlowMatchEulerDiscreteScheduler" in script and "guidance_scale" not in script
         assert str(tiny_families.flux) in script  # an admin's script names the folder
+
+        # The lessons that apply: FLUX.1 schnell has no CFG to vary and one sampler.
+        def lessons(message) -> list[str]:
+            return [c["custom_id"] for c in message.components[1]["components"]]
+
+        assert lessons(from_text) == ["job:steps:1", "job:denoise:1"]
+        assert lessons(from_picture) == [f"job:{b}:2" for b in ("cfg", "steps", "sched", "denoise")]
+
+        # /compare checks its axes against the model's family, before anything is written.
+        for options, expected in (
+            ({"model": "schnell", "x": "guidance", "x_values": "3, 7"}, "guidance-distilled"),
+            ({"model": "schnell", "x": "steps", "x_values": "1, 8"}, "steps 8 is out of range"),
+            ({"model": "schnell", "x": "scheduler", "x_values": "euler, ddim"}, "own sampler"),
+            (
+                {"x": "model", "x_values": "xl, schnell"},
+                "xl (SDXL), schnell (FLUX.1 schnell)",
+            ),
+        ):
+            refused = await compare(stub, student, **options)
+            assert expected in await ephemeral_text(refused), options
+        assert await bot.repo.count_jobs(student.id) == 4
+
+        # A FLUX grid: the typed steps kept, guidance and size the family's.
+        handle = await compare(stub, student, model="schnell", x="seed", x_values="3, 5", steps=1)
+        await handle.wait_for_message(is_xy_grid, timeout=GRID_TIMEOUT)
+        grid = await bot.repo.get_job(5)
+        assert grid.status is JobStatus.DONE
+        assert (grid.steps, grid.guidance, grid.width, grid.scheduler) == (1, 0.0, 1024, "euler")

@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 
 from bot.jobs.image_store import ImageStore
 from bot.jobs.inputs import InputStore
-from bot.jobs.job_request import NewImages
+from bot.jobs.job_request import Comparison, NewImages
 from bot.jobs.service import NOT_SAVED, JobService
 from bot.settings import (
     DatabaseSettings,
@@ -36,8 +36,8 @@ from bot.settings import (
 from bot.store.database import create_sessionmaker
 from bot.store.models import utcnow
 from bot.store.repository import Finished, Limits, Repository
-from bot.ui.errors import UserFacingError
-from engine.protocol import JobKind
+from bot.ui.errors import UserFacingError, UserInputError
+from engine.protocol import Family, JobKind
 from tests.bot.jobs.test_retention import ref
 from tests.bot.store.test_repository import new_job
 
@@ -283,3 +283,20 @@ async def test_a_reroll_of_a_job_whose_old_prompt_does_not_read_is_refused_up_fr
         await service.reroll(old.id, None, Asked(1, statements).interaction)
     assert queue.jobs == []
     assert await repo.count_jobs(1) == 1
+
+
+async def test_a_lesson_its_family_has_nothing_to_vary_for_is_refused(db_engine, tmp_path):
+    """FLUX.1 schnell's result shows no Compare CFG button; a click from an older message is
+    refused, naming the family, and nothing is queued."""
+    service, repo, queue = await started(db_engine, tmp_path)
+    await repo.add_model("schnell", "/models/schnell", JobKind.TEXT_TO_IMAGE, family=Family.FLUX)
+    flux = await repo.create_job(
+        new_job(model_name="schnell", model_source="/models/schnell", guidance=0.0, steps=4),
+        Limits(None, None),
+    )
+    await repo.mark_running(flux.id)
+    await repo.mark_done(flux.id, [], None)
+    asked = Asked(1, Statements(db_engine)).interaction
+    with pytest.raises(UserInputError, match=r"FLUX\.1 schnell, which has no guidance scale"):
+        await service.submit(asked, Comparison(flux.id, "guidance"))
+    assert queue.jobs == []

@@ -45,7 +45,8 @@ async def test_discord_is_shown_the_protocols_bounds(bot: commands.Bot) -> None:
     assert (shown["count"]["min_value"], shown["count"]["max_value"]) == (1, BOUNDS.count.max)
     assert shown["seed"]["max_value"] == BOUNDS.seed.max
     assert (shown["prompt"]["min_length"], shown["prompt"]["max_length"]) == (1, 1000)
-    assert shown["steps"]["description"].startswith("Denoising steps, 1-100 (default 30; FLUX.1 schnell 1-4")
+    steps_help = shown["steps"]["description"]
+    assert steps_help.startswith("Denoising steps, 1-100 (default 30; FLUX.1 schnell 1-4")
     assert [c["value"] for c in shown["size"]["choices"]] == list(SIZES)
     assert shown["size"]["choices"][1]["name"] == "Landscape 3:2, 768×512"
     inpaint = payload_options(bot, "inpaint")
@@ -63,7 +64,8 @@ async def test_narrowed_bounds_reach_the_payload_and_leave_the_class_alone(
     shown = payload_options(bot)
     assert shown["steps"]["max_value"] == 20 and shown["count"]["max_value"] == 2
     assert shown["prompt"]["max_length"] == 300 and shown["negative_prompt"]["max_length"] == 300
-    assert shown["steps"]["description"].startswith("Denoising steps, 1-20 (default 20; FLUX.1 schnell 1-4")
+    steps_help = shown["steps"]["description"]
+    assert steps_help.startswith("Denoising steps, 1-20 (default 20; FLUX.1 schnell 1-4")
     command = bot.tree.get_command("imagine")
     assert isinstance(command, app_commands.Command)
     assert command._params["steps"].default == 20  # the default came down with the maximum

@@ -301,6 +301,44 @@ def test_scripts_reproduce_the_engines_pixels(
             strength=0.75,
             steps=4,
         ),
+        # /compare grids and lessons on the other families: SDXL's CFG 0 runs its negative
+        # prompt, its strip decodes with its VAE; FLUX.1's guidance 0 is "none", its strip
+        # decodes x0 = x_t - sigma * v from unpacked latents.
+        make_job(
+            31,
+            tiny_families.sdxl,
+            negative_prompt="blurry",
+            guidance=6.0,
+            comparison="xy",
+            comparison_values=stored(
+                [Axis("guidance", (0.0, 6.0)), Axis("scheduler", ("euler", "ddim"))]
+            ),
+        ),
+        make_job(
+            32,
+            tiny_families.flux,
+            guidance=0.0,
+            steps=4,
+            comparison="xy",
+            comparison_values=stored([Axis("steps", (1, 4)), Axis("seed", (3, 4))]),
+        ),
+        make_job(33, tiny_families.sdxl, comparison="denoising", comparison_values=[1, 2, 3]),
+        make_job(
+            34,
+            tiny_families.flux,
+            guidance=0.0,
+            steps=4,
+            comparison="steps",
+            comparison_values=[1, 2, 4],
+        ),
+        make_job(
+            35,
+            tiny_families.flux,
+            guidance=0.0,
+            steps=4,
+            comparison="denoising",
+            comparison_values=[1, 2, 4],
+        ),
         # A LoRA at 0.8 and an embedding's token, loaded as the engine loads them.
         make_job(
             17,
@@ -353,12 +391,8 @@ def test_scripts_reproduce_the_engines_pixels(
         ),
     ]
     families = {
-        18: Family.SDXL,
-        19: Family.FLUX,
-        20: Family.FLUX,
-        21: Family.SDXL,
-        22: Family.FLUX,
-        23: Family.SDXL,
+        **dict.fromkeys((18, 21, 23, 31, 33), Family.SDXL),
+        **dict.fromkeys((19, 20, 22, 32, 34, 35), Family.FLUX),
     }
     recorder = Recorder()
     from engine.worker import Worker
@@ -390,7 +424,12 @@ def test_scripts_reproduce_the_engines_pixels(
         text=True,
         timeout=600,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, "\n".join(
+        # Without the progress bars, which would push the traceback out of the message.
+        line
+        for line in done.stderr.splitlines()
+        if "it/s" not in line and line.strip()
+    )[-3000:]
 
     def made(name: str) -> np.ndarray:
         return rgb((work / name).read_bytes())
@@ -404,7 +443,13 @@ def test_scripts_reproduce_the_engines_pixels(
         np.testing.assert_array_equal(made(f"job1_{seed}.png"), rgb(image.png))
     for part, image in zip(("cfg_0", "cfg_1", "cfg_7.5"), images[2], strict=True):
         np.testing.assert_array_equal(made(f"job2_{part}_42.png"), rgb(image.png), part)
-    for job_id, steps in ((3, (1, 2, 3)), (4, (1, 3)), (6, (2, 3))):
+    for job_id, steps in (
+        (3, (1, 2, 3)),
+        (4, (1, 3)),
+        (6, (2, 3)),
+        (33, (1, 2, 3)),
+        (35, (1, 2, 4)),
+    ):
         for step, image in zip(steps, images[job_id], strict=True):
             np.testing.assert_array_equal(made(f"job{job_id}_step{step}_42.png"), rgb(image.png))
     np.testing.assert_array_equal(made("job5_42.png"), rgb(images[5][0].png))
@@ -422,7 +467,7 @@ def test_scripts_reproduce_the_engines_pixels(
     upscaled = made("job14_5.png")
     assert upscaled.shape == (256, 256, 3)
     np.testing.assert_array_equal(upscaled, rgb(images[14][0].png))
-    for job_id in (15, 16):
+    for job_id in (15, 16, 31, 32):
         grid = next(job for job in jobs if job.id == job_id)
         for variant, image in zip(variants(grid), images[job_id], strict=True):
             made_panel = made(f"job{job_id}_{_slug(variant.label)}.png")
@@ -430,6 +475,9 @@ def test_scripts_reproduce_the_engines_pixels(
     np.testing.assert_array_equal(made("job17_42.png"), rgb(images[17][0].png))
     np.testing.assert_array_equal(made("job21_42.png"), rgb(images[21][0].png))
     np.testing.assert_array_equal(made("job22_42.png"), rgb(images[22][0].png))
+    lesson = next(job for job in jobs if job.id == 34)
+    for label, image in zip(panel_labels(lesson), images[34], strict=True):
+        np.testing.assert_array_equal(made(f"job34_{_slug(label)}_42.png"), rgb(image.png), label)
     # A student's script names the adapters but not where the bot keeps them.
     students = render_script(next(job for job in jobs if job.id == 17))
     assert str(tiny_adapters.lora) not in students and '("ink", "path/to/your/copy' in students
