@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from engine.protocol import BOUNDS, SCHEDULERS, SIZES, number_text, size_label
+from engine.protocol import BOUNDS, FAMILIES, SCHEDULERS, SIZES, Family, number_text, size_label
 
 _MODEL_NAME = ("名称", "模型在机器人中的名称（见 /models-list）")
 # What each size is called; its pixels come from SIZES.
@@ -32,6 +32,8 @@ _SIZE_SHAPES = {
 }
 _SIZE_CHOICES = {key: size_label(SIZES[key], shape, "，") for key, shape in _SIZE_SHAPES.items()}
 _STEPS = "去噪步数，{min}-{max}（默认 {default}）"
+_FLUX = FAMILIES[Family.FLUX]
+_FLUX_STEPS = f"{_FLUX.label} 为 {_FLUX.steps.min}-{_FLUX.steps.max}，默认 {_FLUX.steps.default}"
 _DEFAULT_SCHEDULER = SCHEDULERS[BOUNDS.scheduler]
 # Options several image commands share.
 _NEGATIVE_PROMPT = ("反向提示词", "想避开什么，例如“模糊、文字”")
@@ -57,7 +59,7 @@ ZH_CN: dict[str, CommandText] = {
             "prompt": ("提示词", "要画什么，例如“雪中的水彩狐狸”"),
             "negative_prompt": _NEGATIVE_PROMPT,
             "seed": _SEED,
-            "steps": ("步数", _STEPS + "；FLUX.1 schnell 为 1-4，默认 4；越多越慢"),
+            "steps": ("步数", _STEPS + f"；{_FLUX_STEPS}；越多越慢"),
             "guidance": (
                 "引导系数",
                 "无分类器引导：多大程度上遵循提示词（默认 {default}；常用 7-8.5）",

@@ -18,7 +18,7 @@ async def test_narrowed_limits_show_in_the_synced_commands_and_refuse_before_wri
         inpaint = {o["name"]: o for o in commands["inpaint"]["options"]}
         assert (imagine["steps"]["min_value"], imagine["steps"]["max_value"]) == (1, 50)
         assert inpaint["steps"]["max_value"] == 50 and imagine["count"]["max_value"] == 2
-        assert imagine["steps"]["description"].startswith("Denoising steps, 1-50 (default 30)")
+        assert imagine["steps"]["description"].startswith("Denoising steps, 1-50 (default 30;")
         zh = imagine["steps"]["description_localizations"]["zh-CN"]
         assert zh.startswith("去噪步数，1-50（默认 30）")
         assert imagine["prompt"]["max_length"] == 1000 and imagine["guidance"]["max_value"] == 30

@@ -75,11 +75,12 @@ async def test_each_lesson_button_posts_a_labelled_grid_from_the_same_seed(harne
             channel=CHANNEL,
         )
         original = await handle.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
-        # The lessons sit in a second row under the usual buttons.
+        # The lessons sit in a second row under the usual buttons, Upscale in a third.
         rows = [[c["custom_id"] for c in row["components"]] for row in original.components]
         assert rows == [
             ["job:reroll:1", "job:details:1", "job:delete:1", "job:vary:1", "job:varymore:1"],
             ["job:cfg:1", "job:steps:1", "job:sched:1", "job:denoise:1"],
+            ["job:up1:1"],
         ]
         original_pixels = rgb(original.png_attachments[0].data)
 

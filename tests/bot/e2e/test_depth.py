@@ -100,8 +100,13 @@ async def test_depth_refuses_bad_input_then_posts_the_image_with_its_depth_map(
             grey = np.asarray(picture)
         assert grey.min() == 0 and grey.max() == 255 and grey.std() > 10
         assert "`depth_map.png`: the depth the model estimated" in result.content
-        # No Vary (it would lose the depth) and no lessons.
-        assert set(result.custom_ids) == {"job:reroll:1", "job:details:1", "job:delete:1"}
+        # No Vary (it would lose the depth) and no lessons; Upscale, as under any result.
+        assert set(result.custom_ids) == {
+            "job:reroll:1",
+            "job:details:1",
+            "job:delete:1",
+            "job:up1:1",
+        }
 
         details = await stub.click(result, "job:details:1", user=student)
         assert "**Strength:** 0.5" in await ephemeral_text(details)
