@@ -347,7 +347,8 @@ FAMILIES: dict[Family, FamilyTraits] = {
         schedulers=("euler",),  # FlowMatchEulerDiscreteScheduler, the checkpoint's own
         # compel cannot weight its T5 encoder; a prompt past T5's window is refused instead
         weighted_prompts=False,
-        kinds=frozenset({JobKind.TEXT_TO_IMAGE, JobKind.IMAGE_TO_IMAGE}),
+        # inpainting and image-to-image on the text-to-image weights (``from_pipe``)
+        kinds=_ALL_KINDS,
         embeddings=False,
         pipeline_classes=("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline"),
     ),

@@ -13,7 +13,7 @@ from PIL import Image
 from engine.protocol import BOUNDS, ErrorKind, JobKind, ModelRef, Result
 from engine.worker import Worker
 from tests.engine.helpers import Recorder, job, pixels, run
-from tests.engine.test_worker_images import same_cpu_kernels
+from tests.engine.test_worker_images import _write_inpaint_inputs, same_cpu_kernels
 from tests.fixtures.tiny_families import TinyFamilies
 
 
@@ -88,11 +88,9 @@ def test_flux_schnell_runs_without_guidance_and_previews_its_packed_latents(
             {"prompt": " ".join(["zebra"] * 50)},
             "FLUX.1 schnell reads at most 256 tokens of a prompt and yours is 301",
         ),
-        ("flux", {"kind": JobKind.INPAINT, "mask_prompt": "the cat"}, "do not do inpaint"),
     ],
 )
 def test_options_a_family_does_not_take_are_refused_naming_it(
-    tmp_path: Path,
     worker: Worker,
     recorder: Recorder,
     request: pytest.FixtureRequest,
@@ -102,10 +100,6 @@ def test_options_a_family_does_not_take_are_refused_naming_it(
 ) -> None:
     model = request.getfixturevalue(family)
     values: dict[str, object] = {"guidance": 0.0 if family == "flux" else BOUNDS.guidance.default}
-    if fields.get("kind") is JobKind.INPAINT:
-        picture = tmp_path / "start.png"
-        Image.new("RGB", (64, 64), "white").save(picture)
-        values["image_path"] = str(picture)
     run(worker, job(model, 1, **{**values, **fields}))
     error = recorder.error(1)
     assert error.kind is ErrorKind.BAD_INPUT and message in error.message
@@ -144,3 +138,30 @@ def test_families_start_from_a_picture_where_they_can(
     run(worker, job(request.getfixturevalue(family), 1, **fields))
     (image,) = recorder.result(1).images
     assert pixels(image.png).shape == (64, 64, 3)
+
+
+def test_flux_inpaints_on_its_text_to_image_weights_keeping_the_picture_outside_the_mask(
+    tmp_path: Path, worker: Worker, recorder: Recorder, flux: ModelRef
+) -> None:
+    picture, mask = _write_inpaint_inputs(tmp_path)
+    spec = job(
+        flux,
+        1,
+        kind=JobKind.INPAINT,
+        image_path=str(picture),
+        mask_path=str(mask),
+        guidance=0.0,
+        steps=2,
+        strength=0.8,
+        mask_blend=0,
+    )
+    run(worker, spec)
+    (image,) = recorder.result(1).images
+    made = pixels(image.png)
+    assert made.shape == (64, 64, 3)
+    inside = np.asarray(Image.open(mask)) > 0
+    kept = np.asarray(Image.open(picture).convert("RGB"))
+    np.testing.assert_array_equal(made[~inside], kept[~inside])
+    assert not np.array_equal(made[inside], kept[inside])  # the masked area was repainted
+    entry = worker.registry.get(flux)  # no second copy of the weights
+    assert entry.pipeline_for(JobKind.INPAINT).transformer is entry.base.transformer

@@ -3,7 +3,7 @@ an admin adds each (its family detected) and a LoRA for SDXL, students generate 
 with its LoRA and a weighted prompt past CLIP's window, kept by a reroll), get a refusal naming
 the family for an option, a LoRA or a prompt it does not take (FLUX.1: weights, and prompts
 past its T5 window), get each family's own recipe, the lesson buttons that apply to it, and
-/compare grids whose axes are checked against the family."""
+/compare grids whose axes are checked against the family, and /inpaint on FLUX.1."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.bot.e2e.test_compare import compare, is_xy_grid
 from tests.bot.e2e.test_course import GRID_TIMEOUT
 from tests.bot.e2e.test_imagine import RESULT_TIMEOUT, ephemeral_text, has_png
 from tests.bot.e2e.test_inpaint import attached, pixels_of
-from tests.bot.pictures import encode, scene
+from tests.bot.pictures import box_mask, encode, scene
 from tests.fixtures.tiny_adapters import FamilyAdapters, TinyAdapters
 from tests.fixtures.tiny_families import TinyFamilies
 
@@ -170,3 +170,26 @@ async def test_each_family_is_added_generates_and_refuses_what_it_does_not_take(
         grid = await bot.repo.get_job(5)
         assert grid.status is JobStatus.DONE
         assert (grid.steps, grid.guidance, grid.width, grid.scheduler) == (1, 0.0, 1024, "euler")
+
+        # FLUX.1 inpaints on its text-to-image weights (offered as an inpainting model, as an
+        # SD text-to-image checkpoint is): guidance "none" and its own sampler.
+        added = await models(
+            stub, "add", prof, name="schnell-fill", source=str(tiny_families.flux), kind="inpaint"
+        )
+        assert "Family: FLUX.1 schnell." in await private(added, "Added")
+        mask = box_mask((64, 64), (16, 16, 47, 47))
+        handle = await stub.invoke_slash(
+            "inpaint",
+            {"prompt": "a fox", "model": "schnell-fill", "steps": 1},
+            user=student,
+            channel=CHANNEL,
+            attachments={
+                "image": attached("fox.png", encode(scene((64, 64)))),
+                "mask": attached("mask.png", encode(mask)),
+            },
+        )
+        repainted = await handle.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
+        inpainted = await bot.repo.get_job(6)
+        assert inpainted.kind is JobKind.INPAINT and inpainted.status is JobStatus.DONE
+        assert (inpainted.guidance, inpainted.steps, inpainted.scheduler) == (0.0, 1, "euler")
+        assert png_size(repainted.png_attachments[0].data) == (inpainted.width, inpainted.height)

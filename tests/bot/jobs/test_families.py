@@ -59,6 +59,6 @@ def test_sdxl_takes_weighted_prompts():
     assert (fitted["prompt"], fitted["negative_prompt"]) == ("a (fox:1.3)", "[dark]")
 
 
-def test_a_family_without_inpainting_is_refused_for_it():
-    with pytest.raises(UserInputError, match=r"FLUX\.1 schnell models do not do inpaint here"):
-        family_settings(Family.FLUX, JobKind.INPAINT, TYPED_NOTHING, set())
+def test_a_family_without_a_kind_of_job_is_refused_for_it():
+    with pytest.raises(UserInputError, match=r"FLUX\.1 schnell models do not do depth-to-image"):
+        family_settings(Family.FLUX, JobKind.DEPTH_TO_IMAGE, TYPED_NOTHING, set())

@@ -301,6 +301,18 @@ def test_scripts_reproduce_the_engines_pixels(
             strength=0.75,
             steps=4,
         ),
+        # FLUX.1 inpainting on its text-to-image weights, composited as the engine does.
+        make_job(
+            40,
+            tiny_families.flux,
+            kind="inpaint",
+            image_ref="in.png",
+            mask_ref="mask.png",
+            guidance=0.0,
+            strength=0.8,
+            steps=2,
+            seeds=[3],
+        ),
         # /compare grids and lessons on the other families: SDXL's CFG 0 runs its negative
         # prompt, its strip decodes with its VAE; FLUX.1's guidance 0 is "none", its strip
         # decodes x0 = x_t - sigma * v from unpacked latents.
@@ -392,7 +404,7 @@ def test_scripts_reproduce_the_engines_pixels(
     ]
     families = {
         **dict.fromkeys((18, 21, 23, 31, 33), Family.SDXL),
-        **dict.fromkeys((19, 20, 22, 32, 34, 35), Family.FLUX),
+        **dict.fromkeys((19, 20, 22, 32, 34, 35, 40), Family.FLUX),
     }
     recorder = Recorder()
     from engine.worker import Worker
@@ -462,6 +474,7 @@ def test_scripts_reproduce_the_engines_pixels(
     assert read_parameters(images[23][0].png).startswith(SDXL_WEIGHTED_LONG + "\n")
     np.testing.assert_array_equal(made("job19_6.png"), rgb(images[19][0].png))
     np.testing.assert_array_equal(made("job20_42.png"), rgb(images[20][0].png))
+    np.testing.assert_array_equal(made("job40_3.png"), rgb(images[40][0].png))
     for seed, image in zip((5, 6), images[13], strict=True):
         np.testing.assert_array_equal(made(f"job13_{seed}.png"), rgb(image.png))
     upscaled = made("job14_5.png")
