@@ -170,7 +170,8 @@ def inspect_folder(source: str, kind: JobKind) -> CheckedSource:
     _check_family_kind(str(folder), inspected.family, kind)
     index = read_json(folder / "model_index.json") or {}
     found = JobKind.INPAINT if inspected.inpainting else JobKind.TEXT_TO_IMAGE
-    if index.get("_class_name") == _DEPTH_CLASS:
+    if index.get("_class_name") == _DEPTH_CLASS or index.get("depth_estimator"):
+        # A depth checkpoint holds a depth estimator beside its 5-channel UNet.
         found = JobKind.DEPTH_TO_IMAGE
     elif index.get("_class_name") == _UPSCALER_CLASS:
         found = JobKind.UPSCALE
