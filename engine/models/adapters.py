@@ -209,8 +209,9 @@ class LoadedAdapters:
         try:
             for key, encoder, tokenizer in _SDXL_ENCODERS:
                 pipeline.load_textual_inversion(
-                    state[key],
+                    state[key],  # a tensor read above, from safetensors only
                     token=token,
+                    use_safetensors=True,
                     text_encoder=getattr(pipeline, encoder),
                     tokenizer=getattr(pipeline, tokenizer),
                 )
