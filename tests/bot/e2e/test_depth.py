@@ -132,7 +132,7 @@ async def test_depth_refuses_bad_input_then_posts_the_image_with_its_depth_map(
         prof = stub.add_user("prof", roles=[ADMIN_ROLE])
         folder = str(harness.settings.models.default_depth)
         refused = await models(stub, "add", prof, name="d2", source=folder, kind="text_to_image")
-        await private(refused, "add it with kind depth-to-image")
+        await private(refused, "Add it with kind depth-to-image")
         added = await models(stub, "add", prof, name="d2", source=folder, kind="depth_to_image")
         await private(added, "Added **d2**")
         depth_models = await bot.repo.list_models(kind=JobKind.DEPTH_TO_IMAGE)
