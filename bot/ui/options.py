@@ -18,7 +18,9 @@ texts the same way (:func:`fill_bounds`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Self
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar, Self, TypeVar
 
 import discord
 from discord import AppCommandOptionType, app_commands
@@ -252,6 +254,52 @@ Scheduler = app_commands.Transform[str, SchedulerOption]
 OptionalSteps = app_commands.Transform[int, OptionalStepsOption]
 OptionalGuidance = app_commands.Transform[float, OptionalGuidanceOption]
 OptionalScheduler = app_commands.Transform[str, OptionalSchedulerOption]
+
+
+_WHICH_MODEL = "Which {kind}model to use (default: the server's default)"
+# The help of the options that mean the same in every image command (English; the zh-CN side,
+# ``bot.ui.i18n._commands.SHARED_OPTIONS``, has the same keys). Where a command's option means
+# something else (/compare's "when steps is not an axis", /inpaint's prompt for an area), the
+# command writes its own text, so each difference shows where the command is declared.
+OPTION_HELP: Mapping[str, str] = MappingProxyType(
+    {
+        "prompt": "What to draw, e.g. “a watercolor fox in the snow”",
+        "negative_prompt": "What to steer away from, e.g. “blurry, text”",
+        "seed": "Same seed + same settings = same image (random when empty)",
+        # {min}, {max} and {default}: filled from the bounds in force (apply_bounds).
+        "steps": "Denoising steps, {min}-{max} (default {default})",
+        "guidance": "Classifier-free guidance: how closely to follow the prompt "
+        "(default {default})",
+        "size": "Image size and shape",
+        "model": _WHICH_MODEL.format(kind=""),
+    }
+)
+
+_Command = TypeVar("_Command")
+
+
+def describe(*shared: str, **own: str) -> Callable[[_Command], _Command]:
+    """``app_commands.describe`` with the ``OPTION_HELP`` of the options named in ``shared``,
+    and a command's ``own`` texts for the others."""
+    twice = set(shared) & set(own)
+    if twice:
+        raise ValueError(f"options described twice: {sorted(twice)}")
+    return app_commands.describe(**{name: OPTION_HELP[name] for name in shared}, **own)
+
+
+def with_note(name: str, note: str) -> str:
+    """The shared help of option ``name`` with a command's own ``note`` inside the brackets it
+    ends with, or in new ones: how a command says more than the shared help ("(default
+    {default}; 7-8.5 is typical)")."""
+    text = OPTION_HELP[name]
+    if text.endswith(")"):
+        return f"{text[:-1]}; {note})"
+    return f"{text} ({note})"
+
+
+def model_help(kind: str) -> str:
+    """The ``model`` option's help for a command that runs one kind of model ("inpainting")."""
+    return _WHICH_MODEL.format(kind=f"{kind} ")
 
 
 def typed_options(interaction: discord.Interaction) -> frozenset[str]:

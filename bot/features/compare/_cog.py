@@ -40,17 +40,18 @@ class CompareCog(commands.Cog):
         description="An X/Y grid: one prompt across several values of one or two settings",
     )
     @app_commands.guild_only()
-    @app_commands.describe(
-        prompt="What to draw, e.g. “a watercolor fox in the snow”",
+    # The settings that can be an axis say so: their help is /compare's own.
+    @options.describe(
+        "prompt",
+        "negative_prompt",
+        "size",
         x="The setting that changes across the grid",
         x_values="Its values, separated by commas, e.g. “3, 7.5, 12” or “Euler, DDIM”",
         y="A second setting, changing down the grid",
         y_values="Its values, separated by commas",
-        negative_prompt="What to steer away from, e.g. “blurry, text”",
         seed="The seed of every panel (random when empty), unless the seed is an axis",
         steps="Denoising steps, {min}-{max}, when steps is not an axis (default: /imagine's)",
         guidance="Guidance scale when guidance is not an axis (default: /imagine's)",
-        size="Image size and shape",
         scheduler="The sampler when the scheduler is not an axis (default: /imagine's)",
         model="The model when the model is not an axis (default: the server's default)",
         image=f"A picture to start from ({inputs.ALLOWED}): image-to-image panels",

@@ -32,17 +32,17 @@ class DepthCog(commands.Cog):
         name="depth", description="Make a new image with the shape of a picture (its depth)"
     )
     @app_commands.guild_only()
-    @app_commands.describe(
+    @options.describe(
+        "negative_prompt",
+        "seed",
+        "steps",
+        "guidance",
         image=f"The picture whose depth to keep ({inputs.ALLOWED}); its shape decides the size",
         prompt="What to make of it, e.g. “a marble statue in a museum”",
-        negative_prompt="What to steer away from, e.g. “blurry, text”",
         # {min}, {max} and {default}: filled from the bounds in force (bot.ui.options).
         strength="How far from the picture's colours to go, {min}-{max} "
         f"(default {number_text(BOUNDS.image_strength.default)}); the depth is kept at any",
-        seed="Same seed + same settings = same image (random when empty)",
-        steps="Denoising steps, {min}-{max} (default {default})",
-        guidance="Classifier-free guidance: how closely to follow the prompt (default {default})",
-        model="Which depth model to use (default: the server's default)",
+        model=options.model_help("depth"),
     )
     async def depth(
         self,

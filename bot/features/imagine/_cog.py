@@ -21,6 +21,11 @@ from bot.ui.model_options import ModelName, autocomplete_loras, autocomplete_mod
 from engine.protocol import BOUNDS, FAMILIES, SCHEDULERS, SIZES, Family, JobKind, number_text
 
 _FLUX = FAMILIES[Family.FLUX]  # its steps differ most from the others'
+_FLUX_STEPS = f"{_FLUX.label} {_FLUX.steps.min}-{_FLUX.steps.max}, default {_FLUX.steps.default}"
+_MEGAPIXEL = FAMILIES[Family.SDXL].sizes[BOUNDS.size]  # FLUX.1's too
+_MEGAPIXEL_SIZES = (
+    f"SDXL and FLUX.1 models: the same shape at about {_MEGAPIXEL.width}×{_MEGAPIXEL.height}"
+)
 
 NO_IMAGE_FOR_STRENGTH = (
     "strength says how far to go from a picture: attach one as `image`, or leave strength out."
@@ -36,20 +41,18 @@ class ImagineCog(commands.Cog):
         description="Make an image from a text prompt, or from a picture and a prompt",
     )
     @app_commands.guild_only()
-    @app_commands.describe(
-        prompt="What to draw, e.g. “a watercolor fox in the snow”",
-        negative_prompt="What to steer away from, e.g. “blurry, text”",
-        seed="Same seed + same settings = same image (random when empty)",
-        # {min}, {max} and {default}: filled from the bounds in force (bot.ui.options).
-        steps="Denoising steps, {min}-{max} (default {default}; "
-        f"{_FLUX.label} {_FLUX.steps.min}-{_FLUX.steps.max}, default {_FLUX.steps.default}); "
-        "more is slower",
-        guidance="Classifier-free guidance: how closely to follow the prompt "
-        "(default {default}; 7-8.5 is typical)",
-        size="Image size and shape (SDXL and FLUX.1 models: the same shape at about 1024×1024)",
+    @options.describe(
+        "prompt",
+        "negative_prompt",
+        "seed",
+        "model",
+        # What /imagine says beyond the shared help: it runs every family.
+        steps=options.with_note("steps", _FLUX_STEPS) + "; more is slower",
+        guidance=options.with_note("guidance", "7-8.5 is typical"),
+        size=options.with_note("size", _MEGAPIXEL_SIZES),
         scheduler="The sampler that takes the denoising steps "
         f"(default {SCHEDULERS[BOUNDS.scheduler]})",
-        model="Which model to use (default: the server's default)",
+        # {min}, {max} and {default}: filled from the bounds in force (bot.ui.options).
         count="How many images, {min}-{max}, with consecutive seeds",
         image=f"A picture to start from ({inputs.ALLOWED}); its shape decides the size",
         strength="With an image: how far from it to go, {min}-{max} "

@@ -30,19 +30,19 @@ class InpaintCog(commands.Cog):
 
     @app_commands.command(name="inpaint", description="Repaint part of an image from a prompt")
     @app_commands.guild_only()
-    @app_commands.describe(
+    @options.describe(
+        "negative_prompt",
+        "seed",
+        "steps",
+        "guidance",
         image=f"The picture to change ({inputs.ALLOWED}); transparent areas are repainted",
         prompt="What to paint in the area, e.g. “a red umbrella”",
         mask="A black-and-white picture of the same shape: white = repaint, black = keep",
         mask_prompt="Or name the area in words, e.g. “the background”, “the dog”",
-        negative_prompt="What to steer away from, e.g. “blurry, text”",
-        seed="Same seed + same settings = same image (random when empty)",
         # {min}, {max} and {default}: filled from the bounds in force (bot.ui.options).
-        steps="Denoising steps, {min}-{max} (default {default})",
-        guidance="Classifier-free guidance: how closely to follow the prompt (default {default})",
         strength="How much of the area to change, up to {max} (default: {default}, repaint "
         "from scratch)",
-        model="Which inpainting model to use (default: the server's default)",
+        model=options.model_help("inpainting"),
     )
     async def inpaint(
         self,

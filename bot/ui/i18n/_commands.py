@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from engine.protocol import BOUNDS, FAMILIES, SCHEDULERS, SIZES, Family, number_text, size_label
 
@@ -31,14 +32,44 @@ _SIZE_SHAPES = {
     "tall": "竖屏 9:16",
 }
 _SIZE_CHOICES = {key: size_label(SIZES[key], shape, "，") for key, shape in _SIZE_SHAPES.items()}
-_STEPS = "去噪步数，{min}-{max}（默认 {default}）"
 _FLUX = FAMILIES[Family.FLUX]
 _FLUX_STEPS = f"{_FLUX.label} 为 {_FLUX.steps.min}-{_FLUX.steps.max}，默认 {_FLUX.steps.default}"
+_MEGAPIXEL = FAMILIES[Family.SDXL].sizes[BOUNDS.size]  # FLUX.1's too
 _DEFAULT_SCHEDULER = SCHEDULERS[BOUNDS.scheduler]
-# Options several image commands share.
-_NEGATIVE_PROMPT = ("反向提示词", "想避开什么，例如“模糊、文字”")
-_SEED = ("种子", "相同种子 + 相同设置 = 相同图像（留空则随机）")
-_GUIDANCE = ("引导系数", "无分类器引导：多大程度上遵循提示词（默认 {default}）")
+_WHICH_MODEL = "使用哪个{kind}模型（默认：服务器的默认模型）"
+# The options that mean the same in every image command: the zh-CN side of
+# ``bot.ui.options.OPTION_HELP``, with the same keys (a command that shares an option's English
+# help shares its zh-CN one; tests/bot/ui/test_i18n.py checks it).
+SHARED_OPTIONS: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {
+        "prompt": ("提示词", "要画什么，例如“雪中的水彩狐狸”"),
+        "negative_prompt": ("反向提示词", "想避开什么，例如“模糊、文字”"),
+        "seed": ("种子", "相同种子 + 相同设置 = 相同图像（留空则随机）"),
+        "steps": ("步数", "去噪步数，{min}-{max}（默认 {default}）"),
+        "guidance": ("引导系数", "无分类器引导：多大程度上遵循提示词（默认 {default}）"),
+        "size": ("尺寸", "图像的大小和形状"),
+        "model": ("模型", _WHICH_MODEL.format(kind="")),
+    }
+)
+
+
+def _shared(*names: str) -> dict[str, tuple[str, str]]:
+    """The shared texts of the options named, for a command's ``options``."""
+    return {name: SHARED_OPTIONS[name] for name in names}
+
+
+def _with_note(name: str, note: str) -> tuple[str, str]:
+    """A shared option with a command's own ``note`` inside the brackets its text ends with, or
+    in new ones (as ``bot.ui.options.with_note`` says it in English)."""
+    option, text = SHARED_OPTIONS[name]
+    if text.endswith("）"):
+        return option, f"{text[:-1]}；{note}）"
+    return option, f"{text}（{note}）"
+
+
+def _model(kind: str) -> tuple[str, str]:
+    """The ``model`` option of a command that runs one kind of model."""
+    return SHARED_OPTIONS["model"][0], _WHICH_MODEL.format(kind=kind)
 
 
 @dataclass(frozen=True)
@@ -56,17 +87,18 @@ ZH_CN: dict[str, CommandText] = {
         "生成图像",
         "根据文字提示生成图像，或以一张图片为起点",
         options={
-            "prompt": ("提示词", "要画什么，例如“雪中的水彩狐狸”"),
-            "negative_prompt": _NEGATIVE_PROMPT,
-            "seed": _SEED,
-            "steps": ("步数", _STEPS + f"；{_FLUX_STEPS}；越多越慢"),
-            "guidance": (
-                "引导系数",
-                "无分类器引导：多大程度上遵循提示词（默认 {default}；常用 7-8.5）",
+            **_shared("prompt", "negative_prompt", "seed", "model"),
+            # What /imagine says beyond the shared help: it runs every family.
+            "steps": (
+                SHARED_OPTIONS["steps"][0],
+                SHARED_OPTIONS["steps"][1] + f"；{_FLUX_STEPS}；越多越慢",
             ),
-            "size": ("尺寸", "图像的大小和形状（SDXL 与 FLUX.1 模型：同样形状，约 1024×1024）"),
+            "guidance": _with_note("guidance", "常用 7-8.5"),
+            "size": _with_note(
+                "size",
+                f"SDXL 与 FLUX.1 模型：同样形状，约 {_MEGAPIXEL.width}×{_MEGAPIXEL.height}",
+            ),
             "scheduler": ("调度器", f"执行去噪步骤的采样器（默认 {_DEFAULT_SCHEDULER}）"),
-            "model": ("模型", "使用哪个模型（默认：服务器的默认模型）"),
             "count": ("数量", "生成几张，{min}-{max}，种子依次加一"),
             "image": ("图像", "作为起点的图片（PNG、JPEG 或 WebP）；它的形状决定尺寸"),
             "strength": (
@@ -93,17 +125,16 @@ ZH_CN: dict[str, CommandText] = {
     "compare": CommandText(
         "对比",
         "X/Y 对比图：同一个提示词，在一两个设置的多个取值下并排比较",
+        # The settings that can be an axis say so: their help is /compare's own.
         options={
-            "prompt": ("提示词", "要画什么，例如“雪中的水彩狐狸”"),
+            **_shared("prompt", "negative_prompt", "size"),
             "x": ("横轴", "横向变化的设置"),
             "x_values": ("横轴取值", "它的取值，用逗号分隔，例如“3, 7.5, 12”或“Euler, DDIM”"),
             "y": ("纵轴", "第二个设置，纵向变化"),
             "y_values": ("纵轴取值", "它的取值，用逗号分隔"),
-            "negative_prompt": ("反向提示词", "想避开什么，例如“模糊、文字”"),
             "seed": ("种子", "每一格的种子（留空则随机），种子是坐标轴时除外"),
             "steps": ("步数", "步数不是坐标轴时的去噪步数，{min}-{max}（默认与 /imagine 相同）"),
             "guidance": ("引导系数", "引导系数不是坐标轴时的取值（默认与 /imagine 相同）"),
-            "size": ("尺寸", "图像的大小和形状"),
             "scheduler": ("调度器", "调度器不是坐标轴时使用的采样器（默认与 /imagine 相同）"),
             "model": ("模型", "模型不是坐标轴时使用的模型（默认：服务器的默认模型）"),
             "image": ("图像", "作为起点的图片（PNG、JPEG 或 WebP）：图生图对比"),
@@ -130,12 +161,9 @@ ZH_CN: dict[str, CommandText] = {
             "prompt": ("提示词", "要在该区域画什么，例如“一把红伞”"),
             "mask": ("蒙版", "同样形状的黑白图片：白色 = 重绘，黑色 = 保留"),
             "mask_prompt": ("蒙版描述", "或者用文字指明区域，例如“背景”“那只狗”"),
-            "negative_prompt": _NEGATIVE_PROMPT,
-            "seed": _SEED,
-            "steps": ("步数", _STEPS),
-            "guidance": _GUIDANCE,
+            **_shared("negative_prompt", "seed", "steps", "guidance"),
             "strength": ("强度", "该区域改变多少，最大为 {max}（默认 {default}：从头重绘）"),
-            "model": ("模型", "使用哪个局部重绘模型（默认：服务器的默认模型）"),
+            "model": _model("局部重绘"),
         },
     ),
     "depth": CommandText(
@@ -144,16 +172,13 @@ ZH_CN: dict[str, CommandText] = {
         options={
             "image": ("图像", "要保留其深度的图片（PNG、JPEG 或 WebP）；它的形状决定尺寸"),
             "prompt": ("提示词", "要把它变成什么，例如“博物馆里的大理石雕像”"),
-            "negative_prompt": _NEGATIVE_PROMPT,
+            **_shared("negative_prompt", "seed", "steps", "guidance"),
             "strength": (
                 "强度",
                 "离图片的颜色多远，{min}-{max}"
                 f"（默认 {number_text(BOUNDS.image_strength.default)}）；深度始终保留",
             ),
-            "seed": _SEED,
-            "steps": ("步数", _STEPS),
-            "guidance": _GUIDANCE,
-            "model": ("模型", "使用哪个深度模型（默认：服务器的默认模型）"),
+            "model": _model("深度"),
         },
     ),
     "reroll": CommandText(

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import re
 import string
+from unittest.mock import create_autospec
 
 import discord
 import pytest
 from discord import app_commands
+from discord.ext import commands
 
+from bot.features.compare import CompareCog
+from bot.features.depth import DepthCog
+from bot.features.imagine import ImagineCog
+from bot.features.inpaint import InpaintCog
+from bot.services import Services
 from bot.ui.i18n import MESSAGES, CourseTranslator, make_translatable, t
-from bot.ui.i18n._commands import ZH_CN
+from bot.ui.i18n._commands import SHARED_OPTIONS, ZH_CN
+from bot.ui.options import OPTION_HELP
 
 NAME = re.compile(r"^[-_\w]{1,32}$")  # Discord's rule; \w is any script's letters and digits
 
@@ -74,3 +82,28 @@ async def test_the_translator_fills_the_payload_for_zh_cn_only(tree):
     assert size["choices"][0]["name_localizations"] == {"zh-CN": "正方形 512×512"}
     other = await tree.get_command("untranslated").get_translated_payload(tree, translator)
     assert other["name_localizations"] == {} and "name_localizations" not in other["options"][0]
+
+
+async def test_an_option_shares_its_help_in_both_languages_or_in_neither():
+    """A command that says an option in the shared English words says it in the shared zh-CN
+    ones too, so a difference made on purpose is made in both languages."""
+    assert set(SHARED_OPTIONS) == set(OPTION_HELP)
+    bot = commands.Bot(command_prefix="!", intents=discord.Intents.none())
+    services = create_autospec(Services, instance=True)
+    for cog in (ImagineCog, CompareCog, InpaintCog, DepthCog):
+        await bot.add_cog(cog(services))
+    used = set()
+    for command in bot.tree.walk_commands():
+        assert isinstance(command, app_commands.Command)
+        zh_cn = ZH_CN[command.qualified_name].options
+        for option in command.parameters:
+            if option.name not in OPTION_HELP:
+                continue
+            english = option.description == OPTION_HELP[option.name]
+            assert english == (zh_cn[option.name] == SHARED_OPTIONS[option.name]), (
+                command.name,
+                option.name,
+            )
+            used.update([option.name] if english else [])
+    await bot.close()
+    assert used == set(OPTION_HELP)  # every shared text is someone's
