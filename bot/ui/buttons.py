@@ -8,8 +8,8 @@ works on any message the bot ever posted, after restarts, without keeping views 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, cast
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import ClassVar, Protocol, Self, cast
 
 import discord
 
@@ -52,65 +52,50 @@ UPSCALE_ONE = "Upscale ×4"  # the label when the result has a single image
 _ROWS = {**dict.fromkeys(LESSON_ACTIONS, 1), **dict.fromkeys(UPSCALE_ACTIONS, 2)}
 
 
-class JobButton(
+class ActionButton(
     discord.ui.DynamicItem[discord.ui.Button],
-    template=r"job:(?P<action>" + "|".join(ACTIONS) + r"):(?P<job_id>[0-9]{1,19})",
+    template=r"(?!)",  # matches nothing: only the concrete buttons below are registered
 ):
-    def __init__(self, action: str, job_id: int, label: str | None = None) -> None:
-        default_label, emoji, style = ACTIONS[action]
+    """A button whose custom id is ``<prefix>:<action>:<id>``; a subclass names its prefix, its
+    actions (label, emoji, style each) and what its id is of (the template's group name), and
+    may put actions on other rows. Pressed, it runs the action registered in ``ButtonActions``.
+
+    The custom ids are on messages already posted: changing their shape kills those buttons.
+    """
+
+    actions: ClassVar[Mapping[str, tuple[str, str, discord.ButtonStyle]]]
+    id_name: ClassVar[str]
+    rows: ClassVar[Mapping[str, int]]
+    prefix: ClassVar[str]
+
+    def __init_subclass__(
+        cls,
+        *,
+        prefix: str,
+        actions: Mapping[str, tuple[str, str, discord.ButtonStyle]],
+        id_name: str,
+        rows: Mapping[str, int] | None = None,
+    ) -> None:
+        template = rf"{prefix}:(?P<action>{'|'.join(actions)}):(?P<{id_name}>[0-9]{{1,19}})"
+        super().__init_subclass__(template=template)
+        cls.prefix, cls.actions, cls.id_name, cls.rows = prefix, actions, id_name, rows or {}
+
+    def __init__(
+        self, action: str, item_id: int, label: str | None = None, *, disabled: bool = False
+    ) -> None:
+        default_label, emoji, style = self.actions[action]
         super().__init__(
             discord.ui.Button(
                 label=label or default_label,
                 emoji=emoji,
                 style=style,
-                custom_id=f"job:{action}:{job_id}",
-                row=_ROWS.get(action),
-            )
-        )
-        self.action = action
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction,
-        item: discord.ui.Item,
-        match: re.Match[str],
-    ) -> JobButton:
-        return cls(match["action"], int(match["job_id"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _dispatch(interaction, self.action, self.job_id)
-
-
-async def _dispatch(interaction: discord.Interaction, action: str, item_id: int) -> None:
-    """Run the action a button names, on the job or review its custom id carries."""
-    # The client is the bot, which also carries the services; discord.py types it as a
-    # plain Client because it builds a button from a custom id alone.
-    bot = cast("_BotWithButtons", interaction.client)
-    try:
-        await bot.services.buttons.handle(interaction, action, item_id)
-    except Exception as error:
-        await report(interaction, error)
-
-
-class ReviewButton(
-    discord.ui.DynamicItem[discord.ui.Button],
-    template=r"review:(?P<action>" + "|".join(REVIEW_ACTIONS) + r"):(?P<review_id>[0-9]{1,19})",
-):
-    def __init__(self, action: str, review_id: int, *, disabled: bool = False) -> None:
-        label, emoji, style = REVIEW_ACTIONS[action]
-        super().__init__(
-            discord.ui.Button(
-                label=label,
-                emoji=emoji,
-                style=style,
-                custom_id=f"review:{action}:{review_id}",
+                custom_id=f"{self.prefix}:{action}:{item_id}",
                 disabled=disabled,
+                row=self.rows.get(action),
             )
         )
         self.action = action
-        self.review_id = review_id
+        self.item_id = item_id
 
     @classmethod
     async def from_custom_id(
@@ -118,11 +103,26 @@ class ReviewButton(
         interaction: discord.Interaction,
         item: discord.ui.Item,
         match: re.Match[str],
-    ) -> ReviewButton:
-        return cls(match["action"], int(match["review_id"]))
+    ) -> Self:
+        return cls(match["action"], int(match[cls.id_name]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _dispatch(interaction, self.action, self.review_id)
+        """Run the action on the job or review the custom id carries."""
+        # The client is the bot, which also carries the services; discord.py types it as a
+        # plain Client because it builds a button from a custom id alone.
+        bot = cast("_BotWithButtons", interaction.client)
+        try:
+            await bot.services.buttons.handle(interaction, self.action, self.item_id)
+        except Exception as error:
+            await report(interaction, error)
+
+
+class JobButton(ActionButton, prefix="job", actions=ACTIONS, id_name="job_id", rows=_ROWS):
+    """Under a job's message: ``job:reroll:42``; ``label`` replaces the action's own."""
+
+
+class ReviewButton(ActionButton, prefix="review", actions=REVIEW_ACTIONS, id_name="review_id"):
+    """Under a moderators' card for one flagged image: ``review:release:7``."""
 
 
 class _Services(Protocol):
