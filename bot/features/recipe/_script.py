@@ -435,8 +435,32 @@ def fits_as_text(pieces):
     return all(weight == 1 for _, weight in pieces) and tokens <= pipe.tokenizer.model_max_length
 '''
 
-_PROMPT_ARGUMENTS = (
-    '''
+# The start of prompt_arguments in every family compel reads: the text when it can go as text,
+# else compel's embeddings of both prompts, padded to one length as the family's end says.
+_PROMPT_ARGUMENTS_START = '''
+
+def prompt_arguments(pieces, negative_pieces):
+    """The pipeline's prompt arguments: the text, or compel's embeddings."""
+    if fits_as_text(pieces) and fits_as_text(negative_pieces):
+        return {
+            "prompt": "".join(text for text, _ in pieces),
+            "negative_prompt": "".join(text for text, _ in negative_pieces),
+        }
+    with torch.no_grad():
+        # Both the same length: the shorter is padded with windows of the empty prompt.
+'''
+
+
+def _compel_prompt_arguments(encoders: str, padded: str) -> str:
+    """A compel family's prompt code: ``encoders`` sets compel up and defines ``embeddings``
+    (and what else the family reads), then ``fits_as_text`` and ``prompt_arguments``, whose
+    ending ``padded`` makes the family's embeddings of both prompts. Each script holds it all
+    written out: a script stands alone, importing nothing of the bot's."""
+    return encoders + _FITS_AS_TEXT + _PROMPT_ARGUMENTS_START + padded
+
+
+_PROMPT_ARGUMENTS = _compel_prompt_arguments(
+    encoders='''
 # CLIP's text encoder reads 77 tokens at a time (75 of them words). compel scales each token's
 # embedding by its weight and reads a longer prompt in windows of 75 tokens, joined.
 compel = Compel(
@@ -449,28 +473,16 @@ def embeddings(pieces):
     fragments = [Fragment(text, weight) for text, weight in pieces]
     conjunction = Conjunction([FlattenedPrompt(fragments)])
     return compel.build_conditioning_tensor_for_conjunction(conjunction)[0]
-'''
-    + _FITS_AS_TEXT
-    + '''
-
-def prompt_arguments(pieces, negative_pieces):
-    """The pipeline's prompt arguments: the text, or compel's embeddings."""
-    if fits_as_text(pieces) and fits_as_text(negative_pieces):
-        return {
-            "prompt": "".join(text for text, _ in pieces),
-            "negative_prompt": "".join(text for text, _ in negative_pieces),
-        }
-    with torch.no_grad():
-        # Both the same length: the shorter is padded with windows of the empty prompt.
-        positive, negative = compel.pad_conditioning_tensors_to_same_length(
+''',
+    padded="""        positive, negative = compel.pad_conditioning_tensors_to_same_length(
             [embeddings(pieces), embeddings(negative_pieces)]
         )
     return {"prompt_embeds": positive, "negative_prompt_embeds": negative}
-'''
+""",
 )
 
-_SDXL_PROMPT_ARGUMENTS = (
-    '''
+_SDXL_PROMPT_ARGUMENTS = _compel_prompt_arguments(
+    encoders='''
 # SDXL reads a prompt with two CLIP text encoders side by side, 77 tokens at a time (75 of
 # them words). One compel per encoder scales each token's embedding by its weight and reads a
 # longer prompt in windows of 75 tokens, joined; both take the encoder's second-to-last layer,
@@ -503,20 +515,8 @@ def pooled(pieces):
     text: unweighted, and of the first window only."""
     text = "".join(text for text, _ in pieces)
     return compels[1].conditioning_provider.get_pooled_embeddings([text])
-'''
-    + _FITS_AS_TEXT
-    + '''
-
-def prompt_arguments(pieces, negative_pieces):
-    """The pipeline's prompt arguments: the text, or compel's embeddings."""
-    if fits_as_text(pieces) and fits_as_text(negative_pieces):
-        return {
-            "prompt": "".join(text for text, _ in pieces),
-            "negative_prompt": "".join(text for text, _ in negative_pieces),
-        }
-    with torch.no_grad():
-        # Both the same length: the shorter is padded with windows of the empty prompt.
-        empty = torch.cat([c.conditioning_provider.empty_z for c in compels], dim=-1)
+''',
+    padded="""        empty = torch.cat([c.conditioning_provider.empty_z for c in compels], dim=-1)
         positive, negative = compels[0].pad_conditioning_tensors_to_same_length(
             [embeddings(pieces), embeddings(negative_pieces)], empty
         )
@@ -526,7 +526,7 @@ def prompt_arguments(pieces, negative_pieces):
             "pooled_prompt_embeds": pooled(pieces),
             "negative_pooled_prompt_embeds": pooled(negative_pieces),
         }
-'''
+""",
 )
 
 
