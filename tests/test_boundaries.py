@@ -65,6 +65,29 @@ def test_importing_every_module_loads_nothing_forbidden(package):
     assert set(json.loads(loaded.stdout)) & FORBIDDEN[package] == set()
 
 
+# What the running bot (``python -m bot``: the launcher, then the app) may not keep in its
+# long-lived process, though other modules use them: Alembic runs once at start, in a child
+# process (bot.store.migrate), and numpy only for a rare kind of upload. Each costs 10-12 MiB
+# resident for as long as the bot runs (docs/performance.md, "Bot under a burst").
+_RUNNING_BOT = """
+import json, sys
+import bot.launcher, bot.app
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+def test_the_running_bot_loads_neither_alembic_nor_numpy():
+    loaded = subprocess.run(
+        [sys.executable, "-c", _RUNNING_BOT],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert set(json.loads(loaded.stdout)) & {"alembic", "numpy"} == set()
+
+
 _EACH_FIRST = """
 import importlib, pkgutil, sys
 names = []
