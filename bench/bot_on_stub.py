@@ -33,7 +33,7 @@ from bot.app import DiffusionBot
 from bot.jobs.engine_client import EngineClient
 from bot.jobs.scheduler import EngineLike
 from bot.settings import SchedulerSettings
-from bot.store.database import create_engine, migrate
+from bot.store.database import create_engine, migrate_in_child
 from engine.protocol import Accepted, Event, GeneratedImage, JobSpec, Ready, Result
 from tests.bot.e2e.harness import CHANNEL, engine_env, make_settings
 from tests.discord_stub.remote import StubProcess
@@ -155,7 +155,8 @@ async def bot_on_stub(
         scheduler = SchedulerSettings(_env_file=None, **batching)  # type: ignore[call-arg]
         settings = settings.model_copy(update={"scheduler": scheduler})
         database = create_engine(settings.database.url)
-        await migrate(database)
+        # As `python -m bot` does: Alembic stays out of the bot's process (and its RSS).
+        await migrate_in_child(settings.database.url)
         if engine is None:
             engine = EngineClient(env=engine_env(tiny), cwd=root, backoff_s=0.1)
         bot = DiffusionBot(settings, database, engine=engine)  # production edit rate

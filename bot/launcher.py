@@ -12,7 +12,7 @@ import sys
 
 from bot.logging_setup import configure_logging
 from bot.settings import ConfigError, Settings, StartupError, load_settings
-from bot.store.database import create_engine, migrate
+from bot.store.database import MigrationFailed, create_engine, migrate_in_child
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,13 @@ async def run(settings: Settings) -> None:
     """Migrate the database, then hand over to the bot until it stops."""
     database = create_engine(settings.database.url)
     try:
-        await migrate(database)
+        try:
+            await migrate_in_child(settings.database.url)
+        except MigrationFailed as error:
+            log.error("migrating the database failed:\n%s", error.output)
+            raise StartupError(
+                f"Could not migrate the database at {_safe_url(settings.database.url)}: {error}"
+            ) from None
         log.info("database ready at %s", _safe_url(settings.database.url))
         from bot.app import run_bot  # after migration: nothing touches Discord before it
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import io
 import logging
 import time
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from bot.jobs.upload_fit import DEFAULT_LIMIT, UploadFile, fit
 from bot.store.models import Job
 from bot.store.repository import Repository
 from bot.ui import render
+from bot.ui.attachments import InMemoryFiles
 from bot.ui.buttons import result_view, running_view
 from bot.ui.interactions import is_expired_token
 from engine.protocol import Accepted, Family, JobKind, Progress, Result
@@ -393,12 +393,11 @@ class Delivery:
             if reencoded:
                 screen.content = f"{screen.content}\n{REENCODED_NOTE}"
                 screen.files = fitted
-            # Made here, in the slot: aiohttp copies a BytesIO's bytes when it sizes the upload,
-            # and the copy lives as long as the request.
-            files = [
-                discord.File(io.BytesIO(f.data), filename=f.name, spoiler=f.spoiler) for f in fitted
-            ]
-            await self._send(ticket, screen, files, anew=anew)
+            # Made here, in the slot, and freed on leaving it: aiohttp copies a buffer's bytes
+            # when it sizes the upload (bot.ui.attachments).
+            with InMemoryFiles() as uploads:
+                files = [uploads.file(f.data, f.name, spoiler=f.spoiler) for f in fitted]
+                await self._send(ticket, screen, files, anew=anew)
 
     async def _send(
         self, ticket: Ticket, screen: Screen, files: list[discord.File], *, anew: bool

@@ -29,7 +29,6 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from bot.ui.errors import UserInputError
@@ -223,6 +222,10 @@ def _eight_bit(picture: Image.Image, *, sixteen_bit: bool) -> Image.Image:
     """
     key = picture.info.get("transparency")
     if picture.mode in ("I", "I;16", "I;16B", "I;16L"):
+        # Imported here: 16-bit grey uploads are rare, and numpy costs the bot's long-lived
+        # process 10 MiB resident (docs/performance.md, "Bot under a burst").
+        import numpy as np
+
         samples = np.asarray(picture).astype(np.uint32)
         # The high byte, as Pillow reduces 16-bit colour and alpha.
         grey = Image.fromarray((samples >> 8).astype(np.uint8), "L")

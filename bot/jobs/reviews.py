@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 from datetime import timedelta
 
@@ -28,6 +27,7 @@ from bot.store.models import Job, Review, ReviewState, utcnow
 from bot.store.moderation import Decision
 from bot.store.repository import Repository
 from bot.ui import render
+from bot.ui.attachments import InMemoryFiles
 from bot.ui.buttons import review_view
 
 log = logging.getLogger(__name__)
@@ -130,17 +130,16 @@ class ReviewQueue:
                 image = job.images[review.image_index]
                 blurred = await self._images.read(image.path)
                 original = await self.originals.read(review.original_path)
-                message = await channel.send(
-                    card_text(job, review),
-                    files=[
-                        discord.File(io.BytesIO(blurred), f"job{job.id}_{image.seed}_blurred.png"),
-                        discord.File(
-                            io.BytesIO(original), f"job{job.id}_{image.seed}.png", spoiler=True
-                        ),
-                    ],
-                    view=review_view(review.id),
-                    allowed_mentions=discord.AllowedMentions.none(),
-                )
+                with InMemoryFiles() as uploads:
+                    message = await channel.send(
+                        card_text(job, review),
+                        files=[
+                            uploads.file(blurred, f"job{job.id}_{image.seed}_blurred.png"),
+                            uploads.file(original, f"job{job.id}_{image.seed}.png", spoiler=True),
+                        ],
+                        view=review_view(review.id),
+                        allowed_mentions=discord.AllowedMentions.none(),
+                    )
             except (*DISCORD_ERRORS, ValueError, IndexError):
                 log.exception("review %s: its card could not be posted", review.id)
                 continue
@@ -197,14 +196,15 @@ class ReviewQueue:
         longer a spoiler; the others as they were) and the release note."""
         channel = await self._channel(job.channel_id)
         message = await channel.fetch_message(job.result_message_id or 0)
-        files = []
-        for image in job.images:  # read after the decision: the released one is not nsfw
-            data = await self._images.read(image.path)
-            name = f"job{job.id}_{image.seed}.png"
-            files.append(discord.File(io.BytesIO(data), name, spoiler=image.nsfw))
         note = RELEASED_NOTE.format(number=index + 1)
         content = message.content if note in message.content else f"{message.content}\n{note}"
-        await message.edit(content=content, attachments=files)
+        with InMemoryFiles() as uploads:
+            files = []
+            for image in job.images:  # read after the decision: the released one is not nsfw
+                data = await self._images.read(image.path)
+                name = f"job{job.id}_{image.seed}.png"
+                files.append(uploads.file(data, name, spoiler=image.nsfw))
+            await message.edit(content=content, attachments=files)
 
     async def _channel(self, channel_id: int) -> discord.abc.Messageable:
         channel = self._client.get_channel(channel_id) or await self._client.fetch_channel(

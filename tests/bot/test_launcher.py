@@ -80,3 +80,17 @@ def test_an_unreachable_ray_cluster_is_one_line_naming_ray_address_and_exit_2(tm
     assert last_line.startswith(f"Could not reach the Ray cluster at RAY_ADDRESS=127.0.0.1:{port}")
     assert "ray start --head" in last_line
     assert "Traceback" not in result.stderr
+
+
+def test_a_database_that_cannot_be_migrated_is_one_clear_line_and_exit_2(tmp_path):
+    """Migration runs in a child process (bot.store.migrate); its failure must still reach
+    the person starting the bot as one line, not as the child's traceback at the end."""
+    folder = tmp_path / "data"
+    folder.mkdir()  # a folder where the database file should be: SQLite cannot open it
+    result = run_bot(
+        tmp_path, f"DISCORD_TOKEN=not-a-real-token\nDATABASE_URL=sqlite+aiosqlite:///{folder}\n"
+    )
+    assert result.returncode == 2, result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"Could not migrate the database at sqlite+aiosqlite:///{folder}: ")
+    assert "unable to open database file" in last_line

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 from pathlib import Path
 
 import discord
@@ -14,6 +13,7 @@ from bot.features.recipe._script import input_names, render_script, script_name
 from bot.services import Services
 from bot.store.models import Job
 from bot.ui import render
+from bot.ui.attachments import InMemoryFiles
 from bot.ui.checks import is_admin, require_channel
 from bot.ui.errors import NotAllowed, UserInputError
 from bot.ui.i18n import t
@@ -60,8 +60,6 @@ class RecipeCog(commands.Cog):
             show_folder=admin,
             family=model.family if model is not None else Family.SD,
         )
-        files = [discord.File(io.BytesIO(script.encode()), filename=script_name(stored))]
-        files += [discord.File(io.BytesIO(data), filename=name) for name, data in inputs]
         lines = [t(interaction, "recipe.posted", job_id=stored.id, script=script_name(stored))]
         lines.append(render.quote_prompt(stored.prompt, 200))
         wanted = ", ".join(f"`{name}`" for name in input_names(stored) if name)
@@ -77,7 +75,12 @@ class RecipeCog(commands.Cog):
             lines.append(t(interaction, "recipe.inputs_withheld", files=wanted))
         # A flagged job's recipe, and anything carrying uploads, is for the asker's eyes only.
         private = flagged or bool(inputs)
-        await interaction.response.send_message("\n".join(lines), files=files, ephemeral=private)
+        with InMemoryFiles() as uploads:
+            files = [uploads.file(script.encode(), script_name(stored))]
+            files += [uploads.file(data, name) for name, data in inputs]
+            await interaction.response.send_message(
+                "\n".join(lines), files=files, ephemeral=private
+            )
 
     async def _inputs(self, job: Job) -> list[tuple[str, bytes]]:
         """An inpainting job's picture and mask, named as its script expects them; none when

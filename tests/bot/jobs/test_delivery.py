@@ -21,10 +21,14 @@ class Edits:
 
     def __init__(self) -> None:
         self.seen: list[tuple[float, str, Any]] = []
+        self.attachments: list[list[Any]] = []
         self.arrived = asyncio.Event()
 
     async def __call__(self, *, content: str, attachments: list[Any], view: Any) -> MagicMock:
         self.seen.append((time.monotonic(), content, view))
+        self.attachments.append(attachments)
+        for file in attachments:
+            file.close()  # as discord.py does once the request is made
         self.arrived.set()
         return MagicMock(spec_set=discord.InteractionMessage, id=1)
 
@@ -81,4 +85,19 @@ async def test_places_are_edited_less_often_than_progress():
     await edits.wait_for(3)
     assert edits.seen[2][0] - edits.seen[1][0] < 3 * INTERVAL
     assert "Painting" in edits.seen[2][1]
+    await delivery.close()
+
+
+async def test_an_upload_frees_its_bytes_once_sent():
+    """discord.File leaves a reference cycle on its buffer (bot.ui.attachments): unless the
+    buffer is closed, its bytes wait for the cyclic garbage collector, and in a burst hundreds
+    of images did."""
+    delivery = delivery_for_tests(0)
+    edits = tracked(delivery)
+    await delivery.progress(7, Progress(7, 2, 4, preview_png=b"\x89PNG preview"))
+    await edits.wait_for(1)
+    await asyncio.sleep(0)  # the pump leaves the upload slot after the edit returns
+    [preview] = edits.attachments[0]
+    assert preview.filename == "preview.png"
+    assert preview.fp.closed
     await delivery.close()
