@@ -412,13 +412,10 @@ class Scheduler:
     async def _save_images(self, result: Result) -> list[NewImage]:
         """Every image of ``result`` on disk, or SaveFailed and none of them (the ones already
         written are removed: a job has all its images or none). A blurred image's original
-        is kept apart for the review queue, for plain jobs (a comparison's grid is not
-        reviewed: it stays blurred)."""
+        is kept apart for the review queue: a plain job's image, or a comparison's panel (a
+        release draws its grid again from the stored panels)."""
         job_id = result.job_id
-        queued = self._in_flight.get(job_id)
-        reviewed = self._flagged is not None and not (
-            queued is None or queued.spec.variants or queued.spec.decode_steps
-        )
+        reviewed = self._flagged is not None
         images: list[NewImage] = []
         originals: list[str] = []
         try:
