@@ -30,9 +30,10 @@ from bot.jobs.comparison_results import (
 )
 from bot.jobs.delivery import DISCORD_ERRORS
 from bot.jobs.image_store import ImageStore
+from bot.jobs.mask_outline import OUTLINE_BLURRED, OUTLINE_NAME
 from bot.jobs.upload_fit import DEFAULT_LIMIT, fit
 from bot.settings import ModerationSettings
-from bot.store.models import Job, Review, ReviewState, utcnow
+from bot.store.models import OUTLINE_INDEX, Job, Review, ReviewState, utcnow
 from bot.store.moderation import Decision
 from bot.store.repository import Repository
 from bot.ui import render
@@ -43,6 +44,7 @@ from engine.protocol import Family, GeneratedImage, Result
 log = logging.getLogger(__name__)
 
 RELEASED_NOTE = "🔓 A moderator released image {number}: the safety checker had flagged it wrongly."
+OUTLINE_RELEASED_NOTE = "🔓 A moderator released the mask outline."
 PANEL_RELEASED_NOTE = (
     "🔓 A moderator released the “{label}” panel: the safety checker had flagged it wrongly."
 )
@@ -51,6 +53,16 @@ _DECIDED = {
     ReviewState.CONFIRMED: "🔒 **Confirmed**",
     ReviewState.STRUCK: "⚠️ **Confirmed with a strike**",
 }
+
+
+def outline_reason(job: Job) -> str:
+    """Why an inpainting's outline is blurred, as far as the stored verdicts tell."""
+    if any(image.first_flag for image in job.images):
+        return (
+            "Blurred with the job's flagged images: outside the repainted area they keep this "
+            "picture (its own check may have been clear)."
+        )
+    return "Blurred: the safety checker flagged it."
 
 
 def verdict_line(job: Job, review: Review) -> str:
@@ -71,10 +83,27 @@ def verdict_line(job: Job, review: Review) -> str:
     return f"First checker (CompVis): {first} · second opinion (open_nsfw): {second}."
 
 
+def picture_name(review: Review) -> str:
+    """The reviewed picture, as a decision's answer names it."""
+    if review.image_index == OUTLINE_INDEX:
+        return "the mask outline"
+    return f"image {review.image_index + 1}"
+
+
 def card_text(job: Job, review: Review) -> str:
-    """A card's text: whose image (a comparison's: which panel, by its axis values), the
-    prompt, the verdicts, and what is attached."""
+    """A card's text: whose image (a comparison's: which panel, by its axis values; an
+    inpainting's outline), the prompt, the verdicts, and what is attached."""
     number = f"{review.image_index + 1} of {len(job.images)}"
+    if review.image_index == OUTLINE_INDEX:
+        return (
+            f"🚩 **Blurred mask outline** · job #{job.id}: the student's picture with the "
+            f"repainted area outlined · by <@{job.user_id}> · review #{review.id}\n"
+            f"{render.quote_prompt(job.prompt)}\n"
+            f"{outline_reason(job)}\n"
+            "The channel sees it blurred; the picture here (a spoiler) is the original, shown "
+            "only here. It shows the part of the picture the result repainted, so it is judged "
+            "on its own card."
+        )
     if job.comparison:
         what = (
             f"🚩 **Flagged panel** · job #{job.id}, panel {number} "
@@ -149,17 +178,21 @@ class ReviewQueue:
             if review.card_message_id is not None or review.original_path is None:
                 continue
             try:
-                image = job.images[review.image_index]
-                blurred = await self._images.read(image.path)
                 original = await self.originals.read(review.original_path)
-                message = await channel.send(
-                    card_text(job, review),
-                    files=[
+                if review.image_index == OUTLINE_INDEX:  # not stored blurred: posted once
+                    files = [discord.File(io.BytesIO(original), OUTLINE_NAME, spoiler=True)]
+                else:
+                    image = job.images[review.image_index]
+                    blurred = await self._images.read(image.path)
+                    files = [
                         discord.File(io.BytesIO(blurred), f"job{job.id}_{image.seed}_blurred.png"),
                         discord.File(
                             io.BytesIO(original), f"job{job.id}_{image.seed}.png", spoiler=True
                         ),
-                    ],
+                    ]
+                message = await channel.send(
+                    card_text(job, review),
+                    files=files,
                     view=review_view(review.id),
                     allowed_mentions=discord.AllowedMentions.none(),
                 )
@@ -208,9 +241,13 @@ class ReviewQueue:
         if job is None or review.original_path is None:
             raise LookupError(f"review {review.id} has no job or original left")
         original = await self.originals.read(review.original_path)
-        await self._images.replace(job.images[review.image_index].path, original)
+        outline = review.image_index == OUTLINE_INDEX
+        if not outline:  # an outline is posted once and not stored
+            await self._images.replace(job.images[review.image_index].path, original)
         if job.result_message_id is not None:
-            if job.comparison:
+            if outline:
+                await self._release_outline(job, original)
+            elif job.comparison:
                 await self._redraw_grid(job, review.image_index)
             else:
                 await self._edit_result(job, review.image_index)
@@ -232,6 +269,19 @@ class ReviewQueue:
             files.insert(image.index, discord.File(io.BytesIO(data), name, spoiler=image.nsfw))
         note = RELEASED_NOTE.format(number=index + 1)
         await self._edit_with_note(message, message.content, note, files)
+
+    async def _release_outline(self, job: Job, original: bytes) -> None:
+        """The job's message with its outline unblurred, no longer a spoiler; the images as
+        they are."""
+        message = await self._result_message(job)
+        files: list[discord.File | discord.Attachment] = [
+            discord.File(io.BytesIO(original), OUTLINE_NAME)
+            if a.filename.removeprefix("SPOILER_") == OUTLINE_NAME
+            else a
+            for a in message.attachments
+        ]
+        content = message.content.replace(OUTLINE_BLURRED, "")
+        await self._edit_with_note(message, content, OUTLINE_RELEASED_NOTE, files)
 
     async def _redraw_grid(self, job: Job, index: int) -> None:
         """A comparison's message with its grid drawn again from the stored panels (as the

@@ -13,6 +13,7 @@ import logging
 import discord
 
 from bot.features.moderation._access import is_moderator, require_moderator
+from bot.jobs.reviews import picture_name
 from bot.services import Services
 from bot.store.models import Review, ReviewState
 from bot.store.moderation import AlreadyDecided
@@ -69,7 +70,7 @@ class ReviewDecisions:
 
     async def _carry_out(self, review: Review, state: ReviewState) -> str:
         services = self._services
-        target = f"job #{review.job_id}, image {review.image_index + 1}"
+        target = f"job #{review.job_id}, {picture_name(review)}"
         if state is ReviewState.RELEASED:
             try:
                 await services.reviews.release(review)

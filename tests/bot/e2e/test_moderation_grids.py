@@ -11,12 +11,11 @@ import discord
 import numpy as np
 
 from bot.jobs.grid import panel_box
-from bot.settings import ModerationSettings
 from bot.store.models import utcnow
 from tests.bot.e2e.harness import CHANNEL
 from tests.bot.e2e.test_compare import SIDE, compare, is_xy_grid
 from tests.bot.e2e.test_course import GRID_TIMEOUT
-from tests.bot.e2e.test_moderation import MODERATORS, cards, click, pixels
+from tests.bot.e2e.test_moderation import MODERATORS, cards, click, moderated, pixels
 
 FLAGGED_TWO = "The safety checker flagged 2 panel(s)"
 FLAGGED_ONE = "The safety checker flagged 1 panel(s)"
@@ -31,12 +30,8 @@ async def test_flagged_panels_are_reviewed_and_released_into_the_grid_after_a_re
     harness, tmp_path
 ):
     stub = harness.stub
-    harness.flag_everything = True
     moderators = stub.channel(MODERATORS)
-    moderation = ModerationSettings(
-        _env_file=None, channel_id=moderators.id, originals_dir=tmp_path / "originals"
-    )
-    harness.settings = harness.settings.model_copy(update={"moderation": moderation})
+    moderation = moderated(harness, tmp_path)
     student = stub.add_user("ada")
     moderator = stub.add_user("mia", permissions=discord.Permissions(manage_messages=True))
 
