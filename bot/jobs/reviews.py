@@ -83,10 +83,13 @@ def verdict_line(job: Job, review: Review) -> str:
     return f"First checker (CompVis): {first} · second opinion (open_nsfw): {second}."
 
 
-def picture_name(review: Review) -> str:
-    """The reviewed picture, as a decision's answer names it."""
+def picture_name(review: Review, job: Job | None = None) -> str:
+    """The reviewed picture, as a decision's answer names it; a comparison's panel by its axis
+    values when its ``job`` is given."""
     if review.image_index == OUTLINE_INDEX:
         return "the mask outline"
+    if job is not None and job.comparison:
+        return f"panel {review.image_index + 1} (“{panel_name(job, review.image_index)}”)"
     return f"image {review.image_index + 1}"
 
 

@@ -70,7 +70,8 @@ class ReviewDecisions:
 
     async def _carry_out(self, review: Review, state: ReviewState) -> str:
         services = self._services
-        target = f"job #{review.job_id}, {picture_name(review)}"
+        job = await services.repo.get_job(review.job_id)
+        target = f"job #{review.job_id}, {picture_name(review, job)}"
         if state is ReviewState.RELEASED:
             try:
                 await services.reviews.release(review)

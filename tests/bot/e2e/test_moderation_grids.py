@@ -61,7 +61,8 @@ async def test_flagged_panels_are_reviewed_and_released_into_the_grid_after_a_re
         ]
         assert kept not in public and original.data not in public
 
-        assert (await click(stub, first, "release", moderator)).startswith("Released job #1")
+        released = await click(stub, first, "release", moderator)
+        assert released.startswith("Released job #1, panel 1 (“CFG: 3”)")
         message = next(m for m in stub.channel_messages(CHANNEL, source=None) if m.id == posted.id)
         (redrawn,) = message.png_attachments
         assert "A moderator released the “CFG: 3” panel" in message.content
