@@ -660,7 +660,8 @@ class MaskOverlay:
     """
 
     png: bytes  # already blurred when nsfw is True
-    nsfw: bool
+    nsfw: bool  # flagged itself, or blurred with its job's flagged images (they share pixels)
+    original_png: bytes | None = None  # blurred ones only: as it was, for the moderators
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,30 @@ def settings_line(job: Job, seconds: float) -> str:
     return " · ".join(parts)
 
 
+def panel_name(job: Job, index: int, locale: str | None = None) -> str:
+    """What panel ``index`` of a comparison is called on its grid: its axis values (an X/Y
+    grid), or its label and, when the lesson has several seeds, the seed of its row."""
+    if xy_plot.is_grid(job):
+        columns, rows = xy_plot.labels(job, locale)
+        row, column = divmod(index, len(columns))
+        return columns[column] + (f", {rows[row]}" if rows else "")
+    labels = panel_labels(job, locale)
+    row, column = divmod(index, len(labels))
+    return labels[column] + (f", seed {job.seeds[row]}" if len(job.seeds) > 1 else "")
+
+
+def comparison_title(job: Job, locale: str | None = None) -> str:
+    """What kind of grid a comparison job made: "X/Y grid", or the lesson's title."""
+    if xy_plot.is_grid(job):
+        return "X/Y grid"
+    return t(locale, f"lesson.{job.comparison}.title")
+
+
+def flagged_line(locale: str | None, count: int) -> str:
+    """The caption's line saying how many panels are blurred ("" when none is)."""
+    return t(locale, "lesson.flagged", count=count) if count else ""
+
+
 def grid_caption(job: Job, result: Result, locale: str | None, chunks_note: str = "") -> str:
     """The message under a /compare grid: its axes, the settings the panels share, and which
     panel is the plain /imagine's picture."""
@@ -81,13 +105,9 @@ def grid_caption(job: Job, result: Result, locale: str | None, chunks_note: str 
     if chunks_note:
         lines.append(chunks_note)
     if (index := xy_plot.default_panel(job)) is not None:
-        columns, rows = xy_plot.labels(job, locale)
-        row, column = divmod(index, len(columns))
-        label = columns[column] + (f", {rows[row]}" if rows else "")
-        lines.append(t(locale, "xy.default", label=label))
-    flagged = sum(1 for image in result.images if image.nsfw)
-    if flagged:
-        lines.append(t(locale, "lesson.flagged", count=flagged))
+        lines.append(t(locale, "xy.default", label=panel_name(job, index, locale)))
+    if flagged := flagged_line(locale, sum(1 for image in result.images if image.nsfw)):
+        lines.append(flagged)
     return "\n".join(lines)
 
 
@@ -122,9 +142,8 @@ def caption(
         lines.append(chunks_note)
     if (original := original_panel(job, locale)) is not None:
         lines.append(t(locale, "lesson.original", label=original))
-    flagged = sum(1 for image in result.images if image.nsfw)
-    if flagged:
-        lines.append(t(locale, "lesson.flagged", count=flagged))
+    if flagged := flagged_line(locale, sum(1 for image in result.images if image.nsfw)):
+        lines.append(flagged)
     return "\n".join(lines)
 
 

@@ -1,7 +1,9 @@
 """The extra picture under an inpainting result: the input with the repainted area outlined.
 
-The engine draws it (and runs it through the safety gate, since it shows the user's upload);
-this module only names it and says what it is.
+The engine draws it (and runs it through the safety gate, since it shows the user's upload;
+it is blurred too when the job's images are, since they keep the upload outside the mask);
+this module only names it and says what it is. A blurred one's original waits for a
+moderator's card like a flagged image's (``bot.jobs.reviews``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ from bot.ui import render
 from engine.protocol import Result
 
 OUTLINE_NAME = "mask_outline.png"
+# Said of a blurred outline; a moderator's release takes it out of the caption.
+OUTLINE_BLURRED = (
+    "; it is blurred and hidden: the safety checker flagged it or your images (outside the "
+    "repainted area they show the same picture)"
+)
 
 
 def outline_upload(result: Result) -> UploadFile | None:
@@ -31,5 +38,5 @@ def outline_note(job: Job, result: Result) -> str:
     if job.mask_prompt:
         line += f" (found from the words {render.quote_prompt(job.mask_prompt, 100)})"
     if overlay.nsfw:
-        line += "; the safety checker flagged it, so it is blurred and hidden"
+        line += OUTLINE_BLURRED
     return line + "."

@@ -18,7 +18,7 @@ from typing import Protocol
 from bot.jobs import lessons
 from bot.jobs.fair_queue import FairQueue, Turn
 from bot.jobs.image_store import ImageStore, SaveFailed
-from bot.store.models import Job
+from bot.store.models import OUTLINE_INDEX, Job
 from bot.store.repository import Finished, NewImage, Repository, StoreError
 from engine.protocol import (
     Accepted,
@@ -387,12 +387,12 @@ class Scheduler:
         saved: list[tuple[Finished, Result]] = []
         for result in results:
             try:
-                images = await self._save_images(result)
+                finished = await self._save_images(result)
             except SaveFailed as error:
                 log.error("job %s: its images could not be saved: %s", result.job_id, error)
                 await self._write_ending([result.job_id], self._failure(result.job_id, NOT_SAVED))
                 continue
-            saved.append((Finished(result.job_id, images, result.model_revision), result))
+            saved.append((finished, result))
         if saved:
             await self._write_ending([f.job_id for f, _ in saved], self._done(saved))
 
@@ -404,21 +404,18 @@ class Scheduler:
                     log.error("job %s has a result but was not running; not shown", result.job_id)
                     continue
                 await self._tell(job.id, self._observer.finished(job, result))
-                if self._flagged is not None and any(r.original_png for r in result.images):
+                if self._flagged is not None and has_originals(result):
                     await self._tell(job.id, self._flagged.flagged(job))
 
         return write
 
-    async def _save_images(self, result: Result) -> list[NewImage]:
+    async def _save_images(self, result: Result) -> Finished:
         """Every image of ``result`` on disk, or SaveFailed and none of them (the ones already
         written are removed: a job has all its images or none). A blurred image's original
-        is kept apart for the review queue, for plain jobs (a comparison's grid is not
-        reviewed: it stays blurred)."""
+        is kept apart for the review queue: a plain job's image, a comparison's panel (a
+        release draws its grid again from the stored panels), or an inpainting's outline."""
         job_id = result.job_id
-        queued = self._in_flight.get(job_id)
-        reviewed = self._flagged is not None and not (
-            queued is None or queued.spec.variants or queued.spec.decode_steps
-        )
+        reviewed = self._flagged is not None
         images: list[NewImage] = []
         originals: list[str] = []
         try:
@@ -442,6 +439,14 @@ class Scheduler:
                         original_path=original,
                     )
                 )
+            overlay = result.mask_overlay
+            outline = None
+            if reviewed and overlay is not None and overlay.original_png is not None:
+                assert self._flagged is not None
+                outline = await self._flagged.keep_original(
+                    job_id, OUTLINE_INDEX, overlay.original_png
+                )
+                originals.append(outline)
         except SaveFailed:
             for written in images:
                 try:
@@ -452,7 +457,7 @@ class Scheduler:
                 if self._flagged is not None:
                     await self._flagged.delete_original(path)
             raise
-        return images
+        return Finished(job_id, images, result.model_revision, outline)
 
     async def _on_error(self, error: JobError) -> None:
         job_id = error.job_id
@@ -672,6 +677,14 @@ class Scheduler:
                 told.append((job_id, position))
         for job_id, position in told:
             await self._observer.queued(job_id, position)
+
+
+def has_originals(result: Result) -> bool:
+    """Whether ``result`` has blurred pictures whose originals wait for a moderator."""
+    overlay = result.mask_overlay
+    return any(image.original_png for image in result.images) or bool(
+        overlay and overlay.original_png
+    )
 
 
 def _ids(job_ids: Sequence[int]) -> str:

@@ -319,8 +319,14 @@ class ReviewState(enum.StrEnum):
         return self is not ReviewState.PENDING
 
 
+# ``reviews.image_index`` of an inpainting job's mask outline, the picture posted beside its
+# images (it has no image row: it is posted once and not stored).
+OUTLINE_INDEX = -1
+
+
 class Review(Base):
-    """A flagged image waiting for (or decided by) a moderator, one per image.
+    """A flagged image waiting for (or decided by) a moderator, one per image, and one for an
+    inpainting's blurred mask outline (``OUTLINE_INDEX``).
 
     ``original_path`` is the unblurred picture, in the moderation folder, apart from the images
     the bot posts; NULL once it is deleted (``delete_original_after``, or retention).

@@ -28,6 +28,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.store.models import (
+    OUTLINE_INDEX,
     Adapter,
     AuditEntry,
     Image,
@@ -200,6 +201,9 @@ class Finished:
     job_id: int
     images: Sequence[NewImage]
     model_revision_used: str | None
+    # An inpainting's blurred mask outline: its original, waiting for a moderator like a
+    # flagged image's (a review is written for it, at ``OUTLINE_INDEX``).
+    outline_original_path: str | None = None
 
 
 JobEndedListener = Callable[[Job], None]
@@ -1034,6 +1038,16 @@ async def _finish(
             for i in item.images
             if i.original_path is not None
         )
+        if item.outline_original_path is not None:
+            session.add(
+                Review(
+                    job_id=job.id,
+                    image_index=OUTLINE_INDEX,
+                    user_id=job.user_id,
+                    original_path=item.outline_original_path,
+                    created_at=now,
+                )
+            )
     if rows:
         # One statement for the batch's images: the ORM would insert them one by one to read
         # back each id, which nothing here needs.

@@ -220,10 +220,12 @@ class Checked:
             )
         return generated
 
-    def encode_also(self, index: int, level: int) -> bytes:
-        """Picture ``index`` of ``also`` as PNG bytes, obscured when the checker flagged it."""
+    def encode_also(self, index: int, level: int, *, blur: bool | None = None) -> bytes:
+        """Picture ``index`` of ``also`` as PNG bytes, obscured when the checker flagged it
+        (``blur``: obscured or not whatever the checker said)."""
         image = self.also[index]
-        return png_bytes(obscure(image) if self.also_flags[index] else image, level)
+        blur = self.also_flags[index] if blur is None else blur
+        return png_bytes(obscure(image) if blur else image, level)
 
 
 def check(

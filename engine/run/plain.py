@@ -210,7 +210,12 @@ class _PlainRunner:
             for job, _ in own:
                 count = len(job.seeds)
                 index = overlay_index.get(job.job_id)
-                overlay = None if index is None else _mask_overlay(checked, index, level)
+                images = generated[position : position + count]
+                overlay = (
+                    None
+                    if index is None
+                    else mask_overlay(checked, index, level, any(i.nsfw for i in images))
+                )
                 index = depth_index.get(job.job_id)
                 depth_map = None if index is None else _depth_map(checked, index, level)
                 events.append(
@@ -229,8 +234,17 @@ class _PlainRunner:
         self._context.finish_later([job for job, _ in own], results)
 
 
-def _mask_overlay(checked: Checked, index: int, level: int) -> MaskOverlay:
-    return MaskOverlay(png=checked.encode_also(index, level), nsfw=checked.also_flags[index])
+def mask_overlay(checked: Checked, index: int, level: int, images_flagged: bool) -> MaskOverlay:
+    """The outline picture (``also`` picture ``index``), blurred when the checker flagged it
+    or when any of its job's images was flagged: outside the mask, an inpainting keeps the
+    upload, so the outline shows what got the result blurred even when its own check is
+    clear. A blurred one comes with its original, for the moderators' review."""
+    blur = checked.also_flags[index] or images_flagged
+    return MaskOverlay(
+        png=checked.encode_also(index, level, blur=blur),
+        nsfw=blur,
+        original_png=checked.encode_also(index, level, blur=False) if blur else None,
+    )
 
 
 def _depth_map(checked: Checked, index: int, level: int) -> DepthMap:

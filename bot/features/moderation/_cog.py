@@ -14,6 +14,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.features.moderation._access import require_moderator
+from bot.jobs.reviews import picture_name
 from bot.services import Services
 from bot.store.models import Review, ReviewState
 from bot.ui.checks import require_admin
@@ -28,7 +29,7 @@ def review_line(review: Review, guild_id: int | None, channel_id: int | None) ->
         where = f" · https://discord.com/channels/{guild_id}/{channel_id}/{review.card_message_id}"
     stamp = int(review.created_at.timestamp())
     return (
-        f"• review #{review.id} · job #{review.job_id}, image {review.image_index + 1} · "
+        f"• review #{review.id} · job #{review.job_id}, {picture_name(review)} · "
         f"<@{review.user_id}> · {review.state.value} · <t:{stamp}:R>{where}"
     )
 

@@ -13,6 +13,7 @@ import logging
 import discord
 
 from bot.features.moderation._access import is_moderator, require_moderator
+from bot.jobs.reviews import picture_name
 from bot.services import Services
 from bot.store.models import Review, ReviewState
 from bot.store.moderation import AlreadyDecided
@@ -69,7 +70,8 @@ class ReviewDecisions:
 
     async def _carry_out(self, review: Review, state: ReviewState) -> str:
         services = self._services
-        target = f"job #{review.job_id}, image {review.image_index + 1}"
+        job = await services.repo.get_job(review.job_id)
+        target = f"job #{review.job_id}, {picture_name(review, job)}"
         if state is ReviewState.RELEASED:
             try:
                 await services.reviews.release(review)

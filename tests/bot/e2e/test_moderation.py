@@ -47,16 +47,22 @@ async def click(stub, card, action: str, user) -> str:
     return await ephemeral_text(handle)
 
 
-async def test_flagged_images_are_reviewed_released_confirmed_and_struck(harness, tmp_path):
-    stub = harness.stub
+def moderated(harness, tmp_path, **settings) -> ModerationSettings:
+    """A course with a moderators' channel, whose first checker flags every picture."""
     harness.flag_everything = True
     moderation = ModerationSettings(
         _env_file=None,
-        channel_id=stub.channel(MODERATORS).id,
+        channel_id=harness.stub.channel(MODERATORS).id,
         originals_dir=tmp_path / "originals",
-        blocked_words=["gore"],
+        **settings,
     )
     harness.settings = harness.settings.model_copy(update={"moderation": moderation})
+    return moderation
+
+
+async def test_flagged_images_are_reviewed_released_confirmed_and_struck(harness, tmp_path):
+    stub = harness.stub
+    moderation = moderated(harness, tmp_path, blocked_words=["gore"])
     async with harness.bot() as bot:
         eve = stub.add_user("eve")
         moderator = stub.add_user("mia", permissions=discord.Permissions(manage_messages=True))

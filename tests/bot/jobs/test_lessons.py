@@ -200,3 +200,18 @@ def test_the_caption_says_what_to_notice_in_the_askers_language():
     chinese = caption(job, result, "zh-CN")
     assert "任务 #1 的**引导系数对比（无分类器引导）**" in chinese
     assert "👀 看点：" in chinese and "“CFG 7.5”那一格就是原图。" in chinese
+
+
+def test_a_moderators_card_names_a_lesson_panel_by_its_label_and_row_seed():
+    from bot.jobs.comparison_results import panel_name
+
+    strip = parent(comparison="denoising", comparison_values=[1, 30], seeds=[42, 43])
+    # Panels come seed by seed (a row each), each seed's steps across.
+    assert [panel_name(strip, i) for i in range(4)] == [
+        "step 1/30, seed 42",
+        "step 30/30, seed 42",
+        "step 1/30, seed 43",
+        "step 30/30, seed 43",
+    ]
+    sweep = parent(comparison="guidance", comparison_values=[3.0, 7.5], seeds=[42])
+    assert panel_name(sweep, 1) == "CFG 7.5"

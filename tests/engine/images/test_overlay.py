@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from PIL import Image
 
 from engine.images.overlay import EDGE, LINE, TINT, line_width, outline_mask
+from engine.images.second_opinion import SecondOpinion
 from engine.protocol import (
     GeneratedImage,
     JobKind,
@@ -20,6 +22,9 @@ from engine.protocol import (
     decode,
     encode,
 )
+from engine.run.pipeline_call import Checked
+from engine.run.plain import mask_overlay
+from engine.settings import EngineSettings
 
 
 def test_the_area_is_tinted_outlined_and_the_rest_left_alone() -> None:
@@ -72,3 +77,31 @@ def test_the_overlay_and_mask_words_cross_the_wire() -> None:
         mask_prompt="the sky",
     )
     assert decode(encode(RunBatch(jobs=(spec,)))) == RunBatch(jobs=(spec,))
+
+
+@pytest.mark.parametrize(
+    ("outline_flagged", "images_flagged", "blurred"),
+    [(False, False, False), (False, True, True), (True, False, True)],
+)
+def test_the_outline_is_blurred_with_its_flagged_images_and_keeps_its_original(
+    outline_flagged: bool, images_flagged: bool, blurred: bool
+) -> None:
+    # Outside the mask an inpainting keeps the upload, so a flagged result's outline shows
+    # the same pixels even when its own check is clear.
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8))
+    first_only = SecondOpinion(EngineSettings(_env_file=None, second_opinion="first"))
+    checked = Checked([], [], [], [], [picture], [outline_flagged], first_only)
+
+    overlay = mask_overlay(checked, 0, 1, images_flagged)
+
+    assert overlay.nsfw is blurred
+    as_it_was = np.asarray(picture)
+    shown = np.asarray(Image.open(io.BytesIO(overlay.png)))
+    assert np.array_equal(shown, as_it_was) is not blurred
+    if blurred:
+        assert overlay.original_png is not None
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(io.BytesIO(overlay.original_png))), as_it_was
+        )
+    else:
+        assert overlay.original_png is None
