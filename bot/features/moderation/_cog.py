@@ -16,20 +16,23 @@ from discord.ext import commands
 from bot.features.moderation._access import require_moderator
 from bot.jobs.reviews import picture_name
 from bot.services import Services
-from bot.store.models import Review, ReviewState
+from bot.store.models import Job, Review, ReviewState
 from bot.ui.checks import require_admin
 
 MODERATOR_DEFAULT = discord.Permissions(manage_messages=True)
 
 
-def review_line(review: Review, guild_id: int | None, channel_id: int | None) -> str:
-    """One review in a list: its state, whose, and a link to its card."""
+def review_line(
+    review: Review, guild_id: int | None, channel_id: int | None, job: Job | None = None
+) -> str:
+    """One review in a list: its state, whose, and a link to its card; a comparison's panel
+    named by its axis values when its ``job`` is given."""
     where = ""
     if review.card_message_id is not None and guild_id and channel_id:
         where = f" · https://discord.com/channels/{guild_id}/{channel_id}/{review.card_message_id}"
     stamp = int(review.created_at.timestamp())
     return (
-        f"• review #{review.id} · job #{review.job_id}, {picture_name(review)} · "
+        f"• review #{review.id} · job #{review.job_id}, {picture_name(review, job)} · "
         f"<@{review.user_id}> · {review.state.value} · <t:{stamp}:R>{where}"
     )
 
@@ -48,9 +51,16 @@ class ModerationCog(commands.Cog):
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    def _lines(self, interaction: discord.Interaction, reviews: Sequence[Review]) -> list[str]:
+    async def _lines(
+        self, interaction: discord.Interaction, reviews: Sequence[Review]
+    ) -> list[str]:
         channel = self.services.settings.moderation.channel_id
-        return [review_line(r, interaction.guild_id, channel) for r in reviews]
+        # The jobs name a grid's panels by their axis values; a list holds at most 20 reviews.
+        jobs = {
+            job_id: await self.services.repo.get_job(job_id)
+            for job_id in {r.job_id for r in reviews}
+        }
+        return [review_line(r, interaction.guild_id, channel, jobs[r.job_id]) for r in reviews]
 
     @moderation.command(name="queue", description="Flagged images waiting for a moderator")
     async def queue(self, interaction: discord.Interaction) -> None:
@@ -60,7 +70,7 @@ class ModerationCog(commands.Cog):
         if not pending:
             text = "No flagged image is waiting for review."
         else:
-            lines = self._lines(interaction, pending)
+            lines = await self._lines(interaction, pending)
             text = "\n".join(["**Waiting for review** (oldest first):", *lines])
         await interaction.edit_original_response(content=text[:2000])
 
@@ -81,7 +91,7 @@ class ModerationCog(commands.Cog):
         ]
         struck = sum(r.state is ReviewState.STRUCK for r in reviews)
         lines.append(f"Flagged images: {len(reviews)} (recent first; {struck} with a strike).")
-        lines += self._lines(interaction, reviews)
+        lines += await self._lines(interaction, reviews)
         await interaction.edit_original_response(content="\n".join(lines)[:2000])
 
     @moderation.command(name="pardon", description="Admins: lift a user's strikes and pause")

@@ -15,7 +15,14 @@ from bot.store.models import utcnow
 from tests.bot.e2e.harness import CHANNEL
 from tests.bot.e2e.test_compare import SIDE, compare, is_xy_grid
 from tests.bot.e2e.test_course import GRID_TIMEOUT
-from tests.bot.e2e.test_moderation import MODERATORS, cards, click, moderated, pixels
+from tests.bot.e2e.test_moderation import (
+    MODERATORS,
+    cards,
+    click,
+    ephemeral_text,
+    moderated,
+    pixels,
+)
 
 FLAGGED_TWO = "The safety checker flagged 2 panel(s)"
 FLAGGED_ONE = "The safety checker flagged 1 panel(s)"
@@ -56,6 +63,10 @@ async def test_flagged_panels_are_reviewed_and_released_into_the_grid_after_a_re
             MODERATORS, lambda m: "job #1, panel 1 of 2 (“CFG: 3”)" in m.content, timeout=30
         )
         kept = first.attachments[1].data
+        # The moderators' list names the panels as the cards do.
+        queue = await stub.invoke_slash("moderation queue", user=moderator, channel=CHANNEL)
+        listing = await ephemeral_text(queue)
+        assert "job #1, panel 1 (“CFG: 3”)" in listing and "panel 2 (“CFG: 7.5”)" in listing
         public = [
             a.data for m in stub.channel_messages(CHANNEL, source=None) for a in m.attachments
         ]
