@@ -180,7 +180,6 @@ class Worker:
             emit=self._emit,
             is_cancelled=self.is_cancelled,
             hand_off=self._finisher.submit,
-            beside=self._finisher.beside,
         )
 
     def _register(self, jobs: Sequence[JobSpec]) -> None:

@@ -17,7 +17,7 @@ from engine.images.safety import SafetyChecker
 from engine.models.adapters import AdapterUnavailable
 from engine.models.registry import LoadedPipelines, ModelRegistry, ModelUnavailable, WrongModelKind
 from engine.protocol import Accepted, ErrorKind, JobError, JobSpec
-from engine.run.finishing import Beside, Emit, MakeEvents, finish_now, internal_message, run_now
+from engine.run.finishing import Emit, MakeEvents, finish_now, internal_message
 from engine.settings import EngineSettings
 from engine.tasks.checks import BadInput, check_family
 from engine.tasks.prompt_embeddings import PromptReader
@@ -42,8 +42,7 @@ class RunContext:
 
     ``emit`` takes every event the runner makes; ``is_cancelled`` answers, from any thread,
     whether a cancel arrived for a job; ``hand_off`` finishes jobs, by default in this thread
-    (the worker gives its ``Finisher``'s threads), and ``beside`` starts a piece of that
-    finishing early (the same threads, or this one).
+    (the worker gives its ``Finisher``'s threads).
     """
 
     settings: EngineSettings
@@ -54,7 +53,6 @@ class RunContext:
     emit: Emit
     is_cancelled: Callable[[int], bool]
     hand_off: HandOff = finish_now
-    beside: Beside = run_now
 
     def finish_later(self, jobs: Sequence[JobSpec], make_events: MakeEvents) -> None:
         """Leave ``jobs``' ends to ``hand_off``: ``make_events`` makes their ``Result``s (CPU

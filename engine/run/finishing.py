@@ -13,10 +13,6 @@ handed over, and its ``Result`` (or, if the finishing breaks, a ``JobError``) co
 finisher after that, so each job's events stay in order; jobs of different batches may finish
 in either order. The finisher holds at most a few batches at once, so a GPU faster than the
 encoding waits instead of filling memory. ``drain`` waits until every handed-over batch is out.
-
-``beside`` runs a piece of a batch that is still on the GPU's thread in a finishing thread:
-each picture's PNG is encoded while the safety checker judges the batch
-(``engine.run.pipeline_call.check``), so a job's result is out sooner.
 """
 
 from __future__ import annotations
@@ -26,7 +22,6 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
 from engine.protocol import ErrorKind, Event, JobError, JobSpec
 
@@ -34,18 +29,6 @@ log = logging.getLogger(__name__)
 
 MakeEvents = Callable[[], Sequence[Event]]
 Emit = Callable[[Event], None]
-# Runs a piece of work beside the caller, at once; its result comes from the future.
-Beside = Callable[[Callable[[], Any]], "Future[Any]"]
-
-
-def run_now(work: Callable[[], Any]) -> Future[Any]:
-    """``work`` done in this thread: a ``Beside`` for runners without finishing threads."""
-    done: Future[Any] = Future()
-    try:
-        done.set_result(work())
-    except Exception as error:
-        done.set_exception(error)
-    return done
 
 
 def internal_message(error_id: str, what: str = "this image") -> str:
@@ -84,24 +67,14 @@ class Finisher:
         self._slots.acquire()
         try:
             with self._lock:
-                future = self._executor().submit(finish_now, jobs, make_events, emit)
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="finish")
+                future = self._pool.submit(finish_now, jobs, make_events, emit)
                 self._pending.add(future)
         except BaseException:
             self._slots.release()
             raise
         future.add_done_callback(self._done)
-
-    def beside(self, work: Callable[[], Any]) -> Future[Any]:
-        """Start ``work`` in a finishing thread now. It takes no slot: it belongs to the batch
-        the GPU's thread is finishing, whose own events wait for it."""
-        with self._lock:
-            return self._executor().submit(work)
-
-    def _executor(self) -> ThreadPoolExecutor:
-        """The threads, started on the first batch; call with the lock held."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="finish")
-        return self._pool
 
     def _done(self, future: Future[None]) -> None:
         with self._lock:

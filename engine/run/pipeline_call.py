@@ -7,19 +7,15 @@ safety checker over every picture at once where the pixels are and copies them t
 one transfer; ``Checked.encode`` (in a finishing thread, ``engine.run.finishing``) asks the
 second opinion about the flagged ones (``engine.images.second_opinion``), obscures the
 flagged pictures and writes each picture's parameters into its PNG, so nothing the checker
-flags leaves the engine unobscured. Every picture's PNG as it was made is needed either way (a
-clear picture's result, a flagged one's copy for the moderators), so with ``EarlyPngs`` those
-are encoded in a finishing thread while the checker judges; they leave the engine only as
-``encode`` places them, after the verdicts.
+flags leaves the engine unobscured.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -34,7 +30,6 @@ from engine.models.invariance import batch_invariant_kernels
 from engine.models.registry import LoadedPipelines
 from engine.models.schedulers import make_scheduler
 from engine.protocol import Family, GeneratedImage, JobKind, JobSpec, SafetyVerdict
-from engine.run.finishing import Beside
 from engine.settings import EngineSettings
 from engine.tasks import depth_to_image, image_to_image, inpainting, text_to_image, upscaling
 from engine.tasks.inpainting import Pictures
@@ -187,10 +182,6 @@ class Checked:
     also_first_flags: list[bool]
     second: SecondOpinion
     lora_hashes: dict[str, str] = field(default_factory=dict)  # by name, for the metadata
-    # Each made picture's PNG as it is, begun while the checker judged, and the (revision,
-    # level) they were made for: ``encode`` uses them when asked for the same.
-    early: list[Future[bytes]] | None = None
-    early_for: tuple[str | None, int] | None = None
 
     @cached_property
     def verdicts(self) -> list[SafetyVerdict]:
@@ -218,29 +209,21 @@ class Checked:
         ``revisions``: each picture's model commit, where they differ (a comparison across
         models); else ``revision`` for all."""
         each = list(revisions) if revisions is not None else [revision] * len(self.made)
-        early = self.early if revisions is None and self.early_for == (revision, level) else None
         generated = []
-        for index, ((spec, seed), pixels, verdict, flagged, commit) in enumerate(
-            zip(self.made, self.pixels, self.verdicts, self.flags, each, strict=True)
+        for (spec, seed), pixels, verdict, flagged, commit in zip(
+            self.made, self.pixels, self.verdicts, self.flags, each, strict=True
         ):
             image = Image.fromarray(pixels.numpy())
             parameters = parameters_text(spec, seed, commit, self.lora_hashes)
-            as_made = (
-                early[index].result()
-                if early is not None
-                else png_with_parameters(image, parameters, level)
-            )
             generated.append(
                 GeneratedImage(
                     seed=seed,
-                    png=(
-                        png_with_parameters(obscure(image), parameters, level)
-                        if flagged
-                        else as_made
+                    png=png_with_parameters(
+                        obscure(image) if flagged else image, parameters, level
                     ),
                     nsfw=flagged,
                     verdict=verdict,
-                    original_png=as_made if flagged else None,
+                    original_png=png_with_parameters(image, parameters, level) if flagged else None,
                 )
             )
         return generated
@@ -251,70 +234,33 @@ class Checked:
         return png_bytes(obscure(image) if self.also_flags[index] else image, level)
 
 
-@dataclass(frozen=True)
-class EarlyPngs:
-    """Where and how to encode the made pictures' PNGs while the checker judges them: ``run``
-    starts the work (a finishing thread), for ``Checked.encode`` at ``revision`` and ``level``."""
-
-    run: Beside
-    revision: str | None
-    level: int
-
-
 def check(
     safety: SafetyChecker,
     made: Sequence[Made],
     also_checked: Sequence[Image.Image] = (),
     lora_hashes: dict[str, str] | None = None,
-    early: EarlyPngs | None = None,
 ) -> Checked:
     """Judge ``made`` with the first safety checker and copy their pixels to host memory.
 
     The checker judges every picture where it is; the second opinion comes later, from host
     memory (``Checked``). ``also_checked`` are other pictures the bot will post beside them (an
     inpainting job's outlined input); they go through the same gate. ``lora_hashes``: the
-    loaded LoRAs' web UI hashes, which the metadata names. ``early``: encode the pictures' PNGs
-    meanwhile (the copy to host memory then comes first).
+    loaded LoRAs' web UI hashes, which the metadata names.
     """
-    hashes = lora_hashes or {}
-    host = _to_host([pixels for _, _, pixels in made])
-    pngs = None
-    if early is not None:
-        pngs = [
-            early.run(
-                partial(_png_as_made, spec, seed, pixels, early.revision, hashes, early.level)
-            )
-            for (spec, seed, _), pixels in zip(made, host, strict=True)
-        ]
     pictures: list[Picture] = [pixels for _, _, pixels in made]
     flags, scores = safety.judge([*pictures, *also_checked])
     if len(flags) != len(made) + len(also_checked):
         raise RuntimeError("the safety checker returned the wrong number of flags")
     return Checked(
         made=[(spec, seed) for spec, seed, _ in made],
-        pixels=host,
+        pixels=_to_host([pixels for _, _, pixels in made]),
         first_flags=flags[: len(made)],
         first_scores=scores[: len(made)],
         also=list(also_checked),
         also_first_flags=flags[len(made) :],
         second=safety.second_opinion,
-        lora_hashes=hashes,
-        early=pngs,
-        early_for=None if early is None else (early.revision, early.level),
+        lora_hashes=lora_hashes or {},
     )
-
-
-def _png_as_made(
-    spec: JobSpec,
-    seed: int,
-    pixels: torch.Tensor,
-    revision: str | None,
-    lora_hashes: dict[str, str],
-    level: int,
-) -> bytes:
-    """A made picture's PNG with its parameters, as it is (what ``Checked.encode`` writes)."""
-    parameters = parameters_text(spec, seed, revision, lora_hashes)
-    return png_with_parameters(Image.fromarray(pixels.numpy()), parameters, level)
 
 
 def _to_host(pictures: list[torch.Tensor]) -> list[torch.Tensor]:

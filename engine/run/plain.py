@@ -39,7 +39,6 @@ from engine.run.batching import group_compatible
 from engine.run.context import CANCELLED_MESSAGE, RunContext, internal_message, job_ids
 from engine.run.pipeline_call import (
     Checked,
-    EarlyPngs,
     Made,
     check,
     depth_pictures,
@@ -195,14 +194,13 @@ class _PlainRunner:
             for job, pictures in own
             for seed, pixels in zip(job.seeds, pictures, strict=True)
         ]
-        level = self._context.settings.png_compress_level
         checked = check(
             self._context.safety,
             made,
             [*overlays.values(), *depth_maps.values()],
             entry.adapters.hashes(),
-            EarlyPngs(self._context.beside, entry.revision, level),
         )
+        level = self._context.settings.png_compress_level
         overlay_index = {job_id: index for index, job_id in enumerate(overlays)}
         depth_index = {job_id: len(overlays) + i for i, job_id in enumerate(depth_maps)}
 

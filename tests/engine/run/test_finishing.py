@@ -110,28 +110,3 @@ def test_the_next_batch_runs_while_the_last_one_is_encoded(
         kinds = [type(e) for e in recorder.events if getattr(e, "job_id", None) == job_id]
         assert kinds[0] is Accepted and kinds[-1] is Result
         assert set(kinds[1:-1]) == {Progress}
-
-
-def test_the_pictures_are_encoded_while_the_checker_judges_them(
-    worker: Worker, recorder: Recorder, t2i_model: ModelRef, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Each picture's PNG as made is needed whatever the verdict (the result, or the
-    moderators' copy), so a finishing thread starts it before the checker is done."""
-    encoding = threading.Event()
-    encode = pipeline_call.png_with_parameters
-    judge = worker.safety.judge
-    seen_while_judging: list[bool] = []
-
-    def watched_encode(*args: Any, **kwargs: Any) -> bytes:
-        encoding.set()
-        return encode(*args, **kwargs)
-
-    def slow_judge(pictures: Any) -> Any:
-        seen_while_judging.append(encoding.wait(10))
-        return judge(pictures)
-
-    monkeypatch.setattr(pipeline_call, "png_with_parameters", watched_encode)
-    monkeypatch.setattr(worker.safety, "judge", slow_judge)
-    worker.handle(RunBatch(jobs=(job(t2i_model, 1),)))
-    assert seen_while_judging == [True]
-    assert recorder.result(1).images[0].png.startswith(b"\x89PNG")
