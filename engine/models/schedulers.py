@@ -10,7 +10,7 @@ call into the next, whatever ``set_timesteps`` of a given scheduler resets.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -93,9 +93,9 @@ class SchedulerStore:
     """
 
     def __init__(self) -> None:
-        self._kept: dict[Hashable, tuple[SchedulerMixin, dict[str, Any]]] = {}
+        self._kept: dict[str | type, tuple[SchedulerMixin, dict[str, Any]]] = {}
 
-    def fresh(self, key: Hashable, build: Callable[[], SchedulerMixin]) -> SchedulerMixin:
+    def fresh(self, key: str | type, build: Callable[[], SchedulerMixin]) -> SchedulerMixin:
         """The scheduler kept for ``key`` in its built state; ``build`` makes it the first time."""
         kept = self._kept.get(key)
         if kept is None:
