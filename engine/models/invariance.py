@@ -116,12 +116,13 @@ def batch_invariant_kernels(
     their ``Linear`` anyway, so they step aside for it (each costs a module call per UNet step,
     a fixed cost that shows on small pictures); the CPU kernels stay invariant all the same.
     """
-    aside = images == 1
+    aside: list[PerImageLinear] = []
     for wrapper in wrappers:
         wrapper.rows_per_image = rows_per_image
-        if aside:
-            parent, name = wrapper.place
+        parent, name = wrapper.place
+        if images == 1 and getattr(parent, name, None) is wrapper:  # only where it still sits
             setattr(parent, name, wrapper.inner)
+            aside.append(wrapper)
     try:
         if device.type == "cpu":
             with sample_by_sample_cpu_convolutions():
@@ -131,6 +132,6 @@ def batch_invariant_kernels(
     finally:
         for wrapper in wrappers:
             wrapper.rows_per_image = None
-            if aside:
-                parent, name = wrapper.place
-                setattr(parent, name, wrapper)
+        for wrapper in aside:
+            parent, name = wrapper.place
+            setattr(parent, name, wrapper)
