@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import enum
+import functools
 import json
 import struct
 import types
@@ -753,6 +754,14 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _field_types(cls: type) -> tuple[tuple[str, Any], ...]:
+    """Each field's name and resolved type: ``get_type_hints`` evaluates every annotation's
+    string anew, which took most of a message's decoding time; a class's hints never change."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
+
+
 def _from_plain(tp: Any, value: Any) -> Any:
     """Rebuild a value of annotated type ``tp`` from its JSON form."""
     if value is None:
@@ -769,11 +778,8 @@ def _from_plain(tp: Any, value: Any) -> Any:
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return tp(value)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        hints = typing.get_type_hints(tp)
         kwargs = {
-            f.name: _from_plain(hints[f.name], value[f.name])
-            for f in dataclasses.fields(tp)
-            if f.name in value
+            name: _from_plain(hint, value[name]) for name, hint in _field_types(tp) if name in value
         }
         return tp(**kwargs)
     if tp is float:

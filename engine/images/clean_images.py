@@ -72,7 +72,8 @@ class CleanImageCapture:
             )
             return output
 
-        # On this instance only: the worker makes a fresh scheduler for every call.
+        # On this instance only: before the next call the engine's SchedulerStore puts the
+        # scheduler back as it was built, without this attribute.
         scheduler.step = step
 
     def after_step(self, step: int) -> None:

@@ -39,10 +39,13 @@ class PerImageLinear(nn.Module):
     rows) and 1 without it; the batch lays rows out as ``[uncond_1..n, cond_1..n]``.
     """
 
-    def __init__(self, inner: nn.Linear) -> None:
+    def __init__(self, inner: nn.Linear, parent: nn.Module, name: str) -> None:
         super().__init__()
         self.inner = inner
         self.rows_per_image: int | None = None
+        # Where it sits, to step aside for a call of one image (``batch_invariant_kernels``);
+        # a tuple, so that ``nn.Module`` does not register the parent as a submodule.
+        self.place: tuple[nn.Module, str] = (parent, name)
         # Pipelines read a linear's shape (SDXL's checks its added-conditioning width).
         self.in_features = inner.in_features
         self.out_features = inner.out_features
@@ -71,7 +74,7 @@ def make_batch_invariant(unet: nn.Module, vae: nn.Module) -> list[PerImageLinear
     def visit(module: nn.Module) -> None:
         for name, child in list(module.named_children()):
             if isinstance(child, nn.Linear) and name in _TIME_EMBEDDING_LINEARS:
-                wrapper = PerImageLinear(child)
+                wrapper = PerImageLinear(child, module, name)
                 setattr(module, name, wrapper)
                 wrappers.append(wrapper)
             elif not isinstance(child, PerImageLinear):
@@ -101,11 +104,25 @@ def sample_by_sample_cpu_convolutions() -> Iterator[None]:
 
 @contextlib.contextmanager
 def batch_invariant_kernels(
-    device: torch.device, wrappers: list[PerImageLinear], rows_per_image: int
+    device: torch.device,
+    wrappers: list[PerImageLinear],
+    rows_per_image: int,
+    images: int | None = None,
 ) -> Iterator[None]:
-    """Around one pipeline call: set the row grouping and, on the CPU, pick invariant kernels."""
+    """Around one pipeline call of ``images`` images (None: not known): set the row grouping
+    and, on the CPU, pick invariant kernels.
+
+    A call of one image is its own single image: the wrappers would pass its rows straight to
+    their ``Linear`` anyway, so they step aside for it (each costs a module call per UNet step,
+    a fixed cost that shows on small pictures); the CPU kernels stay invariant all the same.
+    """
+    aside: list[PerImageLinear] = []
     for wrapper in wrappers:
         wrapper.rows_per_image = rows_per_image
+        parent, name = wrapper.place
+        if images == 1 and getattr(parent, name, None) is wrapper:  # only where it still sits
+            setattr(parent, name, wrapper.inner)
+            aside.append(wrapper)
     try:
         if device.type == "cpu":
             with sample_by_sample_cpu_convolutions():
@@ -115,3 +132,6 @@ def batch_invariant_kernels(
     finally:
         for wrapper in wrappers:
             wrapper.rows_per_image = None
+        for wrapper in aside:
+            parent, name = wrapper.place
+            setattr(parent, name, wrapper)

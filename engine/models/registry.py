@@ -41,6 +41,7 @@ from engine.models.adapters import LoadedAdapters
 from engine.models.fast_path import FastPathReport, FastPathSettings, apply_fast_path
 from engine.models.hub_check import check_hub_model
 from engine.models.invariance import PerImageLinear, make_batch_invariant
+from engine.models.schedulers import SchedulerStore
 from engine.protocol import FAMILIES, Family, JobKind, LoadedModel, ModelRef, family_of_pipeline
 from engine.settings import SAFETENSORS_ONLY, EngineSettings
 
@@ -106,6 +107,8 @@ class LoadedPipelines:
     bytes: int
     invariance: list[PerImageLinear]
     adapters: LoadedAdapters  # LoRAs and embeddings loaded into ``base``'s modules
+    # The schedulers its calls ran, each reset to its built state before a call.
+    schedulers: SchedulerStore = field(default_factory=SchedulerStore, repr=False)
     fast_path: FastPathReport | None = field(default=None, repr=False)
     _inpaint: DiffusionPipeline | None = field(default=None, repr=False)
     _image_to_image: DiffusionPipeline | None = field(default=None, repr=False)

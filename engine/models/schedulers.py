@@ -1,7 +1,11 @@
 """Schedulers by friendly name, built from a loaded model's scheduler config.
 
-A fresh scheduler is made for every pipeline call with ``from_config``: no weights are reloaded,
-and no state (step index, multistep history) leaks from one call into the next.
+``make_scheduler`` builds one with ``from_config`` (no weights are reloaded). Building takes
+longer than a tiny model's whole step (``from_config`` inspects ``__init__``'s signature and
+recomputes the noise schedule), so the engine keeps one per model and kind in a
+``SchedulerStore`` and, before each call, puts it back into the state it was built in: no
+state (step index, multistep history, an instance attribute a runner wrapped) leaks from one
+call into the next, whatever ``set_timesteps`` of a given scheduler resets.
 """
 
 from __future__ import annotations
@@ -75,3 +79,40 @@ def make_scheduler(name: str, base_config: Mapping[str, Any]) -> SchedulerMixin:
     such jobs before they get here.
     """
     return _FACTORIES[name](base_config)
+
+
+class SchedulerStore:
+    """One scheduler per key (a wire name, or a class), handed out as if freshly built.
+
+    A scheduler's state is its instance attributes: ``fresh`` restores them to the ones
+    ``build`` left, copying lists, dicts and sets (schedulers append to their history lists and
+    assign into them), so what a call changed, added or appended is gone. Schedulers replace
+    their tensors and arrays rather than write into them after ``__init__``; the engine's tests
+    compare consecutive calls through a kept scheduler with fresh ones, pixel for pixel, for
+    every scheduler offered. Used from the GPU's thread only.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[str | type, tuple[SchedulerMixin, dict[str, Any]]] = {}
+
+    def fresh(self, key: str | type, build: Callable[[], SchedulerMixin]) -> SchedulerMixin:
+        """The scheduler kept for ``key`` in its built state; ``build`` makes it the first time."""
+        kept = self._kept.get(key)
+        if kept is None:
+            scheduler = build()
+            self._kept[key] = (scheduler, dict(vars(scheduler)))
+            return scheduler
+        scheduler, built = kept
+        state = vars(scheduler)
+        state.clear()
+        state.update({name: _copied(value) for name, value in built.items()})
+        return scheduler
+
+
+def _copied(value: Any) -> Any:
+    """A shallow copy of a plain container a call may change in place; anything else as it is
+    (the config is a ``FrozenDict``, which nothing changes and whose copy loses its
+    attributes)."""
+    if type(value) in (list, dict, set):
+        return value.copy()
+    return value

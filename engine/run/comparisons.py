@@ -318,7 +318,8 @@ class Comparisons:
         capture: CleanImageCapture | None = None
         inputs = [pictures[panel.job.job_id] for panel in panels if panel.job.job_id in pictures]
         try:
-            with one_call(self._context.device, entry, pipeline, first):
+            images_made = sum(len(spec.seeds) for spec in specs)
+            with one_call(self._context.device, entry, pipeline, first, images_made):
                 decode_steps = panels[0].job.decode_steps  # equal in a group: in the batch key
                 if decode_steps:  # wraps the call's fresh scheduler
                     capture = CleanImageCapture(pipeline.scheduler, decode_steps)

@@ -102,17 +102,25 @@ def uses_guidance(pipeline: Any, guidance: float) -> bool:
 
 @contextmanager
 def one_call(
-    device: torch.device, entry: LoadedPipelines, pipeline: Any, first: JobSpec
+    device: torch.device,
+    entry: LoadedPipelines,
+    pipeline: Any,
+    first: JobSpec,
+    images: int | None = None,
 ) -> Iterator[None]:
-    """Around one pipeline call for jobs like ``first``: their scheduler, made fresh (a
-    scheduler keeps state between steps), inference mode and the batch-invariant kernels."""
+    """Around one pipeline call for jobs like ``first``: their scheduler, as freshly built (a
+    scheduler keeps state between steps), inference mode and the batch-invariant kernels
+    (``images``: how many the call makes, when known)."""
+    config = entry.scheduler_config
     if entry.family is Family.FLUX:
         # Its own flow-matching Euler scheduler, the only one it runs (``FAMILIES``).
-        pipeline.scheduler = type(entry.base.scheduler).from_config(entry.scheduler_config)
+        own = type(entry.base.scheduler)
+        pipeline.scheduler = entry.schedulers.fresh(own, lambda: own.from_config(config))
     else:
-        pipeline.scheduler = make_scheduler(first.scheduler, entry.scheduler_config)
+        name = first.scheduler
+        pipeline.scheduler = entry.schedulers.fresh(name, lambda: make_scheduler(name, config))
     rows = 2 if uses_guidance(pipeline, first.guidance) else 1
-    with torch.inference_mode(), batch_invariant_kernels(device, entry.invariance, rows):
+    with torch.inference_mode(), batch_invariant_kernels(device, entry.invariance, rows, images):
         yield
 
 

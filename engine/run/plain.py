@@ -119,7 +119,8 @@ class _PlainRunner:
         images: torch.Tensor | None
         depths: dict[int, torch.Tensor] = {}
         try:
-            with one_call(self._context.device, entry, pipeline, jobs[0]):
+            images_made = sum(len(job.seeds) for job in jobs)
+            with one_call(self._context.device, entry, pipeline, jobs[0], images_made):
                 # Depth-to-image: estimated here, so the result can show what conditioned it.
                 depths = estimate_depths(pipeline, jobs, inputs)
                 images = task_images(pipeline, jobs, inputs, steps, depths)

@@ -25,6 +25,7 @@ refused too (``PromptReader.check``) rather than silently cut.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,15 @@ from engine.tasks.checks import BadInput
 __all__ = ["PromptReader"]
 
 _SPACED_PUNCTUATION = re.compile(r" ([,.;:!?])")
+
+# Each prompt's windows, by tokenizer: a job's prompts are read by several readers (its
+# ``Accepted``, the grouping, the call's arguments), and tokenizing is what a reading costs. The
+# key holds the tokens added to the tokenizer (textual-inversion embeddings come and go), the
+# one part of it that changes; a model unloaded takes its entries with it.
+_WINDOWS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], tuple[str, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+_MAX_WINDOWS = 1024  # prompts remembered per tokenizer; then it starts again
 
 
 def _per_image(jobs: Sequence[JobSpec], values: Sequence[Any]) -> list[Any]:
@@ -75,23 +85,28 @@ class PromptReader:
         self._pools = self._family is Family.SDXL
         self._tokenizer = pipeline.tokenizer
         self._window = int(self._tokenizer.model_max_length)
-        self._chunks: dict[str, tuple[str, ...]] = {}
+        self._chunks = _WINDOWS.setdefault(self._tokenizer, {})
 
     def chunks(self, prompt: str) -> tuple[str, ...]:
         """The text of each window a long prompt is split into; ``()`` when it fits one."""
         if self._compel is None:
             return ()
-        if prompt not in self._chunks:
+        key = (prompt, tuple(self._tokenizer.added_tokens_encoder.items()))
+        known = self._chunks.get(key)
+        if known is None:
             pieces = parse(prompt)
             provider = self._compel.conditioning_provider
             ids, _, _ = provider.get_token_ids_and_expand_weights(
                 [p.text for p in pieces], [p.weight for p in pieces], device="cpu"
             )
             windows = ids.reshape(-1, self._window).tolist()
-            self._chunks[prompt] = (
+            known = (
                 tuple(self._window_text(window) for window in windows) if len(windows) > 1 else ()
             )
-        return self._chunks[prompt]
+            if len(self._chunks) >= _MAX_WINDOWS:
+                self._chunks.clear()
+            self._chunks[key] = known
+        return known
 
     def check(self, job: JobSpec) -> None:
         """``BadInput`` for a prompt this pipeline would silently cut: FLUX.1's T5 reads

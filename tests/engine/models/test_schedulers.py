@@ -110,3 +110,28 @@ def test_every_scheduler_works_at_every_small_step_count(
     for steps in (1, 2, 3, 4):
         run(worker, job(model_without_skip_prk, steps, scheduler=name, steps=steps))
         assert recorder.result(steps).images, (name, steps)
+
+
+def test_a_kept_scheduler_runs_each_call_as_a_fresh_one(
+    worker: Worker, recorder: Recorder, t2i_model: ModelRef
+) -> None:
+    # Each model keeps one scheduler per kind (building one costs more than a tiny model's
+    # step); a call after others must see it as it was built: no step index, multistep
+    # history or instance attribute (comparisons wrap ``step``) left from before.
+    for number, name in enumerate(SCHEDULERS):
+        first, between, again = (3 * number + i for i in (1, 2, 3))
+        run(worker, job(t2i_model, first, scheduler=name, steps=3, seeds=(42,)))
+        scheduler = worker.registry.get(t2i_model).base.scheduler
+        run(worker, job(t2i_model, between, scheduler=name, steps=2, seeds=(7,)))
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise AssertionError("an attribute from an earlier call survived")
+
+        scheduler.step = broken
+        run(worker, job(t2i_model, again, scheduler=name, steps=3, seeds=(42,)))
+        assert worker.registry.get(t2i_model).base.scheduler is scheduler, name
+        np.testing.assert_array_equal(
+            pixels(recorder.result(again).images[0].png),
+            pixels(recorder.result(first).images[0].png),
+            err_msg=name,
+        )

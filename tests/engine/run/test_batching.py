@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.models.invariance import PerImageLinear
+from engine.models.invariance import PerImageLinear, batch_invariant_kernels, make_batch_invariant
 from engine.protocol import JobKind, JobSpec, ModelRef
 from engine.run.batching import group_compatible
 from engine.tasks.text_to_image import per_image
@@ -38,7 +38,7 @@ def test_per_image_layout() -> None:
 def test_per_image_linear_matches_one_image_at_a_time() -> None:
     torch.manual_seed(0)
     inner = nn.Linear(32, 64)
-    wrapper = PerImageLinear(inner)
+    wrapper = PerImageLinear(inner, nn.Module(), "linear_1")
     images, k = 3, 2
     rows = torch.randn(k * images, 32)  # laid out [uncond_1..3, cond_1..3]
     wrapper.rows_per_image = k
@@ -50,3 +50,20 @@ def test_per_image_linear_matches_one_image_at_a_time() -> None:
     assert torch.equal(wrapper(same), inner(same[:k]).repeat(images, 1))
     wrapper.rows_per_image = None
     assert torch.equal(wrapper(rows), inner(rows))
+
+
+def test_the_wrappers_step_aside_for_a_call_of_one_image() -> None:
+    # A call of one image has nothing to keep apart: its timestep rows go straight to the
+    # Linear, without a wrapper's module call on every UNet step; a batch keeps the wrappers.
+    unet = nn.Module()
+    unet.time_embedding = nn.Module()
+    unet.time_embedding.linear_1 = nn.Linear(4, 4)
+    wrappers = make_batch_invariant(unet, nn.Module())
+    assert isinstance(unet.time_embedding.linear_1, PerImageLinear)
+    cpu = torch.device("cpu")
+    with batch_invariant_kernels(cpu, wrappers, 2, images=1):
+        assert type(unet.time_embedding.linear_1) is nn.Linear
+    assert unet.time_embedding.linear_1 is wrappers[0]
+    with batch_invariant_kernels(cpu, wrappers, 2, images=3):
+        assert unet.time_embedding.linear_1 is wrappers[0]
+        assert wrappers[0].rows_per_image == 2

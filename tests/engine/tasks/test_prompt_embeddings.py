@@ -206,3 +206,32 @@ def test_an_sdxl_weighted_long_prompt_equals_compel_in_plain_diffusers(
     np.testing.assert_array_equal(engine, np.asarray(plain))
     unweighted = f"{CATS}, a cat on a hill"
     assert not np.array_equal(engine, _image(worker, recorder, sdxl, prompt=unweighted))
+
+
+def test_a_prompt_is_split_once_until_the_tokenizer_changes(
+    tiny_models: TinyModels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A job's prompt is read by several readers (its Accepted, the grouping, the call): one
+    # tokenization serves them all, and a token added to the tokenizer (an embedding loaded)
+    # is seen at once.
+    from compel.embeddings_provider import EmbeddingsProvider
+
+    pipe = StableDiffusionPipeline.from_pretrained(
+        tiny_models.text_to_image, safety_checker=None, requires_safety_checker=False
+    )
+    prompt = f"{CATS}, toyrobot"  # 70 + 1 + 8 letters: past the 75-token window
+    assert PromptReader(pipe).chunks(prompt) == (f"{CATS},", "toyrobot")
+    tokenized = 0
+    original = EmbeddingsProvider.get_token_ids_and_expand_weights
+
+    def counted(self: EmbeddingsProvider, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        nonlocal tokenized
+        tokenized += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(EmbeddingsProvider, "get_token_ids_and_expand_weights", counted)
+    assert PromptReader(pipe).chunks(prompt) == (f"{CATS},", "toyrobot")
+    assert tokenized == 0
+    pipe.tokenizer.add_tokens(["toyrobot"])  # now one token: the prompt fits one window
+    assert PromptReader(pipe).chunks(prompt) == ()
+    assert tokenized == 1
