@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.tiny_upscaler",
     "tests.fixtures.tiny_adapters",
     "tests.fixtures.tiny_families",
+    "tests.fixtures.engine_forkserver",
 ]

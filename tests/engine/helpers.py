@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from engine.protocol import Event, JobError, JobKind, JobSpec, ModelRef, Progress, Result, RunBatch
@@ -93,3 +97,69 @@ def job(model: ModelRef, job_id: int = 1, **fields: Any) -> JobSpec:
 
 def run(worker: Worker, *jobs: JobSpec) -> None:
     worker.handle(RunBatch(jobs=tuple(jobs)))
+
+
+@contextlib.contextmanager
+def same_cpu_kernels() -> Iterator[None]:
+    """The CPU convolution kernels the engine uses: PyTorch's own, not oneDNN or NNPACK, which
+    choose their arithmetic by batch size (see engine/invariance.py)."""
+    previous = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        with torch.backends.nnpack.flags(enabled=False):
+            yield
+    finally:
+        torch.backends.mkldnn.enabled = previous
+
+
+def write_picture(folder: Path) -> Path:
+    """A 64x64 picture of noise to start from, the same every time."""
+    rng = np.random.default_rng(3)
+    picture = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    picture.save(folder / "start.png")
+    return folder / "start.png"
+
+
+# What the picture-to-picture tests ask for: 5 steps at strength 0.6, so int(5 x 0.6) = 3 run.
+STRENGTH, STEPS, SEED = 0.6, 5, 5
+
+
+def strength_job(model: ModelRef, kind: JobKind, picture: Path) -> JobSpec:
+    """Job 1: "a red door" from ``picture`` at ``STRENGTH`` in ``STEPS`` steps."""
+    return job(
+        model,
+        1,
+        kind=kind,
+        prompt="a red door",
+        seeds=(SEED,),
+        strength=STRENGTH,
+        steps=STEPS,
+        image_path=str(picture),
+    )
+
+
+def plain_strength_pixels(plain: Any, picture: Path) -> np.ndarray:
+    """What plain diffusers' ``plain`` makes of ``strength_job``, with the Euler scheduler the
+    engine's default names and the engine's CPU kernels."""
+    from diffusers import EulerDiscreteScheduler
+
+    plain.set_progress_bar_config(disable=True)
+    plain.scheduler = EulerDiscreteScheduler.from_config(plain.scheduler.config)
+    with same_cpu_kernels():
+        image = plain(
+            "a red door",
+            image=Image.open(picture),
+            strength=STRENGTH,
+            num_inference_steps=STEPS,
+            generator=torch.Generator().manual_seed(SEED),
+        ).images[0]
+    return np.asarray(image)
+
+
+def run_batched(worker: Worker, recorder: Recorder, spec: JobSpec) -> Result:
+    """``spec`` again, as job 3, batched after another user's two-image job; its result."""
+    recorder.events.clear()
+    run(worker, replace(spec, job_id=2, prompt="a cat", seeds=(1, 2)), replace(spec, job_id=3))
+    # Progress counts the steps really run: int(STEPS × STRENGTH).
+    assert {p.total_steps for p in recorder.progress(3)} == {int(STEPS * STRENGTH)}
+    return recorder.result(3)

@@ -4,22 +4,28 @@ model kind and checks."""
 from __future__ import annotations
 
 import io
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from diffusers import EulerDiscreteScheduler, StableDiffusionDepth2ImgPipeline
+from diffusers import StableDiffusionDepth2ImgPipeline
 from PIL import Image
 
 from engine.images.metadata import parse_parameters, read_parameters
 from engine.protocol import ErrorKind, JobKind, ModelRef
 from engine.tasks.checks import BadInput, check_job
 from engine.worker import Worker
-from tests.engine.helpers import Recorder, engine_settings, job, pixels, run
-from tests.engine.test_image_to_image import _write_picture
-from tests.engine.test_worker_images import same_cpu_kernels
+from tests.engine.helpers import (
+    Recorder,
+    engine_settings,
+    job,
+    pixels,
+    plain_strength_pixels,
+    run,
+    run_batched,
+    strength_job,
+    write_picture,
+)
 from tests.fixtures.tiny_models import TinyModels
 
 
@@ -35,34 +41,15 @@ def test_depth_to_image_equals_plain_diffusers_and_shows_its_depth_map(
     recorder: Recorder,
     depth_model: ModelRef,
 ) -> None:
-    picture = _write_picture(tmp_path)
-    spec = job(
-        depth_model,
-        1,
-        kind=JobKind.DEPTH_TO_IMAGE,
-        prompt="a red door",
-        seeds=(5,),
-        strength=0.6,
-        steps=5,
-        image_path=str(picture),
-    )
+    picture = write_picture(tmp_path)
+    spec = strength_job(depth_model, JobKind.DEPTH_TO_IMAGE, picture)
     run(worker, spec)
     result = recorder.result(1)
     made = result.images[0].png
     engine_pixels = pixels(made)
 
     plain = StableDiffusionDepth2ImgPipeline.from_pretrained(tiny_depth)
-    plain.set_progress_bar_config(disable=True)
-    plain.scheduler = EulerDiscreteScheduler.from_config(plain.scheduler.config)
-    with same_cpu_kernels():
-        expected = plain(
-            "a red door",
-            image=Image.open(picture),
-            strength=0.6,
-            num_inference_steps=5,
-            generator=torch.Generator().manual_seed(5),
-        ).images[0]
-    np.testing.assert_array_equal(engine_pixels, np.asarray(expected))
+    np.testing.assert_array_equal(engine_pixels, plain_strength_pixels(plain, picture))
     assert parse_parameters(read_parameters(made) or "")["Denoising strength"] == "0.6"
 
     # The estimated depth beside it: one grey channel at the picture's size, stretched to 0-255.
@@ -74,12 +61,9 @@ def test_depth_to_image_equals_plain_diffusers_and_shows_its_depth_map(
     assert grey.min() == 0 and grey.max() == 255 and len(np.unique(grey)) > 50
 
     # Batched with another job, the same pixels and the same depth map.
-    recorder.events.clear()
-    run(worker, replace(spec, job_id=2, prompt="a cat", seeds=(1, 2)), replace(spec, job_id=3))
-    again = recorder.result(3)
+    again = run_batched(worker, recorder, spec)
     np.testing.assert_array_equal(pixels(again.images[0].png), engine_pixels)
     assert again.depth_map is not None and again.depth_map.png == result.depth_map.png
-    assert {p.total_steps for p in recorder.progress(3)} == {3}  # int(5 × 0.6)
 
 
 def test_depth_models_run_only_depth_jobs(
@@ -89,7 +73,7 @@ def test_depth_models_run_only_depth_jobs(
     depth_model: ModelRef,
     t2i_model: ModelRef,
 ) -> None:
-    picture = str(_write_picture(tmp_path))
+    picture = str(write_picture(tmp_path))
     run(
         worker,
         job(t2i_model, 1, kind=JobKind.DEPTH_TO_IMAGE, image_path=picture),

@@ -7,24 +7,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from diffusers import EulerDiscreteScheduler, StableDiffusionImg2ImgPipeline
+from diffusers import StableDiffusionImg2ImgPipeline
 from PIL import Image
 
 from engine.images.metadata import parse_parameters, read_parameters
 from engine.protocol import ErrorKind, JobKind, ModelRef
 from engine.tasks.checks import BadInput, check_job
 from engine.worker import Worker
-from tests.engine.helpers import Recorder, engine_settings, job, pixels, run
-from tests.engine.test_worker_images import same_cpu_kernels
+from tests.engine.helpers import (
+    Recorder,
+    engine_settings,
+    job,
+    pixels,
+    plain_strength_pixels,
+    run,
+    run_batched,
+    strength_job,
+    write_picture,
+)
 from tests.fixtures.tiny_models import TinyModels
-
-
-def _write_picture(folder: Path) -> Path:
-    rng = np.random.default_rng(3)
-    picture = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
-    picture.save(folder / "start.png")
-    return folder / "start.png"
 
 
 def test_image_to_image_equals_plain_diffusers_and_ignores_batching(
@@ -34,17 +35,8 @@ def test_image_to_image_equals_plain_diffusers_and_ignores_batching(
     recorder: Recorder,
     t2i_model: ModelRef,
 ) -> None:
-    picture = _write_picture(tmp_path)
-    spec = job(
-        t2i_model,
-        1,
-        kind=JobKind.IMAGE_TO_IMAGE,
-        prompt="a red door",
-        seeds=(5,),
-        strength=0.6,
-        steps=5,
-        image_path=str(picture),
-    )
+    picture = write_picture(tmp_path)
+    spec = strength_job(t2i_model, JobKind.IMAGE_TO_IMAGE, picture)
     run(worker, spec)
     made = recorder.result(1).images[0].png
     engine_pixels = pixels(made)
@@ -52,32 +44,18 @@ def test_image_to_image_equals_plain_diffusers_and_ignores_batching(
     plain = StableDiffusionImg2ImgPipeline.from_pretrained(
         tiny_models.text_to_image, safety_checker=None, requires_safety_checker=False
     )
-    plain.set_progress_bar_config(disable=True)
-    plain.scheduler = EulerDiscreteScheduler.from_config(plain.scheduler.config)
-    with same_cpu_kernels():
-        expected = plain(
-            "a red door",
-            image=Image.open(picture),
-            strength=0.6,
-            num_inference_steps=5,
-            generator=torch.Generator().manual_seed(5),
-        ).images[0]
-    np.testing.assert_array_equal(engine_pixels, np.asarray(expected))
+    np.testing.assert_array_equal(engine_pixels, plain_strength_pixels(plain, picture))
     # The AUTOMATIC1111 key for how far from the picture it went.
     assert parse_parameters(read_parameters(made) or "")["Denoising strength"] == "0.6"
 
-    recorder.events.clear()
-    others = replace(spec, job_id=2, prompt="a cat", seeds=(1, 2))
-    run(worker, others, replace(spec, job_id=3))
-    np.testing.assert_array_equal(pixels(recorder.result(3).images[0].png), engine_pixels)
-    # Progress counts the steps really run: int(5 × 0.6) = 3.
-    assert {p.total_steps for p in recorder.progress(3)} == {3}
+    again = run_batched(worker, recorder, spec)
+    np.testing.assert_array_equal(pixels(again.images[0].png), engine_pixels)
 
 
 def test_the_picture_and_strength_decide_the_pixels(
     tmp_path: Path, worker: Worker, recorder: Recorder, t2i_model: ModelRef
 ) -> None:
-    picture = _write_picture(tmp_path)
+    picture = write_picture(tmp_path)
     grey = tmp_path / "grey.png"
     Image.new("RGB", (64, 64), (128, 128, 128)).save(grey)
     base = job(t2i_model, 1, kind=JobKind.IMAGE_TO_IMAGE, steps=5, image_path=str(picture))
@@ -95,7 +73,7 @@ def test_the_picture_and_strength_decide_the_pixels(
 def test_image_to_image_shares_the_text_to_image_weights(
     tmp_path: Path, worker: Worker, recorder: Recorder, t2i_model: ModelRef
 ) -> None:
-    picture = _write_picture(tmp_path)
+    picture = write_picture(tmp_path)
     run(worker, job(t2i_model, kind=JobKind.IMAGE_TO_IMAGE, image_path=str(picture)))
     assert recorder.result(1).images[0].png
     entry = worker.registry.get(t2i_model)
@@ -108,7 +86,7 @@ def test_image_to_image_shares_the_text_to_image_weights(
 def test_an_inpainting_checkpoint_cannot_start_from_a_whole_picture(
     tmp_path: Path, worker: Worker, recorder: Recorder, inpaint_model: ModelRef
 ) -> None:
-    picture = _write_picture(tmp_path)
+    picture = write_picture(tmp_path)
     run(worker, job(inpaint_model, kind=JobKind.IMAGE_TO_IMAGE, image_path=str(picture)))
     error = recorder.error(1)
     assert error.kind is ErrorKind.BAD_INPUT

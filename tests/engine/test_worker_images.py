@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from PIL import Image, ImageFilter
 from engine.protocol import DEFAULT_MASK_BLEND, JobKind, JobSpec, ModelRef
 from engine.tasks.inpainting import composite, soft_mask
 from engine.worker import Worker
-from tests.engine.helpers import Recorder, job, pixels, run
+from tests.engine.helpers import Recorder, job, pixels, run, same_cpu_kernels
 from tests.fixtures.tiny_models import TinyModels
 
 # What a diffusers user writes for each of the engine's scheduler names.
@@ -41,19 +39,6 @@ PLAIN_SCHEDULERS = {
     "pndm": (PNDMScheduler, {"skip_prk_steps": True}),
     "lms": (LMSDiscreteScheduler, {}),
 }
-
-
-@contextlib.contextmanager
-def same_cpu_kernels() -> Iterator[None]:
-    """The CPU convolution kernels the engine uses: PyTorch's own, not oneDNN or NNPACK, which
-    choose their arithmetic by batch size (see engine/invariance.py)."""
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        with torch.backends.nnpack.flags(enabled=False):
-            yield
-    finally:
-        torch.backends.mkldnn.enabled = previous
 
 
 @pytest.fixture(scope="module")

@@ -91,6 +91,9 @@ class Harness:
     settings: Settings
     flag_everything: bool = False
     bots: list[DiffusionBot] = field(default_factory=list)
+    # Starts engines forked from a process that imported torch already (the e2e conftest's
+    # fork server); None: ``python -m engine serve``, as the bot does.
+    engine_command: list[str] | None = None
 
     @contextlib.asynccontextmanager
     async def bot(
@@ -99,13 +102,17 @@ class Harness:
         min_edit_interval: float = 0.05,
         engine_backoff_s: float = 0.1,
         engine: EngineLike | None = None,
+        forked: bool = True,
     ) -> AsyncIterator[DiffusionBot]:
         """Start the bot (and its engine), connected to the stub; stop both on exit.
         ``engine_backoff_s``: the pause before the engine is started again after a death.
-        ``engine``: another backend than the local process (Ray replicas)."""
+        ``engine``: another backend than the local process (Ray replicas).
+        ``forked=False``: the engine started as ``python -m engine serve`` even where a fork
+        server is at hand (a test that signals the engine process itself)."""
         database = create_engine(self.settings.database.url)
         await migrate(database)
         engine = engine or EngineClient(
+            command=self.engine_command if forked else None,
             env=engine_env(self.tiny, flag_everything=self.flag_everything),
             cwd=self.tmp_path,
             backoff_s=engine_backoff_s,

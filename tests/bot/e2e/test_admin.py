@@ -213,12 +213,15 @@ async def test_bad_sources_and_wrong_kinds_get_clear_refusals(harness, tmp_path)
 
 
 @pytest.fixture
-async def roles_harness(tmp_path, tiny_models):
+async def roles_harness(tmp_path, tiny_models, engine_forkserver):
     """A server whose admin role has no permissions, and a moderator role with Manage Server."""
     manage_guild = discord.Permissions(manage_guild=True).value
     spec = GuildSpec(roles={ADMIN_ROLE: 0, "Moderator": manage_guild})
     async with DiscordStub(guilds=[spec]) as stub:
-        yield Harness(tmp_path, stub, tiny_models, make_settings(tmp_path, stub, tiny_models))
+        settings = make_settings(tmp_path, stub, tiny_models)
+        yield Harness(
+            tmp_path, stub, tiny_models, settings, engine_command=engine_forkserver.command
+        )
 
 
 ADMIN_COMMANDS = [

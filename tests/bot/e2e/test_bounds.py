@@ -11,7 +11,7 @@ async def test_narrowed_limits_show_in_the_synced_commands_and_refuse_before_wri
 ):
     stub = harness.stub
     settings = make_settings(tmp_path, stub, tiny_models, max_steps=50, max_count=2)
-    narrowed = Harness(tmp_path, stub, tiny_models, settings)
+    narrowed = Harness(tmp_path, stub, tiny_models, settings, engine_command=harness.engine_command)
     async with narrowed.bot() as bot:
         commands = {c["name"]: c for c in stub.synced_commands(guild=stub.guild)}
         imagine = {o["name"]: o for o in commands["imagine"]["options"]}

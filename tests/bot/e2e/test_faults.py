@@ -278,7 +278,8 @@ async def test_a_hung_engine_is_restarted_and_its_job_retried(harness):
     harness.settings = harness.settings.model_copy(
         update={"scheduler": SchedulerSettings(stall_timeout_s=3, _env_file=None)}
     )
-    async with harness.bot() as bot:
+    # Its own engine process: a stopped fork server's shim would leave the engine running.
+    async with harness.bot(forked=False) as bot:
         stub = harness.stub
         await bot.scheduler.pause()
         handle = await imagine(stub, stub.add_user("wes"))
