@@ -275,8 +275,10 @@ async def test_a_hung_engine_is_restarted_and_its_job_retried(harness):
 
     from bot.settings import SchedulerSettings
 
+    # Long enough that the restarted engine's first load of the model (several seconds on a
+    # loaded 2-core machine, before its first event) is not taken for a second stall.
     harness.settings = harness.settings.model_copy(
-        update={"scheduler": SchedulerSettings(stall_timeout_s=3, _env_file=None)}
+        update={"scheduler": SchedulerSettings(stall_timeout_s=8, _env_file=None)}
     )
     # Its own engine process: a stopped fork server's shim would leave the engine running.
     async with harness.bot(forked=False) as bot:
