@@ -91,6 +91,8 @@ class ClipInput:
         ``(3, h, w)`` on one device; pictures of equal size are resized together."""
         if not pictures:
             raise ValueError("no pictures")
+        if all(picture.shape == pictures[0].shape for picture in pictures):  # a batch's are
+            return self._batch(torch.stack(list(pictures)))
         by_size: dict[tuple[int, int], list[int]] = {}
         for index, picture in enumerate(pictures):
             by_size.setdefault((picture.shape[-2], picture.shape[-1]), []).append(index)

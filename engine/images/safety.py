@@ -6,6 +6,10 @@ and task is checked the same way. It fails closed: when the checker cannot load 
 images count as flagged. Flagged images are obscured by ``obscure``. Progress previews are too
 small for the checker to judge; they are always obscured instead (``engine.preview``).
 
+The checker's model is run step by step here (``SafetyChecker._run``) so that its decision
+reads the thresholds once instead of with a device sync per concept and image; ``decide`` is
+its rule, tested against the checker's own ``forward``.
+
 The checker takes decoded pixels where they are (on the GPU, straight from the VAE) and makes
 its CLIP input there (``engine.images.clip_input``), so no picture goes to the host and back
 for it; PIL images are accepted too (an inpainting job's outlined input).
@@ -70,6 +74,8 @@ class SafetyChecker:
         self._model: torch.nn.Module | None = None
         self._extractor: Any = None
         self._clip_input: ClipInput | None = None  # None: the extractor's own (PIL) path
+        # The checker's thresholds (special care, concepts), read once from its weights.
+        self._thresholds: tuple[list[float], list[float]] | None = None
         self._load_failed_at: float | None = None
 
     @property
@@ -94,6 +100,10 @@ class SafetyChecker:
             extractor = CLIPImageProcessor.from_pretrained(source, **options)
             model = StableDiffusionSafetyChecker.from_pretrained(
                 source, dtype=self._dtype, **options
+            )
+            self._thresholds = (
+                model.special_care_embeds_weights.tolist(),
+                model.concept_embeds_weights.tolist(),
             )
             self._model = model.to(self._device).eval()
             self._extractor = extractor
@@ -141,49 +151,65 @@ class SafetyChecker:
         return pixels.to(self._device, self._dtype)
 
     def _run(self, images: Sequence[Picture]) -> tuple[list[bool], list[float | None]]:
-        assert self._model is not None
-        clip_input = self.clip_input(images)
-        # The checker blacks out flagged entries of `images` in place; give it placeholders,
-        # since we obscure the real images ourselves.
-        placeholders = np.zeros((len(images), 1, 1, 3), dtype=np.float32)
-        # Its image embeddings, caught on the way, give the scores it keeps to itself.
-        embeds: list[torch.Tensor] = []
-        projection = getattr(self._model, "visual_projection", None)
-        hook = (
-            projection.register_forward_hook(lambda _m, _i, out: embeds.append(out))
-            if isinstance(projection, torch.nn.Module)
-            else None
-        )
-        try:
-            with torch.inference_mode():
-                _, flagged = self._model(clip_input=clip_input, images=placeholders)
-        finally:
-            if hook is not None:
-                hook.remove()
-        if len(flagged) != len(images):
-            raise RuntimeError("the safety checker returned the wrong number of flags")
-        return [not _clear(flag) for flag in flagged], self._scores(embeds, len(images))
+        """The checker's own steps (its CLIP embedding, the cosine to each concept), with its
+        decision (``decide``) made from one copy of the cosines to the host.
 
-    def _scores(self, embeds: list[torch.Tensor], count: int) -> list[float | None]:
-        """Per image, the largest of (similarity to a concept - that concept's threshold), as
-        the checker computes them before its special-care adjustment; None when unknown."""
-        concepts = getattr(self._model, "concept_embeds", None)
-        thresholds = getattr(self._model, "concept_embeds_weights", None)
-        if len(embeds) != 1 or concepts is None or thresholds is None or len(embeds[0]) != count:
-            return [None] * count
+        ``StableDiffusionSafetyChecker.forward`` reads each concept's threshold with
+        ``.item()``: twenty device syncs per image on a GPU. The thresholds are read once,
+        when the checker loads; the decision is the same, step for step.
+        """
+        from diffusers.pipelines.stable_diffusion.safety_checker import cosine_distance
+
+        # diffusers' StableDiffusionSafetyChecker, whose submodules nn.Module's typing hides.
+        model: Any = self._model
+        assert model is not None and self._thresholds is not None
+        clip_input = self.clip_input(images)
         with torch.inference_mode():
-            image = torch.nn.functional.normalize(embeds[0].float(), dim=-1)
-            concept = torch.nn.functional.normalize(concepts.float(), dim=-1)
-            margins = image @ concept.T - thresholds.float()
+            pooled = model.vision_model(clip_input)[1]
+            embeds = model.visual_projection(pooled)
+            special = cosine_distance(embeds, model.special_care_embeds)
+            concepts = cosine_distance(embeds, model.concept_embeds)
+            # float32 as the checker makes them, then one transfer for both.
+            cosines = torch.cat([special.float(), concepts.float()], dim=1).cpu().numpy()
+        special_thresholds, concept_thresholds = self._thresholds
+        split = len(special_thresholds)
+        flags = [
+            decide(row[:split], row[split:], special_thresholds, concept_thresholds)
+            for row in cosines
+        ]
+        return flags, self._scores(embeds)
+
+    def _scores(self, embeds: torch.Tensor) -> list[float | None]:
+        """Per image, the largest of (similarity to a concept - that concept's threshold), as
+        the checker computes them before its special-care adjustment."""
+        model: Any = self._model
+        assert model is not None
+        with torch.inference_mode():
+            image = torch.nn.functional.normalize(embeds.float(), dim=-1)
+            concept = torch.nn.functional.normalize(model.concept_embeds.float(), dim=-1)
+            margins = image @ concept.T - model.concept_embeds_weights.float()
             return [round(float(row.max()), 3) for row in margins.cpu()]
 
 
-def _clear(flag: object) -> bool:
-    """Whether a checker's flag clears its image: only a definite False does.
-
-    ``None`` (which the checker gives in some versions and paths), a number or anything else
-    counts as flagged, like a checker that failed; ``bool(None)`` would have let it through.
+def decide(
+    special: np.ndarray,
+    concepts: np.ndarray,
+    special_thresholds: Sequence[float],
+    concept_thresholds: Sequence[float],
+) -> bool:
+    """Whether one image is flagged, from its float32 cosines to the checker's special-care
+    and concept embeddings: ``StableDiffusionSafetyChecker.forward``'s rule, in its own
+    arithmetic (a float32 cosine minus a threshold read as a Python float, rounded to three
+    decimals; a special-care match adds 0.01 to every later score). A cosine that is not a
+    number flags the image (the checker's rule would clear it: ``nan > 0`` is false).
     """
-    if isinstance(flag, torch.Tensor) and flag.dtype == torch.bool and flag.numel() == 1:
-        flag = flag.item()
-    return isinstance(flag, bool | np.bool_) and not flag
+    if not (np.isfinite(special).all() and np.isfinite(concepts).all()):
+        return True
+    adjustment = 0.0
+    for cosine, threshold in zip(special, special_thresholds, strict=True):
+        if round(cosine - threshold + adjustment, 3) > 0:
+            adjustment = 0.01
+    return any(
+        round(cosine - threshold + adjustment, 3) > 0
+        for cosine, threshold in zip(concepts, concept_thresholds, strict=True)
+    )

@@ -4,13 +4,14 @@ failure counts as flagged."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from engine.images.safety import SafetyChecker, obscure
+from engine.images.safety import SafetyChecker, decide, obscure
 from tests.engine.helpers import engine_settings, shuffle_within_blocks
 from tests.fixtures.pickled import pickled_copy
 from tests.fixtures.tiny_models import TinyModels
@@ -69,25 +70,78 @@ def test_a_failing_checker_flags_everything(
     assert checker.flags([noise(64, 64)]) == [True]
 
 
-class _Verdicts(torch.nn.Module):
-    """A checker that answers fixed flags, as StableDiffusionSafetyChecker's forward does."""
+def _cosines(checker: SafetyChecker, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's float32 cosines to the checker's special-care and concept embeddings."""
+    from diffusers.pipelines.stable_diffusion.safety_checker import cosine_distance
 
-    def __init__(self, verdicts: list[object]) -> None:
-        super().__init__()
-        self.verdicts = verdicts
+    model: Any = checker._model
+    with torch.inference_mode():
+        embeds = model.visual_projection(model.vision_model(checker.clip_input(images))[1])
+        special = cosine_distance(embeds, model.special_care_embeds).float().numpy()
+        concepts = cosine_distance(embeds, model.concept_embeds).float().numpy()
+    return special, concepts
 
-    def forward(self, clip_input: torch.Tensor, images: np.ndarray) -> tuple[object, list]:
-        return images, self.verdicts
+
+def test_the_decision_is_the_checkers_own(tiny_models: TinyModels, tmp_path: Path) -> None:
+    """Flags match StableDiffusionSafetyChecker.forward's, image by image, with thresholds
+    set where its arithmetic matters: a score that rounds to 0 (not flagged), and a score
+    that only a special-care match (+0.01) lifts over 0."""
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPImageProcessor
+
+    images = [photo_like(64, 64, seed) for seed in range(16)]
+    base = SafetyChecker(engine_settings(tiny_models))
+    assert base.load()
+    special, concepts = _cosines(base, images)
+    model = StableDiffusionSafetyChecker.from_pretrained(str(tiny_models.safety_checker_never))
+    # Image k gets special care; image m (below k on that concept and on concept 0) does not.
+    # Thresholds of 2 never fire (cosines lie in [-1, 1]).
+    k = int(np.argmax(special[:, 0]))
+    m = next(
+        i
+        for i in range(len(images))
+        if special[i, 0] < special[k, 0] - 0.002
+        and concepts[i, 0] < concepts[k, 0]
+        and concepts[k, 1] < concepts[i, 1] - 0.002  # k stays under m's concept 1
+    )
+    with torch.no_grad():
+        special_t, concept_t = model.special_care_embeds_weights, model.concept_embeds_weights
+        special_t.fill_(2.0)
+        special_t[0] = float(special[k, 0] + special[m, 0]) / 2
+        concept_t.fill_(2.0)
+        concept_t[0] = float(concepts[k, 0]) + 0.005  # k's score is -0.005 + 0.01 with care
+        concept_t[1] = float(concepts[m, 1]) - 0.0004  # m's score rounds to 0.0: not flagged
+    folder = tmp_path / "checker"
+    model.save_pretrained(folder)
+    CLIPImageProcessor.from_pretrained(str(tiny_models.safety_checker_never)).save_pretrained(
+        folder
+    )
+    checker = SafetyChecker(engine_settings(tiny_models, safety_checker=str(folder)))
+    assert checker.load()
+    with torch.inference_mode():
+        placeholders = np.zeros((len(images), 1, 1, 3), dtype=np.float32)
+        _, want = model.eval()(clip_input=checker.clip_input(images), images=placeholders)
+    got = checker.flags(images)
+    assert got == [bool(flag) for flag in want]
+    assert got[k] and not got[m]
+    # Without the special-care match image k would be clear: the test reaches that rule.
+    row = _cosines(checker, [images[k]])
+    assert not decide(row[0][0], row[1][0], [2.0] * 3, concept_t.tolist())
 
 
-def test_only_a_definite_false_clears_an_image(tiny_models: TinyModels) -> None:
-    """A flag of None (or any other non-answer) counts as flagged: fail closed per image."""
-    verdicts = [False, None, True, np.False_, np.True_, torch.tensor(False), 0, "no"]
+def test_a_cosine_that_is_not_a_number_flags_the_image(tiny_models: TinyModels) -> None:
+    """The checker's own rule clears a NaN score (``nan > 0`` is false); the gate fails closed."""
+    nan = np.array([np.nan, 0.0, 0.0], dtype=np.float32)
+    clear = np.zeros(17, dtype=np.float32)
+    assert decide(nan, clear, [2.0] * 3, [2.0] * 17)
+    assert decide(np.zeros(3, dtype=np.float32), clear + np.inf, [2.0] * 3, [2.0] * 17)
+    assert not decide(np.zeros(3, dtype=np.float32), clear, [2.0] * 3, [2.0] * 17)
     checker = SafetyChecker(engine_settings(tiny_models))
     assert checker.load()
-    checker._model = _Verdicts(verdicts)
-    images = [noise(64, 64, seed) for seed in range(len(verdicts))]
-    assert checker.flags(images) == [False, True, True, False, True, False, True, True]
+    model: Any = checker._model
+    with torch.no_grad():
+        model.visual_projection.weight.fill_(float("nan"))
+    assert checker.flags([noise(64, 64), noise(64, 64, 1)]) == [True, True]
 
 
 def test_a_checker_that_cannot_load_flags_everything(tiny_models: TinyModels) -> None:
