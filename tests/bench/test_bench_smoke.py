@@ -42,7 +42,10 @@ SCRIPTS = {
         ["--jobs", "2", "--steps", "1", "--repeats", "1"],
         ["identical images either way: yes"],
     ),
-    "bench_engine_overhead.py": (["--steps", "1", "--repeats", "1"], ["engine overhead"]),
+    "bench_engine_overhead.py": (
+        ["--steps", "1", "--repeats", "1"],
+        ["over the bare call ", "over the bare call with checker", "fastest runs"],
+    ),
     "bench_png_encode.py": (["--size", "64", "--repeats", "1"], ["faster than level 6"]),
     "bench_second_opinion.py": (
         ["--size", "64", "--repeats", "1"],
