@@ -187,5 +187,5 @@ async def comparison_message(
     files = [UploadFile(f"job{job.id}_{job.comparison}.png", grid, spoiler)]
     content = caption(job, result, locale, chunks_note, family)
     if xy_plot.is_grid(job) and xy_plot.rerolls(job):
-        return content, files, job_view(job.id, "reroll", "details", "delete")
-    return content, files, job_view(job.id, "details", "delete")
+        return content, files, job_view(job.id, "reroll", "details", "delete", locale=locale)
+    return content, files, job_view(job.id, "details", "delete", locale=locale)

@@ -206,7 +206,8 @@ class Delivery:
         ticket = self._tickets.get(job.id)
         if ticket is None:
             return
-        # A course comparison is one captioned grid (bot.course), in the asker's language.
+        # In the asker's language: a course comparison's captioned grid (bot.course), and the
+        # buttons under any result.
         locale = ticket.interaction.locale.value if ticket.interaction else None
         model = await self._repo.get_model(job.model_name)
         family = model.family if model is not None else Family.SD
@@ -226,7 +227,9 @@ class Delivery:
         if depth := depth_map_upload(result):  # depth-to-image: what conditioned the images
             files.append(depth)
             caption += "\n" + depth_map_note(result)
-        view = result_view(job.id, JobKind(job.kind), len(result.images), lesson_actions(family))
+        view = result_view(
+            job.id, JobKind(job.kind), len(result.images), lesson_actions(family), locale
+        )
         self._show(ticket, Screen(caption, files, view, final=True))
 
     async def failed(self, job: Job) -> None:
@@ -283,7 +286,8 @@ class Delivery:
     @staticmethod
     def _controls(ticket: Ticket) -> discord.ui.View:
         if ticket.controls is None:
-            ticket.controls = running_view(ticket.job_id)
+            locale = ticket.interaction.locale.value if ticket.interaction else None
+            ticket.controls = running_view(ticket.job_id, locale)
         return ticket.controls
 
     def _show(self, ticket: Ticket, screen: Screen) -> None:

@@ -14,6 +14,7 @@ from typing import ClassVar, Protocol, Self, cast
 import discord
 
 from bot.ui.errors import report
+from bot.ui.i18n import label as localized_label
 from engine.protocol import BOUNDS, JobKind
 
 ButtonHandler = Callable[[discord.Interaction, int], Awaitable[None]]
@@ -81,12 +82,18 @@ class ActionButton(
         cls.prefix, cls.actions, cls.id_name, cls.rows = prefix, actions, id_name, rows or {}
 
     def __init__(
-        self, action: str, item_id: int, label: str | None = None, *, disabled: bool = False
+        self,
+        action: str,
+        item_id: int,
+        label: str | None = None,
+        *,
+        disabled: bool = False,
+        locale: str | None = None,
     ) -> None:
         default_label, emoji, style = self.actions[action]
         super().__init__(
             discord.ui.Button(
-                label=label or default_label,
+                label=localized_label(label or default_label, locale),
                 emoji=emoji,
                 style=style,
                 custom_id=f"{self.prefix}:{action}:{item_id}",
@@ -152,15 +159,16 @@ class ButtonActions:
         await self._handlers[action](interaction, item_id)
 
 
-def job_view(job_id: int, *actions: str) -> discord.ui.View:
+def job_view(job_id: int, *actions: str, locale: str | None = None) -> discord.ui.View:
+    """Buttons for ``actions`` on job ``job_id``, labelled in ``locale`` (the asker's)."""
     view = discord.ui.View(timeout=None)
     for action in actions:
-        view.add_item(JobButton(action, job_id))
+        view.add_item(JobButton(action, job_id, locale=locale))
     return view
 
 
-def running_view(job_id: int) -> discord.ui.View:
-    return job_view(job_id, "cancel")
+def running_view(job_id: int, locale: str | None = None) -> discord.ui.View:
+    return job_view(job_id, "cancel", locale=locale)
 
 
 def result_view(
@@ -168,6 +176,7 @@ def result_view(
     kind: JobKind = JobKind.TEXT_TO_IMAGE,
     images: int = 1,
     lessons: Sequence[str] = LESSON_ACTIONS,
+    locale: str | None = None,
 ) -> discord.ui.View:
     """Under a result: five on the first row (Discord's most), the lessons on the second, an
     Upscale per image on the third.
@@ -176,17 +185,19 @@ def result_view(
     depth-to-image result has neither Vary (it would run image-to-image on another model,
     losing the depth that made the result) nor the lessons (their comparisons are not tried
     on depth models yet). ``lessons``: the lessons' actions that apply to the result's model
-    family (``bot.jobs.lessons.lesson_actions``).
+    family (``bot.jobs.lessons.lesson_actions``). Labels are in ``locale``, the asker's.
     """
     if kind is JobKind.UPSCALE:
-        return job_view(job_id, "details", "delete")
+        return job_view(job_id, "details", "delete", locale=locale)
     if kind is JobKind.DEPTH_TO_IMAGE:
-        view = job_view(job_id, "reroll", "details", "delete")
+        view = job_view(job_id, "reroll", "details", "delete", locale=locale)
     else:
-        view = job_view(job_id, "reroll", "details", "delete", *VARY_STRENGTHS, *lessons)
+        actions = ("reroll", "details", "delete", *VARY_STRENGTHS, *lessons)
+        view = job_view(job_id, *actions, locale=locale)
     upscales = list(UPSCALE_ACTIONS)[:images]
     for action in upscales:
-        view.add_item(JobButton(action, job_id, UPSCALE_ONE if len(upscales) == 1 else None))
+        one = UPSCALE_ONE if len(upscales) == 1 else None
+        view.add_item(JobButton(action, job_id, one, locale=locale))
     return view
 
 

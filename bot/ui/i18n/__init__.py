@@ -6,7 +6,15 @@ command), and ``t`` picks the reader's language for the replies listed in
 ``bot.i18n._messages``. English is the source and the fallback everywhere.
 """
 
-from bot.ui.i18n._messages import MESSAGES, locale_of, t
+from bot.ui.i18n._messages import LABELS, MESSAGES, label, locale_of, t
 from bot.ui.i18n._translator import CourseTranslator, make_translatable
 
-__all__ = ["MESSAGES", "CourseTranslator", "locale_of", "make_translatable", "t"]
+__all__ = [
+    "LABELS",
+    "MESSAGES",
+    "CourseTranslator",
+    "label",
+    "locale_of",
+    "make_translatable",
+    "t",
+]

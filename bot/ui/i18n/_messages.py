@@ -1,13 +1,16 @@
 """Replies in the reader's language: ``t(interaction, key, **values)``.
 
-Covered: the course's lesson captions and explanations, and the replies of the lesson buttons
-and of ``/recipe``. Other replies are English for now; a reply joins by getting an entry here
-and a ``t`` call where it is sent.
+Covered: the course's lesson captions and explanations, the replies of the lesson buttons
+and of ``/recipe``, and the labels of the buttons under a job's message (``label``). Other
+replies are English for now; a reply joins by getting an entry here and a ``t`` call where it
+is sent.
 """
 
 from __future__ import annotations
 
 import discord
+
+from engine.protocol import BOUNDS
 
 ENGLISH = "en"
 
@@ -145,6 +148,31 @@ MESSAGES: dict[str, dict[str, str]] = {
         "保留 {days} 天）：请把原始图片用这些文件名放在脚本旁边。",
     },
 }
+
+
+# The buttons under a job's message (bot.ui.buttons), by their English label: in the language
+# of the student who asked for the job, like its caption. Moderators' buttons stay English.
+LABELS: dict[str, dict[str, str]] = {
+    "zh-CN": {
+        "Reroll": "重新生成",
+        "Details": "详情",
+        "Delete": "删除",
+        "Cancel": "取消",
+        "Vary (subtle)": "轻微变化",
+        "Vary (strong)": "大幅变化",
+        "Compare CFG": "对比引导系数",
+        "Compare steps": "对比步数",
+        "Compare schedulers": "对比调度器",
+        "Denoising strip": "逐步去噪",
+        "Upscale ×4": "放大 ×4",
+        **{f"Upscale {n}": f"放大第 {n} 张" for n in range(1, BOUNDS.count.max + 1)},
+    },
+}
+
+
+def label(text: str, where: discord.Interaction | discord.Locale | str | None) -> str:
+    """A button's English label ``text`` in the reader's language where it has one."""
+    return LABELS.get(locale_of(where), {}).get(text, text)
 
 
 def locale_of(where: discord.Interaction | discord.Locale | str | None) -> str:

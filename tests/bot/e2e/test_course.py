@@ -108,8 +108,11 @@ async def test_each_lesson_button_posts_a_labelled_grid_from_the_same_seed(harne
             ):
                 assert (rgb(grid.data)[top - band : top, left:right] < 128).any(), kind
             assert " · ".join(labels) in message.content
-            # What to notice, in the asker's language.
+            # What to notice, in the asker's language, and the buttons under it too.
             assert ("👀 看点" if kind == "denoising" else "👀 What to notice") in message.content
+            labels_under = [c["label"] for row in message.components for c in row["components"]]
+            chinese_labels = kind == "denoising"
+            assert labels_under == (["详情", "删除"] if chinese_labels else ["Details", "Delete"])
             assert set(message.custom_ids) == {
                 f"job:details:{message_job(message)}",
                 f"job:delete:{message_job(message)}",

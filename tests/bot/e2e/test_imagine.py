@@ -284,3 +284,41 @@ async def test_model_autocomplete_offers_enabled_models(harness):
             "imagine", {"prompt": "x", "model": "tin"}, focused="model"
         )
         assert choices == [{"name": "tiny-sd (default)", "value": "tiny-sd"}]
+
+
+def button_labels(message) -> dict[str, str]:
+    return {c["custom_id"]: c["label"] for row in message.components for c in row["components"]}
+
+
+async def test_a_chinese_students_buttons_are_labelled_in_chinese(harness):
+    """The buttons follow the asker's language, as the lesson captions do; their custom ids,
+    which the bot reads back, do not change."""
+    async with harness.bot() as bot:
+        stub = harness.stub
+        await bot.scheduler.pause()
+        lin = stub.add_user("lin", locale="zh-CN")
+        handle = await imagine(stub, lin, seed=1)
+        queued = await handle.wait_for_message(lambda m: "job:cancel:1" in m.custom_ids)
+        assert button_labels(queued) == {"job:cancel:1": "取消"}
+        await bot.scheduler.resume()
+        result = await handle.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
+        assert button_labels(result) == {
+            "job:reroll:1": "重新生成",
+            "job:details:1": "详情",
+            "job:delete:1": "删除",
+            "job:vary:1": "轻微变化",
+            "job:varymore:1": "大幅变化",
+            "job:cfg:1": "对比引导系数",
+            "job:steps:1": "对比步数",
+            "job:sched:1": "对比调度器",
+            "job:denoise:1": "逐步去噪",
+            "job:up1:1": "放大 ×4",
+        }
+        # An English-speaking classmate's result, beside it, keeps the English labels.
+        english = await imagine(stub, stub.add_user("ada"), seed=1, count=2)
+        other = await english.wait_for_message(has_png, timeout=RESULT_TIMEOUT)
+        labels = button_labels(other)
+        assert labels["job:reroll:2"] == "Reroll" and labels["job:up2:2"] == "Upscale 2"
+        # A press on a Chinese button does what the English one does.
+        details = await stub.click(result, "job:details:1", user=lin)
+        assert "a watercolor fox" in await ephemeral_text(details)
