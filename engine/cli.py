@@ -2,6 +2,7 @@
 
     python -m engine generate --model <id-or-folder> --prompt "..." --seed 42 --steps 30 --out a.png
     python -m engine inpaint --model <id-or-folder> --prompt "..." --image in.png --mask mask.png
+    python -m engine upscale --model <upscaler> --prompt "..." --image small.png --out big.png
     python -m engine serve      # the framed-protocol process the bot's engine client starts
 
 Settings come from ``ENGINE_*`` variables and ``.env``; the options below override them.
@@ -50,8 +51,10 @@ def _parser() -> argparse.ArgumentParser:
         ("img2img", JobKind.IMAGE_TO_IMAGE),
         ("inpaint", JobKind.INPAINT),
         ("depth", JobKind.DEPTH_TO_IMAGE),
+        ("upscale", JobKind.UPSCALE),
     ):
-        sub = commands.add_parser(name, help=f"make one {kind.value.replace('_', '-')} image")
+        what = "picture four times larger" if kind is JobKind.UPSCALE else "image"
+        sub = commands.add_parser(name, help=f"make one {kind.value.replace('_', '-')} {what}")
         sub.set_defaults(kind=kind)
         sub.add_argument("--model", required=True, help="Hugging Face id or local folder")
         sub.add_argument("--revision", default=None, help="model revision (branch, tag, commit)")
@@ -64,9 +67,10 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--guidance", type=float, default=BOUNDS.guidance.default, help=_range("guidance")
         )
-        size, sides = SIZES[BOUNDS.size], _range("side")
-        sub.add_argument("--width", type=int, default=size.width, help=f"pixels, {sides}")
-        sub.add_argument("--height", type=int, default=size.height, help=f"pixels, {sides}")
+        if kind is not JobKind.UPSCALE:  # an upscale runs at its picture's own size
+            size, sides = SIZES[BOUNDS.size], _range("side")
+            sub.add_argument("--width", type=int, default=size.width, help=f"pixels, {sides}")
+            sub.add_argument("--height", type=int, default=size.height, help=f"pixels, {sides}")
         sub.add_argument("--scheduler", choices=sorted(SCHEDULERS), default=BOUNDS.scheduler)
         sub.add_argument("--out", type=Path, required=True, help="PNG file to write")
         sub.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: auto)")
@@ -81,6 +85,17 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--strength", type=float, default=BOUNDS.strength.default, help=_range("strength")
             )
+        if kind is JobKind.UPSCALE:
+            pixels = BOUNDS.upscale_pixels.max
+            sub.add_argument(
+                "--image", type=Path, required=True, help=f"the picture, at most {pixels:,} pixels"
+            )
+            sub.add_argument(
+                "--noise-level",
+                type=int,
+                default=BOUNDS.noise_level.default,
+                help=f"{_range('noise_level')}: more noise, more invented detail",
+            )
         if kind in (JobKind.IMAGE_TO_IMAGE, JobKind.DEPTH_TO_IMAGE):
             sub.add_argument(
                 "--image", type=Path, required=True, help="the picture to start from (resized)"
@@ -92,11 +107,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Unreadable(Exception):
+    """The picture to upscale cannot be read; ``str(error)`` says so."""
+
+
+def _size(args: argparse.Namespace) -> tuple[int, int]:
+    """The job's width and height: the options', or an upscale's picture's own."""
+    if args.kind is not JobKind.UPSCALE:
+        return args.width, args.height
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(args.image) as picture:
+            return picture.size
+    except (OSError, UnidentifiedImageError):
+        raise _Unreadable(f"cannot read {args.image} as a picture") from None
+
+
 def _spec(args: argparse.Namespace, seed: int) -> JobSpec:
     source = str(args.model)
     name = Path(source).name if Path(source).is_dir() else source
     inpainting = args.kind is JobKind.INPAINT
     from_picture = args.kind.takes_picture
+    width, height = _size(args)
     return JobSpec(
         job_id=1,
         kind=args.kind,
@@ -106,10 +139,11 @@ def _spec(args: argparse.Namespace, seed: int) -> JobSpec:
         seeds=(seed,),
         steps=args.steps,
         guidance=args.guidance,
-        width=args.width,
-        height=args.height,
+        width=width,
+        height=height,
         scheduler=args.scheduler,
-        strength=args.strength if from_picture else BOUNDS.strength.default,
+        strength=getattr(args, "strength", BOUNDS.strength.default),
+        noise_level=getattr(args, "noise_level", BOUNDS.noise_level.default),
         image_path=str(args.image) if from_picture else None,
         mask_path=str(args.mask) if inpainting else None,
         preview=False,
@@ -133,7 +167,11 @@ def _run_one(args: argparse.Namespace) -> int:
         overrides["safety_enabled"] = False
     settings = EngineSettings(**overrides)
     seed = args.seed if args.seed is not None else secrets.randbelow(BOUNDS.seed.max + 1)
-    spec = _spec(args, seed)
+    try:
+        spec = _spec(args, seed)
+    except _Unreadable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     bar = tqdm(total=spec.steps, unit="step", file=sys.stderr, leave=True)
     outcome: list[Result | JobError] = []
 
@@ -162,7 +200,9 @@ def _run_one(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(image.png)
     note = " (flagged by the safety checker, so it is blurred)" if image.nsfw else ""
-    print(f"wrote {args.out} with seed {seed} in {result.seconds:.1f}s{note}")
+    scale = args.kind.scale
+    size = f", {spec.width * scale}x{spec.height * scale}" if scale > 1 else ""
+    print(f"wrote {args.out} with seed {seed}{size} in {result.seconds:.1f}s{note}")
     if result.depth_map is not None:  # what conditioned a depth-to-image picture
         depth_file = args.out.with_name(f"{args.out.stem}_depth_map.png")
         depth_file.write_bytes(result.depth_map.png)

@@ -93,3 +93,25 @@ def test_python_dash_m_engine(tiny_models: TinyModels, tmp_path: Path) -> None:
     in_process = tmp_path / "e.png"
     main(["generate", "--model", str(tiny_models.text_to_image), *common(tiny_models, in_process)])
     np.testing.assert_array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(in_process)))
+
+
+def test_upscale(tiny_models: TinyModels, tiny_upscaler: Path, tmp_path: Path, capsys) -> None:
+    """Four times the picture's own size, with the noise level asked for in its parameters."""
+    Image.new("RGB", (72, 64), (0, 90, 200)).save(tmp_path / "small.png")
+    out = tmp_path / "big.png"
+    arguments = [
+        "upscale", "--model", str(tiny_upscaler), "--prompt", "a lighthouse", "--seed", "7",
+        "--steps", "2", "--image", str(tmp_path / "small.png"), "--noise-level", "40",
+        "--out", str(out), "--device", "cpu", "--offline",
+        "--safety-checker", str(tiny_models.safety_checker_never),
+    ]  # fmt: skip
+    assert main(arguments) == 0
+    with Image.open(out) as image:
+        assert image.size == (288, 256)
+    assert "with seed 7, 288x256" in capsys.readouterr().out
+    assert "40" in parse_parameters(read_parameters(out.read_bytes()) or "")["Noise level"]
+    # A file that is no picture is one line and exit status 1, before any model loads.
+    (tmp_path / "notes.png").write_text("not a picture")
+    arguments[arguments.index(str(tmp_path / "small.png"))] = str(tmp_path / "notes.png")
+    assert main(arguments) == 1
+    assert f"error: cannot read {tmp_path / 'notes.png'} as a picture" in capsys.readouterr().err
