@@ -46,6 +46,10 @@ SCRIPTS = {
         ["--steps", "1", "--repeats", "1"],
         ["over the bare call ", "over the bare call with checker", "fastest runs"],
     ),
+    "bench_pipeline_copies.py": (
+        ["--size", "64", "--steps", "1", "--turns", "1"],
+        ["copy B against copy A"],
+    ),
     "bench_png_encode.py": (["--size", "64", "--repeats", "1"], ["faster than level 6"]),
     "bench_second_opinion.py": (
         ["--size", "64", "--repeats", "1"],
