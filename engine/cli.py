@@ -115,12 +115,12 @@ def _size(args: argparse.Namespace) -> tuple[int, int]:
     """The job's width and height: the options', or an upscale's picture's own."""
     if args.kind is not JobKind.UPSCALE:
         return args.width, args.height
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(args.image) as picture:
             return picture.size
-    except (OSError, UnidentifiedImageError):
+    except OSError:  # Pillow's UnidentifiedImageError is one
         raise _Unreadable(f"cannot read {args.image} as a picture") from None
 
 

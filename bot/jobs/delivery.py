@@ -97,6 +97,11 @@ class Ticket:
     # discord.py builds and registers a view's items every time one is made and sent.
     controls: discord.ui.View | None = None
 
+    @property
+    def locale(self) -> str | None:
+        """The asker's language, while their interaction is known (not after a restart)."""
+        return self.interaction.locale.value if self.interaction else None
+
 
 class Delivery:
     """Keeps each job's Discord message in step with the scheduler."""
@@ -208,7 +213,7 @@ class Delivery:
             return
         # In the asker's language: a course comparison's captioned grid (bot.course), and the
         # buttons under any result.
-        locale = ticket.interaction.locale.value if ticket.interaction else None
+        locale = ticket.locale
         model = await self._repo.get_model(job.model_name)
         family = model.family if model is not None else Family.SD
         if job.comparison and (
@@ -286,8 +291,7 @@ class Delivery:
     @staticmethod
     def _controls(ticket: Ticket) -> discord.ui.View:
         if ticket.controls is None:
-            locale = ticket.interaction.locale.value if ticket.interaction else None
-            ticket.controls = running_view(ticket.job_id, locale)
+            ticket.controls = running_view(ticket.job_id, ticket.locale)
         return ticket.controls
 
     def _show(self, ticket: Ticket, screen: Screen) -> None:

@@ -6,11 +6,10 @@ command), and ``t`` picks the reader's language for the replies listed in
 ``bot.i18n._messages``. English is the source and the fallback everywhere.
 """
 
-from bot.ui.i18n._messages import LABELS, MESSAGES, label, locale_of, t
+from bot.ui.i18n._messages import MESSAGES, label, locale_of, t
 from bot.ui.i18n._translator import CourseTranslator, make_translatable
 
 __all__ = [
-    "LABELS",
     "MESSAGES",
     "CourseTranslator",
     "label",
