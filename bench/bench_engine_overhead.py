@@ -5,19 +5,27 @@ framed pipes, checks, safety checker and PNG encoding. The bare path is ``pipeli
 this process, with the CPU kernels the engine picks (its batch-invariant convolutions), so the
 two differ only by what the engine adds. Both are loaded and warmed up first.
 
-Three calls run in turns (bare, bare with checker, engine, bare, ...) and every engine run is
-divided by the bare runs of its own turn: a change in the machine's load (other processes on
-shared cores) then moves both sides of a ratio alike instead of masquerading as overhead. The
-figures are the medians of those ratios. Both processes use ``--threads`` CPU threads (one by
-default: on a shared machine, spinning OpenMP threads make single runs vary tenfold). Without
-``--model`` the tiny test models are built in a temporary folder:
+Four calls run in turns (``CALLS``: bare, engine with its safety checker off, bare with
+checker, engine, bare, ...) and every engine run is divided by the bare run of its own turn
+that does the same work: a change in the machine's load (other processes on shared cores) then
+moves both sides of a ratio alike instead of masquerading as overhead. The figures are the
+medians of those ratios. Both processes use ``--threads`` CPU threads (one by default: on a
+shared machine, spinning OpenMP threads make single runs vary tenfold). Without ``--model``
+the tiny test models are built in a temporary folder:
 
-    python bench/bench_engine_overhead.py --steps 10 --size 64 --repeats 15
+    python bench/bench_engine_overhead.py --steps 10 --size 64 --repeats 30 --starts 4
 
-The engine runs its safety checker on every image. There are two bare calls to hold it
-against: the pipeline without a checker, and the pipeline with the checker a plain Stable
-Diffusion pipeline runs by default (the engine's checker folder, run by the pipeline's own
-code), which is what a bot calling diffusers directly would run. Both figures are printed.
+The engine runs its safety checker on every image, and so does a plain Stable Diffusion
+pipeline by default; a bot calling diffusers directly would run it too. So the like-for-like
+pairs are the engine with its checker off against the pipeline without one, and the engine
+against the pipeline with the engine's checker (its folder, run by the pipeline's own code).
+The engine as it runs for the bot is also held against the plain call without a checker: that
+figure counts the checker's own work as overhead.
+
+Two copies of the same weights can run the same call a few per cent apart, and which copy is
+faster changes from one start of the processes to the next (memory placement, see
+``bench_pipeline_copies.py``). ``--starts`` loads everything afresh that many times, in turn,
+and pools the turns; each start's median is printed too, so that spread is visible.
 """
 
 from __future__ import annotations
@@ -108,52 +116,81 @@ async def engine_call(client: EngineClient, model: ModelRef, args: argparse.Name
             return
 
 
+# The calls of one turn, in the order they run: each engine is held against the bare call that
+# does the same work (with or without the safety checker) and run right after it.
+BARE, ENGINE_UNCHECKED, CHECKED, ENGINE = CALLS = (
+    "bare call",
+    "engine without checker",
+    "bare call with checker",
+    "engine",
+)
+# (engine, bare call) pairs reported: like for like first, then the engine as it runs for the
+# bot against the plain call without a checker.
+PAIRS = ((ENGINE_UNCHECKED, BARE), (ENGINE, CHECKED), (ENGINE, BARE))
+
+
 async def interleaved(
     source: str, env: dict[str, str], args: argparse.Namespace
-) -> tuple[list[float], list[float], list[float]]:
-    """Times of the bare, bare-with-checker and engine runs, taken in turns after one warm-up
-    turn."""
+) -> dict[str, list[float]]:
+    """Times of each of ``CALLS``, taken in turns after one warm-up turn, in one start: fresh
+    pipelines in this process and two fresh engine processes, one with its safety checker
+    off."""
     from engine.settings import DEFAULT_SAFETY_CHECKER
 
     bare = bare_call(source, args)
     checked = bare_call(source, args, env.get("ENGINE_SAFETY_CHECKER", DEFAULT_SAFETY_CHECKER))
-    client = EngineClient(env=env)
-    await client.start()
+    engines = {
+        ENGINE_UNCHECKED: EngineClient(env={**env, "ENGINE_SAFETY_ENABLED": "false"}),
+        ENGINE: EngineClient(env=env),
+    }
     model = ModelRef(name=Path(source).name, source=source)
-    times: tuple[list[float], list[float], list[float]] = ([], [], [])
+    times: dict[str, list[float]] = {name: [] for name in CALLS}
     try:
+        for client in engines.values():
+            await client.start()
         for seed in range(args.repeats + 1):
-            turn = []
-            for call in (bare, checked):
+            turn = {}
+            for name in CALLS:
                 started = time.perf_counter()
-                call(seed)
-                turn.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            await engine_call(client, model, args, seed)
-            turn.append(time.perf_counter() - started)
+                if name in engines:
+                    await engine_call(engines[name], model, args, seed)
+                else:
+                    (bare if name == BARE else checked)(seed)
+                turn[name] = time.perf_counter() - started
             if seed:  # the first turn warms up (model load, checker load, first kernels)
-                for kept, value in zip(times, turn, strict=True):
-                    kept.append(value)
+                for name, value in turn.items():
+                    times[name].append(value)
     finally:
-        await client.stop()
+        for client in engines.values():
+            await client.stop()
     return times
 
 
-def report(name: str, bare: list[float], engine: list[float]) -> None:
-    """The engine against one of the bare calls: the median of the turns' ratios, and the
-    fastest engine run against the fastest bare one.
+def _ratios(bare: list[float], engine: list[float]) -> list[float]:
+    return [e / b for b, e in zip(bare, engine, strict=True)]
+
+
+def report(engine_name: str, bare_name: str, starts: list[dict[str, list[float]]]) -> None:
+    """One engine against one bare call: the median of all turns' ratios (and of each start's),
+    and the fastest engine run against the fastest bare one.
 
     On a shared machine a single run can take half as long again as the next one; the
-    fastest runs are the ones the least disturbed (``timeit``'s reasoning), so the second
+    fastest runs are the ones the least disturbed (``timeit``'s reasoning), so the last
     figure is the overhead with most of that noise left out.
     """
-    ratios = [e / b for b, e in zip(bare, engine, strict=True)]
+    bare = [t for start in starts for t in start[bare_name]]
+    engine = [t for start in starts for t in start[engine_name]]
+    ratios = _ratios(bare, engine)
     overheads_ms = [(e - b) * 1000 for b, e in zip(bare, engine, strict=True)]
+    per_start = ", ".join(
+        f"{statistics.median(_ratios(start[bare_name], start[engine_name])):.3f}x"
+        for start in starts
+    )
     print(
-        f"over the {name:<28}: {statistics.median(overheads_ms):6.1f} ms, "
-        f"ratio {statistics.median(ratios):.3f}x (turns from {min(ratios):.3f}x "
-        f"to {max(ratios):.3f}x); fastest runs: {(min(engine) - min(bare)) * 1000:.1f} ms, "
-        f"{min(engine) / min(bare):.3f}x"
+        f"{engine_name} over the {bare_name}: {statistics.median(overheads_ms):5.1f} ms, "
+        f"ratio {statistics.median(ratios):.3f}x (starts: {per_start}; turns from "
+        f"{min(ratios):.3f}x to {max(ratios):.3f}x); fastest runs: "
+        f"{(min(engine) - min(bare)) * 1000:.1f} ms, {min(engine) / min(bare):.3f}x"
     )
 
 
@@ -161,7 +198,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=9, help="turns in each start")
+    parser.add_argument(
+        "--starts", type=int, default=1, help="fresh pipelines and engine processes, in turn"
+    )
     parser.add_argument("--model", default=None, help="id or folder; default: tiny test model")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads in each process")
     args = parser.parse_args()
@@ -169,6 +209,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    starts = []
     with tempfile.TemporaryDirectory() as scratch:
         env: dict[str, str] = {
             "ENGINE_PROGRESS_INTERVAL_S": "0.5",
@@ -182,21 +223,19 @@ def main() -> None:
             env.update(ENGINE_OFFLINE="true", ENGINE_SAFETY_CHECKER=str(tiny.safety_checker_never))
         else:
             source = args.model
-        bare, checked, engine = asyncio.run(interleaved(source, env, args))
+        for _ in range(args.starts):
+            starts.append(asyncio.run(interleaved(source, env, args)))
 
     print(
-        f"one {args.size}x{args.size} image, {args.steps} steps, {len(engine)} turns "
-        f"(bare, bare with checker, engine, ...), {args.threads} thread(s) per process"
+        f"one {args.size}x{args.size} image, {args.steps} steps, {args.starts} start(s) of "
+        f"{args.repeats} turns ({', '.join(CALLS)}, ...), {args.threads} thread(s) per process"
     )
-    for name, times in (
-        ("bare call", bare),
-        ("bare call with checker", checked),
-        ("engine", engine),
-    ):
+    for name in CALLS:
+        times = [t for start in starts for t in start[name]]
         median, fastest = statistics.median(times) * 1000, min(times) * 1000
-        print(f"{name:<28}: median {median:8.1f} ms, fastest {fastest:8.1f} ms")
-    report("bare call", bare, engine)
-    report("bare call with checker", checked, engine)
+        print(f"{name:<23}: median {median:8.1f} ms, fastest {fastest:8.1f} ms")
+    for engine_name, bare_name in PAIRS:
+        report(engine_name, bare_name, starts)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,13 @@ SCRIPTS = {
     ),
     "bench_engine_overhead.py": (
         ["--steps", "1", "--repeats", "1"],
-        ["over the bare call ", "over the bare call with checker", "fastest runs"],
+        [
+            "engine without checker over the bare call:",
+            "engine over the bare call with checker:",
+            "engine over the bare call:",
+            "starts: ",
+            "fastest runs",
+        ],
     ),
     "bench_pipeline_copies.py": (
         ["--size", "64", "--steps", "1", "--turns", "1"],
