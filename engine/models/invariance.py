@@ -115,14 +115,21 @@ def batch_invariant_kernels(
     A call of one image is its own single image: the wrappers would pass its rows straight to
     their ``Linear`` anyway, so they step aside for it (each costs a module call per UNet step,
     a fixed cost that shows on small pictures); the CPU kernels stay invariant all the same.
+    They stay aside after it, and the next call of several images (or of a number not known)
+    puts them back first: a run of lone jobs swaps nothing. Every pipeline call of the engine
+    goes through here, so no batch runs without them.
     """
-    aside: list[PerImageLinear] = []
+    alone = images == 1
     for wrapper in wrappers:
-        wrapper.rows_per_image = rows_per_image
         parent, name = wrapper.place
-        if images == 1 and getattr(parent, name, None) is wrapper:  # only where it still sits
-            setattr(parent, name, wrapper.inner)
-            aside.append(wrapper)
+        sitting = parent._modules.get(name)  # what getattr finds, without nn.Module's detour
+        if alone:
+            if sitting is wrapper:
+                setattr(parent, name, wrapper.inner)
+            continue  # aside: its row grouping is not read
+        if sitting is wrapper.inner:
+            setattr(parent, name, wrapper)
+        wrapper.rows_per_image = rows_per_image
     try:
         if device.type == "cpu":
             with sample_by_sample_cpu_convolutions():
@@ -130,8 +137,6 @@ def batch_invariant_kernels(
         else:
             yield
     finally:
-        for wrapper in wrappers:
-            wrapper.rows_per_image = None
-        for wrapper in aside:
-            parent, name = wrapper.place
-            setattr(parent, name, wrapper)
+        if not alone:
+            for wrapper in wrappers:
+                wrapper.rows_per_image = None

@@ -54,16 +54,22 @@ def test_per_image_linear_matches_one_image_at_a_time() -> None:
 
 def test_the_wrappers_step_aside_for_a_call_of_one_image() -> None:
     # A call of one image has nothing to keep apart: its timestep rows go straight to the
-    # Linear, without a wrapper's module call on every UNet step; a batch keeps the wrappers.
+    # Linear, without a wrapper's module call on every UNet step. The Linear stays through a
+    # run of lone calls (nothing to swap per job); the next batch puts the wrapper back.
     unet = nn.Module()
     unet.time_embedding = nn.Module()
-    unet.time_embedding.linear_1 = nn.Linear(4, 4)
+    plain = unet.time_embedding.linear_1 = nn.Linear(4, 4)
     wrappers = make_batch_invariant(unet, nn.Module())
     assert isinstance(unet.time_embedding.linear_1, PerImageLinear)
     cpu = torch.device("cpu")
-    with batch_invariant_kernels(cpu, wrappers, 2, images=1):
-        assert type(unet.time_embedding.linear_1) is nn.Linear
-    assert unet.time_embedding.linear_1 is wrappers[0]
-    with batch_invariant_kernels(cpu, wrappers, 2, images=3):
-        assert unet.time_embedding.linear_1 is wrappers[0]
-        assert wrappers[0].rows_per_image == 2
+    for _ in range(2):
+        with batch_invariant_kernels(cpu, wrappers, 2, images=1):
+            assert unet.time_embedding.linear_1 is plain
+        assert unet.time_embedding.linear_1 is plain
+    for images in (3, None):  # None: a call whose number of images is not known
+        with batch_invariant_kernels(cpu, wrappers, 2, images=images):
+            assert unet.time_embedding.linear_1 is wrappers[0]
+            assert wrappers[0].rows_per_image == 2
+        assert wrappers[0].rows_per_image is None
+        with batch_invariant_kernels(cpu, wrappers, 2, images=1):
+            assert unet.time_embedding.linear_1 is plain
