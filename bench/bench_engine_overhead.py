@@ -19,6 +19,7 @@ The engine runs its safety checker on every image, and so does a plain Stable Di
 pipeline by default; a bot calling diffusers directly would run it too. So the like-for-like
 pairs are the engine with its checker off against the pipeline without one, and the engine
 against the pipeline with the engine's checker (its folder, run by the pipeline's own code).
+Both bare calls use one pipeline, the checker taken out for the first (``bare_call``).
 The engine as it runs for the bot is also held against the plain call without a checker: that
 figure counts the checker's own work as overhead.
 
@@ -51,9 +52,15 @@ PROMPT = "a photo of a cat"
 
 def bare_call(
     source: str, args: argparse.Namespace, checker: str | None = None
-) -> Callable[[int], None]:
-    """One plain diffusers call per seed, with the engine's scheduler and CPU kernels; with the
-    safety checker in folder ``checker`` when given, run by the pipeline itself."""
+) -> Callable[..., float]:
+    """``call(seed, checked=True)``: one plain diffusers call per seed, with the engine's
+    scheduler and CPU kernels; it returns the call's seconds.
+
+    With the safety checker in folder ``checker``, the pipeline runs it itself; ``checked=False``
+    takes it out for that call. The calls with and without it then share one copy of the
+    weights: two copies run a few per cent apart, the one loaded second usually the faster
+    (``bench_pipeline_copies.py``), which would count as the checker's cost.
+    """
     import torch
     from diffusers import AutoPipelineForText2Image, EulerDiscreteScheduler
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
@@ -75,8 +82,13 @@ def bare_call(
     ).to(device)
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    own_checker = pipe.safety_checker
 
-    def call(seed: int) -> None:
+    def call(seed: int, checked: bool = True) -> float:
+        wanted = own_checker if checked else None
+        if pipe.safety_checker is not wanted:  # before the clock: it rewrites the config
+            pipe.safety_checker = wanted
+        started = time.perf_counter()
         kernels: Any = (
             sample_by_sample_cpu_convolutions() if device == "cpu" else contextlib.nullcontext()
         )
@@ -90,6 +102,7 @@ def bare_call(
             )
         if device == "cuda":
             torch.cuda.synchronize()
+        return time.perf_counter() - started
 
     return call
 
@@ -137,8 +150,8 @@ async def interleaved(
     off."""
     from engine.settings import DEFAULT_SAFETY_CHECKER
 
-    bare = bare_call(source, args)
-    checked = bare_call(source, args, env.get("ENGINE_SAFETY_CHECKER", DEFAULT_SAFETY_CHECKER))
+    # One pipeline for both bare calls, the checker taken out for the first (see bare_call).
+    bare = bare_call(source, args, env.get("ENGINE_SAFETY_CHECKER", DEFAULT_SAFETY_CHECKER))
     engines = {
         ENGINE_UNCHECKED: EngineClient(env={**env, "ENGINE_SAFETY_ENABLED": "false"}),
         ENGINE: EngineClient(env=env),
@@ -151,12 +164,12 @@ async def interleaved(
         for seed in range(args.repeats + 1):
             turn = {}
             for name in CALLS:
-                started = time.perf_counter()
                 if name in engines:
+                    started = time.perf_counter()
                     await engine_call(engines[name], model, args, seed)
+                    turn[name] = time.perf_counter() - started
                 else:
-                    (bare if name == BARE else checked)(seed)
-                turn[name] = time.perf_counter() - started
+                    turn[name] = bare(seed, checked=name == CHECKED)
             if seed:  # the first turn warms up (model load, checker load, first kernels)
                 for name, value in turn.items():
                     times[name].append(value)

@@ -15,7 +15,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,10 +44,9 @@ def main() -> None:
         times: tuple[list[float], list[float]] = ([], [])
         for seed in range(args.turns + 1):
             for call, kept in zip(copies, times, strict=True):
-                started = time.perf_counter()
-                call(seed)
+                seconds = call(seed)
                 if seed:  # the first turn warms up
-                    kept.append(time.perf_counter() - started)
+                    kept.append(seconds)
     first, second = times
     ratios = [b / a for a, b in zip(first, second, strict=True)]
     print(f"one {args.size}x{args.size} image, {args.steps} steps, {len(ratios)} turns")
