@@ -4,8 +4,11 @@ The real bot (discord.py, the SQLite store, the scheduler, delivery) runs in thi
 Discord stub runs in its own (``bench/bot_on_stub.py``), so the stub's work does not count as
 the bot's and the stub answers while the bot is busy. The engine is one of:
 
-- ``instant`` (the default): a stand-in that answers each job at once with a 512x512 PNG, as
-  an infinitely fast GPU would; what is left is the bot's own cost per job.
+- ``instant`` (the default): a stand-in process that answers each job at once with a 512x512
+  PNG, as an infinitely fast GPU would, through the bot's own engine client and pipe
+  (``bench.instant_engine``); what is left is the bot's own cost per job.
+- ``instant-in-process``: the same answers from inside the bot's process, without the pipe
+  and the decoding of its frames.
 - ``real``: the engine process on the tiny test models on the CPU (the model is loaded before
   the burst). On a CPU the engine is the bottleneck: about 2 s per 512x512 image.
 
@@ -33,7 +36,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bot_on_stub import BriefErrorLog, InstantEngine, bot_on_stub, burst, log_errors_briefly
+from bench.bot_on_stub import (
+    BriefErrorLog,
+    InstantEngine,
+    InstantEngineInProcess,
+    bot_on_stub,
+    burst,
+    log_errors_briefly,
+)
 from bench.burst import BurstReport
 from tests.fixtures.tiny_models import TinyModels
 
@@ -66,7 +76,8 @@ async def measure(args: argparse.Namespace, commands: int, root: Path) -> BurstR
         tiny, engine = build_tiny_models(root / "tiny"), None
     else:
         # The instant engine never opens the models; the bot only stores their names.
-        tiny, engine = TinyModels(*(root / name for name in "abcd")), InstantEngine()
+        tiny = TinyModels(*(root / name for name in "abcd"))
+        engine = InstantEngine() if args.engine == "instant" else InstantEngineInProcess()
     running = bot_on_stub(
         root / f"bot-{commands}",
         tiny,
@@ -129,7 +140,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--steps", type=int, default=1, help="denoising steps per image")
     parser.add_argument("--batch", type=int, default=8, help="SCHEDULER_MAX_BATCH_IMAGES")
-    parser.add_argument("--engine", choices=("instant", "real"), default="instant")
+    parser.add_argument(
+        "--engine",
+        choices=("instant", "instant-in-process", "real"),
+        default="instant",
+        help="instant: behind a pipe (bench.instant_engine); in-process: inside the bot",
+    )
     parser.add_argument("--quick", action="store_true", help="20 commands, 10 users")
     args = parser.parse_args()
     if args.quick:

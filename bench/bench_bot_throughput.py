@@ -3,8 +3,11 @@
 1000 ``/imagine`` jobs from 50 users arrive at once and go through the real bot (discord.py,
 the SQLite store, the fair queue and scheduler, delivery at the production edit rate) with an
 engine that answers every job at once with a 512x512 PNG (``InstantEngine``: an infinitely fast
-GPU). The Discord stub runs in its own process (``bench/bot_on_stub.py``), so everything this
-process spends is the bot's. Printed, from the first command sent to the last result posted:
+GPU, in a process of its own behind the bot's real engine client and pipe, so reading and
+decoding its frames counts; ``--engine in-process`` answers from inside the bot instead, which
+leaves that out). The Discord stub runs in its own process (``bench/bot_on_stub.py``), so
+everything this process spends is the bot's. Printed, from the first command sent to the last
+result posted:
 
 - images/s through the bot;
 - the bot's CPU per job (``time.process_time`` of this process, every thread: the event loop
@@ -39,7 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from bench.bot_on_stub import BriefErrorLog, InstantEngine, bot_on_stub, burst, log_errors_briefly
+from bench.bot_on_stub import (
+    BriefErrorLog,
+    InstantEngine,
+    InstantEngineInProcess,
+    bot_on_stub,
+    burst,
+    log_errors_briefly,
+)
 from bench.burst import BurstReport
 from tests.fixtures.tiny_models import TinyModels
 
@@ -98,7 +108,7 @@ async def measure(args: argparse.Namespace, root: Path) -> Figures:
         tiny,
         max_queued_jobs=args.jobs,
         batch_images=args.batch,
-        engine=InstantEngine(),
+        engine=InstantEngine() if args.engine == "pipe" else InstantEngineInProcess(),
         # Every job must enter the queue, however late the bot defers it on a loaded machine:
         # this measures throughput; bench_ack_latency.py measures the deferral.
         callback_deadline=LATE_DEFERRAL_ACCEPTED_S,
@@ -122,7 +132,7 @@ def report(args: argparse.Namespace, figures: Figures, errors: BriefErrorLog) ->
     requests = sum(done.requests.values())
     print(
         f"{jobs} /imagine jobs from {min(args.users, jobs)} users at once, instant engine "
-        f"(512x512 PNG), up to {args.batch} images per call, production edit rate; "
+        f"({args.engine}, 512x512 PNG), up to {args.batch} images per call, production edit rate; "
         "the stub in its own process"
     )
     print(
@@ -153,6 +163,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--batch", type=int, default=8, help="SCHEDULER_MAX_BATCH_IMAGES")
     parser.add_argument("--quick", action="store_true", help="40 jobs, 10 users")
+    parser.add_argument(
+        "--engine",
+        choices=("pipe", "in-process"),
+        default="pipe",
+        help="the instant engine in its own process (default) or inside the bot's",
+    )
     parser.add_argument(
         "--max-uploads",
         type=int,

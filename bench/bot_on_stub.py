@@ -6,8 +6,11 @@ engine environment it reuses) with three differences: the stub runs in a child p
 bot's alone; the limits are raised so that a burst is not refused; and delivery edits messages
 at the production rate. The bursts themselves run in the stub's process (``bench/burst.py``).
 
-``InstantEngine`` stands in for the engine where the bot's own costs are wanted alone: it
-answers every job at once with a 512x512 PNG, as an infinitely fast GPU would. Without it the
+``InstantEngine`` stands in for the engine where the bot's own costs are wanted alone: the
+bot's own engine client, talking through a real pipe to ``bench.instant_engine``, a process
+that answers every job at once with a 512x512 PNG, as an infinitely fast GPU would.
+``InstantEngineInProcess`` answers from inside the bot's process instead, leaving out the
+client's reading and decoding of the frames (to measure what those cost). Without either, the
 real engine process runs the tiny test models on the CPU.
 
 Nothing here imports torch: the bot process must not load it.
@@ -17,18 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 import os
-import random
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from PIL import Image
-
 from bench.burst import BurstReport, imagine_burst
+from bench.instant_engine import noise_png
 from bot.app import DiffusionBot
 from bot.jobs.engine_client import EngineClient
 from bot.jobs.scheduler import EngineLike
@@ -72,16 +72,16 @@ def log_errors_briefly() -> BriefErrorLog:
     return handler
 
 
-def noise_png(side: int = 512) -> bytes:
-    """A PNG that does not compress: an upper bound for a generated image's bytes."""
-    noise = random.Random(0).randbytes(side * side * 3)
-    buffer = io.BytesIO()
-    Image.frombytes("RGB", (side, side), noise).save(buffer, format="PNG")
-    return buffer.getvalue()
+class InstantEngine(EngineClient):
+    """The bot's engine client on ``bench.instant_engine``: every job answered at once."""
+
+    def __init__(self) -> None:
+        super().__init__(command=[sys.executable, "-m", "bench.instant_engine"], backoff_s=0.1)
 
 
-class InstantEngine:
-    """Answers every job at once with the same PNG per image; implements ``EngineLike``."""
+class InstantEngineInProcess:
+    """Answers every job at once with the same PNG per image, from inside the bot's process
+    (no pipe, no frames); implements ``EngineLike``."""
 
     def __init__(self) -> None:
         self.events: asyncio.Queue[Event] = asyncio.Queue()
