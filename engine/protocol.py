@@ -4,14 +4,16 @@ Plain frozen dataclasses only: no torch, no discord, no PIL. The bot imports thi
 of the rest of the engine package, only ``engine.prompt_syntax``), so it must stay import-light.
 
 Wire format: each message is one frame, a 4-byte big-endian length followed by that many bytes
-of UTF-8 JSON. The JSON object has a ``type`` field naming the class; ``bytes`` fields travel as
-base64 strings. JSON keeps the stream debuggable; the base64 overhead is noise next to a
-diffusion step.
+of body. The body is a 4-byte big-endian length, that many bytes of UTF-8 JSON, then the
+message's ``bytes`` fields (the PNGs) back to back, raw. The JSON object has a ``type`` field
+naming the class, and each ``bytes`` field is ``{"$bytes": [offset, length]}`` into the raw
+part. JSON keeps the stream debuggable; the pictures stay out of it because base64 and a JSON
+string of a megabyte cost the bot about 2 ms per 512x512 result to decode, more than the rest
+of its work on the job (``bench/bench_bot_throughput.py``).
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import enum
 import functools
@@ -742,15 +744,18 @@ _MESSAGE_TYPES: dict[str, type] = {
 # --- encoding ----------------------------------------------------------------------------
 
 
-def _to_plain(value: Any) -> Any:
+def _to_plain(value: Any, raw: list[bytes]) -> Any:
+    """``value`` as JSON values; ``bytes`` go to the end of ``raw``, and the JSON says where."""
     if isinstance(value, bytes):
-        return {"$b64": base64.b64encode(value).decode("ascii")}
+        offset = sum(len(b) for b in raw)
+        raw.append(value)
+        return {"$bytes": [offset, len(value)]}
     if isinstance(value, enum.Enum):
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: _to_plain(getattr(value, f.name), raw) for f in dataclasses.fields(value)}
     if isinstance(value, list | tuple):
-        return [_to_plain(v) for v in value]
+        return [_to_plain(v, raw) for v in value]
     return value
 
 
@@ -762,24 +767,29 @@ def _field_types(cls: type) -> tuple[tuple[str, Any], ...]:
     return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
 
 
-def _from_plain(tp: Any, value: Any) -> Any:
-    """Rebuild a value of annotated type ``tp`` from its JSON form."""
+def _from_plain(tp: Any, value: Any, raw: memoryview) -> Any:
+    """Rebuild a value of annotated type ``tp`` from its JSON form (``bytes`` from ``raw``)."""
     if value is None:
         return None
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _from_plain(options[0], value) if len(options) == 1 else value
+        return _from_plain(options[0], value, raw) if len(options) == 1 else value
     if origin is tuple:
         (item_type, *_rest) = typing.get_args(tp)
-        return tuple(_from_plain(item_type, v) for v in value)
+        return tuple(_from_plain(item_type, v, raw) for v in value)
     if tp is bytes:
-        return base64.b64decode(value["$b64"])
+        offset, length = value["$bytes"]
+        if offset < 0 or length < 0 or offset + length > len(raw):
+            raise ValueError("a bytes field points outside its frame")
+        return bytes(raw[offset : offset + length])
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return tp(value)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         kwargs = {
-            name: _from_plain(hint, value[name]) for name, hint in _field_types(tp) if name in value
+            name: _from_plain(hint, value[name], raw)
+            for name, hint in _field_types(tp)
+            if name in value
         }
         return tp(**kwargs)
     if tp is float:
@@ -787,26 +797,42 @@ def _from_plain(tp: Any, value: Any) -> Any:
     return value
 
 
-def encode(message: Request | Event) -> bytes:
-    """One message as a JSON body (without the length prefix)."""
-    body = _to_plain(message)
+def _body(message: Request | Event) -> list[bytes]:
+    """The parts of a message's body: the JSON's length, the JSON, the raw bytes."""
+    raw: list[bytes] = []
+    body = _to_plain(message, raw)
     body["type"] = message.type
-    return json.dumps(body, separators=(",", ":")).encode("utf-8")
+    text = json.dumps(body, separators=(",", ":")).encode("utf-8")
+    return [_LENGTH.pack(len(text)), text, *raw]
+
+
+def encode(message: Request | Event) -> bytes:
+    """One message as a body (without the frame's length prefix): JSON, then raw bytes."""
+    return b"".join(_body(message))
 
 
 def decode(body: bytes) -> Request | Event:
-    data = json.loads(body)
+    """The message in a body made by ``encode``."""
+    if len(body) < _LENGTH.size:
+        raise ValueError("message body too short")
+    (length,) = _LENGTH.unpack_from(body)
+    end = _LENGTH.size + length
+    if end > len(body):
+        raise ValueError("message JSON runs past its body")
+    view = memoryview(body)
+    data = json.loads(view[_LENGTH.size : end].tobytes())
     cls = _MESSAGE_TYPES.get(data.pop("type", None))
     if cls is None:
         raise ValueError("unknown message type")
-    message: Request | Event = _from_plain(cls, data)  # an instance of ``cls``
+    message: Request | Event = _from_plain(cls, data, view[end:])  # an instance of ``cls``
     return message
 
 
 def frame(message: Request | Event) -> bytes:
     """A message with its length prefix, ready to write to a pipe or socket."""
-    body = encode(message)
-    return _LENGTH.pack(len(body)) + body
+    parts = _body(message)
+    # One copy of the pictures, into the frame.
+    return b"".join((_LENGTH.pack(sum(len(p) for p in parts)), *parts))
 
 
 def write_message(stream: BinaryIO, message: Request | Event) -> None:
