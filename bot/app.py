@@ -69,7 +69,9 @@ class DiffusionBot(commands.Bot):
         self.settings = settings
         self.repo = Repository(create_sessionmaker(database))
         self.images = ImageStore(settings.storage.output_dir)
-        self.delivery = Delivery(self, self.repo, min_edit_interval=min_edit_interval)
+        self.delivery = Delivery(
+            self, self.repo, min_edit_interval=min_edit_interval, images=self.images
+        )
         self.engine = engine or make_engine(settings.engine)
         self.reviews = ReviewQueue(self, self.repo, self.images, settings.moderation)
         self.scheduler = Scheduler(

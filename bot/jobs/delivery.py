@@ -15,6 +15,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -22,6 +23,7 @@ import discord
 
 from bot.jobs.comparison_results import comparison_message
 from bot.jobs.depth_map import depth_map_note, depth_map_upload
+from bot.jobs.image_store import ImageStore
 from bot.jobs.lessons import denoising_steps, lesson_actions
 from bot.jobs.mask_outline import outline_note, outline_upload
 from bot.jobs.upload_fit import DEFAULT_LIMIT, UploadFile, fit
@@ -114,8 +116,13 @@ class Delivery:
         min_edit_interval: float = 1.0,
         retry_delays: tuple[float, ...] = RESULT_RETRY_DELAYS,
         max_uploads: int = MAX_UPLOADS,
+        images: ImageStore | None = None,
     ) -> None:
+        """``images``: where results' images are stored; with it, a result waiting for an
+        upload slot reads its images from there when its turn comes instead of holding them
+        (a burst's results can wait minutes for Discord)."""
         self._client = client
+        self._images = images
         self._uploads = asyncio.Semaphore(max_uploads)
         self._repo = repo
         self._retry_delays = retry_delays
@@ -207,7 +214,8 @@ class Delivery:
             )
             self._show(ticket, Screen(line, view=self._controls(ticket)))
 
-    async def finished(self, job: Job, result: Result) -> None:
+    async def finished(self, job: Job, result: Result, stored: Sequence[str] = ()) -> None:
+        """Show ``job``'s result; ``stored``: where each of its images was saved, if it was."""
         ticket = self._tickets.get(job.id)
         if ticket is None:
             return
@@ -225,6 +233,14 @@ class Delivery:
             UploadFile(f"job{job.id}_{image.seed}.png", image.png, image.nsfw)
             for image in result.images
         ]
+        if self._images is not None and len(stored) == len(files):
+            # Read again in the upload slot (bot.jobs.upload_fit): the store's copy is the same
+            # bytes, and the result's can be freed now.
+            read = self._images.read
+            files = [
+                UploadFile(file.name, b"", file.spoiler, read=functools.partial(read, path))
+                for file, path in zip(files, stored, strict=True)
+            ]
         caption = render.result_caption(job, result.seconds, ticket.chunks_note)
         if outline := outline_upload(result):  # inpainting: what was repainted
             files.append(outline)
@@ -244,12 +260,7 @@ class Delivery:
     async def images_lost(self, job: Job) -> None:
         """A result that cannot be shown: its images are gone from the bot's disk."""
         if ticket := self._tickets.get(job.id):
-            line = (
-                f"⚠️ Job #{job.id} finished, but its images are no longer on the bot's disk, so "
-                f"they cannot be posted. {render.quote_prompt(job.prompt)} Use the same seeds "
-                "to make them again."
-            )
-            self._show(ticket, Screen(line, final=True))
+            self._show(ticket, Screen(_images_lost_line(job.id, job.prompt), final=True))
 
     async def shown_before(self, job: Job) -> int | None:
         """The id of a message that already shows ``job``'s end, though the run that posted
@@ -397,7 +408,16 @@ class Delivery:
             await self._send(ticket, screen, [], anew=anew)
             return
         async with self._uploads:
-            fitted, reencoded = fit(screen.files, self._upload_limit(ticket))
+            try:
+                loaded = [await file.loaded() for file in screen.files]
+            except (OSError, ValueError) as error:  # ValueError: a path outside the folder
+                log.error("job %s: its images cannot be read: %s", ticket.job_id, error)
+                # As after a restart (images_lost): no buttons, which would need the images.
+                screen.content = _images_lost_line(ticket.job_id, ticket.prompt)
+                screen.files, screen.view = [], None
+                await self._send(ticket, screen, [], anew=anew)
+                return
+            fitted, reencoded = fit(loaded, self._upload_limit(ticket))
             if reencoded:
                 screen.content = f"{screen.content}\n{REENCODED_NOTE}"
                 screen.files = fitted
@@ -503,3 +523,10 @@ def moved_to(content: str, *, final: bool) -> int | None:
         return None
     last = content.rstrip("/").rsplit("/", 1)[-1]
     return int(last) if last.isdigit() else None
+
+
+def _images_lost_line(job_id: int, prompt: str) -> str:
+    return (
+        f"⚠️ Job #{job_id} finished, but its images are no longer on the bot's disk, so they "
+        f"cannot be posted. {render.quote_prompt(prompt)} Use the same seeds to make them again."
+    )

@@ -96,7 +96,9 @@ class JobObserver(Protocol):
 
     async def retrying(self, job_id: int) -> None: ...
 
-    async def finished(self, job: Job, result: Result) -> None: ...
+    async def finished(self, job: Job, result: Result, stored: Sequence[str] = ()) -> None:
+        """``stored``: where each of the result's images was saved, in order."""
+        ...
 
     async def failed(self, job: Job) -> None: ...
 
@@ -399,11 +401,12 @@ class Scheduler:
     def _done(self, saved: Sequence[tuple[Finished, Result]]) -> Callable[[], Awaitable[None]]:
         async def write() -> None:
             done = {job.id: job for job in await self._repo.mark_done_many([f for f, _ in saved])}
-            for _, result in saved:
+            for finished, result in saved:
                 if (job := done.get(result.job_id)) is None:
                     log.error("job %s has a result but was not running; not shown", result.job_id)
                     continue
-                await self._tell(job.id, self._observer.finished(job, result))
+                stored = [image.path for image in finished.images]
+                await self._tell(job.id, self._observer.finished(job, result, stored))
                 if self._flagged is not None and has_originals(result):
                     await self._tell(job.id, self._flagged.flagged(job))
 

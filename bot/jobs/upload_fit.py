@@ -8,6 +8,7 @@ for them in WebP and JPEG files. The full PNG stays on the bot's disk either way
 from __future__ import annotations
 
 import io
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from PIL import Image
@@ -19,9 +20,20 @@ _QUALITIES = (90, 80, 65, 50)
 
 @dataclass(frozen=True)
 class UploadFile:
+    """A file for a message. ``read``, when given, fetches ``data`` at upload time (a stored
+    result image: ``data`` is empty until ``loaded``), so that messages waiting for an upload
+    slot do not hold their pictures in memory."""
+
     name: str
     data: bytes
     spoiler: bool = False
+    read: Callable[[], Awaitable[bytes]] | None = None
+
+    async def loaded(self) -> UploadFile:
+        """This file with its ``data`` (read now when it has a ``read``)."""
+        if self.read is None:
+            return self
+        return UploadFile(self.name, await self.read(), self.spoiler)
 
 
 def fit(files: list[UploadFile], limit: int = DEFAULT_LIMIT) -> tuple[list[UploadFile], bool]:

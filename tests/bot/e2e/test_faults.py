@@ -65,9 +65,9 @@ async def imagine_held_at_a_preview(stub, bot, student):
         previewed = previewed or event.preview_png is not None
         await progress(job_id, event)
 
-    async def held_finished(job, result):
+    async def held_finished(job, result, stored=()):
         await release.wait()
-        await finished(job, result)
+        await finished(job, result, stored)
 
     delivery.progress, delivery.finished = held_progress, held_finished
     handle = await imagine(stub, student, steps=3)

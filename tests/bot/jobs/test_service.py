@@ -70,7 +70,7 @@ class Queue:
     async def shown_before(self, job) -> int | None:
         return None  # nothing in Discord here
 
-    async def finished(self, job, result) -> None:
+    async def finished(self, job, result, stored=()) -> None:
         pass
 
     async def failed(self, job) -> None:
