@@ -234,13 +234,17 @@ class Delivery:
             for image in result.images
         ]
         if self._images is not None and len(stored) == len(files):
-            # Read again in the upload slot (bot.jobs.upload_fit): the store's copy is the same
-            # bytes, and the result's can be freed now.
-            read = self._images.read
-            files = [
-                UploadFile(file.name, b"", file.spoiler, read=functools.partial(read, path))
-                for file, path in zip(files, stored, strict=True)
-            ]
+            try:
+                paths = [self._images.resolve(path) for path in stored]
+            except ValueError:  # a path outside the folder: the bytes in hand, then
+                log.error("job %s: stored outside the image folder: %s", job.id, stored)
+            else:
+                # Sent from the store's copy (the same bytes), streamed from disk, so that the
+                # result's can be freed now (bot.jobs.upload_fit).
+                files = [
+                    UploadFile(file.name, b"", file.spoiler, path=path)
+                    for file, path in zip(files, paths, strict=True)
+                ]
         caption = render.result_caption(job, result.seconds, ticket.chunks_note)
         if outline := outline_upload(result):  # inpainting: what was repainted
             files.append(outline)
@@ -409,22 +413,27 @@ class Delivery:
             return
         async with self._uploads:
             try:
-                loaded = [await file.loaded() for file in screen.files]
-            except (OSError, ValueError) as error:  # ValueError: a path outside the folder
-                log.error("job %s: its images cannot be read: %s", ticket.job_id, error)
-                # As after a restart (images_lost): no buttons, which would need the images.
-                screen.content = _images_lost_line(ticket.job_id, ticket.prompt)
-                screen.files, screen.view = [], None
+                fitted, reencoded = fit(screen.files, self._upload_limit(ticket))
+            except OSError as error:
+                _images_gone(ticket, screen, error)
                 await self._send(ticket, screen, [], anew=anew)
                 return
-            fitted, reencoded = fit(loaded, self._upload_limit(ticket))
             if reencoded:
                 screen.content = f"{screen.content}\n{REENCODED_NOTE}"
                 screen.files = fitted
             # Made here, in the slot, and freed on leaving it: aiohttp copies a buffer's bytes
             # when it sizes the upload (bot.ui.attachments).
             with InMemoryFiles() as uploads:
-                files = [uploads.file(f.data, f.name, spoiler=f.spoiler) for f in fitted]
+                try:
+                    files = [
+                        uploads.file(f.data, f.name, spoiler=f.spoiler)
+                        if f.path is None
+                        else uploads.stored(f.path, f.name, spoiler=f.spoiler)
+                        for f in fitted
+                    ]
+                except OSError as error:  # gone between the size and the opening
+                    _images_gone(ticket, screen, error)
+                    files = []
                 await self._send(ticket, screen, files, anew=anew)
 
     async def _send(
@@ -530,3 +539,11 @@ def _images_lost_line(job_id: int, prompt: str) -> str:
         f"⚠️ Job #{job_id} finished, but its images are no longer on the bot's disk, so they "
         f"cannot be posted. {render.quote_prompt(prompt)} Use the same seeds to make them again."
     )
+
+
+def _images_gone(ticket: Ticket, screen: Screen, error: OSError) -> None:
+    """``screen`` says the job's stored images could not be read, as after a restart
+    (``images_lost``): no files, and no buttons, which would need the images."""
+    log.error("job %s: its images cannot be read: %s", ticket.job_id, error)
+    screen.content = _images_lost_line(ticket.job_id, ticket.prompt)
+    screen.files, screen.view = [], None

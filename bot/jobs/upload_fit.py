@@ -8,8 +8,8 @@ for them in WebP and JPEG files. The full PNG stays on the bot's disk either way
 from __future__ import annotations
 
 import io
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image
 
@@ -20,33 +20,41 @@ _QUALITIES = (90, 80, 65, 50)
 
 @dataclass(frozen=True)
 class UploadFile:
-    """A file for a message. ``read``, when given, fetches ``data`` at upload time (a stored
-    result image: ``data`` is empty until ``loaded``), so that messages waiting for an upload
-    slot do not hold their pictures in memory."""
+    """A file for a message: ``data`` in memory, or the file at ``path`` (a stored result
+    image; ``data`` is then empty). A stored one is streamed from disk when it is sent, so that
+    messages waiting for an upload slot, and the upload itself, do not hold the picture in
+    memory."""
 
     name: str
     data: bytes
     spoiler: bool = False
-    read: Callable[[], Awaitable[bytes]] | None = None
+    path: Path | None = None
 
-    async def loaded(self) -> UploadFile:
-        """This file with its ``data`` (read now when it has a ``read``)."""
-        if self.read is None:
-            return self
-        return UploadFile(self.name, await self.read(), self.spoiler)
+    def size(self) -> int:
+        """Its bytes; ``OSError`` when its file is gone."""
+        return self.path.stat().st_size if self.path is not None else len(self.data)
+
+    def contents(self) -> bytes:
+        """Its bytes, read from its file when it has one (blocking)."""
+        return self.path.read_bytes() if self.path is not None else self.data
 
 
 def fit(files: list[UploadFile], limit: int = DEFAULT_LIMIT) -> tuple[list[UploadFile], bool]:
-    """Files whose total size is within ``limit``; True when any had to be re-encoded."""
-    if sum(len(f.data) for f in files) <= limit:
+    """Files whose total size is within ``limit``; True when any had to be re-encoded.
+    ``OSError`` when a stored file is gone."""
+    sizes = [f.size() for f in files]
+    if sum(sizes) <= limit:
         return files, False
     share = limit // max(1, len(files))
-    fitted = [f if len(f.data) <= share else _shrink(f, share) for f in files]
+    fitted = [
+        file if size <= share else _shrink(file, share)
+        for file, size in zip(files, sizes, strict=True)
+    ]
     return fitted, True
 
 
 def _shrink(file: UploadFile, limit: int) -> UploadFile:
-    image = Image.open(io.BytesIO(file.data))
+    image = Image.open(io.BytesIO(file.contents()))
     exif = Image.Exif()
     if parameters := image.info.get("parameters"):
         # EXIF UserComment: an 8-byte character-code header, then the text.

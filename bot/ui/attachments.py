@@ -13,6 +13,7 @@ the way out frees its bytes at once, whatever still refers to it.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from types import TracebackType
 
 import discord
@@ -24,11 +25,20 @@ class InMemoryFiles:
 
     def __init__(self) -> None:
         self._buffers: list[io.BytesIO] = []
+        self._opened: list[discord.File] = []
 
     def file(self, data: bytes, filename: str, *, spoiler: bool = False) -> discord.File:
         buffer = io.BytesIO(data)
         self._buffers.append(buffer)
         return discord.File(buffer, filename=filename, spoiler=spoiler)
+
+    def stored(self, path: Path, filename: str, *, spoiler: bool = False) -> discord.File:
+        """The file at ``path``, streamed from disk when it is sent (aiohttp reads it in
+        chunks), so none of it waits in memory; closed when the block ends. ``OSError`` when
+        it cannot be opened."""
+        file = discord.File(path, filename=filename, spoiler=spoiler)
+        self._opened.append(file)
+        return file
 
     def __enter__(self) -> InMemoryFiles:
         return self
@@ -43,3 +53,6 @@ class InMemoryFiles:
             # The class's close: discord.File may have left its no-op stand-in on the buffer.
             io.BytesIO.close(buffer)
         self._buffers.clear()
+        for file in self._opened:
+            file.close()  # discord.File opened it, so this closes it
+        self._opened.clear()

@@ -30,7 +30,7 @@ class Edits:
     async def __call__(self, *, content: str, attachments: list[Any], view: Any) -> MagicMock:
         self.seen.append((time.monotonic(), content, view))
         self.attachments.append(attachments)
-        self.contents.append([file.fp.getvalue() for file in attachments])
+        self.contents.append([file.fp.read() for file in attachments])  # at their start
         for file in attachments:
             file.close()  # as discord.py does once the request is made
         self.arrived.set()
@@ -136,7 +136,7 @@ def result_of(png: bytes, job_id: int = 7) -> Result:
 async def test_a_stored_result_is_read_from_the_store_in_its_upload_slot(tmp_path):
     """A burst's results can wait minutes for one of the upload slots; each holding its
     pictures meanwhile took the bot's memory from 139 to over 300 MiB in a 1000-job burst. Given
-    where the images were stored, a result reads them from there when its upload starts."""
+    where the images were stored, a result is sent from there, streamed from the file."""
     store = ImageStore(tmp_path)
     stored = await store.save(7, 0, b"\x89PNG as stored")
     delivery = delivery_for_tests(0, images=store)
@@ -144,7 +144,10 @@ async def test_a_stored_result_is_read_from_the_store_in_its_upload_slot(tmp_pat
     await delivery.finished(finished_job(), result_of(b"\x89PNG as the engine sent it"), [stored])
     await edits.wait_for(1)
     assert edits.contents[-1] == [b"\x89PNG as stored"]
-    assert edits.attachments[-1][0].filename == "job7_1.png"
+    [upload] = edits.attachments[-1]
+    assert upload.filename == "job7_1.png"
+    await asyncio.sleep(0)  # the pump leaves the upload slot after the edit returns
+    assert upload.fp.closed  # streamed from the file, which is closed once sent
     await delivery.close()
 
 
