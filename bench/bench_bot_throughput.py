@@ -4,7 +4,7 @@
 the SQLite store, the fair queue and scheduler, delivery at the production edit rate) with an
 engine that answers every job at once with a 512x512 PNG (``InstantEngine``: an infinitely fast
 GPU, in a process of its own behind the bot's real engine client and pipe, so reading and
-decoding its frames counts; ``--engine in-process`` answers from inside the bot instead, which
+decoding its frames counts; ``--engine instant-in-process`` answers from inside the bot, which
 leaves that out). The Discord stub runs in its own process (``bench/bot_on_stub.py``), so
 everything this process spends is the bot's. Printed, from the first command sent to the last
 result posted:
@@ -108,7 +108,7 @@ async def measure(args: argparse.Namespace, root: Path) -> Figures:
         tiny,
         max_queued_jobs=args.jobs,
         batch_images=args.batch,
-        engine=InstantEngine() if args.engine == "pipe" else InstantEngineInProcess(),
+        engine=InstantEngine() if args.engine == "instant" else InstantEngineInProcess(),
         # Every job must enter the queue, however late the bot defers it on a loaded machine:
         # this measures throughput; bench_ack_latency.py measures the deferral.
         callback_deadline=LATE_DEFERRAL_ACCEPTED_S,
@@ -165,9 +165,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="40 jobs, 10 users")
     parser.add_argument(
         "--engine",
-        choices=("pipe", "in-process"),
-        default="pipe",
-        help="the instant engine in its own process (default) or inside the bot's",
+        choices=("instant", "instant-in-process"),
+        default="instant",
+        help="instant: behind a pipe (bench.instant_engine); in-process: inside the bot",
     )
     parser.add_argument(
         "--max-uploads",

@@ -2,7 +2,7 @@
 
 The burst benchmarks want the bot's own costs. Standing in for the engine inside the bot's
 process would leave out a part of them: reading each event from the pipe and decoding its
-frame, the PNGs' base64 included (about a millisecond for a 512x512 one). So this stands in
+frame, and holding each result's own copy of its pictures. So this stands in
 for ``python -m engine serve`` instead, speaking the same protocol on stdin and stdout, and the
 bot talks to it through its own ``EngineClient``. Its own work (framing the answers) is in its
 own process, like the real engine's.

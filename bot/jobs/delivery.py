@@ -118,9 +118,9 @@ class Delivery:
         max_uploads: int = MAX_UPLOADS,
         images: ImageStore | None = None,
     ) -> None:
-        """``images``: where results' images are stored; with it, a result waiting for an
-        upload slot reads its images from there when its turn comes instead of holding them
-        (a burst's results can wait minutes for Discord)."""
+        """``images``: where results' images are stored; with it, a result is sent from its
+        stored files, streamed from disk, instead of holding its pictures while it waits for
+        an upload slot (a burst's results can wait minutes for Discord)."""
         self._client = client
         self._images = images
         self._uploads = asyncio.Semaphore(max_uploads)
@@ -229,22 +229,22 @@ class Delivery:
         ):
             self._show(ticket, Screen(*lesson, final=True))
             return
+        # Sent from the store's copy (the same bytes), streamed from disk, so that the result's
+        # can be freed now (bot.jobs.upload_fit); the bytes in hand where nothing was stored.
+        paths = (
+            [self._images.resolve(path) for path in stored]
+            if self._images is not None and len(stored) == len(result.images)
+            else [None] * len(result.images)
+        )
         files = [
-            UploadFile(f"job{job.id}_{image.seed}.png", image.png, image.nsfw)
-            for image in result.images
+            UploadFile(
+                f"job{job.id}_{image.seed}.png",
+                image.png if path is None else b"",
+                image.nsfw,
+                path=path,
+            )
+            for image, path in zip(result.images, paths, strict=True)
         ]
-        if self._images is not None and len(stored) == len(files):
-            try:
-                paths = [self._images.resolve(path) for path in stored]
-            except ValueError:  # a path outside the folder: the bytes in hand, then
-                log.error("job %s: stored outside the image folder: %s", job.id, stored)
-            else:
-                # Sent from the store's copy (the same bytes), streamed from disk, so that the
-                # result's can be freed now (bot.jobs.upload_fit).
-                files = [
-                    UploadFile(file.name, b"", file.spoiler, path=path)
-                    for file, path in zip(files, paths, strict=True)
-                ]
         caption = render.result_caption(job, result.seconds, ticket.chunks_note)
         if outline := outline_upload(result):  # inpainting: what was repainted
             files.append(outline)

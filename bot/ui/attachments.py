@@ -8,6 +8,9 @@ upload (``BytesIO.getbuffer``), then wait for the cyclic garbage collector rathe
 with the last reference. In a burst of finished jobs hundreds of 800 KB images waited so: a
 1000-job burst peaked at 336 MiB (``bench/bench_bot_throughput.py``). Closing the buffer on
 the way out frees its bytes at once, whatever still refers to it.
+
+A stored file (``stored``) is not read into memory at all: ``discord.File`` opens it and aiohttp
+streams it in chunks; it is closed on the way out too.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import discord
 
 class InMemoryFiles:
     """``with InMemoryFiles() as uploads: files = [uploads.file(data, name), ...]; send``:
-    the files' buffers are closed when the block ends, sent or not."""
+    the files' buffers (and the stored files it opened) are closed when the block ends, sent
+    or not."""
 
     def __init__(self) -> None:
         self._buffers: list[io.BytesIO] = []
