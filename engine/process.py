@@ -6,8 +6,9 @@ only frames use, and descriptor 1 is pointed at stderr, where the client logs wh
 A reader thread takes requests while a batch runs, so a ``Cancel`` acts between two steps.
 
 One writer thread frames every event and writes it, in the order events were made: the
-GPU's thread only queues its events, so neither framing (base64 of PNG bytes) nor a pipe that
-the client is slow to read ever holds up a pipeline call.
+GPU's thread only queues its events, so neither framing nor a pipe that the client is slow to
+read ever holds up a pipeline call. With a spool folder (``ENGINE_SPOOL_DIR``) that thread
+writes each result's pictures there first, and the frame names them (``engine.spool``).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import os
 import queue
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from engine.protocol import Event, Request, Shutdown, frame, read_message
 from engine.settings import EngineSettings
+from engine.spool import spool_pictures
 
 if TYPE_CHECKING:
     from engine.worker import Worker
@@ -45,8 +48,9 @@ class FrameWriter:
     stops the thread; call it before the process exits.
     """
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, spool: Path | None = None) -> None:
         self._stream = stream
+        self._spool = spool
         self._queue: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="frames", daemon=True)
         self._thread.start()
@@ -63,6 +67,8 @@ class FrameWriter:
     def _run(self) -> None:
         while (event := self._queue.get()) is not None:
             try:
+                if self._spool is not None:
+                    event = spool_pictures(event, self._spool)
                 data = frame(event)
             except Exception:
                 log.exception("could not frame a %s event; dropped", type(event).__name__)
@@ -97,7 +103,7 @@ def _read_requests(stream: BinaryIO, worker: Worker) -> None:
 
 def serve(settings: EngineSettings) -> int:
     """Run the engine until ``Shutdown`` or the end of stdin; returns the exit status."""
-    events = FrameWriter(_claim_stdout())
+    events = FrameWriter(_claim_stdout(), settings.spool_dir)
     # Imported after claiming stdout: importing torch and diffusers can already print.
     from engine.worker import Worker
 

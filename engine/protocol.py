@@ -645,9 +645,25 @@ class SafetyVerdict:
 
 
 @dataclass(frozen=True)
+class SpooledFile:
+    """Bytes the engine wrote to a file instead of sending them through the pipe.
+
+    The bot and a local engine share a disk: the bot names a spool folder beside its images
+    (``ENGINE_SPOOL_DIR``), the engine writes each result picture there, and the bot moves the
+    file into its image store, so a picture's megabyte is never framed, piped, read, decoded
+    and written again. ``name`` is the file's name in that folder (no folders of its own).
+    """
+
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
 class GeneratedImage:
     seed: int
-    png: bytes  # already blurred when nsfw is True; carries the `parameters` text chunk
+    # Already blurred when nsfw is True; carries the `parameters` text chunk. A SpooledFile
+    # where the engine was given a spool folder (engine.spool), else the bytes themselves.
+    png: bytes | SpooledFile
     nsfw: bool
     verdict: SafetyVerdict | None = None  # None: from an engine before the second opinion
     # Flagged images only: the picture before blurring, for the moderators' review (the bot
@@ -774,6 +790,11 @@ def _from_plain(tp: Any, value: Any, raw: memoryview) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(options) > 1 and bytes in options and isinstance(value, dict):
+            # ``bytes | SomeDataclass``: raw bytes say so, anything else is the dataclass.
+            if "$bytes" in value:
+                return _from_plain(bytes, value, raw)
+            options = [a for a in options if a is not bytes]
         return _from_plain(options[0], value, raw) if len(options) == 1 else value
     if origin is tuple:
         (item_type, *_rest) = typing.get_args(tp)
@@ -913,6 +934,7 @@ __all__ = [
     "SafetyVerdict",
     "Shutdown",
     "Size",
+    "SpooledFile",
     "UnloadModel",
     "Variant",
     "decode",

@@ -7,6 +7,7 @@ module agrees on them.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -91,6 +92,9 @@ class EngineSettings(BaseSettings):
 
     # Finishing a batch off the GPU's thread (engine.run.finishing): PNG encoding, metadata.
     png_compress_level: int = Field(default=1, ge=0, le=9)  # zlib; 6 (Pillow's) takes 2.6x as long
+    # Where result pictures are written instead of piped (engine.spool); the bot sets it to a
+    # folder beside its images when it starts the engine. None: pictures travel in the frames.
+    spool_dir: Path | None = None
     finish_threads: int = Field(default=2, ge=1)  # threads that encode results while the GPU runs
 
     # The fast path (engine.models.fast_path), applied when a model loads. None means "auto":
