@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -72,7 +73,7 @@ class DiffusionBot(commands.Bot):
         self.delivery = Delivery(
             self, self.repo, min_edit_interval=min_edit_interval, images=self.images
         )
-        self.engine = engine or make_engine(settings.engine)
+        self.engine = engine or make_engine(settings.engine, spool=self.images.spool)
         self.reviews = ReviewQueue(self, self.repo, self.images, settings.moderation)
         self.scheduler = Scheduler(
             self.repo,
@@ -144,6 +145,10 @@ class DiffusionBot(commands.Bot):
     async def _start_engine(self) -> None:
         # In the background: importing torch and starting takes seconds, and Discord should
         # see the bot online meanwhile. Jobs wait for the engine in the client.
+        try:
+            await self.images.clear_spool()
+        except OSError as error:  # the engine then sends its pictures in the frames
+            log.warning("could not prepare the engine's spool folder: %s", error)
         try:
             await self.engine.start()
         except Exception:
@@ -226,11 +231,13 @@ class DiffusionBot(commands.Bot):
         await super().close()
 
 
-def make_engine(settings: EngineBackendSettings) -> EngineLike:
-    """The engine backend ``ENGINE_BACKEND`` names: the local process, or replicas on Ray."""
+def make_engine(settings: EngineBackendSettings, *, spool: Path | None = None) -> EngineLike:
+    """The engine backend ``ENGINE_BACKEND`` names: the local process, or replicas on Ray.
+    ``spool``: where a local engine writes result pictures (Ray's replicas, which need not
+    share this machine's disk, send them)."""
     if settings.backend == "ray":
         return RayEngine(replicas=settings.replicas, address=settings.ray_address)
-    return EngineClient()
+    return EngineClient(spool=spool)
 
 
 async def run_bot(settings: Settings, database: AsyncEngine) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import discord
@@ -17,7 +19,7 @@ from bot.store.models import Job
 from bot.ui import render
 from bot.ui.buttons import job_view
 from bot.ui.i18n import t
-from engine.protocol import BOUNDS, FAMILIES, SCHEDULERS, Family, Result
+from engine.protocol import BOUNDS, FAMILIES, SCHEDULERS, Family, Result, SpooledFile
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +155,12 @@ async def comparison_message(
     locale: str | None,
     chunks_note: str = "",
     family: Family = Family.SD,
+    *,
+    pictures: Sequence[bytes | Path] | None = None,
 ) -> tuple[str, list[UploadFile], discord.ui.View] | None:
     """Content, the grid file and the buttons of a finished comparison.
 
+    ``pictures``: the panels' PNGs, as bytes or stored files; None: the result's own bytes.
     None when the grid cannot be made (logged): the caller posts the panels as plain images
     rather than leaving the user without a result.
     """
@@ -175,10 +180,9 @@ async def comparison_message(
     try:
         # Pillow work off the event loop: a five-panel grid of 512 px images takes a moment.
         # Labels in the asker's language; in English where the font cannot draw them.
+        panels = pictures if pictures is not None else [image.png for image in result.images]
         grid = await asyncio.to_thread(
-            functools.partial(grid_png, comparison=job.comparison, **drawn),
-            [image.png for image in result.images],
-            columns,
+            functools.partial(_grid_of, comparison=job.comparison, **drawn), panels, columns
         )
     except Exception:
         log.exception("could not make the grid of comparison job %s", job.id)
@@ -189,3 +193,15 @@ async def comparison_message(
     if xy_plot.is_grid(job) and xy_plot.rerolls(job):
         return content, files, job_view(job.id, "reroll", "details", "delete", locale=locale)
     return content, files, job_view(job.id, "details", "delete", locale=locale)
+
+
+def _grid_of(
+    panels: Sequence[bytes | Path | SpooledFile], labels: Sequence[str], **drawn: Any
+) -> bytes:
+    """``grid_png`` of panels given as bytes or stored files (read here, off the event loop)."""
+    pngs = []
+    for panel in panels:
+        if isinstance(panel, SpooledFile):
+            raise ValueError("a comparison panel is in the engine's spool, not in the store")
+        pngs.append(panel.read_bytes() if isinstance(panel, Path) else panel)
+    return grid_png(pngs, labels, **drawn)

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import discord
@@ -222,28 +223,28 @@ class Delivery:
         # In the asker's language: a course comparison's captioned grid (bot.course), and the
         # buttons under any result.
         locale = ticket.locale
+        pictures = self._pictures(result, stored)
+        if pictures is None:
+            log.error("job %s: a spooled picture has no stored file; not shown", job.id)
+            self._show(ticket, Screen(_images_lost_line(job.id, job.prompt), final=True))
+            return
         model = await self._repo.get_model(job.model_name)
         family = model.family if model is not None else Family.SD
         if job.comparison and (
-            lesson := await comparison_message(job, result, locale, ticket.chunks_note, family)
+            lesson := await comparison_message(
+                job, result, locale, ticket.chunks_note, family, pictures=pictures
+            )
         ):
             self._show(ticket, Screen(*lesson, final=True))
             return
-        # Sent from the store's copy (the same bytes), streamed from disk, so that the result's
-        # can be freed now (bot.jobs.upload_fit); the bytes in hand where nothing was stored.
-        paths = (
-            [self._images.resolve(path) for path in stored]
-            if self._images is not None and len(stored) == len(result.images)
-            else [None] * len(result.images)
-        )
         files = [
             UploadFile(
                 f"job{job.id}_{image.seed}.png",
-                image.png if path is None else b"",
+                b"" if isinstance(picture, Path) else picture,
                 image.nsfw,
-                path=path,
+                path=picture if isinstance(picture, Path) else None,
             )
-            for image, path in zip(result.images, paths, strict=True)
+            for image, picture in zip(result.images, pictures, strict=True)
         ]
         caption = render.result_caption(job, result.seconds, ticket.chunks_note)
         if outline := outline_upload(result):  # inpainting: what was repainted
@@ -256,6 +257,19 @@ class Delivery:
             job.id, JobKind(job.kind), len(result.images), lesson_actions(family), locale
         )
         self._show(ticket, Screen(caption, files, view, final=True))
+
+    def _pictures(self, result: Result, stored: Sequence[str]) -> list[bytes | Path] | None:
+        """Each picture's stored file, sent from disk so that the result's bytes are freed now
+        (bot.jobs.upload_fit); its bytes where nothing was stored. None when a picture is
+        neither: an engine's spooled file that the store did not take."""
+        if self._images is not None and len(stored) == len(result.images):
+            return [self._images.resolve(path) for path in stored]
+        pictures: list[bytes | Path] = []
+        for image in result.images:
+            if not isinstance(image.png, bytes):
+                return None
+            pictures.append(image.png)
+        return pictures
 
     async def failed(self, job: Job) -> None:
         if ticket := self._tickets.get(job.id):

@@ -93,9 +93,12 @@ class EngineClient:
         backoff_s: float = 1.0,
         max_backoff_s: float = 30.0,
         retry_every_s: float = 300.0,
+        spool: Path | None = None,
     ) -> None:
         """``command`` defaults to ``python -m engine serve``; ``env`` is added to our
         environment, from which the bot's own settings are dropped (``_child_env``).
+        ``spool``: the folder where the engine writes result pictures instead of piping them
+        (``ImageStore.spool``, which moves them into place); None: they come in the frames.
 
         The pause before a restart doubles from ``backoff_s`` up to ``max_backoff_s``; past
         ``max_restarts`` deaths within ``restart_window_s`` it is ``retry_every_s``.
@@ -103,6 +106,8 @@ class EngineClient:
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self._command = list(command or [sys.executable, "-m", "engine", "serve"])
         self._env = dict(env or {})
+        if spool is not None:
+            self._env["ENGINE_SPOOL_DIR"] = str(spool)
         self._cwd = cwd
         self._start_timeout = start_timeout
         self._request_timeout = request_timeout

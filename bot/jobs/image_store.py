@@ -1,12 +1,24 @@
-"""Generated images on disk: one folder per day, names that say which job they belong to."""
+"""Generated images on disk: one folder per day, names that say which job they belong to.
+
+A local engine writes its result pictures into ``spool`` (a folder inside the root, so on
+the same file system) and names them in its results; ``save`` moves such a file into place
+instead of writing bytes (``engine.spool``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from engine.protocol import SpooledFile
+
+SPOOL_FOLDER = ".spool"  # not a day's folder: retention passes it by
 
 
 @dataclass(frozen=True)
@@ -54,12 +66,30 @@ class ImageStore:
     def health(self) -> StorageHealth:
         return StorageHealth(self._last_failure, self._failing)
 
-    async def save(self, job_id: int, index: int, png: bytes) -> str:
-        """Write one image; its path relative to the root. SaveFailed when the system refuses
-        (recorded for ``health``), and nothing is left under the image's name."""
+    @property
+    def spool(self) -> Path:
+        """Where a local engine writes result pictures for ``save`` to move into place."""
+        return self.root / SPOOL_FOLDER
+
+    async def clear_spool(self) -> None:
+        """An empty spool, before the engine starts: what a stopped run left there belongs to
+        results that were never read."""
+        await asyncio.to_thread(self._clear_spool)
+
+    def _clear_spool(self) -> None:
+        shutil.rmtree(self.spool, ignore_errors=True)
+        self.spool.mkdir(parents=True, exist_ok=True)
+
+    async def save(self, job_id: int, index: int, png: bytes | SpooledFile) -> str:
+        """Store one image (bytes, or a file the engine spooled); its path relative to the
+        root. SaveFailed when the system refuses (recorded for ``health``), and nothing is
+        left under the image's name."""
         relative = Path(datetime.now(UTC).strftime("%Y-%m-%d")) / f"job{job_id}_{index}.png"
         try:
-            await asyncio.to_thread(self._write, relative, png)
+            if isinstance(png, SpooledFile):
+                await asyncio.to_thread(self._move_in, relative, png)
+            else:
+                await asyncio.to_thread(self._write, relative, png)
         except OSError as error:
             failure = StorageFailure(datetime.now(UTC), describe(error, self.root / relative))
             self._last_failure, self._failing = failure, True
@@ -79,6 +109,28 @@ class ImageStore:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
             raise
+
+    def _move_in(self, relative: Path, spooled: SpooledFile) -> None:
+        source = self.spool / spooled.name
+        if source.parent != self.spool or spooled.name in ("", ".", ".."):
+            raise OSError(f"{spooled.name!r} is not a file in the spool")
+        path = self.resolve(relative.as_posix())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A rename within one file system: complete at once, and no bytes copied.
+        os.replace(source, path)
+
+    async def discard(self, pictures: Sequence[bytes | SpooledFile]) -> None:
+        """Remove the spooled files among ``pictures``: a result that will not be stored."""
+        spooled = [p for p in pictures if isinstance(p, SpooledFile)]
+        if spooled:
+            await asyncio.to_thread(self._discard, spooled)
+
+    def _discard(self, spooled: Sequence[SpooledFile]) -> None:
+        for picture in spooled:
+            source = self.spool / picture.name
+            if source.parent == self.spool and picture.name not in ("", ".", ".."):
+                with contextlib.suppress(OSError):
+                    source.unlink()
 
     async def replace(self, relative: str, png: bytes) -> None:
         """Write ``png`` over a stored image (a moderator released its original), atomically."""

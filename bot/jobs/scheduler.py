@@ -352,6 +352,8 @@ class Scheduler:
                 # A crash is the engine client's report, not the engine at work on the batch.
                 begun = event.kind is not ErrorKind.ENGINE_CRASHED
                 await self._finish([job_id], self._on_error(event), begun=begun)
+            case Result():  # a job no longer ours: nothing will store its pictures
+                await self._images.discard([image.png for image in event.images])
             case _:
                 pass  # model replies and readiness are the engine client's business
 
@@ -420,10 +422,12 @@ class Scheduler:
         job_id = result.job_id
         reviewed = self._flagged is not None
         images: list[NewImage] = []
+        written: list[str] = []
         originals: list[str] = []
         try:
             for index, image in enumerate(result.images):
                 path = await self._images.save(job_id, index, image.png)
+                written.append(path)
                 original = None
                 if reviewed and image.original_png is not None and self._flagged is not None:
                     original = await self._flagged.keep_original(job_id, index, image.original_png)
@@ -451,11 +455,12 @@ class Scheduler:
                 )
                 originals.append(outline)
         except SaveFailed:
-            for written in images:
+            await self._images.discard([image.png for image in result.images[len(written) :]])
+            for path in written:
                 try:
-                    await self._images.delete(written.path)
+                    await self._images.delete(path)
                 except OSError:
-                    log.warning("job %s: could not remove %s", job_id, written.path)
+                    log.warning("job %s: could not remove %s", job_id, path)
             for path in originals:
                 if self._flagged is not None:
                     await self._flagged.delete_original(path)

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from bot.app import DiffusionBot
 from bot.jobs.engine_client import EngineClient
+from bot.jobs.image_store import ImageStore
 from bot.jobs.scheduler import EngineLike
 from bot.settings import (
     DatabaseSettings,
@@ -116,6 +117,7 @@ class Harness:
             env=engine_env(self.tiny, flag_everything=self.flag_everything),
             cwd=self.tmp_path,
             backoff_s=engine_backoff_s,
+            spool=ImageStore(self.settings.storage.output_dir).spool,  # as python -m bot runs it
         )
         bot = DiffusionBot(
             self.settings, database, engine=engine, min_edit_interval=min_edit_interval

@@ -187,12 +187,21 @@ async def _disk_full(bot, seconds: float, report: SoakReport) -> None:  # type: 
             await asyncio.sleep(0.02)
     store = bot.images
     store._write = full
+    # The engine's spool is on the same disk, so its writes fail too: a file where the folder
+    # was refuses them. The engine then sends its pictures in the frames, as it does when it
+    # cannot spool, and the bot's own write of them meets the full disk. Pictures spooled
+    # before are set aside with the folder: gone, as far as the bot can tell.
+    aside = store.spool.with_name(".spool-aside")
+    store.spool.rename(aside)
+    store.spool.write_bytes(b"")
     try:
         async with asyncio.timeout(300):
             await refused.wait()
         await asyncio.sleep(seconds)
     finally:
         del store._write  # the class's own again
+        store.spool.unlink()
+        aside.rename(store.spool)
     report.disk_full_s += seconds
 
 

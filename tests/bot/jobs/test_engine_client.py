@@ -21,6 +21,7 @@ from bot.jobs.engine_client import (
     EngineClient,
     EngineUnavailable,
 )
+from engine.images.metadata import read_parameters
 from engine.protocol import (
     Accepted,
     ErrorKind,
@@ -32,6 +33,7 @@ from engine.protocol import (
     Progress,
     Ready,
     Result,
+    SpooledFile,
 )
 from tests.fixtures.tiny_models import TinyModels
 
@@ -125,6 +127,30 @@ async def test_jobs_models_and_cancel(tiny_models: TinyModels) -> None:
     finally:
         await client.stop()
     assert client.pid is None
+
+
+async def test_with_a_spool_the_pictures_come_as_files_not_through_the_pipe(
+    tiny_models: TinyModels, tmp_path: Path
+) -> None:
+    model = ModelRef(name="tiny-sd", source=str(tiny_models.text_to_image))
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    client = EngineClient(env=engine_env(tiny_models), start_timeout=120, spool=spool)
+    await client.start()
+    try:
+        await client.run_batch([job(model, 1, seeds=(5, 6))])
+        events = await until(client, finished(1))
+    finally:
+        await client.stop()
+    (result,) = [e for e in events if isinstance(e, Result)]
+    names = []
+    for image in result.images:
+        assert isinstance(image.png, SpooledFile)
+        data = (spool / image.png.name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) == image.png.size
+        assert read_parameters(data) is not None  # the same PNG the frame would have carried
+        names.append(image.png.name)
+    assert sorted(os.listdir(spool)) == sorted(names)
 
 
 async def test_killed_engine_is_restarted_and_its_job_reported(tiny_models: TinyModels) -> None:

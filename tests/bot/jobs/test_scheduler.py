@@ -29,6 +29,7 @@ from engine.protocol import (
     JobKind,
     Progress,
     Result,
+    SpooledFile,
 )
 
 UNLIMITED = Limits(None, None)
@@ -542,3 +543,66 @@ async def test_a_batch_the_store_will_not_start_stays_queued_and_is_sent_later(
         await scheduler.wait_written()
     assert engine.batches == [[job.id]]
     assert (await repo.get_job(job.id)).status is JobStatus.RUNNING
+
+
+# --- pictures the engine spooled (engine.spool) ---------------------------------------------
+
+
+def spooled_result(store: ImageStore, job_id: int, seeds=(1,)) -> Result:
+    """A result as a local engine sends it: each picture already in the bot's spool."""
+    images = []
+    for index, seed in enumerate(seeds):
+        name = f"job{job_id}_{index}_spooled.png"
+        (store.spool / name).write_bytes(b"\x89PNG spooled %d" % seed)
+        images.append(GeneratedImage(seed, SpooledFile(name, 15), False))
+    return Result(job_id, tuple(images), "rev1", 0.5)
+
+
+async def test_a_spooled_result_is_moved_into_the_store(repo, tmp_path):
+    engine, observer = ScriptedEngine(), Recorder()
+    store = ImageStore(tmp_path / "img")
+    await store.clear_spool()
+    scheduler = Scheduler(repo, engine, store, observer, max_batch_images=1)
+    job = await repo.create_job(new_job(1, seeds=(4, 5)), UNLIMITED)
+    await scheduler.submit(job)
+
+    await scheduler.handle_event(spooled_result(store, job.id, seeds=(4, 5)))
+
+    done = await repo.get_job(job.id)
+    assert done.status is JobStatus.DONE
+    assert [store.resolve(i.path).read_bytes() for i in done.images] == [
+        b"\x89PNG spooled 4",
+        b"\x89PNG spooled 5",
+    ]
+    assert not os.listdir(store.spool)
+    (_finished, (told_job, _result, stored), _) = observer.finished.mock_calls[0]
+    assert told_job.id == job.id and list(stored) == [i.path for i in done.images]
+
+
+async def test_a_spooled_result_the_disk_refuses_leaves_nothing_behind(repo, tmp_path):
+    engine, observer = ScriptedEngine(), Recorder()
+    store = ImageStore(tmp_path / "img")
+    await store.clear_spool()
+    scheduler = Scheduler(repo, engine, store, observer, max_batch_images=1)
+    job = await repo.create_job(new_job(1, seeds=(1, 2, 3)), UNLIMITED)
+    await scheduler.submit(job)
+    answer = spooled_result(store, job.id, seeds=(1, 2, 3))
+    (store.spool / answer.images[1].png.name).unlink()  # the second cannot be moved
+
+    await scheduler.handle_event(answer)
+
+    failed = await repo.get_job(job.id)
+    assert (failed.status, failed.error) == (JobStatus.FAILED, NOT_SAVED)
+    assert not [p for p in store.root.rglob("*") if p.is_file()]  # neither stored nor spooled
+
+
+async def test_a_spooled_result_for_a_job_no_longer_running_is_discarded(repo, tmp_path):
+    engine, observer = ScriptedEngine(), Recorder()
+    store = ImageStore(tmp_path / "img")
+    await store.clear_spool()
+    scheduler = Scheduler(repo, engine, store, observer, max_batch_images=1)
+
+    await scheduler.handle_event(spooled_result(store, 999, seeds=(1, 2)))
+
+    assert not os.listdir(store.spool)
+    assert observer.calls == []
