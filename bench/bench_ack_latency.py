@@ -77,7 +77,7 @@ async def measure(args: argparse.Namespace, commands: int, root: Path) -> BurstR
     else:
         # The instant engine never opens the models; the bot only stores their names.
         tiny = TinyModels(*(root / name for name in "abcd"))
-        engine = InstantEngine() if args.engine == "instant" else InstantEngineInProcess()
+        engine = InstantEngine if args.engine == "instant" else lambda _: InstantEngineInProcess()
     running = bot_on_stub(
         root / f"bot-{commands}",
         tiny,

@@ -68,7 +68,7 @@ def child(models: Path | None, jobs: int) -> None:
         safety_checker_never=folder / "tiny-safety-never",
         safety_checker_always=folder / "tiny-safety-always",
     )
-    engine = None if models else InstantEngine()
+    engine = None if models else InstantEngine
 
     async def run() -> None:
         with tempfile.TemporaryDirectory() as scratch:

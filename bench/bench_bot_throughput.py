@@ -44,6 +44,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from bench.bot_on_stub import (
     BriefErrorLog,
+    EngineFactory,
     InstantEngine,
     InstantEngineInProcess,
     bot_on_stub,
@@ -100,6 +101,15 @@ class Figures:
     sql: SqlCounts
 
 
+def instant_engine(args: argparse.Namespace) -> EngineFactory:
+    """The stand-in ``--engine`` names, its pictures spooled or piped as ``--pictures`` says."""
+    if args.engine == "instant-in-process":
+        return lambda _spool: InstantEngineInProcess()
+    if args.pictures == "piped":
+        return lambda _spool: InstantEngine()
+    return InstantEngine
+
+
 async def measure(args: argparse.Namespace, root: Path) -> Figures:
     # The instant engine never opens the models; the bot only stores their names.
     tiny = TinyModels(*(root / name for name in "abcd"))
@@ -108,7 +118,7 @@ async def measure(args: argparse.Namespace, root: Path) -> Figures:
         tiny,
         max_queued_jobs=args.jobs,
         batch_images=args.batch,
-        engine=InstantEngine() if args.engine == "instant" else InstantEngineInProcess(),
+        engine=instant_engine(args),
         # Every job must enter the queue, however late the bot defers it on a loaded machine:
         # this measures throughput; bench_ack_latency.py measures the deferral.
         callback_deadline=LATE_DEFERRAL_ACCEPTED_S,
@@ -168,6 +178,13 @@ def main() -> None:
         choices=("instant", "instant-in-process"),
         default="instant",
         help="instant: behind a pipe (bench.instant_engine); in-process: inside the bot",
+    )
+    parser.add_argument(
+        "--pictures",
+        choices=("spooled", "piped"),
+        default="spooled",
+        help="spooled: the engine writes them where the store takes them, as the bot runs it; "
+        "piped: in the frames, as to a Ray replica",
     )
     parser.add_argument(
         "--max-uploads",

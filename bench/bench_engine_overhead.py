@@ -1,9 +1,10 @@
 """What the engine process adds to one job, against the same bare diffusers call.
 
 The engine path is the bot's: ``EngineClient.run_batch`` to the ``Result`` event, through the
-framed pipes, checks, safety checker and PNG encoding. The bare path is ``pipeline(...)`` in
-this process, with the CPU kernels the engine picks (its batch-invariant convolutions), so the
-two differ only by what the engine adds. Both are loaded and warmed up first.
+framed pipes, checks, safety checker, PNG encoding and the picture's write to the spool
+folder. The bare path is ``pipeline(...)`` in this process, with the CPU kernels the engine
+picks (its batch-invariant convolutions), so the two differ only by what the engine adds.
+Both are loaded and warmed up first.
 
 Four calls run in turns (``CALLS``: bare, engine with its safety checker off, bare with
 checker, engine, bare, ...) and every engine run is divided by the bare run of its own turn
@@ -143,18 +144,21 @@ PAIRS = ((ENGINE_UNCHECKED, BARE), (ENGINE, CHECKED), (ENGINE, BARE))
 
 
 async def interleaved(
-    source: str, env: dict[str, str], args: argparse.Namespace
+    source: str, env: dict[str, str], args: argparse.Namespace, scratch: Path
 ) -> dict[str, list[float]]:
     """Times of each of ``CALLS``, taken in turns after one warm-up turn, in one start: fresh
     pipelines in this process and two fresh engine processes, one with its safety checker
-    off."""
+    off. Each engine writes its pictures to a spool folder in ``scratch``, as for the bot."""
     from engine.settings import DEFAULT_SAFETY_CHECKER
 
     # One pipeline for both bare calls, the checker taken out for the first (see bare_call).
     bare = bare_call(source, args, env.get("ENGINE_SAFETY_CHECKER", DEFAULT_SAFETY_CHECKER))
+    spools = {name: Path(tempfile.mkdtemp(dir=scratch)) for name in (ENGINE_UNCHECKED, ENGINE)}
     engines = {
-        ENGINE_UNCHECKED: EngineClient(env={**env, "ENGINE_SAFETY_ENABLED": "false"}),
-        ENGINE: EngineClient(env=env),
+        ENGINE_UNCHECKED: EngineClient(
+            env={**env, "ENGINE_SAFETY_ENABLED": "false"}, spool=spools[ENGINE_UNCHECKED]
+        ),
+        ENGINE: EngineClient(env=env, spool=spools[ENGINE]),
     }
     model = ModelRef(name=Path(source).name, source=source)
     times: dict[str, list[float]] = {name: [] for name in CALLS}
@@ -237,7 +241,7 @@ def main() -> None:
         else:
             source = args.model
         for _ in range(args.starts):
-            starts.append(asyncio.run(interleaved(source, env, args)))
+            starts.append(asyncio.run(interleaved(source, env, args, Path(scratch))))
 
     print(
         f"one {args.size}x{args.size} image, {args.steps} steps, {args.starts} start(s) of "

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -31,6 +31,7 @@ from bench.burst import BurstReport, imagine_burst
 from bench.instant_engine import noise_png
 from bot.app import DiffusionBot
 from bot.jobs.engine_client import EngineClient
+from bot.jobs.image_store import ImageStore
 from bot.jobs.scheduler import EngineLike
 from bot.settings import SchedulerSettings
 from bot.store.database import create_engine, migrate_in_child
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from tests.discord_stub import DiscordStub
 
 RESULT_TIMEOUT_S = 900.0
+
+EngineFactory = Callable[[Path], EngineLike]  # given the folder the bot spools pictures in
 
 
 class BriefErrorLog(logging.Handler):
@@ -73,10 +76,13 @@ def log_errors_briefly() -> BriefErrorLog:
 
 
 class InstantEngine(EngineClient):
-    """The bot's engine client on ``bench.instant_engine``: every job answered at once."""
+    """The bot's engine client on ``bench.instant_engine``: every job answered at once.
+    ``spool``: where it writes the pictures, as the real engine does (None: in the frames)."""
 
-    def __init__(self) -> None:
-        super().__init__(command=[sys.executable, "-m", "bench.instant_engine"], backoff_s=0.1)
+    def __init__(self, spool: Path | None = None) -> None:
+        super().__init__(
+            command=[sys.executable, "-m", "bench.instant_engine"], backoff_s=0.1, spool=spool
+        )
 
 
 class InstantEngineInProcess:
@@ -134,12 +140,13 @@ async def bot_on_stub(
     *,
     max_queued_jobs: int,
     batch_images: int,
-    engine: EngineLike | None = None,
+    engine: EngineFactory | None = None,
     callback_deadline: float = 3.0,
 ) -> AsyncIterator[tuple[StubProcess, DiffusionBot]]:
     """The bot connected to a fresh stub in its own process, its engine ready, one job done.
 
-    ``engine`` None: the real engine process, on the CPU with the tiny models.
+    ``engine``: makes the engine, given the bot's spool folder (``ImageStore.spool``); None:
+    the real engine process, on the CPU with the tiny models, as ``python -m bot`` starts it.
     ``callback_deadline``: how late the stub still takes a deferral (Discord: 3 s).
     """
     async with StubProcess(callback_deadline=callback_deadline) as stub:
@@ -157,9 +164,12 @@ async def bot_on_stub(
         database = create_engine(settings.database.url)
         # As `python -m bot` does: Alembic stays out of the bot's process (and its RSS).
         await migrate_in_child(settings.database.url)
+        spool = ImageStore(settings.storage.output_dir).spool
         if engine is None:
-            engine = EngineClient(env=engine_env(tiny), cwd=root, backoff_s=0.1)
-        bot = DiffusionBot(settings, database, engine=engine)  # production edit rate
+            made = EngineClient(env=engine_env(tiny), cwd=root, backoff_s=0.1, spool=spool)
+        else:
+            made = engine(spool)
+        bot = DiffusionBot(settings, database, engine=made)  # production edit rate
         try:
             async with stub.running(bot):
                 # One job first: the engine has started and loaded the model, as in a running

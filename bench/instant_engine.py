@@ -8,8 +8,10 @@ bot talks to it through its own ``EngineClient``. Its own work (framing the answ
 own process, like the real engine's.
 
 Every ``RunBatch`` job gets ``Accepted`` and a ``Result`` with the same PNG per image
-(``noise_png``: as large as a ``--side``-pixel square PNG can be). Model requests are answered
-as done; cancels find nothing left to cancel.
+(``noise_png``: as large as a ``--side``-pixel square PNG can be). With ``ENGINE_SPOOL_DIR``
+set, as the bot sets it for its engine, each picture is written there and named in the
+frame (``engine.spool``), as the real engine does. Model requests are answered as done;
+cancels find nothing left to cancel.
 
     python -m bench.instant_engine --side 512
 
@@ -23,11 +25,13 @@ import io
 import os
 import random
 import sys
+from pathlib import Path
 
 from PIL import Image
 
 from engine.protocol import (
     Accepted,
+    Event,
     GeneratedImage,
     ListModels,
     LoadModel,
@@ -40,6 +44,7 @@ from engine.protocol import (
     frame,
     read_message,
 )
+from engine.spool import spool_pictures
 
 
 def noise_png(side: int = 512) -> bytes:
@@ -50,7 +55,7 @@ def noise_png(side: int = 512) -> bytes:
     return buffer.getvalue()
 
 
-def serve(png: bytes) -> None:
+def serve(png: bytes, spool: Path | None) -> None:
     """Answer requests on stdin with frames on stdout until ``Shutdown`` or end of input."""
     out = sys.stdout.buffer
     out.write(frame(Ready(device="none", dtype="none", pid=os.getpid())))
@@ -61,8 +66,11 @@ def serve(png: bytes) -> None:
         if isinstance(message, RunBatch):
             for job in message.jobs:
                 images = tuple(GeneratedImage(seed, png, nsfw=False) for seed in job.seeds)
+                result: Event = Result(job.job_id, images, model_revision=None, seconds=0.0)
+                if spool is not None:
+                    result = spool_pictures(result, spool)
                 out.write(frame(Accepted(job_id=job.job_id)))
-                out.write(frame(Result(job.job_id, images, model_revision=None, seconds=0.0)))
+                out.write(frame(result))
         elif isinstance(message, ListModels | LoadModel | UnloadModel):
             out.write(frame(ModelsReply(request_id=message.request_id, ok=True, message="done")))
         out.flush()
@@ -71,7 +79,8 @@ def serve(png: bytes) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--side", type=int, default=512, help="the result PNG's side in pixels")
-    serve(noise_png(parser.parse_args().side))
+    spool = os.environ.get("ENGINE_SPOOL_DIR")
+    serve(noise_png(parser.parse_args().side), Path(spool) if spool else None)
 
 
 if __name__ == "__main__":
