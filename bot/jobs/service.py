@@ -677,15 +677,15 @@ class JobService:
                     log.error("job %s: its images cannot be read: %s", job.id, error)
                     await self._delivery.images_lost(job)
                     return
-                await self._delivery.finished(job, result)
+                await self._delivery.finished(job, result, [i.path for i in job.images])
 
     async def _saved_result(self, job: Job) -> Result:
-        images = tuple(
-            [
-                GeneratedImage(image.seed, await self._images.read(image.path), image.nsfw)
-                for image in job.images
-            ]
-        )
+        """The result the last run stored, to post again. Its pictures stay on disk: delivery
+        streams the stored files (a restart after a burst may have hundreds of results to
+        post), so their bytes here are empty and only the files' presence is checked."""
+        for image in job.images:
+            await asyncio.to_thread(self._images.resolve(image.path).stat)  # OSError: gone
+        images = tuple(GeneratedImage(image.seed, b"", image.nsfw) for image in job.images)
         took = (
             (job.finished_at - job.started_at).total_seconds()
             if job.started_at and job.finished_at
