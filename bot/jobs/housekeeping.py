@@ -59,6 +59,8 @@ async def remove_expired_files(retention: Retention) -> None:
             swept = await retention.sweep()
             if swept.originals:
                 log.info("moderation: deleted %d reviewed original(s)", swept.originals)
+            if swept.spooled:
+                log.info("deleted %d spooled picture(s) whose result never came", swept.spooled)
             if swept.images or swept.uploads:
                 log.info(
                     "retention: deleted %d result image(s) and %d upload(s) older than %d days",

@@ -80,6 +80,22 @@ class ImageStore:
         shutil.rmtree(self.spool, ignore_errors=True)
         self.spool.mkdir(parents=True, exist_ok=True)
 
+    async def sweep_spool(self, before: datetime) -> int:
+        """Remove spooled pictures last written before ``before``; how many went. One that
+        old belongs to a result the bot never read (its engine died before sending it), which
+        would otherwise wait for the next start."""
+        return await asyncio.to_thread(self._sweep_spool, before.timestamp())
+
+    def _sweep_spool(self, before: float) -> int:
+        removed = 0
+        with contextlib.suppress(FileNotFoundError):  # no spool (yet): nothing to sweep
+            for entry in os.scandir(self.spool):
+                with contextlib.suppress(OSError):  # moved into place meanwhile
+                    if entry.is_file() and entry.stat().st_mtime < before:
+                        os.unlink(entry.path)
+                        removed += 1
+        return removed
+
     async def save(self, job_id: int, index: int, png: bytes | SpooledFile) -> str:
         """Store one image (bytes, or a file the engine spooled); its path relative to the
         root. SaveFailed when the system refuses (recorded for ``health``), and nothing is

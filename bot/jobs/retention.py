@@ -20,6 +20,9 @@
   decision says (Confirm and Strike: some hours later; Release: at once), or with its job's
   result files when the retention ends, decided or not. This part runs even when
   ``STORAGE_RETENTION_DAYS`` is 0: an original is kept only for the review.
+- Pictures a local engine spooled (``ImageStore.spool``) and the bot never took into the
+  store, because the engine died between writing them and sending their result, go an hour
+  after they were written, whatever the policy (the spool is also emptied at each start).
 - Uploads are stored once per content and shared by jobs (rerolls of an inpainting reuse its
   picture and mask). One goes when no job that is queued, running, or made or ended in the last
   N days refers to it, and no job stored or reused it in that time (its modification time,
@@ -44,6 +47,9 @@ from bot.store.repository import Repository
 DAY_FOLDER = re.compile(r"\d{4}-\d{2}-\d{2}")
 # ``job<ID>_<N>.png``, or the temporary name it is written under first.
 RESULT_FILE = re.compile(r"job([0-9]+)_[0-9]+\.(?:png|tmp)")
+# A picture the engine spooled is moved into the store as its result is read, within seconds;
+# one still there after this long belongs to a result that never came.
+SPOOL_KEPT = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class Swept:
     images: int = 0
     uploads: int = 0
     originals: int = 0  # unblurred originals of flagged images (bot.jobs.reviews)
+    spooled: int = 0  # engine pictures never taken into the store (bot.jobs.image_store)
 
 
 def retention_cutoff(days: int, now: datetime) -> datetime | None:
@@ -95,8 +102,9 @@ class Retention:
         now = now or utcnow()
         cutoff = retention_cutoff(self.days, now)
         originals = await self._sweep_originals(now, cutoff)
+        spooled = await self._images.sweep_spool(before=now - SPOOL_KEPT)
         if cutoff is None:
-            return Swept(originals=originals)
+            return Swept(originals=originals, spooled=spooled)
         images = await self._sweep_results(cutoff, now)
         # Rows first, files after: an upload stored or reused after this read is newer than
         # the cutoff, and so kept (the store refreshes its time on both).
@@ -104,7 +112,7 @@ class Retention:
         uploads = await self._inputs.remove_unused(
             None, keep=in_use, unused_since=cutoff.timestamp()
         )
-        return Swept(images, len(uploads), originals)
+        return Swept(images, len(uploads), originals, spooled)
 
     async def _sweep_originals(self, now: datetime, cutoff: datetime | None) -> int:
         if self._originals is None:

@@ -180,3 +180,20 @@ async def test_a_failing_pass_does_not_stop_the_loop(monkeypatch, caplog):
     assert retention.passes == 2
     assert waits == [housekeeping.RETENTION_EVERY_S] * 2
     assert "the retention pass failed" in caplog.text
+
+
+async def test_spooled_pictures_whose_result_never_came_go_after_an_hour(repo, stores):
+    images, inputs = stores
+    await images.clear_spool()
+    stale = images.spool / "job1_0_dead.png"  # its engine died before sending the result
+    fresh = images.spool / "job2_0_live.png"  # its result is on its way
+    for picture in (stale, fresh):
+        picture.write_bytes(b"\x89PNG")
+    an_hour_ago = (utcnow() - timedelta(minutes=61)).timestamp()
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+
+    # Whatever the policy: 0 keeps results forever, not the engine's leftovers.
+    swept = await Retention(repo, images, inputs, 0).sweep()
+
+    assert swept == Swept(spooled=1)
+    assert not stale.exists() and fresh.exists()
