@@ -122,7 +122,7 @@ def main() -> None:
 def report(figures: dict[str, Any], jobs: int) -> None:
     def mb(key: str) -> str:
         if figures[key] is None:
-            return "(instant engine: no process)"
+            return "(instant engine: no model, not measured)"
         resident, peak = figures[key]
         return f"{resident:7.1f} MiB (peak {peak:7.1f})"
 

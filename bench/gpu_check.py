@@ -25,9 +25,11 @@ import logging
 import os
 import random
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -392,7 +394,9 @@ async def engine(label: str, fast: bool, extras: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="      engine-log %(message)s")
     model = ModelRef(name=SD.name, source=str(SD))
     poller = GpuPoller()
-    client = EngineClient(env=engine_env(fast), load_timeout=3600)
+    # The pictures go to a spool folder, as the engine writes them for the bot.
+    spool = Path(tempfile.mkdtemp(prefix="gpu-check-spool-"))
+    client = EngineClient(env=engine_env(fast), load_timeout=3600, spool=spool)
     started = time.time()
     await client.start()
     say(f"engine {label}: process ready in {time.time() - started:.1f} s")
@@ -410,7 +414,7 @@ async def engine(label: str, fast: bool, extras: bool) -> None:
     endings = Endings(client)
     try:
         latencies = []
-        for r in range(4):  # one image, end to end: the PNG is in this process
+        for r in range(4):  # one image, end to end: the PNG is in the spool
             spec = JobSpec(
                 job_id=10 + r,
                 kind=JobKind.TEXT_TO_IMAGE,
@@ -441,6 +445,7 @@ async def engine(label: str, fast: bool, extras: bool) -> None:
     finally:
         endings.task.cancel()
         await client.stop()
+        shutil.rmtree(spool, ignore_errors=True)
         poller.stop()
     if endings.failed:
         raise SystemExit(f"engine {label}: {endings.failed} job(s) failed")
