@@ -126,10 +126,15 @@ class ImageStore:
                 tmp.unlink(missing_ok=True)
             raise
 
-    def _move_in(self, relative: Path, spooled: SpooledFile) -> None:
+    def _in_spool(self, spooled: SpooledFile) -> Path:
+        """The spooled file's path; OSError for a name that is not a plain file of the spool."""
         source = self.spool / spooled.name
         if source.parent != self.spool or spooled.name in ("", ".", ".."):
             raise OSError(f"{spooled.name!r} is not a file in the spool")
+        return source
+
+    def _move_in(self, relative: Path, spooled: SpooledFile) -> None:
+        source = self._in_spool(spooled)
         path = self.resolve(relative.as_posix())
         path.parent.mkdir(parents=True, exist_ok=True)
         # A rename within one file system: complete at once, and no bytes copied.
@@ -143,10 +148,8 @@ class ImageStore:
 
     def _discard(self, spooled: Sequence[SpooledFile]) -> None:
         for picture in spooled:
-            source = self.spool / picture.name
-            if source.parent == self.spool and picture.name not in ("", ".", ".."):
-                with contextlib.suppress(OSError):
-                    source.unlink()
+            with contextlib.suppress(OSError):  # not ours, or gone already
+                self._in_spool(picture).unlink()
 
     async def replace(self, relative: str, png: bytes) -> None:
         """Write ``png`` over a stored image (a moderator released its original), atomically."""
